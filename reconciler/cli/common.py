@@ -1,0 +1,57 @@
+"""Arguments and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+from reconciler.config import Config, ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+def cidr(text: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 CIDR: {error}") from None
+
+
+def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cidr",
+        action="append",
+        type=cidr,
+        default=[],
+        metavar="CIDR",
+        help="a virtualMachineCIDRs subnet of the IP pool (repeatable)",
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="host configuration to take the pool from"
+    )
+
+
+def read_config(args: argparse.Namespace) -> Config | None:
+    """The --config file, or None; a bad file ends the command with exit code 2."""
+    if args.config is None:
+        return None
+    try:
+        return load_config(args.config)
+    except ConfigError as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def pool_from(args: argparse.Namespace, config: Config | None) -> list[ipaddress.IPv4Network]:
+    if args.cidr:
+        return list(args.cidr)
+    return list(config.virtual_machine_cidrs) if config else []
+
+
+def repository_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a directory")
+    return path

@@ -1,0 +1,73 @@
+"""Operator-readable rule data from `policies/`, loaded once per directory."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from reconciler.api.meta import Strict
+from reconciler.loader import load_config_text
+
+POLICIES_ENV = "RECONCILER_POLICIES"
+
+
+class PolicyError(Exception):
+    """A policies file that cannot be used; names the file and what is wrong."""
+
+
+def default_policy_dir() -> Path:
+    """`$RECONCILER_POLICIES`, else the copy in the installed package, else the checkout's."""
+    if os.environ.get(POLICIES_ENV):
+        return Path(os.environ[POLICIES_ENV])
+    packaged = Path(__file__).parent / "_policies"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+def read_policy_file(directory: Path, name: str) -> Any:
+    path = directory / name
+    try:
+        return load_config_text(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError) as error:
+        raise PolicyError(f"{path}: {error}") from error
+
+
+class CoreBandRange(Strict):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+
+class TopologyBand(Strict):
+    cores: CoreBandRange
+    sockets: int = Field(ge=1)
+    step: int = Field(ge=1)
+    max_cores_per_socket: int = Field(ge=1)
+
+
+class TopologyPolicy(Strict):
+    max_cores: int = Field(ge=1)
+    bands: list[TopologyBand] = Field(min_length=1)
+
+
+@functools.cache
+def load_topology_policy(directory: Path | None = None) -> TopologyPolicy:
+    directory = directory or default_policy_dir()
+    raw = read_policy_file(directory, "cpu-topology.yaml")
+    try:
+        policy = TopologyPolicy.model_validate(raw)
+    except ValueError as error:
+        raise PolicyError(f"{directory / 'cpu-topology.yaml'}: {error}") from error
+    previous = 0
+    for band in policy.bands:
+        if band.cores.min != previous + 1:
+            raise PolicyError(
+                f"{directory / 'cpu-topology.yaml'}: band {band.cores.min}-{band.cores.max}"
+                f" does not follow the previous band's end ({previous})"
+            )
+        previous = band.cores.max
+    return policy

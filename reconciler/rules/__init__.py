@@ -1,0 +1,34 @@
+"""The platform's rules as pure checks: loaded objects in, findings out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.findings import Finding
+from reconciler.loader import LoadResult
+from reconciler.policies import load_topology_policy
+from reconciler.rules.conflicts import Pool, claim_findings, duplicate_findings, ip_range_findings
+from reconciler.rules.inventory import Inventory
+from reconciler.rules.references import reference_findings
+from reconciler.rules.vm_rules import vm_findings
+
+
+def check(
+    result: LoadResult, pool: Pool | None = None, policy_dir: Path | None = None
+) -> list[Finding]:
+    """Every finding of a loaded revision, sorted by place.
+
+    Without a pool (no CIDRs configured) the checks that need one are skipped.
+    """
+    inventory = Inventory(result)
+    findings = list(result.findings)
+    findings.extend(duplicate_findings(inventory))
+    findings.extend(reference_findings(inventory))
+    findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
+    findings.extend(claim_findings(inventory))
+    if pool:
+        findings.extend(ip_range_findings(inventory, pool))
+    return sorted(set(findings))
+
+
+__all__ = ["Inventory", "Pool", "check"]

@@ -1,0 +1,40 @@
+"""The objects of one revision, indexed by identity, as the cross-object rules see them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+from reconciler.api import Manifest, ObjectId
+from reconciler.loader import LoadedObject, LoadResult
+
+M = TypeVar("M", bound=Manifest)
+
+
+class Inventory:
+    """First definition of each identity wins; later ones are reported as duplicates."""
+
+    def __init__(self, result: LoadResult) -> None:
+        self.objects: list[LoadedObject] = []
+        self.duplicates: list[tuple[LoadedObject, LoadedObject]] = []
+        self._by_id: dict[ObjectId, LoadedObject] = {}
+        self._broken = set(result.broken)
+        for loaded in result.objects:
+            first = self._by_id.get(loaded.id)
+            if first is not None:
+                self.duplicates.append((first, loaded))
+                continue
+            self._by_id[loaded.id] = loaded
+            self.objects.append(loaded)
+
+    def __contains__(self, object_id: ObjectId) -> bool:
+        """Present, even if broken: a broken object is reported once, in its own file."""
+        return object_id in self._by_id or object_id in self._broken
+
+    def get(self, object_id: ObjectId) -> LoadedObject | None:
+        return self._by_id.get(object_id)
+
+    def of_kind(self, kind: type[M]) -> Iterator[tuple[LoadedObject, M]]:
+        for loaded in self.objects:
+            if isinstance(loaded.model, kind):
+                yield loaded, loaded.model
