@@ -39,6 +39,7 @@ class Config(Strict):
         default_factory=list, alias="virtualMachineCIDRs"
     )
     storage_pool: str = "default"
+    change_profile: str = "default"
     network: str = "default"
     status: StatusConfig = Field(default_factory=StatusConfig)
     listen: str = "127.0.0.1:9420"

@@ -37,7 +37,8 @@ class DuplicateKeyError(Exception):
 _STRING_TAGS = frozenset(
     {"tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 )
-_scalar_constructor = SafeConstructor()
+# A constructor bound to a loader: it needs the resolver for implicit scalar tags.
+_scalar_constructor: SafeConstructor = YAML(typ="safe", pure=True).constructor
 
 
 def node_to_value(node: Node) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -71,3 +72,46 @@ def load_topology_policy(directory: Path | None = None) -> TopologyPolicy:
             )
         previous = band.cores.max
     return policy
+
+
+class ChangeAction(StrEnum):
+    IMMEDIATE = "Immediate"
+    RESTART = "Restart"
+
+
+class ChangeRule(Strict):
+    path: str = Field(min_length=1)
+    operation: Literal["add", "remove", "replace"] | None = None
+    action: ChangeAction
+    when: Literal["sameSockets"] | None = None
+
+
+class ChangePolicyFile(Strict):
+    profile: str
+    extends: str | None = None
+    rules: list[ChangeRule]
+
+
+CHANGE_PROFILES = {
+    "default": "change-application.yaml",
+    "hotplug": "change-application-hotplug.yaml",
+}
+
+
+@functools.cache
+def load_change_rules(
+    profile: str = "default", directory: Path | None = None
+) -> tuple[ChangeRule, ...]:
+    """The ordered rules of a profile, its own first, then those of the profile it extends."""
+    directory = directory or default_policy_dir()
+    if profile not in CHANGE_PROFILES:
+        raise PolicyError(
+            f"unknown change-application profile {profile!r}; known: {', '.join(CHANGE_PROFILES)}"
+        )
+    name = CHANGE_PROFILES[profile]
+    try:
+        parsed = ChangePolicyFile.model_validate(read_policy_file(directory, name))
+    except ValueError as error:
+        raise PolicyError(f"{directory / name}: {error}") from error
+    inherited = load_change_rules(parsed.extends, directory) if parsed.extends else ()
+    return tuple(parsed.rules) + inherited

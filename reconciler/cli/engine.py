@@ -1,0 +1,232 @@
+"""`reconciler plan` and `reconciler apply`: one pass of the engine against a libvirt URI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.api import Node
+from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.config import Config
+from reconciler.engine.desired import HostContext
+from reconciler.engine.plan import Outcome, Plan
+from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.findings import Finding
+from reconciler.loader import load_directory
+from reconciler.policies import CHANGE_PROFILES
+from reconciler.status.documents import (
+    read_previous,
+    remove_stale,
+    render,
+    status_document,
+    status_path,
+    write_if_changed,
+)
+
+EXIT_CHANGES = 3
+
+
+def register(commands: Any) -> None:
+    plan_parser = commands.add_parser(
+        "plan",
+        help="show what a pass would change on this host, changing nothing",
+        description="Compare the manifests under DIR with the domains libvirt runs and print"
+        " what would be created, changed live, left awaiting restart, restarted or deleted.",
+    )
+    _engine_arguments(plan_parser)
+    plan_parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    plan_parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 3 when there are changes, 0 when there are none",
+    )
+    plan_parser.set_defaults(run=run_plan)
+    apply_parser = commands.add_parser(
+        "apply",
+        help="run one reconcile pass on this host",
+        description="Apply the manifests under DIR to libvirt once and write status reports.",
+    )
+    _engine_arguments(apply_parser)
+    apply_parser.add_argument(
+        "--status-dir", type=Path, metavar="OUT", help="write status reports under OUT"
+    )
+    apply_parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    apply_parser.set_defaults(run=run_apply)
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
+    parser.add_argument(
+        "--libvirt-uri", metavar="URI", help="default: the config's, else qemu:///system"
+    )
+    parser.add_argument("--storage-pool", metavar="NAME", help="libvirt storage pool for disks")
+    parser.add_argument("--network", metavar="NAME", help="libvirt network for the VMs' NICs")
+    parser.add_argument("--node-name", metavar="NAME", help="this host's name in the fleet")
+    parser.add_argument(
+        "--domain-type",
+        choices=("auto", "kvm", "qemu"),
+        default="auto",
+        help="kvm, qemu (software emulation), or auto: kvm when /dev/kvm is usable",
+    )
+    parser.add_argument(
+        "--profile", choices=sorted(CHANGE_PROFILES), help="change-application profile"
+    )
+    parser.add_argument("--revision", help="the Git revision applied (default: DIR's HEAD)")
+    add_pool_arguments(parser)
+
+
+def _domain_type(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
+
+
+def _revision(directory: Path) -> str:
+    try:
+        import git
+
+        return str(git.Repo(directory, search_parent_directories=True).head.commit.hexsha)
+    except Exception:  # not a repository, or no commit yet: the revision is simply unknown
+        return ""
+
+
+def _host(
+    args: argparse.Namespace, config: Config | None, capacity_cpus: int, nodes: list[Node]
+) -> HostContext:
+    node_name = args.node_name or (config.node_name if config else os.uname().nodename)
+    for node in nodes:
+        if node.name == node_name and node.spec.capacity.cpu:
+            capacity_cpus = node.spec.capacity.cpu
+    return HostContext(
+        node_name=node_name,
+        domain_type="qemu" if _domain_type(args.domain_type) == "qemu" else "kvm",
+        storage_pool=args.storage_pool or (config.storage_pool if config else "default"),
+        network=args.network or (config.network if config else None),
+        cpu_capacity_millicores=capacity_cpus * 1000,
+        change_profile=args.profile or (config.change_profile if config else "default"),
+    )
+
+
+def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
+    # Imported here so that `reconciler validate` runs where libvirt is not installed.
+    from reconciler.libvirt.apply import Applier
+    from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
+    from reconciler.libvirt.observe import Observer
+
+    config = read_config(args)
+    uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
+    try:
+        connection = open_connection(uri)
+    except LibvirtUnavailable as error:
+        print(f"reconciler: {error}", file=sys.stderr)
+        return 1
+    loaded = load_directory(args.dir)
+    nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
+    host = _host(args, config, connection.getInfo()[2], nodes)
+    context = plan_context(
+        loaded, host, args.revision or _revision(args.dir), pool_from(args, config)
+    )
+    progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
+    runner = Applier(connection) if apply else None
+    return reconcile_once(context, Observer(connection), runner, progress)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    outcome = _run_pass(args, apply=False)
+    if isinstance(outcome, int):
+        return outcome
+    result = outcome
+    print(render_plan(result.plan, result.findings, args.format))
+    if args.detailed_exitcode and result.plan.has_changes:
+        return EXIT_CHANGES
+    return 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    outcome = _run_pass(args, apply=True)
+    if isinstance(outcome, int):
+        return outcome
+    result = outcome
+    if args.status_dir is not None:
+        write_statuses(args.status_dir, result.statuses_plan)
+    print(render_plan(result.plan, result.findings, args.format))
+    for failure in result.errors:
+        print(f"error: {failure.action.describe()}: {failure.error}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def write_statuses(root: Path, plan: Plan) -> list[Path]:
+    """Write one report per VM under root; returns the files that changed."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed: list[Path] = []
+    keep: set[Path] = set()
+    for object_id, status in sorted(plan.statuses.items()):
+        path = status_path(root, object_id)
+        keep.add(path)
+        document = status_document(object_id, status.as_dict(now, read_previous(root, object_id)))
+        if write_if_changed(path, render(document)):
+            changed.append(path)
+    changed.extend(remove_stale(root, "virtualmachines", keep))
+    return changed
+
+
+def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "changes": plan.has_changes,
+                "vms": [
+                    {
+                        "object": str(vm.object_id),
+                        "outcome": str(vm.outcome),
+                        "actions": [action.describe() for action in vm.actions],
+                        "details": vm.details,
+                        "restartAwaitingChanges": (
+                            plan.statuses[vm.object_id].restart_awaiting_changes
+                            if vm.object_id in plan.statuses
+                            else []
+                        ),
+                    }
+                    for vm in plan.vms
+                ],
+                "notes": plan.notes,
+                "findings": [finding.as_dict() for finding in findings],
+            },
+            indent=2,
+        )
+    changed = [vm for vm in plan.vms if vm.actions or vm.outcome is not Outcome.UNCHANGED]
+    if fmt == "markdown":
+        lines = ["| VirtualMachine | outcome | details |", "| --- | --- | --- |"]
+        for vm in changed:
+            pending = _pending(plan, vm.object_id)
+            details = "<br>".join(vm.details + pending + [a.describe() for a in vm.actions])
+            lines.append(f"| `{vm.object_id}` | {vm.outcome} | {details} |")
+        lines.extend(f"\n> {note}" for note in plan.notes)
+        if not changed:
+            lines = ["No changes."]
+        return "\n".join(lines)
+    lines = []
+    for vm in changed:
+        lines.append(f"{vm.object_id}: {vm.outcome}")
+        lines.extend(f"  {line}" for line in vm.details + _pending(plan, vm.object_id))
+        lines.extend(f"  - {action.describe()}" for action in vm.actions)
+    lines.extend(f"note: {note}" for note in plan.notes)
+    unchanged = len(plan.vms) - len(changed)
+    lines.append(f"{len(changed)} VM(s) with changes, {unchanged} unchanged")
+    return "\n".join(lines)
+
+
+def _pending(plan: Plan, object_id: Any) -> list[str]:
+    status = plan.statuses.get(object_id)
+    if status is None:
+        return []
+    return [
+        f"awaiting restart: {c['path']} {c['operation']}"
+        f" {c.get('currentValue')} -> {c.get('desiredValue')}"
+        for c in status.restart_awaiting_changes
+    ]

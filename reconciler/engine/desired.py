@@ -1,0 +1,300 @@
+"""From a VM manifest, its class and the host to the domain it should be (SPEC §5).
+
+Pure: identities, UUIDs and MACs are derived from the object's identity, so a
+redefinition or a reinstall keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from reconciler.api import (
+    ClusterVirtualImage,
+    CPUType,
+    ObjectId,
+    VirtualDisk,
+    VirtualImage,
+    VirtualMachine,
+    VirtualMachineClass,
+)
+from reconciler.api.vm import OsType
+from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
+from reconciler.policies import TopologyPolicy
+from reconciler.rules.inventory import Inventory
+from reconciler.rules.references import device_id
+from reconciler.rules.sizing import effective_core_fraction
+from reconciler.rules.topology import topology_for
+
+_UUID_NAMESPACE = uuid.UUID("5f3c2a4e-8d1b-4c6a-9e7f-2b0d4a6c8e10")
+TCG_CPU_MODEL = "qemu64"
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """What the host contributes to every domain definition."""
+
+    node_name: str
+    domain_type: Literal["qemu", "kvm"] = "kvm"
+    storage_pool: str = "default"
+    network: str | None = None
+    cpu_capacity_millicores: int = 1000
+    change_profile: str = "default"
+
+
+@dataclass(frozen=True)
+class BlankVolume:
+    pool: str
+    volume: str
+    capacity_bytes: int
+
+
+@dataclass(frozen=True)
+class DesiredDomain:
+    spec: DomainSpec
+    volumes: tuple[BlankVolume, ...]
+    # The VM spec with the class defaults resolved: the baseline it will run with.
+    spec_json: dict[str, Any]
+    requested_millicores: int
+    topology_sockets: int
+    topology_cores_per_socket: int
+
+
+class NotReady(Exception):
+    """A dependency that keeps the VM from being defined; the message says which."""
+
+    def __init__(self, condition: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.condition = condition
+        self.reason = reason
+
+
+def domain_name(vm: VirtualMachine) -> str:
+    return f"{vm.name}.{vm.namespace}"
+
+
+def domain_uuid(object_id: ObjectId) -> str:
+    return str(uuid.uuid5(_UUID_NAMESPACE, str(object_id)))
+
+
+def domain_mac(object_id: ObjectId) -> str:
+    digest = hashlib.sha256(str(object_id).encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def volume_name(disk: ObjectId) -> str:
+    return f"vd-{disk.namespace}-{disk.name}.qcow2"
+
+
+def requested_millicores(cores: int, fraction_percent: int) -> int:
+    """dvp-api.md §2.4 requestedCores: ceil(cores x 1000m x fraction / 100)."""
+    return -(-cores * 1000 * fraction_percent // 100)
+
+
+def cpu_shares(millicores: int) -> int:
+    # The weight kubelet gives a CPU request: 1024 per guaranteed core, at least 2.
+    return max(2, millicores * 1024 // 1000)
+
+
+def desired_spec_json(vm: VirtualMachine, vmclass: VirtualMachineClass | None) -> dict[str, Any]:
+    spec: dict[str, Any] = vm.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    spec["cpu"]["coreFraction"] = str(effective_core_fraction(vm.spec, vmclass))
+    return spec
+
+
+def build_domain(
+    vm: VirtualMachine,
+    vmclass: VirtualMachineClass,
+    inventory: Inventory,
+    topology: TopologyPolicy,
+    host: HostContext,
+    revision: str,
+) -> DesiredDomain:
+    """The domain a valid VM should be; NotReady when a dependency is missing."""
+    spec = vm.spec
+    layout = topology_for(topology, spec.cpu.cores)
+    fraction = effective_core_fraction(spec, vmclass)
+    millicores = requested_millicores(spec.cpu.cores, fraction.value)
+    disks, volumes = _block_devices(vm, inventory, host)
+    cpu_mode, cpu_model, features = _cpu(vmclass, host)
+    spec_json = desired_spec_json(vm, vmclass)
+    kernel = spec.kernel_boot
+    domain = DomainSpec(
+        name=domain_name(vm),
+        uuid=domain_uuid(vm.id),
+        domain_type=host.domain_type,
+        machine="pc" if spec.os_type is OsType.LEGACY else "q35",
+        vcpus=spec.cpu.cores,
+        sockets=layout.sockets,
+        max_cores_per_socket=layout.max_cores_per_socket,
+        cpu_mode=cpu_mode,
+        cpu_model=cpu_model,
+        cpu_features=features,
+        shares=cpu_shares(millicores),
+        memory_kib=-(-spec.memory.size.bytes // 1024),
+        disks=disks,
+        nic=Nic(domain_mac(vm.id), host.network, _nic_model(vm)) if host.network else None,
+        kernel_boot=KernelBoot(kernel.kernel, kernel.initrd, kernel.cmdline) if kernel else None,
+        metadata=DomainMetadata(vm.KIND, vm.namespace, vm.name),
+        title=f"{vm.id}",
+    )
+    digest = hashlib.sha256(
+        (
+            repr(replace(domain, metadata=DomainMetadata("", "", ""))) + _canonical(spec_json)
+        ).encode()
+    ).hexdigest()[:16]
+    metadata = DomainMetadata(
+        kind=vm.KIND,
+        namespace=vm.namespace,
+        name=vm.name,
+        revision=revision,
+        digest=digest,
+        spec=spec_json,
+        last_run_policy=spec.run_policy.value,
+    )
+    return DesiredDomain(
+        spec=replace(domain, metadata=metadata),
+        volumes=volumes,
+        spec_json=spec_json,
+        requested_millicores=millicores,
+        topology_sockets=layout.sockets,
+        topology_cores_per_socket=layout.cores_per_socket,
+    )
+
+
+def _canonical(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _nic_model(vm: VirtualMachine) -> Literal["virtio", "e1000", "rtl8139"]:
+    # dvp-api.md §1.1 enableParavirtualization.
+    if vm.spec.enable_paravirtualization:
+        return "virtio"
+    return "rtl8139" if vm.spec.os_type is OsType.LEGACY else "e1000"
+
+
+def _cpu(
+    vmclass: VirtualMachineClass, host: HostContext
+) -> tuple[Literal["host-model", "host-passthrough", "custom"], str | None, tuple[str, ...]]:
+    cpu = vmclass.spec.cpu
+    if cpu.type is CPUType.MODEL:
+        return "custom", cpu.model, ()
+    if cpu.type is CPUType.FEATURES:
+        return "custom", TCG_CPU_MODEL, tuple(cpu.features)
+    # Software emulation (TCG) cannot pass the host CPU through; it gets a
+    # generic model instead, as QEMU itself would.
+    if host.domain_type == "qemu" or cpu.type is CPUType.DISCOVERY:
+        return "custom", TCG_CPU_MODEL, ()
+    if cpu.type is CPUType.HOST_PASSTHROUGH:
+        return "host-passthrough", None, ()
+    return "host-model", None, ()
+
+
+def _bus(vm: VirtualMachine, cdrom: bool) -> Literal["virtio", "scsi", "sata", "ide"]:
+    # dvp-api.md §1.1: paravirtualized disks go on virtio-scsi; Legacy uses
+    # virtio-blk and IDE CD-ROMs; without paravirtualization SATA (IDE for Legacy).
+    legacy = vm.spec.os_type is OsType.LEGACY
+    if vm.spec.enable_paravirtualization:
+        if legacy:
+            return "ide" if cdrom else "virtio"
+        return "scsi"
+    return "ide" if legacy else "sata"
+
+
+_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}
+
+
+def _target(bus: str, used: dict[str, int]) -> str:
+    prefix = _PREFIX[bus]
+    index = used.get(prefix, 0)
+    used[prefix] = index + 1
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("a") + rest) + letters
+    return prefix + letters
+
+
+def _image_source(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return parsed.path
+    raise NotReady(
+        "BlockDevicesReady",
+        "BlockDevicesNotReady",
+        f"image URL {url} is not a file on the host; only file:// URLs and paths are supported",
+    )
+
+
+def _block_devices(
+    vm: VirtualMachine, inventory: Inventory, host: HostContext
+) -> tuple[tuple[DiskDevice, ...], tuple[BlankVolume, ...]]:
+    boot = {(r.kind, r.name): i + 1 for i, r in enumerate(vm.spec.boot_order())}
+    used: dict[str, int] = {}
+    disks: list[DiskDevice] = []
+    volumes: list[BlankVolume] = []
+    for ref in vm.spec.block_device_refs:
+        ref_id = device_id(ref.kind.value, vm.namespace, ref.name)
+        loaded = inventory.get(ref_id)
+        if loaded is None:
+            raise NotReady(
+                "BlockDevicesReady",
+                "BlockDevicesNotReady",
+                f"{ref.kind.value} {ref.name} is missing or invalid",
+            )
+        model = loaded.model
+        order = boot.get((ref.kind, ref.name))
+        if isinstance(model, VirtualDisk):
+            if model.spec.data_source is not None:
+                raise NotReady(
+                    "BlockDevicesReady",
+                    "BlockDevicesNotReady",
+                    f"VirtualDisk {ref.name} is made from an image, which this version does"
+                    " not provision yet; use a blank disk",
+                )
+            size = model.spec.persistent_volume_claim.size
+            assert size is not None  # the model requires a size without a data source
+            bus = _bus(vm, cdrom=False)
+            volume = volume_name(ref_id)
+            volumes.append(BlankVolume(host.storage_pool, volume, size.bytes))
+            disks.append(
+                DiskDevice(
+                    _target(bus, used),
+                    bus,
+                    "disk",
+                    pool=host.storage_pool,
+                    volume=volume,
+                    boot_order=order,
+                )
+            )
+        elif isinstance(model, VirtualImage | ClusterVirtualImage):
+            http = model.spec.data_source.http
+            if http is None:
+                raise NotReady(
+                    "BlockDevicesReady",
+                    "BlockDevicesNotReady",
+                    f"{ref.kind.value} {ref.name} has no file:// URL; only images given by"
+                    " path on the host are supported",
+                )
+            path = _image_source(http.url)
+            cdrom = PurePosixPath(path).suffix.lower() == ".iso"
+            bus = _bus(vm, cdrom=cdrom)
+            disks.append(
+                DiskDevice(
+                    _target(bus, used),
+                    bus,
+                    "cdrom" if cdrom else "disk",
+                    path=path,
+                    format="qcow2" if path.endswith(".qcow2") else "raw",
+                    readonly=True,
+                    boot_order=order,
+                )
+            )
+    return tuple(disks), tuple(volumes)

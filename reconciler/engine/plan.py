@@ -1,0 +1,498 @@
+"""The planner: (desired objects, observed domains, policies) -> (actions, statuses).
+
+A pure function in the controller-runtime sense: it starts from what *is*, the
+same inputs give the same plan, and it remembers nothing; run it again after
+applying and it returns no actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
+from reconciler.api.vmclass import VirtualMachineClass
+from reconciler.engine.actions import (
+    Action,
+    DefineDomain,
+    EnsureVolume,
+    RestartDomain,
+    SetLiveMetadata,
+    SetSharesLive,
+    SetVcpusLive,
+    StartDomain,
+    StopDomain,
+    UndefineDomain,
+)
+from reconciler.engine.changes import ChangeTable, compare_specs
+from reconciler.engine.desired import (
+    DesiredDomain,
+    HostContext,
+    NotReady,
+    build_domain,
+    domain_name,
+)
+from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState, VolumeFacts
+from reconciler.engine.power import PowerDecision, power_decision
+from reconciler.engine.status import Condition, VMStatus
+from reconciler.findings import Finding, Rule
+from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
+from reconciler.rules.inventory import Inventory
+from reconciler.rules.topology import TopologyError, topology_for
+
+
+class Outcome(StrEnum):
+    """What a pass does to one VM, in the words of `reconciler plan`."""
+
+    CREATED = "created"
+    CHANGED_LIVE = "changed live"
+    AWAITING_RESTART = "awaiting restart"
+    RESTARTED = "restarted"
+    STARTED = "started"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+    REDEFINED = "redefined"
+    BLOCKED = "blocked"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Observation:
+    domains: Mapping[str, ObservedDomain]
+    volumes: Mapping[tuple[str, str], VolumeFacts]
+
+
+@dataclass
+class VMPlan:
+    object_id: ObjectId
+    outcome: Outcome
+    actions: list[Action] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    vms: list[VMPlan] = field(default_factory=list)
+    statuses: dict[ObjectId, VMStatus] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> list[Action]:
+        return [action for vm in self.vms for action in vm.actions]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(vm.actions for vm in self.vms)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    inventory: Inventory
+    findings: list[Finding]
+    broken: frozenset[ObjectId]
+    unreadable_files: bool
+    topology: TopologyPolicy
+    change_table: ChangeTable
+    host: HostContext
+    revision: str
+    # Whether statuses show what this plan is about to do (Starting, Stopping);
+    # off when describing the host after the plan was applied.
+    anticipate: bool = True
+
+
+def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
+    def sockets_of(cores: int) -> int | None:
+        try:
+            return topology_for(topology, cores).sockets
+        except TopologyError:
+            return None
+
+    return ChangeTable(rules, sockets_of)
+
+
+def plan(context: PlanContext, observation: Observation) -> Plan:
+    result = Plan()
+    findings_by_object: dict[str, list[Finding]] = {}
+    for finding in context.findings:
+        if finding.object:
+            findings_by_object.setdefault(finding.object, []).append(finding)
+    capacity = _Capacity(context.host.cpu_capacity_millicores)
+    for observed in observation.domains.values():
+        if observed.state.active and observed.live and observed.live.metadata:
+            capacity.used += _millicores_of(observed.live.metadata.spec)
+    desired_names: set[str] = set()
+    vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
+    for vm in vms:
+        desired_names.add(domain_name(vm))
+        vm_plan, status = _plan_vm(
+            context, vm, findings_by_object.get(str(vm.id), []), observation, capacity
+        )
+        result.vms.append(vm_plan)
+        result.statuses[vm.id] = status
+    for broken_id in sorted(context.broken):
+        if broken_id.kind == "VirtualMachine":
+            desired_names.add(f"{broken_id.name}.{broken_id.namespace}")
+            result.statuses[broken_id] = _broken_status(context, broken_id, observation)
+    _plan_deletions(context, observation, desired_names, result)
+    return result
+
+
+@dataclass
+class _Capacity:
+    total: int
+    used: int = 0
+
+    def admit(self, millicores: int) -> str | None:
+        """Reserve a guaranteed share, or say how much is missing."""
+        free = self.total - self.used
+        if millicores <= free:
+            self.used += millicores
+            return None
+        return (
+            f"needs {millicores}m of guaranteed CPU but only {max(free, 0)}m of"
+            f" {self.total}m are free on this host ({millicores - max(free, 0)}m missing)"
+        )
+
+
+def _millicores_of(spec: Mapping[str, object]) -> int:
+    cpu = spec.get("cpu")
+    if not isinstance(cpu, dict):
+        return 0
+    cores = cpu.get("cores", 0)
+    fraction = str(cpu.get("coreFraction", "100%")).rstrip("%")
+    if not isinstance(cores, int) or not fraction.isdigit():
+        return 0
+    return -(-cores * 1000 * int(fraction) // 100)
+
+
+_CONDITION_OF_REFERENCE = (
+    ("VirtualMachineClass", "VirtualMachineClassReady", "VirtualMachineClassNotReady"),
+    ("Secret", "ProvisioningReady", "ProvisioningNotReady"),
+    ("VirtualMachineIPAddress", "VirtualMachineIPAddressReady", "VirtualMachineIPAddressNotReady"),
+)
+
+
+def _blocking_conditions(findings: list[Finding]) -> list[Condition]:
+    conditions: list[Condition] = []
+    for finding in findings:
+        if finding.rule is Rule.SIZING_POLICY:
+            conditions.append(
+                Condition("SizingPolicyMatched", False, "SizingPolicyNotMatched", finding.message)
+            )
+        elif finding.rule in (Rule.REFERENCE, Rule.CONFLICT):
+            for prefix, kind, reason in _CONDITION_OF_REFERENCE:
+                if finding.message.startswith(prefix):
+                    conditions.append(Condition(kind, False, reason, finding.message))
+                    break
+            else:
+                conditions.append(
+                    Condition("BlockDevicesReady", False, "BlockDevicesNotReady", finding.message)
+                )
+        else:
+            conditions.append(
+                Condition("ConfigurationApplied", False, "ConfigurationNotApplied", finding.message)
+            )
+    return conditions
+
+
+def _base_status(
+    context: PlanContext, vm: VirtualMachine, observed: ObservedDomain | None
+) -> VMStatus:
+    status = VMStatus(memory=vm.spec.memory.size.text, cores=vm.spec.cpu.cores)
+    status.set(Condition("VirtualMachineClassReady", True, "VirtualMachineClassReady"))
+    status.set(Condition("BlockDevicesReady", True, "BlockDevicesReady"))
+    status.set(Condition("ProvisioningReady", True, "ProvisioningReady"))
+    status.phase = _phase_of(observed)
+    if observed is not None and observed.state.active:
+        status.node_name = context.host.node_name
+        status.set(Condition("Running", True, "Running"))
+    else:
+        status.set(Condition("Running", False, "NotRunning"))
+    meta = _running_metadata(observed)
+    if meta is not None:
+        status.revision = meta.revision
+    return status
+
+
+def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
+    if observed is None:
+        return None
+    if observed.state.active and observed.live is not None and observed.live.metadata is not None:
+        return observed.live.metadata
+    return observed.config.metadata
+
+
+def _phase_of(observed: ObservedDomain | None) -> str:
+    if observed is None:
+        return "Pending"
+    return {
+        PowerState.RUNNING: "Running",
+        PowerState.BLOCKED: "Running",
+        PowerState.PAUSED: "Pause",
+        PowerState.PMSUSPENDED: "Pause",
+        PowerState.SHUTDOWN: "Stopping",
+        PowerState.SHUTOFF: "Stopped",
+        PowerState.CRASHED: "Stopped",
+        PowerState.NOSTATE: "Pending",
+    }[observed.state]
+
+
+def _fill_resources(
+    status: VMStatus,
+    desired: DesiredDomain,
+    observed: ObservedDomain | None,
+    topology: TopologyPolicy,
+) -> None:
+    """Resources of the running instance when there is one, else of the spec (§2.4)."""
+    spec = desired.spec_json
+    active = observed is not None and observed.state.active
+    meta = _running_metadata(observed) if active else None
+    if meta is not None and meta.spec:
+        spec = meta.spec
+    cpu = spec.get("cpu", {})
+    status.cores = int(cpu.get("cores", desired.spec.vcpus))
+    status.core_fraction = str(cpu.get("coreFraction", "100%"))
+    status.memory = str(spec.get("memory", {}).get("size", status.memory))
+    try:
+        layout = topology_for(topology, status.cores)
+        status.sockets, status.cores_per_socket = layout.sockets, layout.cores_per_socket
+    except TopologyError:
+        status.sockets = desired.topology_sockets
+        status.cores_per_socket = desired.topology_cores_per_socket
+    status.requested_millicores = _millicores_of(spec) if active else None
+
+
+def _plan_vm(
+    context: PlanContext,
+    vm: VirtualMachine,
+    findings: list[Finding],
+    observation: Observation,
+    capacity: _Capacity,
+) -> tuple[VMPlan, VMStatus]:
+    name = domain_name(vm)
+    observed = observation.domains.get(name)
+    status = _base_status(context, vm, observed)
+    vm_plan = VMPlan(vm.id, Outcome.UNCHANGED)
+    blocking = _blocking_conditions(findings)
+    vmclass = context.inventory.get(
+        ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
+    )
+    if blocking or vmclass is None or not isinstance(vmclass.model, VirtualMachineClass):
+        for condition in blocking:
+            status.set(condition)
+        if vmclass is None:
+            status.set(
+                Condition(
+                    "VirtualMachineClassReady",
+                    False,
+                    "VirtualMachineClassNotReady",
+                    f"VirtualMachineClass {vm.spec.virtual_machine_class_name}"
+                    " is missing or invalid",
+                )
+            )
+        return _blocked(vm_plan, status, observed, "its manifest breaks a rule")
+    try:
+        desired = build_domain(
+            vm, vmclass.model, context.inventory, context.topology, context.host, context.revision
+        )
+    except NotReady as error:
+        status.set(Condition(error.condition, False, error.reason, str(error)))
+        return _blocked(vm_plan, status, observed, str(error))
+    _fill_resources(status, desired, observed, context.topology)
+    for volume in desired.volumes:
+        if (volume.pool, volume.volume) not in observation.volumes:
+            vm_plan.actions.append(
+                EnsureVolume(vm.id, volume.pool, volume.volume, volume.capacity_bytes)
+            )
+    spec = desired.spec
+    config_meta = observed.config.metadata if observed else None
+    if config_meta is not None:
+        # Run-policy bookkeeping lives on across redefinitions.
+        spec = replace(
+            spec,
+            metadata=replace(
+                spec.metadata,
+                stopped_manually=config_meta.stopped_manually,
+                completed_operations=config_meta.completed_operations,
+            ),
+        )
+    if observed is None:
+        vm_plan.actions.append(DefineDomain(vm.id, spec, "new"))
+        vm_plan.outcome = Outcome.CREATED
+    elif (
+        not observed.persistent
+        or config_meta is None
+        or config_meta.digest != spec.metadata.digest
+        or observed.config.facts != spec.facts()
+    ):
+        drifted = config_meta is not None and config_meta.digest == spec.metadata.digest
+        vm_plan.actions.append(
+            DefineDomain(vm.id, spec, "definition edited by hand" if drifted else "spec changed")
+        )
+        vm_plan.outcome = Outcome.REDEFINED
+        if drifted:
+            vm_plan.details.append("the next-boot definition was edited outside Git; put back")
+    restart_pending = False
+    if observed is not None and observed.state.active:
+        restart_pending = _plan_running_changes(context, vm, desired, observed, vm_plan, status)
+    _plan_power(context, vm, desired, observed, restart_pending, capacity, vm_plan, status)
+    return vm_plan, status
+
+
+def _blocked(
+    vm_plan: VMPlan, status: VMStatus, observed: ObservedDomain | None, why: str
+) -> tuple[VMPlan, VMStatus]:
+    vm_plan.outcome = Outcome.BLOCKED
+    vm_plan.details.append(f"not applied: {why}")
+    if observed is not None and observed.state.active:
+        status.set(
+            Condition(
+                "ConfigurationApplied",
+                False,
+                "ConfigurationNotApplied",
+                f"the VM keeps running as it was: {why}",
+            )
+        )
+    return vm_plan, status
+
+
+def _plan_running_changes(
+    context: PlanContext,
+    vm: VirtualMachine,
+    desired: DesiredDomain,
+    observed: ObservedDomain,
+    vm_plan: VMPlan,
+    status: VMStatus,
+) -> bool:
+    """Changes between the running instance and the spec; True when a restart is pending."""
+    live_meta = observed.live.metadata if observed.live else None
+    baseline = live_meta.spec if live_meta else {}
+    changes = compare_specs(baseline, desired.spec_json, context.change_table)
+    restart = [c for c in changes if c.action is ChangeAction.RESTART]
+    if restart:
+        status.restart_awaiting_changes = [c.as_status() for c in restart]
+        message = "Waiting for the user to restart the VM to apply: " + ", ".join(
+            c.path for c in restart
+        )
+        status.set(
+            Condition("AwaitingRestartToApplyConfiguration", True, "ChangesPendingRestart", message)
+        )
+        status.set(Condition("ConfigurationApplied", False, "ConfigurationNotApplied", message))
+        if vm_plan.outcome is Outcome.UNCHANGED or vm_plan.outcome is Outcome.REDEFINED:
+            vm_plan.outcome = Outcome.AWAITING_RESTART
+        return True
+    live_actions: list[Action] = []
+    if changes:
+        if any(c.path.startswith("cpu") for c in changes):
+            live_actions.append(SetVcpusLive(vm.id, desired.spec.name, desired.spec.vcpus))
+            live_actions.append(SetSharesLive(vm.id, desired.spec.name, desired.spec.shares))
+        live_actions.append(SetLiveMetadata(vm.id, desired.spec.name, desired.spec.metadata))
+        vm_plan.details.extend(f"{c.path}: {c.current} -> {c.desired}" for c in changes)
+    elif observed.live is not None and observed.live.facts.vcpus != desired.spec.vcpus:
+        # Hand-made `virsh setvcpus --live`: put the running instance back.
+        live_actions.append(SetVcpusLive(vm.id, desired.spec.name, desired.spec.vcpus))
+        vm_plan.details.append(
+            f"running vCPUs {observed.live.facts.vcpus} differ from the spec; put back"
+        )
+    if live_actions:
+        vm_plan.actions.extend(live_actions)
+        if vm_plan.outcome in (Outcome.UNCHANGED, Outcome.REDEFINED):
+            vm_plan.outcome = Outcome.CHANGED_LIVE
+    return False
+
+
+def _plan_power(
+    context: PlanContext,
+    vm: VirtualMachine,
+    desired: DesiredDomain,
+    observed: ObservedDomain | None,
+    restart_pending: bool,
+    capacity: _Capacity,
+    vm_plan: VMPlan,
+    status: VMStatus,
+) -> None:
+    name = desired.spec.name
+    grace = vm.spec.termination_grace_period_seconds
+    decision = power_decision(vm.spec.run_policy, observed)
+    if decision is PowerDecision.START:
+        refusal = capacity.admit(desired.requested_millicores)
+        if refusal is not None:
+            status.phase = "Pending"
+            status.set(Condition("Running", False, "InsufficientResources", refusal))
+            vm_plan.details.append(f"not started: {refusal}")
+            return
+        vm_plan.actions.append(StartDomain(vm.id, name))
+        if context.anticipate:
+            status.phase = "Starting"
+        if vm_plan.outcome in (Outcome.UNCHANGED, Outcome.REDEFINED):
+            vm_plan.outcome = Outcome.STARTED
+    elif decision is PowerDecision.STOP:
+        vm_plan.actions.append(StopDomain(vm.id, name, grace))
+        if context.anticipate:
+            status.phase = "Stopping"
+        vm_plan.outcome = Outcome.STOPPED
+    elif (
+        restart_pending
+        and vm.spec.restart_approval_mode is RestartApprovalMode.AUTOMATIC
+        and observed is not None
+        and observed.state.active
+    ):
+        vm_plan.actions.append(RestartDomain(vm.id, name, grace))
+        vm_plan.outcome = Outcome.RESTARTED
+        vm_plan.details.append("restartApprovalMode Automatic: restarting to apply the changes")
+
+
+def _broken_status(context: PlanContext, object_id: ObjectId, observation: Observation) -> VMStatus:
+    observed = observation.domains.get(f"{object_id.name}.{object_id.namespace}")
+    status = VMStatus(phase=_phase_of(observed))
+    if observed is not None and observed.state.active:
+        status.node_name = context.host.node_name
+    message = next(
+        (f.message for f in context.findings if f.object == str(object_id)), "manifest is invalid"
+    )
+    status.set(
+        Condition(
+            "ConfigurationApplied",
+            False,
+            "ConfigurationNotApplied",
+            f"the manifest is invalid, nothing is changed: {message}",
+        )
+    )
+    return status
+
+
+def _plan_deletions(
+    context: PlanContext, observation: Observation, desired_names: set[str], result: Plan
+) -> None:
+    orphans = [
+        observed
+        for name, observed in sorted(observation.domains.items())
+        if name not in desired_names and observed.owner and observed.owner[0] == "VirtualMachine"
+    ]
+    if not orphans:
+        return
+    if context.unreadable_files or not context.inventory.objects:
+        result.notes.append(
+            f"{len(orphans)} domain(s) have no manifest, but this revision has unreadable files"
+            " or no objects at all: nothing is deleted"
+        )
+        return
+    for observed in orphans:
+        kind, namespace, name = observed.owner  # type: ignore[misc]
+        owner = ObjectId(kind, namespace, name)
+        grace = 60
+        meta = _running_metadata(observed)
+        if meta is not None:
+            grace = int(meta.spec.get("terminationGracePeriodSeconds", 60))
+        result.vms.append(
+            VMPlan(
+                owner,
+                Outcome.DELETED,
+                [UndefineDomain(owner, observed.name, grace)],
+                ["manifest deleted: shut down and undefined; its disks are kept"],
+            )
+        )
+
+
+__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "plan"]

@@ -1,0 +1,105 @@
+"""VM status as the platform reports it: phase, conditions, resources, pending changes.
+
+Conditions follow metav1.Condition with small fixed reason vocabularies
+(reference/dvp-api.md §2.3); `lastTransitionTime` moves only when a
+condition's status flips, so an unchanged VM has a byte-identical status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Conditions dvp-api.md §2.3 removes in these phases.
+HIDDEN_WHILE_NOT_RUNNING = frozenset(
+    {"ConfigurationApplied", "AwaitingRestartToApplyConfiguration", "AgentReady"}
+)
+QUIET_PHASES = frozenset({"Pending", "Starting", "Stopped"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+    def as_dict(self, since: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "type": self.type,
+            "status": "True" if self.status else "False",
+            "reason": self.reason,
+        }
+        if self.message:
+            entry["message"] = self.message
+        entry["lastTransitionTime"] = since
+        return entry
+
+
+@dataclass
+class VMStatus:
+    phase: str = "Pending"
+    node_name: str = ""
+    conditions: list[Condition] = field(default_factory=list)
+    cores: int = 0
+    core_fraction: str = ""
+    requested_millicores: int | None = None
+    sockets: int = 0
+    cores_per_socket: int = 0
+    memory: str = ""
+    restart_awaiting_changes: list[dict[str, Any]] = field(default_factory=list)
+    revision: str = ""
+    ip_address: str = ""
+    vmip_name: str = ""
+    message: str = ""
+
+    def set(self, condition: Condition) -> None:
+        self.conditions = [c for c in self.conditions if c.type != condition.type]
+        self.conditions.append(condition)
+
+    def get(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    @property
+    def need_restart(self) -> bool:
+        return bool(self.restart_awaiting_changes)
+
+    def as_dict(self, now: str, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The `status:` document; condition times carried over from `previous` unless flipped."""
+        earlier = {
+            c.get("type"): c for c in (previous or {}).get("conditions", []) if isinstance(c, dict)
+        }
+        conditions = []
+        for condition in sorted(self.conditions, key=lambda c: c.type):
+            if self.phase in QUIET_PHASES and condition.type in HIDDEN_WHILE_NOT_RUNNING:
+                continue
+            before = earlier.get(condition.type)
+            status_text = "True" if condition.status else "False"
+            since = now
+            if before and before.get("status") == status_text and before.get("lastTransitionTime"):
+                since = str(before["lastTransitionTime"])
+            conditions.append(condition.as_dict(since))
+        cpu: dict[str, Any] = {"cores": self.cores, "coreFraction": self.core_fraction}
+        if self.requested_millicores is not None:
+            cpu["requestedCores"] = _millicores_text(self.requested_millicores)
+        cpu["topology"] = {"sockets": self.sockets, "coresPerSocket": self.cores_per_socket}
+        document: dict[str, Any] = {"phase": self.phase}
+        if self.node_name:
+            document["nodeName"] = self.node_name
+        if self.ip_address:
+            document["ipAddress"] = self.ip_address
+        if self.vmip_name:
+            document["virtualMachineIPAddressName"] = self.vmip_name
+        document["conditions"] = conditions
+        document["resources"] = {"cpu": cpu, "memory": {"size": self.memory}}
+        if self.restart_awaiting_changes:
+            document["restartAwaitingChanges"] = self.restart_awaiting_changes
+        if self.revision:
+            document["appliedRevision"] = self.revision
+        return document
+
+
+def _millicores_text(millicores: int) -> str:
+    # As Kubernetes prints a CPU quantity: whole cores without a suffix.
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"

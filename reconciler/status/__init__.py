@@ -1,0 +1,1 @@
+"""Status reports: documents per object, written byte-stable (SPEC §7)."""

@@ -1,0 +1,87 @@
+"""Status documents on disk: one YAML file per object, rewritten only when it changes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from reconciler.api import GROUP_VERSION, KINDS, ObjectId
+from reconciler.loader import load_config_text
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # keep our stable, meaningful order
+    yaml.width = 4096
+    return yaml
+
+
+def status_path(root: Path, object_id: ObjectId) -> Path:
+    plural = KINDS[object_id.kind].PLURAL if object_id.kind in KINDS else object_id.kind.lower()
+    if object_id.namespace:
+        return root / plural / object_id.namespace / f"{object_id.name}.yaml"
+    return root / plural / f"{object_id.name}.yaml"
+
+
+def status_document(object_id: ObjectId, status: Mapping[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": object_id.name}
+    if object_id.namespace:
+        metadata["namespace"] = object_id.namespace
+    api_version = (
+        KINDS[object_id.kind].API_VERSIONS[0] if object_id.kind in KINDS else GROUP_VERSION
+    )
+    return {
+        "apiVersion": api_version,
+        "kind": object_id.kind,
+        "metadata": metadata,
+        "status": dict(status),
+    }
+
+
+def render(document: Mapping[str, Any]) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(dict(document), buffer)
+    return buffer.getvalue()
+
+
+def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
+    """The `status:` of an earlier report, for carrying condition times over."""
+    path = status_path(root, object_id)
+    try:
+        raw = load_config_text(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError):
+        return None
+    status = raw.get("status") if isinstance(raw, dict) else None
+    return status if isinstance(status, dict) else None
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write only when the bytes differ, so an unchanged pass touches no file."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return True
+
+
+def remove_stale(root: Path, plural: str, keep: set[Path]) -> list[Path]:
+    """Remove reports of objects that no longer exist; returns what was removed."""
+    removed = []
+    base = root / plural
+    if not base.is_dir():
+        return removed
+    for path in sorted(base.rglob("*.yaml")):
+        if path not in keep:
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -1,0 +1,106 @@
+"""Build revisions and observed hosts for planner tests, as plain values."""
+
+from __future__ import annotations
+
+import textwrap
+
+from reconciler.engine.desired import HostContext
+from reconciler.engine.domain import DefinitionView, DomainSpec, ObservedDomain, PowerState
+from reconciler.engine.plan import Observation, PlanContext
+from reconciler.engine.reconcile import plan_context
+from reconciler.loader import LoadResult, load_text
+
+CLASS = """
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualMachineClass
+metadata:
+  name: generic
+spec:
+  cpu:
+    type: Host
+  sizingPolicies:
+    - cores: {min: 1, max: 4}
+      memory: {min: 1Gi, max: 8Gi}
+      coreFractions: [5, 10, 20, 50, 100]
+    - cores: {min: 5, max: 8}
+      memory: {min: 5Gi, max: 16Gi}
+      coreFractions: [20, 50, 100]
+"""
+
+VM = """
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualMachine
+metadata:
+  name: {name}
+spec:
+  virtualMachineClassName: generic
+  runPolicy: {run_policy}
+  disruptions:
+    restartApprovalMode: {approval}
+  cpu:
+    cores: {cores}
+    coreFraction: {fraction}
+  memory:
+    size: {memory}
+  blockDeviceRefs:
+    - kind: VirtualDisk
+      name: {name}-root
+---
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualDisk
+metadata:
+  name: {name}-root
+spec:
+  persistentVolumeClaim:
+    size: 10Gi
+"""
+
+HOST = HostContext(
+    node_name="hv1", domain_type="qemu", storage_pool="pool", cpu_capacity_millicores=8000
+)
+
+
+def vm_yaml(
+    name: str = "linux-vm",
+    cores: int = 1,
+    fraction: str = "10%",
+    memory: str = "1Gi",
+    run_policy: str = "AlwaysOnUnlessStoppedManually",
+    approval: str = "Manual",
+) -> str:
+    return VM.format(
+        name=name,
+        cores=cores,
+        fraction=fraction,
+        memory=memory,
+        run_policy=run_policy,
+        approval=approval,
+    )
+
+
+def revision(*documents: str) -> LoadResult:
+    result = LoadResult()
+    for index, text in enumerate((CLASS, *documents)):
+        result.extend(load_text(textwrap.dedent(text), f"file{index}.yaml"))
+    return result
+
+
+def context_for(result: LoadResult, host: HostContext = HOST) -> PlanContext:
+    return plan_context(result, host, revision="rev1")
+
+
+def observed_as_defined(
+    spec: DomainSpec,
+    state: PowerState = PowerState.RUNNING,
+    reason: str = "booted",
+    live: DomainSpec | None = None,
+) -> ObservedDomain:
+    """What libvirt reports for a domain defined from `spec` (and started from `live`)."""
+    config = DefinitionView(spec.facts(), spec.metadata)
+    started = live or spec
+    live_view = DefinitionView(started.facts(), started.metadata) if state.active else None
+    return ObservedDomain(spec.name, spec.uuid, state, reason, True, config, live_view)
+
+
+def empty() -> Observation:
+    return Observation({}, {})
