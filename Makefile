@@ -35,8 +35,8 @@ $(STAMPS)/venv: $(STAMPS)/deb pyproject.toml
 	@touch $@
 
 lint: $(STAMPS)/venv
-	$(VENV)/bin/ruff check reconciler tests bench
-	$(VENV)/bin/ruff format --check reconciler tests bench
+	$(VENV)/bin/ruff check reconciler tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check reconciler tests $(wildcard bench)
 
 unit: $(STAMPS)/venv
 	$(VENV)/bin/pytest -q

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api import Node
+from reconciler.api.node import NODE_API_VERSION
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
 from reconciler.config import Config
 from reconciler.engine.desired import HostContext
@@ -27,6 +28,7 @@ from reconciler.status.documents import (
     status_path,
     write_if_changed,
 )
+from reconciler.status.summary import node_status, readme
 
 EXIT_CHANGES = 3
 
@@ -153,25 +155,50 @@ def run_apply(args: argparse.Namespace) -> int:
         return outcome
     result = outcome
     if args.status_dir is not None:
-        write_statuses(args.status_dir, result.statuses_plan)
+        errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
+        write_statuses(
+            args.status_dir,
+            result.statuses_plan,
+            result.context.host,
+            result.context.revision,
+            errors,
+        )
     print(render_plan(result.plan, result.findings, args.format))
     for failure in result.errors:
         print(f"error: {failure.action.describe()}: {failure.error}", file=sys.stderr)
     return 1 if result.errors else 0
 
 
-def write_statuses(root: Path, plan: Plan) -> list[Path]:
-    """Write one report per VM under root; returns the files that changed."""
+def write_statuses(
+    root: Path, plan: Plan, host: HostContext, revision: str, last_error: str = ""
+) -> list[Path]:
+    """Write the reports of SPEC §7 under root; returns the files that changed."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     changed: list[Path] = []
     keep: set[Path] = set()
+    documents = {}
     for object_id, status in sorted(plan.statuses.items()):
         path = status_path(root, object_id)
         keep.add(path)
-        document = status_document(object_id, status.as_dict(now, read_previous(root, object_id)))
-        if write_if_changed(path, render(document)):
+        documents[object_id] = status.as_dict(now, read_previous(root, object_id))
+        if write_if_changed(path, render(status_document(object_id, documents[object_id]))):
             changed.append(path)
     changed.extend(remove_stale(root, "virtualmachines", keep))
+    node = node_status(
+        host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
+    )
+    node_document = {
+        "apiVersion": NODE_API_VERSION,
+        "kind": "Node",
+        "metadata": {"name": host.node_name},
+        "status": node,
+    }
+    for path, text in (
+        (root / "nodes" / f"{host.node_name}.yaml", render(node_document)),
+        (root / "README.md", readme(documents, host.node_name, revision)),
+    ):
+        if write_if_changed(path, text):
+            changed.append(path)
     return changed
 
 

@@ -43,6 +43,7 @@ class ActionOutcome:
 
 @dataclass
 class PassResult:
+    context: PlanContext
     plan: Plan
     findings: list[Finding]
     applied: list[ActionOutcome] = field(default_factory=list)
@@ -94,7 +95,7 @@ def reconcile_once(
 ) -> PassResult:
     """Plan, and with a runner apply and re-plan so statuses describe the result."""
     first = plan(context, observe(source, context.host))
-    result = PassResult(first, context.findings)
+    result = PassResult(context, first, context.findings)
     if runner is None or not first.has_changes:
         return result
     total = len(first.actions)

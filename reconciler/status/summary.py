@@ -1,0 +1,95 @@
+"""The human summaries of status/: a README table of VMs and one report per host."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import __version__
+from reconciler.api import ObjectId
+
+COLUMNS = (
+    "NAMESPACE",
+    "NAME",
+    "PHASE",
+    "CORES",
+    "COREFRACTION",
+    "MEMORY",
+    "NEED RESTART",
+    "AGENT",
+    "MIGRATABLE",
+    "NODE",
+    "IPADDRESS",
+    "CREATED",
+)
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> str:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == kind:
+            return "True" if condition.get("status") == "True" else "False"
+    return "False"
+
+
+def vm_row(object_id: ObjectId, status: Mapping[str, Any]) -> tuple[str, ...]:
+    """One line of `d8 k get vm -o wide`, with the creation date in place of AGE so the
+    table does not change by itself."""
+    cpu = status.get("resources", {}).get("cpu", {})
+    memory = status.get("resources", {}).get("memory", {})
+    return (
+        object_id.namespace,
+        object_id.name,
+        str(status.get("phase", "")),
+        str(cpu.get("cores", "")),
+        str(cpu.get("coreFraction", "")),
+        str(memory.get("size", "")),
+        "True" if status.get("restartAwaitingChanges") else "False",
+        _condition(status, "AgentReady"),
+        _condition(status, "Migratable"),
+        str(status.get("nodeName", "")),
+        str(status.get("ipAddress", "")),
+        str(status.get("created", "")),
+    )
+
+
+def readme(statuses: Mapping[ObjectId, Mapping[str, Any]], node_name: str, revision: str) -> str:
+    lines = [
+        "# Status",
+        "",
+        "Written by vm-reconciler; do not edit. One report per object in the folders beside"
+        " this file.",
+        "",
+        f"Host `{node_name}`, revision `{revision or 'unknown'}`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + " --- |" * len(COLUMNS),
+    ]
+    for object_id in sorted(statuses):
+        row = vm_row(object_id, statuses[object_id])
+        lines.append("| " + " | ".join(cell or " " for cell in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def node_status(
+    node_name: str,
+    capacity_millicores: int,
+    statuses: Mapping[ObjectId, Mapping[str, Any]],
+    revision: str,
+    last_error: str,
+) -> dict[str, Any]:
+    phases = Counter(str(status.get("phase", "")) for status in statuses.values())
+    guaranteed = 0
+    for status in statuses.values():
+        requested = status.get("resources", {}).get("cpu", {}).get("requestedCores")
+        if requested:
+            text = str(requested)
+            guaranteed += int(text[:-1]) if text.endswith("m") else int(text) * 1000
+    return {
+        "capacity": {"cpu": f"{capacity_millicores // 1000}"},
+        "guaranteedCPUInUse": f"{guaranteed}m",
+        "virtualMachines": {"total": len(statuses), **dict(sorted(phases.items()))},
+        "lastAppliedRevision": revision,
+        "lastError": last_error,
+        "version": __version__,
+    }
