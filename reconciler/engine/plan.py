@@ -117,14 +117,21 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
     for finding in context.findings:
         if finding.object:
             findings_by_object.setdefault(finding.object, []).append(finding)
+    vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
+    desired_names = {domain_name(vm) for vm in vms} | {
+        f"{broken.name}.{broken.namespace}"
+        for broken in context.broken
+        if broken.kind == "VirtualMachine"
+    }
+    # Deletions go first: the guaranteed CPU they free admits VMs in the same pass.
+    deleted = _plan_deletions(context, observation, desired_names, result)
     capacity = _Capacity(context.host.cpu_capacity_millicores)
-    for observed in observation.domains.values():
+    for name, observed in observation.domains.items():
+        if name in deleted:
+            continue
         if observed.state.active and observed.live and observed.live.metadata:
             capacity.used += _millicores_of(observed.live.metadata.spec)
-    desired_names: set[str] = set()
-    vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
     for vm in vms:
-        desired_names.add(domain_name(vm))
         vm_plan, status = _plan_vm(
             context, vm, findings_by_object.get(str(vm.id), []), observation, capacity
         )
@@ -132,9 +139,7 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
         result.statuses[vm.id] = status
     for broken_id in sorted(context.broken):
         if broken_id.kind == "VirtualMachine":
-            desired_names.add(f"{broken_id.name}.{broken_id.namespace}")
             result.statuses[broken_id] = _broken_status(context, broken_id, observation)
-    _plan_deletions(context, observation, desired_names, result)
     return result
 
 
@@ -464,20 +469,21 @@ def _broken_status(context: PlanContext, object_id: ObjectId, observation: Obser
 
 def _plan_deletions(
     context: PlanContext, observation: Observation, desired_names: set[str], result: Plan
-) -> None:
+) -> set[str]:
+    """Plan the undefinition of VMs whose manifest is gone; their domain names."""
     orphans = [
         observed
         for name, observed in sorted(observation.domains.items())
         if name not in desired_names and observed.owner and observed.owner[0] == "VirtualMachine"
     ]
     if not orphans:
-        return
+        return set()
     if context.unreadable_files or not context.inventory.objects:
         result.notes.append(
             f"{len(orphans)} domain(s) have no manifest, but this revision has unreadable files"
             " or no objects at all: nothing is deleted"
         )
-        return
+        return set()
     for observed in orphans:
         kind, namespace, name = observed.owner  # type: ignore[misc]
         owner = ObjectId(kind, namespace, name)
@@ -493,6 +499,7 @@ def _plan_deletions(
                 ["manifest deleted: shut down and undefined; its disks are kept"],
             )
         )
+    return {observed.name for observed in orphans}
 
 
 __all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "plan"]

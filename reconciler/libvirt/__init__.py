@@ -1,0 +1,1 @@
+"""The libvirt side of the engine: render, observe and apply, through libvirt-python."""

@@ -1,0 +1,91 @@
+"""Domain XML read back into the facts the planner compares (the inverse of render)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from reconciler.engine.domain import DefinitionView, DomainFacts
+from reconciler.libvirt.metadata import parse_metadata
+
+_KIB_PER_UNIT = {
+    "b": 1 / 1024,
+    "bytes": 1 / 1024,
+    "k": 1,
+    "kib": 1,
+    "kb": 1000 / 1024,
+    "m": 1024,
+    "mib": 1024,
+    "mb": 1000**2 / 1024,
+    "g": 1024**2,
+    "gib": 1024**2,
+    "gb": 1000**3 / 1024,
+    "t": 1024**3,
+    "tib": 1024**3,
+    "tb": 1000**4 / 1024,
+}
+
+
+def _int(text: str | None, default: int = 0) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _memory_kib(element: ET.Element | None) -> int:
+    if element is None:
+        return 0
+    factor = _KIB_PER_UNIT.get(element.get("unit", "KiB").lower(), 1)
+    return int(_int(element.text) * factor)
+
+
+def parse_definition(xml: str) -> DefinitionView:
+    """Facts and metadata of one definition (persistent or live)."""
+    root = ET.fromstring(xml)
+    vcpu = root.find("vcpu")
+    max_vcpus = _int(vcpu.text if vcpu is not None else None, 1)
+    vcpus = _int(vcpu.get("current") if vcpu is not None else None, max_vcpus)
+    cpu = root.find("cpu")
+    topology = cpu.find("topology") if cpu is not None else None
+    sockets = _int(topology.get("sockets") if topology is not None else None, 1)
+    cores = _int(topology.get("cores") if topology is not None else None, max_vcpus)
+    shares_element = root.find("cputune/shares")
+    disks: list[tuple[str, str, str]] = []
+    for disk in root.iterfind("devices/disk"):
+        target = disk.find("target")
+        source = disk.find("source")
+        if source is None:
+            location = ""
+        elif source.get("volume"):
+            location = f"{source.get('pool', '')}/{source.get('volume')}"
+        else:
+            location = source.get("file") or source.get("dev") or ""
+        disks.append(
+            (
+                target.get("dev", "") if target is not None else "",
+                location,
+                disk.get("device", "disk"),
+            )
+        )
+    nics: list[tuple[str, str]] = []
+    for interface in root.iterfind("devices/interface"):
+        mac = interface.find("mac")
+        source = interface.find("source")
+        nics.append(
+            (
+                (mac.get("address", "") if mac is not None else "").lower(),
+                source.get("network", "") if source is not None else "",
+            )
+        )
+    facts = DomainFacts(
+        vcpus=vcpus,
+        max_vcpus=max_vcpus,
+        sockets=sockets,
+        cores_per_socket=cores,
+        memory_kib=_memory_kib(root.find("memory")),
+        cpu_mode=cpu.get("mode", "custom") if cpu is not None else "",
+        shares=_int(shares_element.text) if shares_element is not None else None,
+        disks=tuple(disks),
+        nics=tuple(nics),
+    )
+    return DefinitionView(facts, parse_metadata(root.find("metadata")))
