@@ -181,7 +181,8 @@ def write_statuses(
         path = status_path(root, object_id)
         keep.add(path)
         documents[object_id] = status.as_dict(now, read_previous(root, object_id))
-        if write_if_changed(path, render(status_document(object_id, documents[object_id]))):
+        document = status_document(object_id, documents[object_id], status.created)
+        if write_if_changed(path, render(document)):
             changed.append(path)
     changed.extend(remove_stale(root, "virtualmachines", keep))
     node = node_status(
@@ -195,7 +196,15 @@ def write_statuses(
     }
     for path, text in (
         (root / "nodes" / f"{host.node_name}.yaml", render(node_document)),
-        (root / "README.md", readme(documents, host.node_name, revision)),
+        (
+            root / "README.md",
+            readme(
+                documents,
+                host.node_name,
+                revision,
+                {object_id: status.created for object_id, status in plan.statuses.items()},
+            ),
+        ),
     ):
         if write_if_changed(path, text):
             changed.append(path)

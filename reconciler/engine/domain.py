@@ -58,6 +58,8 @@ class DomainMetadata:
     last_run_policy: str = ""
     # Operations already carried out, by namespace/name, so each runs once.
     completed_operations: tuple[str, ...] = ()
+    # When the domain was first defined (UTC, RFC 3339): the VM's creation time.
+    created: str = ""
 
     def spec_json(self) -> str:
         return json.dumps(self.spec, sort_keys=True, separators=(",", ":"))

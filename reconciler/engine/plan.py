@@ -217,6 +217,8 @@ def _base_status(
     meta = _running_metadata(observed)
     if meta is not None:
         status.revision = meta.revision
+    if observed is not None and observed.config.metadata is not None:
+        status.created = observed.config.metadata.created
     return status
 
 
@@ -320,6 +322,7 @@ def _plan_vm(
                 spec.metadata,
                 stopped_manually=config_meta.stopped_manually,
                 completed_operations=config_meta.completed_operations,
+                created=config_meta.created,
             ),
         )
     if observed is None:

@@ -53,6 +53,8 @@ class VMStatus:
     ip_address: str = ""
     vmip_name: str = ""
     message: str = ""
+    # The domain's creation time; reported as metadata.creationTimestamp.
+    created: str = ""
 
     def set(self, condition: Condition) -> None:
         self.conditions = [c for c in self.conditions if c.type != condition.type]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from functools import singledispatchmethod
 
 import libvirt
@@ -96,8 +98,13 @@ class Applier:
 
     @_run.register
     def _(self, action: DefineDomain) -> None:
+        spec = action.spec
+        if not spec.metadata.created:
+            # First definition: the moment the VM comes into being on this host.
+            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            spec = replace(spec, metadata=replace(spec.metadata, created=created))
         self.mutations += 1
-        self._connection.defineXML(render_domain(action.spec))
+        self._connection.defineXML(render_domain(spec))
 
     @_run.register
     def _(self, action: SetLiveMetadata) -> None:

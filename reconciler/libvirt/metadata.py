@@ -37,6 +37,8 @@ def metadata_element(meta: DomainMetadata, *, namespaced: bool = True) -> ET.Ele
     _child(root, "spec", meta.spec_json())
     _child(root, "stoppedManually", "true" if meta.stopped_manually else "false")
     _child(root, "lastRunPolicy", meta.last_run_policy)
+    if meta.created:
+        _child(root, "created", meta.created)
     operations = ET.SubElement(root, prefix + "completedOperations")
     for operation in meta.completed_operations:
         _child(operations, "operation", operation)
@@ -79,6 +81,7 @@ def parse_metadata(element: ET.Element | None) -> DomainMetadata | None:
         spec=spec if isinstance(spec, dict) else {},
         stopped_manually=_text(root, "stoppedManually") == "true",
         last_run_policy=_text(root, "lastRunPolicy"),
+        created=_text(root, "created"),
         completed_operations=tuple(
             op.text or "" for op in (operations if operations is not None else ()) if op.text
         ),

@@ -28,10 +28,14 @@ def status_path(root: Path, object_id: ObjectId) -> Path:
     return root / plural / f"{object_id.name}.yaml"
 
 
-def status_document(object_id: ObjectId, status: Mapping[str, Any]) -> dict[str, Any]:
+def status_document(
+    object_id: ObjectId, status: Mapping[str, Any], created: str = ""
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": object_id.name}
     if object_id.namespace:
         metadata["namespace"] = object_id.namespace
+    if created:
+        metadata["creationTimestamp"] = created
     api_version = (
         KINDS[object_id.kind].API_VERSIONS[0] if object_id.kind in KINDS else GROUP_VERSION
     )

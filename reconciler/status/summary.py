@@ -32,7 +32,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> str:
     return "False"
 
 
-def vm_row(object_id: ObjectId, status: Mapping[str, Any]) -> tuple[str, ...]:
+def vm_row(object_id: ObjectId, status: Mapping[str, Any], created: str = "") -> tuple[str, ...]:
     """One line of `d8 k get vm -o wide`, with the creation date in place of AGE so the
     table does not change by itself."""
     cpu = status.get("resources", {}).get("cpu", {})
@@ -49,11 +49,16 @@ def vm_row(object_id: ObjectId, status: Mapping[str, Any]) -> tuple[str, ...]:
         _condition(status, "Migratable"),
         str(status.get("nodeName", "")),
         str(status.get("ipAddress", "")),
-        str(status.get("created", "")),
+        created,
     )
 
 
-def readme(statuses: Mapping[ObjectId, Mapping[str, Any]], node_name: str, revision: str) -> str:
+def readme(
+    statuses: Mapping[ObjectId, Mapping[str, Any]],
+    node_name: str,
+    revision: str,
+    created: Mapping[ObjectId, str] | None = None,
+) -> str:
     lines = [
         "# Status",
         "",
@@ -66,7 +71,7 @@ def readme(statuses: Mapping[ObjectId, Mapping[str, Any]], node_name: str, revis
         "|" + " --- |" * len(COLUMNS),
     ]
     for object_id in sorted(statuses):
-        row = vm_row(object_id, statuses[object_id])
+        row = vm_row(object_id, statuses[object_id], (created or {}).get(object_id, ""))
         lines.append("| " + " | ".join(cell or " " for cell in row) + " |")
     return "\n".join(lines) + "\n"
 

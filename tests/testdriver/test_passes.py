@@ -182,3 +182,14 @@ def test_admission_keeps_a_vm_pending_until_room_appears(host: Host) -> None:
     host.remove("a.yaml")
     result, _ = host.reconcile()
     assert status_of(result, "b").phase == "Running"
+
+
+def test_creation_time_survives_redefinition(host: Host) -> None:
+    host.write("vm.yaml", vm_yaml(cores=1))
+    first, _ = host.reconcile()
+    created = status_of(first).created
+    assert created.endswith("Z")
+    host.write("vm.yaml", vm_yaml(cores=2))
+    second, _ = host.reconcile()
+    assert next_boot_vcpus(host) == 2
+    assert status_of(second).created == created
