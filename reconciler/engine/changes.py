@@ -95,6 +95,8 @@ def compare_specs(
     current: dict[str, JSON], desired: dict[str, JSON], table: ChangeTable
 ) -> list[Change]:
     """Every change from `current` to `desired`, sorted by path as the platform lists them."""
+    if current == desired:
+        return []  # the common case on a resync: nothing to walk
     changes: list[Change] = []
 
     def emit(path: str, before: JSON, after: JSON) -> None:

@@ -114,7 +114,91 @@ def build_domain(
     host: HostContext,
     revision: str,
 ) -> DesiredDomain:
-    """The domain a valid VM should be; NotReady when a dependency is missing."""
+    """The domain a valid VM should be; NotReady when a dependency is missing.
+
+    Served from `_MEMO` when every input is the very object of an earlier call.
+    """
+    devices = _device_models(vm, inventory)
+    inputs = (vm, vmclass, topology, host, revision, devices)
+    desired = _MEMO.get(inputs)
+    if desired is None:
+        desired = _build_domain(vm, vmclass, inventory, topology, host, revision)
+        _MEMO.put(inputs, desired)
+    return desired
+
+
+def _device_models(vm: VirtualMachine, inventory: Inventory) -> tuple[object, ...]:
+    """The objects behind the VM's block device references, None for a missing one."""
+    found = []
+    for ref in vm.spec.block_device_refs:
+        loaded = inventory.get(device_id(ref.kind.value, vm.namespace, ref.name))
+        found.append(loaded.model if loaded is not None else None)
+    return tuple(found)
+
+
+_Inputs = tuple[
+    VirtualMachine, VirtualMachineClass, TopologyPolicy, HostContext, str, tuple[object, ...]
+]
+
+
+class _DesiredMemo:
+    """Desired domains by the identity of the objects they were built from.
+
+    A daemon plans every VM on every pass, but between two revisions most
+    manifests are the very same (frozen) objects: building their domains again
+    would give the same result (build_domain is pure). An entry is served only
+    when each input *is* the object it was built from (the host and the
+    revision, plain values, only need to be equal), so an object loaded again
+    from an edited file, a different class or a replaced disk always misses.
+    Entries hold their inputs, so an id is never reused while cached. Bounded:
+    the oldest entries go first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._entries: dict[int, tuple[_Inputs, DesiredDomain]] = {}
+
+    def get(self, inputs: _Inputs) -> DesiredDomain | None:
+        entry = self._entries.get(id(inputs[0]))
+        if entry is None:
+            return None
+        cached, desired = entry
+        vm, vmclass, topology, host, revision, devices = inputs
+        if (
+            cached[0] is vm
+            and cached[1] is vmclass
+            and cached[2] is topology
+            and (cached[3] is host or cached[3] == host)
+            and cached[4] == revision
+            and len(cached[5]) == len(devices)
+            and all(a is b for a, b in zip(cached[5], devices, strict=True))
+        ):
+            return desired
+        return None
+
+    def put(self, inputs: _Inputs, desired: DesiredDomain) -> None:
+        key = id(inputs[0])
+        self._entries.pop(key, None)
+        while len(self._entries) >= self._limit:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (inputs, desired)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# Room for the VMs of a large host over a couple of revisions.
+_MEMO = _DesiredMemo(limit=20_000)
+
+
+def _build_domain(
+    vm: VirtualMachine,
+    vmclass: VirtualMachineClass,
+    inventory: Inventory,
+    topology: TopologyPolicy,
+    host: HostContext,
+    revision: str,
+) -> DesiredDomain:
     spec = vm.spec
     layout = topology_for(topology, spec.cpu.cores)
     fraction = effective_core_fraction(spec, vmclass)

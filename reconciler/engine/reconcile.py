@@ -7,12 +7,12 @@ which `reconciler.libvirt` implements.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.engine.actions import Action
+from reconciler.engine.actions import Action, DefineDomain, EnsureVolume
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.plan import Observation, Plan, PlanContext, change_table_for, plan
@@ -25,6 +25,10 @@ from reconciler.rules import Inventory, check
 
 class DomainSource(Protocol):
     def observe(self) -> Mapping[str, ObservedDomain]: ...
+
+    def refresh(self, names: Collection[str]) -> Mapping[str, ObservedDomain | None]:
+        """The named domains read again; None for one that is gone or not owned."""
+        ...
 
     def volumes(self, pool: str) -> Mapping[str, VolumeFacts]: ...
 
@@ -80,11 +84,46 @@ def plan_context(
     )
 
 
+def _volumes(source: DomainSource, host: HostContext) -> dict[tuple[str, str], VolumeFacts]:
+    return {(host.storage_pool, name): v for name, v in source.volumes(host.storage_pool).items()}
+
+
 def observe(source: DomainSource, host: HostContext) -> Observation:
-    volumes = {
-        (host.storage_pool, name): v for name, v in source.volumes(host.storage_pool).items()
-    }
-    return Observation(source.observe(), volumes)
+    return Observation(source.observe(), _volumes(source, host))
+
+
+def _observe_after(
+    source: DomainSource, host: HostContext, before: Observation, actions: Sequence[Action]
+) -> Observation:
+    """The host after a pass's actions: the domains and volumes they touched read again.
+
+    The rest is the observation the pass started from, as a pass with nothing
+    to do reports it: whatever changed there without us is found by the next
+    pass, exactly as a change made just after a full read would be.
+    """
+    names: set[str] = set()
+    volumes_touched = False
+    for action in actions:
+        if isinstance(action, EnsureVolume):
+            volumes_touched = True
+        elif isinstance(action, DefineDomain):
+            names.add(action.spec.name)
+        else:
+            name = getattr(action, "domain", None)
+            if not isinstance(name, str):
+                return observe(source, host)  # an action of unknown reach: read it all
+            names.add(name)
+    if len(names) > len(before.domains) // 2:
+        return observe(source, host)  # most of the host: one bulk read is cheaper
+    domains = dict(before.domains)
+    for name, found in source.refresh(sorted(names)).items():
+        if found is None:
+            domains.pop(name, None)
+        else:
+            domains[name] = found
+    if volumes_touched:
+        return Observation(domains, _volumes(source, host))
+    return Observation(domains, before.volumes)
 
 
 def reconcile_once(
@@ -94,7 +133,8 @@ def reconcile_once(
     progress: Callable[[str], None] = lambda _: None,
 ) -> PassResult:
     """Plan, and with a runner apply and re-plan so statuses describe the result."""
-    first = plan(context, observe(source, context.host))
+    observation = observe(source, context.host)
+    first = plan(context, observation)
     result = PassResult(context, first, context.findings)
     if runner is None or not first.has_changes:
         return result
@@ -110,7 +150,8 @@ def reconcile_once(
             error = runner.run(action)
             result.applied.append(ActionOutcome(action, error))
             failed = error is not None
-    result.final = plan(replace(context, anticipate=False), observe(source, context.host))
+    after = _observe_after(source, context.host, observation, [o.action for o in result.applied])
+    result.final = plan(replace(context, anticipate=False), after)
     for outcome in result.errors:
         status = result.final.statuses.get(outcome.action.owner)
         if status is not None:

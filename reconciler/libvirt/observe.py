@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import libvirt
 
@@ -39,63 +39,112 @@ _REASONS = {
 }
 
 
-def state_of(domain: libvirt.virDomain) -> tuple[PowerState, str]:
-    code, reason = domain.state()
+def _state(code_and_reason: tuple[int, int]) -> tuple[PowerState, str]:
+    code, reason = code_and_reason
     state = _STATES.get(code, PowerState.NOSTATE)
     return state, _REASONS.get(state, {}).get(reason, "unknown")
+
+
+def state_of(domain: libvirt.virDomain) -> tuple[PowerState, str]:
+    code, reason = domain.state()
+    return _state((code, reason))
 
 
 class Observer:
     """Reads the owned domains; XML already parsed is not parsed again.
 
     A resync that finds nothing changed still asks libvirt for every definition
-    (cheap), but parses none of them twice (SPEC §11).
+    (cheap), but parses none of them twice (SPEC §11). Per domain it makes only
+    the calls the bare reading needs: the next-boot definition, and the live one
+    of a running domain; states and reasons come for all domains in one call,
+    and so does the (usually empty) set of transient domains.
     """
 
     def __init__(self, connection: libvirt.virConnect) -> None:
         self._connection = connection
         self._parsed: dict[str, DefinitionView] = {}
 
-    def _view(self, xml: str) -> DefinitionView:
+    def _view(self, xml: str, seen: dict[str, DefinitionView]) -> DefinitionView:
         view = self._parsed.get(xml)
         if view is None:
             view = parse_definition(xml)
             self._parsed[xml] = view
+        seen[xml] = view
         return view
+
+    def _states(self) -> list[tuple[libvirt.virDomain, tuple[int, int] | None]]:
+        """Every domain with its (state, reason), None where libvirt did not say."""
+        try:
+            records = self._connection.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+            return [(domain, None) for domain in self._connection.listAllDomains(0)]
+        found: list[tuple[libvirt.virDomain, tuple[int, int] | None]] = []
+        for domain, stats in records:
+            code, reason = stats.get("state.state"), stats.get("state.reason")
+            known = isinstance(code, int) and isinstance(reason, int)
+            found.append((domain, (code, reason) if known else None))
+        return found
+
+    def _read(
+        self,
+        domain: libvirt.virDomain,
+        state_code: tuple[int, int] | None,
+        transient: set[str],
+        seen: dict[str, DefinitionView],
+    ) -> ObservedDomain | None:
+        """One domain as observed; None when it went away while we looked."""
+        name = domain.name()
+        try:
+            state, reason = _state(state_code) if state_code else state_of(domain)
+            config_xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            live_xml = domain.XMLDesc(0) if state.active else None
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None  # undefined while we looked
+            raise
+        return ObservedDomain(
+            name=name,
+            uuid=domain.UUIDString(),
+            state=state,
+            reason=reason,
+            persistent=name not in transient,
+            config=self._view(config_xml, seen),
+            live=self._view(live_xml, seen) if live_xml is not None else None,
+        )
+
+    def _transient(self) -> set[str]:
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
+        return {domain.name() for domain in self._connection.listAllDomains(flags)}
 
     def observe(self) -> Mapping[str, ObservedDomain]:
         seen: dict[str, DefinitionView] = {}
         observed: dict[str, ObservedDomain] = {}
-        for domain in self._connection.listAllDomains(0):
-            try:
-                state, reason = state_of(domain)
-                persistent = bool(domain.isPersistent())
-                config_xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-                live_xml = domain.XMLDesc(0) if state.active else None
-            except libvirt.libvirtError as error:
-                if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    continue  # undefined while we looked
-                raise
-            config = self._view(config_xml)
-            seen[config_xml] = config
-            live = None
-            if live_xml is not None:
-                live = self._view(live_xml)
-                seen[live_xml] = live
-            found = ObservedDomain(
-                name=domain.name(),
-                uuid=domain.UUIDString(),
-                state=state,
-                reason=reason,
-                persistent=persistent,
-                config=config,
-                live=live,
-            )
-            if found.owner is not None:
+        transient = self._transient()
+        for domain, state_code in self._states():
+            found = self._read(domain, state_code, transient, seen)
+            if found is not None and found.owner is not None:
                 observed[found.name] = found
         # Forget definitions that are gone, so the cache does not grow forever.
         self._parsed = seen
         return observed
+
+    def refresh(self, names: Collection[str]) -> Mapping[str, ObservedDomain | None]:
+        """The named domains read again; None for one that is gone or not ours."""
+        refreshed: dict[str, ObservedDomain | None] = {}
+        transient = self._transient() if names else set()
+        for name in names:
+            try:
+                domain = self._connection.lookupByName(name)
+            except libvirt.libvirtError as error:
+                if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                refreshed[name] = None
+                continue
+            found = self._read(domain, None, transient, self._parsed)
+            refreshed[name] = found if found is not None and found.owner is not None else None
+        return refreshed
 
     def volumes(self, pool: str) -> Mapping[str, VolumeFacts]:
         try:

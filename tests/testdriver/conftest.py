@@ -10,135 +10,14 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import libvirt
 import pytest
 
-from reconciler.cli.engine import write_statuses
-from reconciler.engine.desired import HostContext
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
-from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
-from reconciler.libvirt.observe import Observer
-from reconciler.loader import load_directory
+from tests.hosts import CLASS, Host
 
 HOST_XML = Path(__file__).with_name("host.xml")
-
-CLASS = """
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachineClass
-metadata:
-  name: generic
-spec:
-  cpu:
-    type: Host
-  sizingPolicies:
-    - cores: {min: 1, max: 4}
-      memory: {min: 1Gi, max: 8Gi}
-      coreFractions: [5, 10, 20, 50, 100]
-    - cores: {min: 5, max: 8}
-      memory: {min: 5Gi, max: 16Gi}
-      coreFractions: [20, 50, 100]
-"""
-
-VM = """
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachine
-metadata:
-  name: {name}
-  labels: {labels}
-spec:
-  virtualMachineClassName: generic
-  runPolicy: {run_policy}
-  terminationGracePeriodSeconds: 1
-  disruptions:
-    restartApprovalMode: {approval}
-  cpu:
-    cores: {cores}
-    coreFraction: {fraction}
-  memory:
-    size: {memory}
-  blockDeviceRefs:
-    - kind: VirtualDisk
-      name: {name}-root
----
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualDisk
-metadata:
-  name: {name}-root
-spec:
-  persistentVolumeClaim:
-    size: 1Gi
-"""
-
-
-def vm_yaml(
-    name: str = "linux-vm",
-    cores: int = 1,
-    fraction: str = "10%",
-    memory: str = "1Gi",
-    run_policy: str = "AlwaysOnUnlessStoppedManually",
-    approval: str = "Manual",
-    labels: str = "{}",
-) -> str:
-    return VM.format(
-        name=name,
-        cores=cores,
-        fraction=fraction,
-        memory=memory,
-        run_policy=run_policy,
-        approval=approval,
-        labels=labels,
-    )
-
-
-@dataclass
-class Host:
-    """One libvirt test-driver host and the manifests directory it follows."""
-
-    repo: Path
-    connection: libvirt.virConnect
-    storage_pool: str = "default-pool"
-    network: str | None = "default"
-    capacity_cpus: int = 16
-    passes: list[PassResult] = field(default_factory=list)
-
-    def write(self, relative: str, text: str) -> Path:
-        path = self.repo / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    def remove(self, relative: str) -> None:
-        (self.repo / relative).unlink()
-
-    @property
-    def context(self) -> HostContext:
-        return HostContext(
-            node_name="hv1",
-            domain_type="qemu",
-            storage_pool=self.storage_pool,
-            network=self.network,
-            cpu_capacity_millicores=self.capacity_cpus * 1000,
-        )
-
-    def reconcile(self, *, apply: bool = True, revision: str = "rev1") -> tuple[PassResult, int]:
-        """One pass; returns it and the number of libvirt calls that changed something."""
-        context = plan_context(load_directory(self.repo), self.context, revision)
-        applier = Applier(self.connection, poll_seconds=0.01) if apply else None
-        result = reconcile_once(context, Observer(self.connection), applier)
-        self.passes.append(result)
-        return result, applier.mutations if applier else 0
-
-    def write_statuses(self, result: PassResult) -> list[Path]:
-        return write_statuses(
-            self.repo / "status", result.statuses_plan, self.context, result.context.revision
-        )
-
-    def domain(self, name: str = "linux-vm.default") -> libvirt.virDomain:
-        return self.connection.lookupByName(name)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import libvirt
 
 from reconciler.engine.plan import Outcome
 from reconciler.libvirt.facts import parse_definition
-from tests.testdriver.conftest import Host, vm_yaml
+from tests.hosts import Host, vm_yaml
 
 
 def running_vcpus(host: Host, name: str = "linux-vm.default") -> int:
