@@ -8,7 +8,7 @@ for error messages at a fifth of the round-trip parser's cost.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,46 @@ SKIPPED_DIRS = frozenset({"status"})
 Loc = tuple[str | int, ...]
 
 
-class DuplicateKeyError(Exception):
-    def __init__(self, key: str, node: Node) -> None:
-        super().__init__(f"key {key!r} appears twice in one mapping")
+class NodeError(Exception):
+    """A document that parses but cannot be turned into plain values; carries the node."""
+
+    def __init__(self, message: str, node: Node) -> None:
+        super().__init__(message)
         self.node = node
+
+
+class DuplicateKeyError(NodeError):
+    def __init__(self, key: str, node: Node) -> None:
+        super().__init__(f"key {key!r} appears twice in one mapping", node)
 
 
 _STRING_TAGS = frozenset(
     {"tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 )
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 # A constructor bound to a loader: it needs the resolver for implicit scalar tags.
 _scalar_constructor: SafeConstructor = YAML(typ="safe", pure=True).constructor
+
+
+def _scalar_value(node: ScalarNode) -> Any:
+    try:
+        # Not construct_object: that caches every node in the shared constructor,
+        # which would grow for the life of the daemon.
+        return _scalar_constructor.construct_non_recursive_object(node)
+    except Exception as error:
+        # An explicit tag the value does not fit, such as `!!int ten`. Besides
+        # ValueError, ruamel's constructors raise IndexError or KeyError on an empty
+        # `!!int` or `!!bool`, so every exception here means the same thing.
+        tag = (node.tag or "").removeprefix("tag:yaml.org,2002:")
+        raise NodeError(f"{node.value!r} is not a valid !!{tag}: {error}", node) from None
+
+
+def _merge_sources(node: Node) -> list[dict[Any, Any]]:
+    merged = node_to_value(node)
+    parts = merged if isinstance(merged, list) else [merged]
+    if not all(isinstance(part, dict) for part in parts):
+        raise NodeError("a merge key << takes a mapping or a list of mappings", node)
+    return parts
 
 
 def node_to_value(node: Node) -> Any:
@@ -47,22 +76,26 @@ def node_to_value(node: Node) -> Any:
     if isinstance(node, ScalarNode):
         if node.tag in _STRING_TAGS or not node.tag.startswith("tag:yaml.org,2002:"):
             return node.value
-        return _scalar_constructor.construct_object(node, deep=True)
+        return _scalar_value(node)
     if isinstance(node, SequenceNode):
         return [node_to_value(item) for item in node.value]
     if isinstance(node, MappingNode):
         mapping: dict[Any, Any] = {}
+        merged: list[dict[Any, Any]] = []
         for key_node, value_node in node.value:
-            key = node_to_value(key_node)
-            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
-                merged = node_to_value(value_node)
-                for part in merged if isinstance(merged, list) else [merged]:
-                    for merged_key, merged_value in part.items():
-                        mapping.setdefault(merged_key, merged_value)
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(_merge_sources(value_node))
                 continue
+            key = node_to_value(key_node)
+            if not isinstance(key, Hashable):
+                raise NodeError("a mapping key must be a plain value", key_node)
             if key in mapping:
                 raise DuplicateKeyError(str(key), key_node)
             mapping[key] = node_to_value(value_node)
+        # Explicit keys win over merged ones, earlier merge sources over later ones.
+        for part in merged:
+            for merged_key, merged_value in part.items():
+                mapping.setdefault(merged_key, merged_value)
         return mapping
     raise TypeError(f"unexpected YAML node {node!r}")
 
@@ -185,7 +218,7 @@ def load_config_text(text: str, display_path: str) -> Any:
     try:
         node = _COMPOSER.compose(text)
         return node_to_value(node) if node is not None else None
-    except (YAMLError, DuplicateKeyError) as error:
+    except (YAMLError, NodeError) as error:
         raise ValueError(f"{display_path}: {error}") from error
 
 
@@ -221,7 +254,7 @@ def _load_document(node: Node, path: str, result: LoadResult) -> None:
     line, column = source.locate(())
     try:
         raw = node_to_value(node)
-    except DuplicateKeyError as error:
+    except NodeError as error:
         mark = error.node.start_mark
         result.findings.append(
             Finding(path, mark.line + 1, mark.column + 1, "", str(error), Rule.YAML)

@@ -52,7 +52,8 @@ class TopologyBand(Strict):
 
 class TopologyPolicy(Strict):
     max_cores: int = Field(ge=1)
-    bands: list[TopologyBand] = Field(min_length=1)
+    # A tuple, so the frozen policy is hashable and rules may cache what they derive from it.
+    bands: tuple[TopologyBand, ...] = Field(min_length=1)
 
 
 @functools.cache

@@ -116,8 +116,8 @@ class Percent:
     def parse(cls, raw: object) -> Percent:
         if isinstance(raw, Percent):
             return raw
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return cls(raw)
+        # A VM's coreFraction is a string `N%` (dvp-api.md §1.1); a bare number is
+        # refused rather than read as a percentage, as the platform's CRD refuses it.
         if isinstance(raw, str):
             if raw == "Auto":
                 raise ValueError(

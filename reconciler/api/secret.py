@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from reconciler.api.meta import Manifest
+from reconciler.api.meta import FieldError, Manifest
 
 CLOUD_INIT_SECRET = "provisioning.virtualization.deckhouse.io/cloud-init"
 SYSPREP_SECRET = "provisioning.virtualization.deckhouse.io/sysprep"
@@ -32,7 +32,8 @@ class Secret(Manifest):
                 base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 # The message names the key only: secret content never reaches output.
-                raise ValueError(f"data.{key} is not valid base64") from None
+                # FieldError points the finding at the key's own line, not at `data:`.
+                raise FieldError((key,), "not valid base64") from None
         return value
 
     def value(self, key: str) -> bytes | None:
