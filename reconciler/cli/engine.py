@@ -252,8 +252,12 @@ def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:
         lines.extend(f"  {line}" for line in vm.details + _pending(plan, vm.object_id))
         lines.extend(f"  - {action.describe()}" for action in vm.actions)
     lines.extend(f"note: {note}" for note in plan.notes)
+    blocked = sum(1 for vm in changed if vm.outcome is Outcome.BLOCKED)
     unchanged = len(plan.vms) - len(changed)
-    lines.append(f"{len(changed)} VM(s) with changes, {unchanged} unchanged")
+    summary = f"{len(changed) - blocked} VM(s) with changes, {unchanged} unchanged"
+    if blocked:
+        summary += f", {blocked} not applied (see above)"
+    lines.append(summary)
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ from reconciler.engine.status import Condition, VMStatus
 from reconciler.findings import Finding, Rule
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.rules.inventory import Inventory
+from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import TopologyError, topology_for
 
 
@@ -284,6 +285,13 @@ def _plan_vm(
     blocking = _blocking_conditions(findings)
     vmclass = context.inventory.get(
         ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
+    )
+    class_model = vmclass.model if vmclass is not None else None
+    # What the spec asks for, until the running instance's own figures replace it.
+    status.core_fraction = str(
+        effective_core_fraction(
+            vm.spec, class_model if isinstance(class_model, VirtualMachineClass) else None
+        )
     )
     if blocking or vmclass is None or not isinstance(vmclass.model, VirtualMachineClass):
         for condition in blocking:
