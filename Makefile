@@ -64,7 +64,7 @@ run-sample: $(STAMPS)/venv
 	$(VENV)/bin/reconciler validate sample-repo --cidr 10.66.10.0/24
 	$(VENV)/bin/reconciler apply sample-repo --libvirt-uri test:///default \
 		--storage-pool default-pool --network default --domain-type qemu \
-		--node-name sample-host --cidr 10.66.10.0/24 --status-dir .sample-status
+		--node-name virtlab-pt-1 --cidr 10.66.10.0/24 --status-dir .sample-status
 	@cat .sample-status/README.md
 
 bench: $(STAMPS)/venv

@@ -111,6 +111,7 @@ def _host(
         network=args.network or (config.network if config else None),
         cpu_capacity_millicores=capacity_cpus * 1000,
         change_profile=args.profile or (config.change_profile if config else "default"),
+        node_labels=tuple(sorted(config.node_labels.items())) if config else (),
     )
 
 
@@ -131,7 +132,11 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
     host = _host(args, config, connection.getInfo()[2], nodes)
     context = plan_context(
-        loaded, host, args.revision or _revision(args.dir), pool_from(args, config)
+        loaded,
+        host,
+        args.revision or _revision(args.dir),
+        pool_from(args, config),
+        status_root=args.dir / "status",
     )
     progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
     runner = Applier(connection) if apply else None

@@ -44,6 +44,8 @@ class HostContext:
     network: str | None = None
     cpu_capacity_millicores: int = 1000
     change_profile: str = "default"
+    # This host's labels from its configuration, added to its Node object's.
+    node_labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from reconciler.engine.desired import (
     domain_name,
 )
 from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState, VolumeFacts
+from reconciler.engine.placement import FleetNode, place, reports_here
 from reconciler.engine.power import PowerDecision, power_decision
 from reconciler.engine.status import Condition, VMStatus
 from reconciler.findings import Finding, Rule
@@ -100,6 +101,10 @@ class PlanContext:
     # Whether statuses show what this plan is about to do (Starting, Stopping);
     # off when describing the host after the plan was applied.
     anticipate: bool = True
+    # The fleet (placement.fleet) and where the latest status reports say each
+    # VM runs; empty for a fleet of one.
+    fleet: tuple[FleetNode, ...] = ()
+    reported_nodes: Mapping[ObjectId, str] = field(default_factory=dict)
 
 
 def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
@@ -132,15 +137,50 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
             continue
         if observed.state.active and observed.live and observed.live.metadata:
             capacity.used += _millicores_of(observed.live.metadata.spec)
+    local = context.host.node_name
+    members = list(context.fleet) or [FleetNode(local, dict(context.host.node_labels))]
+    elsewhere = 0
     for vm in vms:
+        vmclass = context.inventory.get(
+            ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
+        )
+        placement = place(
+            vm,
+            vmclass.model
+            if vmclass is not None and isinstance(vmclass.model, VirtualMachineClass)
+            else None,
+            members,
+            running_here=domain_name(vm) in observation.domains,
+            local=local,
+            reported_node=context.reported_nodes.get(vm.id, ""),
+        )
+        if not reports_here(placement, members, local):
+            elsewhere += 1  # another host of the fleet runs and reports it
+            continue
+        if not placement.node:
+            result.vms.append(
+                VMPlan(vm.id, Outcome.BLOCKED, details=[f"not placed: {placement.reason}"])
+            )
+            status = _base_status(context, vm, None)
+            status.set(Condition("Running", False, "Unschedulable", placement.reason))
+            result.statuses[vm.id] = status
+            continue
         vm_plan, status = _plan_vm(
             context, vm, findings_by_object.get(str(vm.id), []), observation, capacity
         )
         result.vms.append(vm_plan)
         result.statuses[vm.id] = status
     for broken_id in sorted(context.broken):
-        if broken_id.kind == "VirtualMachine":
+        if broken_id.kind != "VirtualMachine":
+            continue
+        reported = context.reported_nodes.get(broken_id, "")
+        here = f"{broken_id.name}.{broken_id.namespace}" in observation.domains
+        if here or reported == local or (not reported and members[0].name == local):
             result.statuses[broken_id] = _broken_status(context, broken_id, observation)
+    if elsewhere:
+        result.notes.append(f"{elsewhere} VM(s) are placed on other hosts of the fleet")
+    if local not in {member.name for member in members}:
+        result.notes.append(f"this host ({local}) is not a Node of the repository: it starts no VM")
     return result
 
 

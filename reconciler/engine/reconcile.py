@@ -12,15 +12,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from reconciler.api.node import Node
 from reconciler.engine.actions import Action, DefineDomain, EnsureVolume
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
+from reconciler.engine.placement import fleet
 from reconciler.engine.plan import Observation, Plan, PlanContext, change_table_for, plan
 from reconciler.engine.status import Condition
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.rules import Inventory, check
+from reconciler.status.reported import reported_nodes
 
 
 class DomainSource(Protocol):
@@ -68,7 +71,10 @@ def plan_context(
     revision: str,
     pool: Sequence[ipaddress.IPv4Network] = (),
     policy_dir: Path | None = None,
+    status_root: Path | None = None,
 ) -> PlanContext:
+    """Everything a plan needs besides the observation; status_root holds the fleet's
+    latest reports, which keep each VM on the host that runs it."""
     findings = check(result, pool, policy_dir)
     topology = load_topology_policy(policy_dir)
     rules = load_change_rules(host.change_profile, policy_dir)
@@ -81,6 +87,14 @@ def plan_context(
         change_table=change_table_for(rules, topology),
         host=host,
         revision=revision,
+        fleet=tuple(
+            fleet(
+                (obj.model for obj in result.objects if isinstance(obj.model, Node)),
+                host.node_name,
+                dict(host.node_labels),
+            )
+        ),
+        reported_nodes=reported_nodes(status_root) if status_root is not None else {},
     )
 
 
