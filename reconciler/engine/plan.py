@@ -43,6 +43,9 @@ from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import TopologyError, topology_for
 
+# Per-VM suspend: the daemon keeps reporting the VM but changes nothing of it.
+SUSPEND_ANNOTATION = "reconciler.vm-gitops.io/suspend"
+
 
 class Outcome(StrEnum):
     """What a pass does to one VM, in the words of `reconciler plan`."""
@@ -56,6 +59,7 @@ class Outcome(StrEnum):
     DELETED = "deleted"
     REDEFINED = "redefined"
     BLOCKED = "blocked"
+    SUSPENDED = "suspended"
     UNCHANGED = "unchanged"
 
 
@@ -168,6 +172,14 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
         vm_plan, status = _plan_vm(
             context, vm, findings_by_object.get(str(vm.id), []), observation, capacity
         )
+        if vm_plan.actions and vm.metadata.annotations.get(SUSPEND_ANNOTATION) == "true":
+            # Reported as it is, changed in nothing, until the annotation goes.
+            vm_plan.details.append(
+                f"suspended by {SUSPEND_ANNOTATION}: not applied: "
+                + "; ".join(action.describe() for action in vm_plan.actions)
+            )
+            vm_plan.actions = []
+            vm_plan.outcome = Outcome.SUSPENDED
         result.vms.append(vm_plan)
         result.statuses[vm.id] = status
     for broken_id in sorted(context.broken):

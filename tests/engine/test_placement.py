@@ -108,3 +108,14 @@ def test_a_host_outside_the_fleet_starts_nothing_and_says_so() -> None:
     result = planned_on("stranger", [node("hv1"), vm_yaml("a")])
     assert vms(result) == set()
     assert any("not a Node" in note for note in result.notes)
+
+
+def test_a_suspended_vm_is_reported_but_not_changed() -> None:
+    suspended = vm_yaml("a").replace(
+        "metadata:\n  name: a\n",
+        "metadata:\n  name: a\n  annotations:\n    reconciler.vm-gitops.io/suspend: 'true'\n",
+    )
+    result = planned_on("anyhost", [suspended])
+    assert not result.actions
+    assert result.vms[0].outcome is Outcome.SUSPENDED
+    assert ObjectId("VirtualMachine", "default", "a") in result.statuses

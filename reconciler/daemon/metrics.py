@@ -1,0 +1,52 @@
+"""What `GET /metrics` exposes (prometheus-client), in a registry of the daemon's own."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.pass_seconds = Histogram(
+            "reconciler_pass_duration_seconds",
+            "Duration of one reconcile pass, from observation to the pushed status.",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.passes = Counter(
+            "reconciler_passes",
+            "Reconcile passes, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "reconciler_errors",
+            "Errors, by where they happened (source, action, status, libvirt).",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.vms_by_phase = Gauge(
+            "reconciler_virtual_machines",
+            "Virtual machines reported by this host, by phase.",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.revision = Info(
+            "reconciler_applied_revision", "The Git revision last applied.", registry=self.registry
+        )
+        self.last_success = Gauge(
+            "reconciler_last_success_timestamp_seconds",
+            "When the last pass without errors finished.",
+            registry=self.registry,
+        )
+
+    def phases(self, phases: Iterable[str]) -> None:
+        counts = Tally(phases)
+        for phase in ("Pending", "Starting", "Running", "Stopping", "Stopped", "Terminating"):
+            counts.setdefault(phase, 0)
+        for phase, count in counts.items():
+            self.vms_by_phase.labels(phase=phase).set(count)
