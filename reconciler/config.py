@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -43,6 +45,8 @@ class Config(Strict):
     network: str = "default"
     status: StatusConfig = Field(default_factory=StatusConfig)
     listen: str = "127.0.0.1:9420"
+    # The push webhook (POST /hooks/git) is off unless a shared secret is configured.
+    webhook_secret_file: Path | None = None
     cache_dir: Path = Path("/var/lib/reconciler")
     suspend: bool = False
 
@@ -58,7 +62,56 @@ class Config(Strict):
         return value
 
 
-def load_config(path: Path) -> Config:
+ENV_PREFIX = "RECONCILER_"
+_SECTIONS = {"repository": RepositoryConfig, "status": StatusConfig}
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`RECONCILER_LIBVIRT_URI=...`, `RECONCILER_REPOSITORY_BRANCH=...`: one setting each.
+
+    Names are the settings' snake_case names upper-cased, sections joined by `_`;
+    lists (virtualMachineCIDRs) are comma-separated.
+    """
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        for section, model in _SECTIONS.items():
+            if key.startswith(section + "_") and key[len(section) + 1 :] in model.model_fields:
+                overrides.setdefault(section, {})[key[len(section) + 1 :]] = value
+                break
+        else:
+            if key == "virtual_machine_cidrs":
+                overrides[key] = [part.strip() for part in value.split(",") if part.strip()]
+            elif key in Config.model_fields and key not in _SECTIONS:
+                overrides[key] = value
+    return overrides
+
+
+def _alias(model: type[Strict], name: str) -> str:
+    return model.model_fields[name].alias or name
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides win; both are keyed as the file writes them (camelCase)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        alias = _alias(Config, key)
+        if isinstance(value, dict):
+            model = _SECTIONS[key]
+            section = base.get(alias)
+            merged[alias] = {
+                **(section if isinstance(section, dict) else {}),
+                **{_alias(model, name): item for name, item in value.items()},
+            }
+        else:
+            merged[alias] = value
+    return merged
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration file with `RECONCILER_*` environment overrides applied."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -68,7 +121,12 @@ def load_config(path: Path) -> Config:
     except ValueError as error:
         raise ConfigError(str(error)) from error
     try:
-        return Config.model_validate(raw or {})
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the configuration must be a mapping of settings")
+        merged = _merge(
+            raw or {}, _environment_overrides(os.environ if environ is None else environ)
+        )
+        return Config.model_validate(merged)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import engine, validate
+from reconciler.cli import daemon, engine, validate
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validate.register(commands)
     engine.register(commands)
+    daemon.register(commands)
     return parser
 
 

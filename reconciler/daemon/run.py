@@ -1,0 +1,409 @@
+"""`reconciler run`: follow a branch, reconcile on every trigger, report back into Git.
+
+One pass at a time in the main thread; every trigger (interval, file watch,
+webhook, libvirt event, start, reload) only asks for a pass, and requests that
+arrive during a pass are merged into the next one. All state lives in libvirt
+and Git, so a daemon killed at any point converges when started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler import __version__
+from reconciler.config import ConfigError, load_config
+from reconciler.daemon.http import Endpoint
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.notify import Notifier, watchdog_interval_seconds
+from reconciler.daemon.triggers import Triggers
+from reconciler.engine.desired import HostContext
+from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+
+log = logging.getLogger("reconciler.daemon")
+
+# Events after which the run policy may have something to do.
+_LIFECYCLE_TRIGGERS = frozenset({"stopped", "crashed", "shutdown", "started", "undefined"})
+
+
+@dataclass
+class Health:
+    libvirt: str = "not connected yet"
+    source: str = "not fetched yet"
+    last_pass: float = 0.0
+    last_error: str = ""
+    revision: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> tuple[bool, dict[str, object]]:
+        healthy = self.libvirt == "ok"
+        return healthy, {
+            "healthy": healthy,
+            "libvirt": self.libvirt,
+            "source": self.source,
+            "revision": self.revision,
+            "lastPass": self.last_pass,
+            "lastError": self.last_error,
+            "version": __version__,
+        }
+
+
+class Daemon:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        self.triggers = Triggers()
+        self.metrics = Metrics()
+        self.health = Health()
+        self.notifier = Notifier()
+        self._reload = threading.Event()
+        self._components: list[Any] = []
+        self._connection: Any = None
+        self._observer: Any = None
+        self._source: Any = None
+        self._cache: Any = None
+        self._publisher: Any = None
+        self._last_key: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        from reconciler.libvirt.events import start_event_loop
+
+        start_event_loop()
+        self._start_components()
+        self.notifier.ready(f"following {self._describe_source()}")
+        self.triggers.request("start")
+        beat = watchdog_interval_seconds() or 10.0
+        while True:
+            reasons = self.triggers.wait(timeout=beat)
+            self.notifier.watchdog()
+            if self.triggers.stopping:
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reload_config()
+                continue
+            if reasons is None:
+                continue
+            self._one_pass(reasons)
+            self.notifier.watchdog()
+        self.notifier.stopping()
+        self._stop_components()
+        log.info("stopped")
+        return 0
+
+    def _on_term(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the current pass, then exiting", signum)
+        self.triggers.stop()
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload.set()
+        self.triggers.request("reload")
+
+    def _reload_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            log.error("reload refused, keeping the running configuration: %s", error)
+            self.metrics.errors.labels(stage="config").inc()
+            return
+        self.notifier.reloading()
+        self._stop_components()
+        self.config = config
+        self._last_key = None
+        self._start_components()
+        self.notifier.ready("configuration reloaded")
+        log.info("configuration reloaded from %s", self.config_path)
+        self.triggers.request("reload")
+
+    def _describe_source(self) -> str:
+        repository = self.config.repository
+        if repository is None:
+            return "no repository"
+        return f"{repository.url} ({repository.branch})"
+
+    # ---------------------------------------------------------------- components
+
+    def _start_components(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from reconciler.libvirt.events import LifecycleWatch
+        from reconciler.source import ManifestCache, open_source
+
+        config = self.config
+        if config.repository is None:
+            raise ConfigError(f"{self.config_path}: repository.url is required to run")
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._source = open_source(
+            config.repository, config.cache_dir / "source", config.status.path
+        )
+        self._cache = ManifestCache()
+        self._publisher = self._make_publisher()
+        self._connect_libvirt()
+
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            lambda: self.triggers.request("interval"),
+            "interval",
+            seconds=config.repository.interval_seconds,
+            id="interval",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._components.append(("scheduler", scheduler))
+
+        watch = LifecycleWatch(config.libvirt_uri, self._on_domain_event, self._on_libvirt)
+        watch.start()
+        self._components.append(("libvirt-watch", watch))
+
+        local = Path(config.repository.url.removeprefix("file://"))
+        if local.is_dir():
+            self._watch_directory(local)
+
+        secret = None
+        if config.webhook_secret_file is not None:
+            secret = config.webhook_secret_file.read_bytes().strip()
+        endpoint = Endpoint(
+            config.listen,
+            self.metrics,
+            lambda: self.triggers.request("push"),
+            self.health.report,
+            secret,
+        )
+        endpoint.start()
+        self._components.append(("http", endpoint))
+        log.info(
+            "listening on http://%s:%s (metrics, healthz%s)",
+            *endpoint.address,
+            ", webhook" if secret else "",
+        )
+
+    def _stop_components(self) -> None:
+        for name, component in reversed(self._components):
+            try:
+                if name == "scheduler":
+                    component.shutdown(wait=False)
+                else:
+                    component.stop()
+            except Exception as error:  # a component that fails to stop must not block exit
+                log.warning("stopping %s: %s", name, error)
+        self._components.clear()
+
+    def _watch_directory(self, path: Path) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        triggers = self.triggers
+        status_dir = self.config.status.path
+
+        class Changed(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                parts = Path(str(event.src_path)).relative_to(path).parts
+                # Our own status files and Git's bookkeeping are not changes of the manifests.
+                if not parts or parts[0] in (status_dir, ".git"):
+                    return
+                triggers.request("file")
+
+        observer = Observer()
+        observer.schedule(Changed(), str(path), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._components.append(("file-watch", _Stoppable(observer)))
+
+    def _make_publisher(self) -> Any:
+        from reconciler.status.publish import StatusPublisher
+
+        repository = self.config.repository
+        assert repository is not None
+        if not _is_git(repository.url):
+            return None
+        return StatusPublisher(
+            repository.url,
+            self.config.status.branch or repository.branch,
+            self.config.status.path,
+            self.config.node_name,
+            self.config.cache_dir / "status",
+        )
+
+    def _connect_libvirt(self) -> bool:
+        from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
+        from reconciler.libvirt.observe import Observer
+
+        if self._connection is not None:
+            try:
+                if self._connection.isAlive():
+                    return True
+            except Exception:
+                pass
+            self._connection = None
+        try:
+            self._connection = open_connection(self.config.libvirt_uri)
+        except LibvirtUnavailable as error:
+            self.health.libvirt = str(error)
+            return False
+        self._observer = Observer(self._connection)
+        self.health.libvirt = "ok"
+        return True
+
+    def _on_domain_event(self, domain: str, event: str) -> None:
+        if event in _LIFECYCLE_TRIGGERS:
+            self.triggers.request("libvirt")
+
+    def _on_libvirt(self, up: bool, why: str) -> None:
+        if up:
+            self.triggers.request("libvirt-reconnected")
+        else:
+            self.health.libvirt = why or "disconnected"
+            log.warning("libvirt: %s", why)
+
+    # ---------------------------------------------------------------------- pass
+
+    def _host(self) -> HostContext:
+        capacity = 1
+        if self._connection is not None:
+            capacity = int(self._connection.getInfo()[2])
+        domain_type = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
+        forced = os.environ.get("RECONCILER_DOMAIN_TYPE")
+        if forced in ("kvm", "qemu"):
+            domain_type = forced
+        return HostContext(
+            node_name=self.config.node_name,
+            domain_type="qemu" if domain_type == "qemu" else "kvm",
+            storage_pool=self.config.storage_pool,
+            network=self.config.network or None,
+            cpu_capacity_millicores=capacity * 1000,
+            change_profile=self.config.change_profile,
+            node_labels=tuple(sorted(self.config.node_labels.items())),
+        )
+
+    def _one_pass(self, reasons: Counter[str]) -> None:
+        started = time.monotonic()
+        why = ", ".join(sorted(reasons))
+        try:
+            revision = self._source.update()
+        except Exception as error:
+            self.metrics.errors.labels(stage="source").inc()
+            self.health.source = f"error: {error}"
+            log.error("source: %s", error)
+            return
+        self.health.source = revision.stale_error or "ok"
+        if revision.stale_error:
+            log.warning("source: %s; serving revision %s", revision.stale_error, revision.sha)
+        if set(reasons) <= {"push", "file"} and revision.manifests_key == self._last_key:
+            # Our own status commit (or a change outside the manifests): nothing to do.
+            log.info("trigger %s: manifests unchanged at %s", why, revision.sha[:12])
+            return
+        if not self._connect_libvirt():
+            self.metrics.errors.labels(stage="libvirt").inc()
+            log.error("libvirt: %s", self.health.libvirt)
+            return
+        loaded = self._cache.load(revision)
+        status_root = (
+            self._publisher.status_root
+            if self._publisher is not None
+            else revision.root / self.config.status.path
+        )
+        context = plan_context(
+            loaded,
+            self._host(),
+            revision.sha,
+            self.config.virtual_machine_cidrs,
+            status_root=status_root if status_root.is_dir() else None,
+        )
+        from reconciler.libvirt.apply import Applier
+
+        runner = None if self.config.suspend else Applier(self._connection)
+        try:
+            result = reconcile_once(context, self._observer, runner, log.info)
+        except Exception as error:
+            self.metrics.errors.labels(stage="libvirt").inc()
+            self.health.last_error = str(error)
+            log.exception("pass failed")
+            self._connection = None
+            return
+        errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
+        if revision.stale_error:
+            errors = "; ".join(filter(None, [revision.stale_error, errors]))
+        self.health.last_error = errors
+        self._publish(result, revision, errors, why)
+        self._last_key = revision.manifests_key
+        self.health.revision = revision.sha
+        self.health.last_pass = time.time()
+        elapsed = time.monotonic() - started
+        self.metrics.pass_seconds.observe(elapsed)
+        self.metrics.passes.labels(outcome="error" if errors else "ok").inc()
+        self.metrics.revision.info({"revision": revision.sha})
+        self.metrics.phases(s.phase for s in result.statuses_plan.statuses.values())
+        if not errors:
+            self.metrics.last_success.set_to_current_time()
+        applied = len(result.applied)
+        log.info(
+            "pass (%s) at %s: %d action(s), %d error(s), %.2fs",
+            why,
+            revision.sha[:12],
+            applied,
+            len(result.errors),
+            elapsed,
+        )
+        self.notifier.status(f"revision {revision.sha[:12]}, {applied} action(s) in last pass")
+
+    def _publish(self, result: PassResult, revision: Any, errors: str, why: str) -> None:
+        from reconciler.status.reports import write_host_reports
+
+        plan = result.statuses_plan
+        host = result.context.host
+
+        def write(root: Path) -> list[Path]:
+            return write_host_reports(root, plan, host, revision.sha, errors)
+
+        try:
+            if self._publisher is None:
+                write(revision.root / self.config.status.path)
+                return
+            outcome = self._publisher.publish(write, f"{len(result.applied)} action(s) ({why})")
+            if outcome.committed:
+                log.info("status committed and pushed: %s", self._publisher.last_commit)
+        except Exception as error:
+            self.metrics.errors.labels(stage="status").inc()
+            self.health.last_error = f"status: {error}"
+            log.error("status: %s", error)
+
+
+class _Stoppable:
+    def __init__(self, observer: Any) -> None:
+        self._observer = observer
+
+    def stop(self) -> None:
+        self._observer.stop()
+
+
+def _is_git(url: str) -> bool:
+    if "://" in url or "@" in url.split("/")[0]:
+        return True
+    return (Path(url) / ".git").exists() or (Path(url) / "HEAD").is_file()
+
+
+def run(config_path: Path) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        daemon = Daemon(config_path)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    return daemon.run()

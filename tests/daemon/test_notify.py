@@ -1,0 +1,62 @@
+"""sd_notify through a datagram socket the test owns, as systemd would hold it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.daemon.notify import Notifier, watchdog_interval_seconds
+
+
+@pytest.fixture
+def systemd_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    path = str(tmp_path / "notify")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(2)
+    yield server, path
+    server.close()
+
+
+def test_ready_watchdog_status_and_stopping_arrive(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    server, path = systemd_socket
+    notifier = Notifier(path)
+    assert notifier.ready("following repo (main)")
+    assert server.recv(4096).decode().splitlines() == ["READY=1", "STATUS=following repo (main)"]
+    assert notifier.watchdog()
+    assert server.recv(4096) == b"WATCHDOG=1"
+    assert notifier.stopping()
+    assert server.recv(4096) == b"STOPPING=1"
+
+
+def test_abstract_socket_names_work() -> None:
+    name = f"vmr-notify-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind("\0" + name)
+    server.settimeout(2)
+    try:
+        assert Notifier("@" + name).ready()
+        assert server.recv(4096) == b"READY=1"
+    finally:
+        server.close()
+
+
+def test_without_systemd_nothing_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    assert not notifier.ready()
+
+
+def test_watchdog_interval_is_half_of_watchdogsec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "120000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval_seconds() == 60
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
+    assert watchdog_interval_seconds() is None
