@@ -1,0 +1,16 @@
+"""Git in: fetch a branch, name the revision, tell which manifests changed."""
+
+from reconciler.source.cache import ManifestCache
+from reconciler.source.git_source import GitSource
+from reconciler.source.local import LocalDirectorySource
+from reconciler.source.location import open_source
+from reconciler.source.revision import Revision, SourceError
+
+__all__ = [
+    "GitSource",
+    "LocalDirectorySource",
+    "ManifestCache",
+    "Revision",
+    "SourceError",
+    "open_source",
+]

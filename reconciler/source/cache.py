@@ -1,0 +1,48 @@
+"""Loading a revision's manifests, parsing again only the files that changed."""
+
+from __future__ import annotations
+
+import gc
+
+from reconciler.loader import LoadResult, load_file, manifest_files
+from reconciler.source.revision import Revision
+
+
+class ManifestCache:
+    """Per-file LoadResults keyed by blob id: an unchanged file is never parsed twice.
+
+    Safe because a file's LoadResult depends only on its text and display path;
+    cross-file rules (duplicates, references) run later on the combined result.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[str, LoadResult]] = {}
+        self.parsed_last = 0
+
+    def load(self, revision: Revision) -> LoadResult:
+        combined = LoadResult()
+        files: dict[str, tuple[str, LoadResult]] = {}
+        parsed = 0
+        # As in load_directory: parsing makes many short-lived objects and no cycles.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for path in manifest_files(revision.root):
+                display = path.relative_to(revision.root).as_posix()
+                blob = revision.blobs.get(display)
+                cached = self._files.get(display)
+                if blob is not None and cached is not None and cached[0] == blob:
+                    result = cached[1]
+                else:
+                    result = load_file(path, display)
+                    parsed += 1
+                if blob is not None:
+                    files[display] = (blob, result)
+                combined.extend(result)
+        finally:
+            if collecting:
+                gc.enable()
+        # Only files of this revision are kept: deleted files do not accumulate.
+        self._files = files
+        self.parsed_last = parsed
+        return combined

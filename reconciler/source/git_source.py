@@ -1,0 +1,262 @@
+"""A Git repository as the source of manifests: a private clone, fetched and hard-reset.
+
+The clone lives in `cache_dir/worktree` and belongs to the daemon: anything local is
+discarded at each update, so what is applied is exactly what the branch holds.
+When the remote cannot be reached, the last good revision keeps being served
+(with `stale_error` set) so that an outage never looks like "every manifest was
+deleted" (SPEC §10: an unreadable revision deletes nothing).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from types import MappingProxyType
+
+from reconciler.config import RepositoryConfig
+from reconciler.loader import SKIPPED_DIRS, YAML_SUFFIXES
+from reconciler.source.gitcli import (
+    NETWORK_TIMEOUT_SECONDS,
+    Credentials,
+    GitFailed,
+    Redactor,
+    is_remote_url,
+    redact_url,
+    run_git,
+)
+from reconciler.source.revision import (
+    Revision,
+    SourceError,
+    changed_manifests,
+    clean_relative,
+    digest,
+    status_inside,
+)
+
+# path (relative to the manifests root) -> (object type, object id)
+TreeEntries = dict[str, tuple[str, str]]
+
+
+class GitSource:
+    """Fetches one branch of a remote repository into a private clone."""
+
+    publishes_status = True
+    local_path: Path | None = None
+
+    def __init__(self, repository: RepositoryConfig, cache_dir: Path, status_path: str) -> None:
+        url = repository.url
+        # A bare repository given as a path: absolute, because git runs elsewhere.
+        self.url = url if is_remote_url(url) else str(Path(url).expanduser().resolve())
+        self.branch = repository.branch
+        self.sub_path = clean_relative(repository.sub_path)
+        self.status_path = clean_relative(status_path)
+        self._status_relative = status_inside(self.sub_path, self.status_path)
+        self.cache_dir = cache_dir
+        # Not cache_dir itself: `git clean -fdx` would delete known_hosts beside it.
+        self.work_tree = cache_dir / "worktree"
+        self._credentials = Credentials(
+            self.url, repository.ssh_key_file, repository.token_file, cache_dir / "known_hosts"
+        )
+        self._previous: Revision | None = None
+        self.network_timeout = NETWORK_TIMEOUT_SECONDS
+        self._clone_checked = False
+
+    def describe(self) -> str:
+        return f"{redact_url(self.url)} ({self.branch})"
+
+    def git_env(self) -> dict[str, str]:
+        """Environment for other git commands against this remote (the status publisher)."""
+        try:
+            return self._credentials.environment(self._credentials.read_token())
+        except GitFailed as error:
+            raise SourceError(f"{self.describe()}: {error}") from None
+
+    # ------------------------------------------------------------------ update
+
+    def update(self) -> Revision:
+        try:
+            token = self._credentials.read_token()
+        except GitFailed as error:
+            reason = f"cannot fetch {self.describe()}: {error}"
+            return self._serve_previous(reason, self._credentials.environment(""), Redactor(""))
+        env = self._credentials.environment(token)
+        redact = Redactor(self.url, token)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            head = self._fetch(env, redact)
+        except GitFailed as error:
+            reason = f"cannot fetch {redact_url(self.url)} ({self.branch}): {error}"
+            return self._serve_previous(reason, env, redact)
+        entries = self._list_tree(head, env, redact)
+        if entries is None:
+            reason = f"sub-path {self.sub_path!r} is missing at {head}"
+            return self._serve_previous(reason, env, redact)
+        return self._checkout(head, entries, env, redact, stale_error="")
+
+    def _serve_previous(self, reason: str, env: dict[str, str], redact: Redactor) -> Revision:
+        """The last good revision marked stale, or SourceError when there is none."""
+        head = self._previous.head if self._previous is not None else self._cached_head(env, redact)
+        entries = self._list_tree(head, env, redact) if head else None
+        if head is None or entries is None:
+            raise SourceError(f"{reason}; no earlier revision to serve")
+        return self._checkout(head, entries, env, redact, stale_error=reason)
+
+    # --------------------------------------------------------------- the clone
+
+    def _fetch(self, env: dict[str, str], redact: Redactor) -> str:
+        """Clones or fetches the branch; returns the sha of its head."""
+        if self._is_our_clone(env, redact):
+            refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
+            run_git(
+                self.work_tree,
+                ["fetch", "--no-tags", "--quiet", "origin", refspec],
+                env,
+                redact,
+                timeout=self.network_timeout,
+            )
+        else:
+            self._clone(env, redact)
+        ref = f"refs/remotes/origin/{self.branch}^{{commit}}"
+        return run_git(self.work_tree, ["rev-parse", "--verify", ref], env, redact).strip()
+
+    def _is_our_clone(self, env: dict[str, str], redact: Redactor) -> bool:
+        if not (self.work_tree / ".git").is_dir():
+            return False
+        if self._clone_checked:
+            return True  # checked once per source object: one git call less per update
+        try:
+            origin = run_git(self.work_tree, ["config", "--get", "remote.origin.url"], env, redact)
+        except GitFailed:
+            origin = ""
+        if origin.strip() == self.url:
+            self._clone_checked = True
+            return True
+        # The configuration now names another repository: its old clone is useless.
+        shutil.rmtree(self.work_tree)
+        return False
+
+    def _clone(self, env: dict[str, str], redact: Redactor) -> None:
+        # Cloned beside and renamed, so an interrupted clone never looks like a good one.
+        partial = self.cache_dir / "worktree.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        if self.work_tree.exists():
+            shutil.rmtree(self.work_tree)
+        command = ["clone", "--quiet", "--no-tags", "--single-branch", "--branch", self.branch]
+        try:
+            run_git(
+                self.cache_dir,
+                [*command, "--", self.url, partial.name],
+                env,
+                redact,
+                timeout=self.network_timeout,
+            )
+        except GitFailed:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        partial.rename(self.work_tree)
+
+    def _cached_head(self, env: dict[str, str], redact: Redactor) -> str | None:
+        """HEAD of a clone left by an earlier run of the daemon, if any."""
+        if not (self.work_tree / ".git").is_dir():
+            return None
+        try:
+            output = run_git(
+                self.work_tree, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], env, redact
+            )
+        except GitFailed:
+            return None
+        return output.strip() or None
+
+    # ---------------------------------------------------------- one revision
+
+    def _list_tree(self, head: str, env: dict[str, str], redact: Redactor) -> TreeEntries | None:
+        """Every tree and blob under the sub-path at head (one git call); None if absent."""
+        try:
+            output = run_git(
+                self.work_tree,
+                ["ls-tree", "-r", "-t", "-z", f"{head}:{self.sub_path}"],
+                env,
+                redact,
+            )
+        except GitFailed:
+            return None
+        entries: TreeEntries = {}
+        for record in output.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            _mode, kind, object_id = meta.split(" ")
+            entries[path] = (kind, object_id)
+        return entries
+
+    def _checkout(
+        self,
+        head: str,
+        entries: TreeEntries,
+        env: dict[str, str],
+        redact: Redactor,
+        stale_error: str,
+    ) -> Revision:
+        try:
+            run_git(self.work_tree, ["reset", "--hard", "--quiet", head], env, redact)
+            run_git(self.work_tree, ["clean", "-fdxq"], env, redact)
+            sha = self._applied_sha(head, env, redact)
+        except GitFailed as error:
+            raise SourceError(f"{self.describe()}: cannot check out {head}: {error}") from None
+        blobs = {path: oid for path, (kind, oid) in entries.items() if kind == "blob"}
+        previous = self._previous.blobs if self._previous is not None else None
+        revision = Revision(
+            head=head,
+            sha=sha,
+            root=self.work_tree / self.sub_path if self.sub_path else self.work_tree,
+            repo_root=self.work_tree,
+            manifests_key=manifests_key(entries, self._status_relative),
+            changed=changed_manifests(previous, blobs, self._status_relative),
+            stale_error=stale_error,
+            blobs=MappingProxyType(blobs),
+        )
+        self._previous = revision
+        return revision
+
+    def _applied_sha(self, head: str, env: dict[str, str], redact: Redactor) -> str:
+        """The newest commit that changed the manifests: the daemon's own status
+        commits must not look like a new revision to apply."""
+        pathspecs = [self.sub_path or "."]
+        if self.status_path:
+            pathspecs.append(f":(exclude){self.status_path}")
+        output = run_git(
+            self.work_tree, ["log", "-1", "--format=%H", head, "--", *pathspecs], env, redact
+        )
+        return output.strip() or head
+
+
+def manifests_key(entries: TreeEntries, status_relative: str | None) -> str:
+    """A digest of the root's entries that changes iff a manifest changes.
+
+    Tree ids cover whole folders, so no file is read; the status folder and
+    dot-entries are left out, and folders holding the status folder are
+    opened to leave it out too.
+    """
+    children: dict[str, list[str]] = defaultdict(list)
+    for path in entries:
+        children[path.rpartition("/")[0]].append(path)
+
+    def keyed(prefix: str) -> list[tuple[str, str]]:
+        chosen: list[tuple[str, str]] = []
+        for path in sorted(children.get(prefix, ())):
+            kind, object_id = entries[path]
+            name = path.rpartition("/")[2]
+            if name.startswith(".") or path == status_relative:
+                continue
+            if not prefix and kind == "tree" and name in SKIPPED_DIRS:
+                continue
+            if kind == "blob" and not name.endswith(YAML_SUFFIXES):
+                continue  # a README beside the manifests is not a manifest
+            if status_relative and status_relative.startswith(path + "/"):
+                chosen.extend(keyed(path))
+            elif kind in ("blob", "tree"):
+                chosen.append((path, object_id))
+        return chosen
+
+    return digest(keyed(""))

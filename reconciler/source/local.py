@@ -1,0 +1,74 @@
+"""A plain directory as the source: the files as they are on disk, nothing fetched.
+
+Meant for a host managed by hand or a repository checked out by other means;
+the daemon watches the directory and writes its status reports beside the
+manifests instead of committing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+from reconciler.config import RepositoryConfig
+from reconciler.loader import manifest_files
+from reconciler.source.revision import (
+    Revision,
+    SourceError,
+    changed_manifests,
+    clean_relative,
+    digest,
+    status_inside,
+)
+
+
+class LocalDirectorySource:
+    publishes_status = False
+
+    def __init__(self, repository: RepositoryConfig, status_path: str) -> None:
+        self.local_path: Path | None = Path(repository.url).expanduser().resolve()
+        self.directory = self.local_path
+        self.sub_path = clean_relative(repository.sub_path)
+        self._status_relative = status_inside(self.sub_path, clean_relative(status_path))
+        self._previous: Revision | None = None
+
+    def describe(self) -> str:
+        return str(self.directory)
+
+    def git_env(self) -> dict[str, str]:
+        return {"GIT_TERMINAL_PROMPT": "0"}
+
+    def update(self) -> Revision:
+        root = self.directory / self.sub_path if self.sub_path else self.directory
+        if not root.is_dir():
+            # Served stale would mean files that are gone: nothing to fall back on.
+            raise SourceError(f"{root} is not a directory")
+        blobs = _file_stamps(root, self._status_relative)
+        # Size and mtime stand in for git's blob ids: a stat per file, no reading.
+        key = digest(sorted(blobs.items()))
+        previous = self._previous.blobs if self._previous is not None else None
+        revision = Revision(
+            head=f"local-{key[:12]}",
+            sha=f"local-{key[:12]}",
+            root=root,
+            repo_root=self.directory,
+            manifests_key=key,
+            changed=changed_manifests(previous, blobs, self._status_relative),
+            blobs=MappingProxyType(blobs),
+        )
+        self._previous = revision
+        return revision
+
+
+def _file_stamps(root: Path, status_relative: str | None) -> dict[str, str]:
+    stamps: dict[str, str] = {}
+    for path in manifest_files(root):
+        relative = path.relative_to(root).as_posix()
+        if status_relative and relative.startswith(status_relative + "/"):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # deleted between the walk and the stat: the next update sees it
+        stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return stamps

@@ -1,0 +1,79 @@
+"""A plain directory (or a non-bare work tree) is read as it is on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.source import SourceError, open_source
+from reconciler.source.local import LocalDirectorySource
+from tests.source.conftest import VM_CLASS, git, repository, vm_yaml
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    (root / "classes").mkdir(parents=True)
+    (root / "vms").mkdir()
+    (root / "classes" / "generic.yaml").write_text(VM_CLASS)
+    (root / "vms" / "web.yaml").write_text(vm_yaml("web"))
+    return root
+
+
+def open_local(directory: Path, tmp_path: Path, **settings: object) -> LocalDirectorySource:
+    source = open_source(repository(str(directory), **settings), tmp_path / "cache", "status")
+    assert isinstance(source, LocalDirectorySource)
+    return source
+
+
+def test_plain_directory_is_watched_and_publishes_nothing(directory: Path, tmp_path: Path) -> None:
+    source = open_local(directory, tmp_path)
+
+    revision = source.update()
+
+    assert not source.publishes_status
+    assert source.local_path == directory
+    assert revision.root == revision.repo_root == directory
+    assert set(revision.blobs) == {"classes/generic.yaml", "vms/web.yaml"}
+
+
+def test_editing_a_file_changes_the_key(directory: Path, tmp_path: Path) -> None:
+    source = open_local(directory, tmp_path)
+    first = source.update()
+
+    web = directory / "vms" / "web.yaml"
+    web.write_text(vm_yaml("web", cores=2))
+    stat = web.stat()
+    os.utime(web, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    second = source.update()
+
+    assert second.manifests_key != first.manifests_key
+    assert second.changed == frozenset({"vms/web.yaml"})
+
+
+def test_status_reports_do_not_change_the_key(directory: Path, tmp_path: Path) -> None:
+    source = open_local(directory, tmp_path)
+    first = source.update()
+
+    (directory / "status").mkdir()
+    (directory / "status" / "README.md").write_text("# status\n")
+    (directory / "status" / "web.yaml").write_text("status: {}\n")
+
+    assert source.update().manifests_key == first.manifests_key
+
+
+def test_work_tree_is_read_as_a_directory_not_as_git(directory: Path, tmp_path: Path) -> None:
+    git(directory, "init", "--quiet")
+
+    source = open_local(directory, tmp_path)
+
+    assert isinstance(source, LocalDirectorySource)
+
+
+def test_missing_sub_path_raises(directory: Path, tmp_path: Path) -> None:
+    source = open_local(directory, tmp_path, sub_path="absent")
+
+    with pytest.raises(SourceError, match="absent"):
+        source.update()

@@ -1,0 +1,100 @@
+"""ManifestCache parses only the files whose blob changed, and loads what a full load loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.loader import LoadResult, load_directory
+from reconciler.source import ManifestCache, open_source
+from tests.source.conftest import VM_CLASS, Remote, repository, vm_yaml
+
+MANIFESTS = {
+    "classes/generic.yaml": VM_CLASS,
+    "vms/web.yaml": vm_yaml("web"),
+    "vms/db.yaml": vm_yaml("db"),
+    "vms/broken.yaml": "kind: VirtualMachine\nmetadata: {name: broken}\nspec: [\n",
+}
+
+
+def summary(result: LoadResult) -> tuple[object, ...]:
+    return (
+        [loaded.id for loaded in result.objects],
+        result.findings,
+        sorted(map(str, result.broken)),
+        result.files,
+    )
+
+
+def test_first_load_parses_every_file_and_matches_a_full_load(
+    remote: Remote, cache_dir: Path
+) -> None:
+    remote.commit(MANIFESTS)
+    revision = open_source(repository(remote.url), cache_dir, "status").update()
+    cache = ManifestCache()
+
+    loaded = cache.load(revision)
+
+    assert cache.parsed_last == len(MANIFESTS)
+    assert len(loaded.objects) == 3 and loaded.findings  # the broken file has its finding
+    assert summary(loaded) == summary(load_directory(revision.root))
+
+
+def test_one_changed_file_is_the_only_one_parsed_again(remote: Remote, cache_dir: Path) -> None:
+    remote.commit(MANIFESTS)
+    source = open_source(repository(remote.url), cache_dir, "status")
+    cache = ManifestCache()
+    cache.load(source.update())
+
+    remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)})
+    revision = source.update()
+    loaded = cache.load(revision)
+
+    assert cache.parsed_last == 1
+    assert summary(loaded) == summary(load_directory(revision.root))
+    web = next(o for o in loaded.objects if o.id.name == "web")
+    assert web.model.spec.cpu.cores == 2  # type: ignore[attr-defined]
+
+
+def test_status_only_commit_parses_nothing(remote: Remote, cache_dir: Path) -> None:
+    remote.commit(MANIFESTS)
+    source = open_source(repository(remote.url), cache_dir, "status")
+    cache = ManifestCache()
+    first = cache.load(source.update())
+
+    remote.commit({"status/virtualmachines/default/web.yaml": "status: {}\n"})
+    loaded = cache.load(source.update())
+
+    assert cache.parsed_last == 0
+    assert summary(loaded) == summary(first)
+
+
+def test_added_and_deleted_files_follow_the_revision(remote: Remote, cache_dir: Path) -> None:
+    remote.commit(MANIFESTS)
+    source = open_source(repository(remote.url), cache_dir, "status")
+    cache = ManifestCache()
+    cache.load(source.update())
+
+    remote.commit({"vms/db.yaml": None, "vms/app.yaml": vm_yaml("app")})
+    revision = source.update()
+    loaded = cache.load(revision)
+
+    assert cache.parsed_last == 1
+    assert summary(loaded) == summary(load_directory(revision.root))
+    assert "vms/db.yaml" not in loaded.files
+
+
+def test_local_directory_edit_is_parsed_again(tmp_path: Path) -> None:
+    directory = tmp_path / "fleet"
+    (directory / "vms").mkdir(parents=True)
+    (directory / "vms" / "web.yaml").write_text(vm_yaml("web"))
+    (directory / "vms" / "db.yaml").write_text(vm_yaml("db"))
+    source = open_source(repository(str(directory)), tmp_path / "cache", "status")
+    cache = ManifestCache()
+    cache.load(source.update())
+
+    (directory / "vms" / "web.yaml").write_text(vm_yaml("web", cores=4))
+    revision = source.update()
+    loaded = cache.load(revision)
+
+    assert cache.parsed_last == 1
+    assert summary(loaded) == summary(load_directory(revision.root))
