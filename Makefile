@@ -69,6 +69,8 @@ run-sample: $(STAMPS)/venv
 
 bench: $(STAMPS)/venv
 	$(PY) bench/validate.py
+	$(PY) bench/reconcile.py
+	$(PY) bench/latency.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV)

@@ -6,12 +6,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.api import Node
-from reconciler.api.node import NODE_API_VERSION
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
 from reconciler.config import Config
 from reconciler.engine.desired import HostContext
@@ -20,15 +18,7 @@ from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
-from reconciler.status.documents import (
-    read_previous,
-    remove_stale,
-    render,
-    status_document,
-    status_path,
-    write_if_changed,
-)
-from reconciler.status.summary import node_status, readme
+from reconciler.status.reports import desired_vms, write_host_reports
 
 EXIT_CHANGES = 3
 
@@ -161,12 +151,13 @@ def run_apply(args: argparse.Namespace) -> int:
     result = outcome
     if args.status_dir is not None:
         errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
-        write_statuses(
+        write_host_reports(
             args.status_dir,
             result.statuses_plan,
             result.context.host,
             result.context.revision,
             errors,
+            desired_vms(result.context),
         )
     print(render_plan(result.plan, result.findings, args.format))
     for failure in result.errors:
@@ -178,42 +169,7 @@ def write_statuses(
     root: Path, plan: Plan, host: HostContext, revision: str, last_error: str = ""
 ) -> list[Path]:
     """Write the reports of SPEC §7 under root; returns the files that changed."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    changed: list[Path] = []
-    keep: set[Path] = set()
-    documents = {}
-    for object_id, status in sorted(plan.statuses.items()):
-        path = status_path(root, object_id)
-        keep.add(path)
-        documents[object_id] = status.as_dict(now, read_previous(root, object_id))
-        document = status_document(object_id, documents[object_id], status.created)
-        if write_if_changed(path, render(document)):
-            changed.append(path)
-    changed.extend(remove_stale(root, "virtualmachines", keep))
-    node = node_status(
-        host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
-    )
-    node_document = {
-        "apiVersion": NODE_API_VERSION,
-        "kind": "Node",
-        "metadata": {"name": host.node_name},
-        "status": node,
-    }
-    for path, text in (
-        (root / "nodes" / f"{host.node_name}.yaml", render(node_document)),
-        (
-            root / "README.md",
-            readme(
-                documents,
-                host.node_name,
-                revision,
-                {object_id: status.created for object_id, status in plan.statuses.items()},
-            ),
-        ),
-    ):
-        if write_if_changed(path, text):
-            changed.append(path)
-    return changed
+    return write_host_reports(root, plan, host, revision, last_error)
 
 
 def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:

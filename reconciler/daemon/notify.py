@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 
 class Notifier:
@@ -59,3 +61,35 @@ def watchdog_interval_seconds() -> float | None:
         return int(usec) / 2_000_000
     except ValueError:
         return None
+
+
+class Heartbeat:
+    """WATCHDOG=1 from a thread of its own, for as long as the daemon makes progress.
+
+    A pass may legitimately take minutes (a guest's graceful shutdown), so the main
+    loop cannot ping on time by itself; pinging unconditionally would hide a hung
+    daemon. The main loop and every applied action call `beat()`; once nothing has
+    beaten for `stall_seconds`, the pings stop and systemd restarts the service.
+    """
+
+    def __init__(self, notifier: Notifier, interval: float, stall_seconds: float = 900.0) -> None:
+        self._notifier = notifier
+        self._interval = interval
+        self._stall = stall_seconds
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            if time.monotonic() - self._last < self._stall:
+                self._notifier.watchdog()

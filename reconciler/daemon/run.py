@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,7 +23,7 @@ from reconciler import __version__
 from reconciler.config import ConfigError, load_config
 from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
-from reconciler.daemon.notify import Notifier, watchdog_interval_seconds
+from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
 from reconciler.daemon.triggers import Triggers
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
@@ -32,6 +32,7 @@ log = logging.getLogger("reconciler.daemon")
 
 # Events after which the run policy may have something to do.
 _LIFECYCLE_TRIGGERS = frozenset({"stopped", "crashed", "shutdown", "started", "undefined"})
+_LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected"})
 
 
 @dataclass
@@ -64,6 +65,8 @@ class Daemon:
         self.metrics = Metrics()
         self.health = Health()
         self.notifier = Notifier()
+        # Replaced by a pinging one when systemd asks for a watchdog.
+        self.heartbeat = Heartbeat(self.notifier, 3600.0)
         self._reload = threading.Event()
         self._components: list[Any] = []
         self._connection: Any = None
@@ -72,6 +75,7 @@ class Daemon:
         self._cache: Any = None
         self._publisher: Any = None
         self._last_key: str | None = None
+        self._revision: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -85,10 +89,13 @@ class Daemon:
         self._start_components()
         self.notifier.ready(f"following {self._describe_source()}")
         self.triggers.request("start")
-        beat = watchdog_interval_seconds() or 10.0
+        interval = watchdog_interval_seconds()
+        if interval:
+            self.heartbeat = Heartbeat(self.notifier, interval)
+            self.heartbeat.start()
         while True:
-            reasons = self.triggers.wait(timeout=beat)
-            self.notifier.watchdog()
+            reasons = self.triggers.wait(timeout=10.0)
+            self.heartbeat.beat()
             if self.triggers.stopping:
                 break
             if self._reload.is_set():
@@ -98,7 +105,8 @@ class Daemon:
             if reasons is None:
                 continue
             self._one_pass(reasons)
-            self.notifier.watchdog()
+            self.heartbeat.beat()
+        self.heartbeat.stop()
         self.notifier.stopping()
         self._stop_components()
         log.info("stopped")
@@ -123,6 +131,7 @@ class Daemon:
         self._stop_components()
         self.config = config
         self._last_key = None
+        self._revision = None
         self._start_components()
         self.notifier.ready("configuration reloaded")
         log.info("configuration reloaded from %s", self.config_path)
@@ -169,9 +178,8 @@ class Daemon:
         watch.start()
         self._components.append(("libvirt-watch", watch))
 
-        local = Path(config.repository.url.removeprefix("file://"))
-        if local.is_dir():
-            self._watch_directory(local)
+        if self._source.local_path is not None:
+            self._watch_directory(self._source.local_path)
 
         secret = None
         if config.webhook_secret_file is not None:
@@ -228,14 +236,15 @@ class Daemon:
 
         repository = self.config.repository
         assert repository is not None
-        if not _is_git(repository.url):
-            return None
+        if not self._source.publishes_status:
+            return None  # a local directory: reports are written beside the manifests
         return StatusPublisher(
             repository.url,
             self.config.status.branch or repository.branch,
             self.config.status.path,
             self.config.node_name,
             self.config.cache_dir / "status",
+            environment=self._source.git_env,
         )
 
     def _connect_libvirt(self) -> bool:
@@ -289,19 +298,30 @@ class Daemon:
             node_labels=tuple(sorted(self.config.node_labels.items())),
         )
 
-    def _one_pass(self, reasons: Counter[str]) -> None:
-        started = time.monotonic()
-        why = ", ".join(sorted(reasons))
+    def _update_source(self, reasons: Counter[str]) -> Any:
+        """The revision to apply; lifecycle events reuse the last one, so a crashed
+        guest is handled without waiting for a fetch."""
+        if self._revision is not None and set(reasons) <= _LIBVIRT_ONLY:
+            return self._revision
         try:
             revision = self._source.update()
         except Exception as error:
             self.metrics.errors.labels(stage="source").inc()
             self.health.source = f"error: {error}"
             log.error("source: %s", error)
-            return
+            return self._revision  # the last good revision, if there is one
         self.health.source = revision.stale_error or "ok"
         if revision.stale_error:
+            self.metrics.errors.labels(stage="source").inc()
             log.warning("source: %s; serving revision %s", revision.stale_error, revision.sha)
+        return revision
+
+    def _one_pass(self, reasons: Counter[str]) -> None:
+        started = time.monotonic()
+        why = ", ".join(sorted(reasons))
+        revision = self._update_source(reasons)
+        if revision is None:
+            return
         if set(reasons) <= {"push", "file"} and revision.manifests_key == self._last_key:
             # Our own status commit (or a change outside the manifests): nothing to do.
             log.info("trigger %s: manifests unchanged at %s", why, revision.sha[:12])
@@ -309,36 +329,36 @@ class Daemon:
         if not self._connect_libvirt():
             self.metrics.errors.labels(stage="libvirt").inc()
             log.error("libvirt: %s", self.health.libvirt)
+            self._publish_error(revision, f"libvirt: {self.health.libvirt}", why)
             return
         loaded = self._cache.load(revision)
-        status_root = (
-            self._publisher.status_root
-            if self._publisher is not None
-            else revision.root / self.config.status.path
-        )
         context = plan_context(
             loaded,
             self._host(),
             revision.sha,
             self.config.virtual_machine_cidrs,
-            status_root=status_root if status_root.is_dir() else None,
+            status_root=self._status_root(revision),
         )
         from reconciler.libvirt.apply import Applier
 
         runner = None if self.config.suspend else Applier(self._connection)
+        if self.config.suspend:
+            # Report the host as it is, not as the plan would leave it.
+            context = replace(context, anticipate=False)
         try:
-            result = reconcile_once(context, self._observer, runner, log.info)
+            result = reconcile_once(context, self._observer, runner, self._progress)
         except Exception as error:
             self.metrics.errors.labels(stage="libvirt").inc()
             self.health.last_error = str(error)
             log.exception("pass failed")
             self._connection = None
             return
-        errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
+        errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
         if revision.stale_error:
-            errors = "; ".join(filter(None, [revision.stale_error, errors]))
-        self.health.last_error = errors
-        self._publish(result, revision, errors, why)
+            errors.insert(0, revision.stale_error)
+        self.health.last_error = "; ".join(errors)
+        self._revision = revision
+        self._publish(result, revision, self.health.last_error, why)
         self._last_key = revision.manifests_key
         self.health.revision = revision.sha
         self.health.last_pass = time.time()
@@ -360,20 +380,53 @@ class Daemon:
         )
         self.notifier.status(f"revision {revision.sha[:12]}, {applied} action(s) in last pass")
 
-    def _publish(self, result: PassResult, revision: Any, errors: str, why: str) -> None:
-        from reconciler.status.reports import write_host_reports
+    def _progress(self, line: str) -> None:
+        self.heartbeat.beat()
+        log.info("%s", line)
+
+    def _status_root(self, revision: Any) -> Path | None:
+        if self._publisher is not None:
+            root = Path(self._publisher.status_root)
+        else:
+            root = revision.repo_root / self.config.status.path
+        return root if root.is_dir() else None
+
+    def _publish(
+        self,
+        result: PassResult,
+        revision: Any,
+        errors: str,
+        why: str,
+    ) -> None:
+        from reconciler.status.reports import desired_vms, write_host_reports
 
         plan = result.statuses_plan
         host = result.context.host
 
         def write(root: Path) -> list[Path]:
-            return write_host_reports(root, plan, host, revision.sha, errors)
+            return write_host_reports(
+                root, plan, host, revision.sha, errors, desired_vms(result.context)
+            )
 
+        self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")
+
+    def _publish_error(self, revision: Any, error: str, why: str) -> None:
+        """When no pass can run (libvirt down), the node's report still says why."""
+        from reconciler.status.reports import write_node_report
+
+        host = self._host()
+
+        def write(root: Path) -> list[Path]:
+            return write_node_report(root, host, revision.sha, error)
+
+        self._write_reports(write, revision, f"error ({why})")
+
+    def _write_reports(self, write: Any, revision: Any, summary: str) -> None:
         try:
             if self._publisher is None:
-                write(revision.root / self.config.status.path)
+                write(revision.repo_root / self.config.status.path)
                 return
-            outcome = self._publisher.publish(write, f"{len(result.applied)} action(s) ({why})")
+            outcome = self._publisher.publish(write, summary)
             if outcome.committed:
                 log.info("status committed and pushed: %s", self._publisher.last_commit)
         except Exception as error:
@@ -388,12 +441,6 @@ class _Stoppable:
 
     def stop(self) -> None:
         self._observer.stop()
-
-
-def _is_git(url: str) -> bool:
-    if "://" in url or "@" in url.split("/")[0]:
-        return True
-    return (Path(url) / ".git").exists() or (Path(url) / "HEAD").is_file()
 
 
 def run(config_path: Path) -> int:

@@ -7,6 +7,7 @@ keep-alives, so a libvirtd restart is noticed and the watch comes back.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -91,9 +92,12 @@ class LifecycleWatch:
 
     def _connect(self) -> None:
         connection = open_connection(self._uri)
-        # Keep-alives turn a dead libvirtd into a close event within seconds.
-        connection.setKeepAlive(5, 3)
-        connection.registerCloseCallback(self._closed, None)
+        # Keep-alives turn a dead libvirtd into a close event within seconds. Drivers
+        # that run in this process (test:///) have no daemon to lose and support neither.
+        with contextlib.suppress(libvirt.libvirtError):
+            connection.setKeepAlive(5, 3)
+        with contextlib.suppress(libvirt.libvirtError):
+            connection.registerCloseCallback(self._closed, None)
         connection.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
         )

@@ -76,16 +76,3 @@ def write_if_changed(path: Path, text: str) -> bool:
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
     return True
-
-
-def remove_stale(root: Path, plural: str, keep: set[Path]) -> list[Path]:
-    """Remove reports of objects that no longer exist; returns what was removed."""
-    removed = []
-    base = root / plural
-    if not base.is_dir():
-        return removed
-    for path in sorted(base.rglob("*.yaml")):
-        if path not in keep:
-            path.unlink()
-            removed.append(path)
-    return removed

@@ -53,27 +53,42 @@ def vm_row(object_id: ObjectId, status: Mapping[str, Any], created: str = "") ->
     )
 
 
-def readme(
+def fleet_readme(
     statuses: Mapping[ObjectId, Mapping[str, Any]],
-    node_name: str,
-    revision: str,
-    created: Mapping[ObjectId, str] | None = None,
+    created: Mapping[ObjectId, str],
+    nodes: Mapping[str, Mapping[str, Any]],
 ) -> str:
+    """status/README.md: every VM of the fleet, then every host; nothing in it changes
+    unless a report does."""
     lines = [
         "# Status",
         "",
         "Written by vm-reconciler; do not edit. One report per object in the folders beside"
         " this file.",
         "",
-        f"Host `{node_name}`, revision `{revision or 'unknown'}`.",
-        "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + " --- |" * len(COLUMNS),
     ]
     for object_id in sorted(statuses):
-        row = vm_row(object_id, statuses[object_id], (created or {}).get(object_id, ""))
-        lines.append("| " + " | ".join(cell or " " for cell in row) + " |")
+        row = vm_row(object_id, statuses[object_id], created.get(object_id, ""))
+        lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
+    if nodes:
+        lines += [
+            "",
+            "| HOST | VMS | LAST APPLIED REVISION | LAST ERROR |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name in sorted(nodes):
+            node = nodes[name]
+            count = node.get("virtualMachines", {}).get("total", 0)
+            revision = str(node.get("lastAppliedRevision", "") or "")[:12]
+            error = str(node.get("lastError", "") or "")
+            lines.append(f"| {name} | {count} | {_cell(revision)} | {_cell(error)} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ") or " "
 
 
 def node_status(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler.daemon.notify import Notifier, watchdog_interval_seconds
+from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
 
 
 @pytest.fixture
@@ -60,3 +61,33 @@ def test_watchdog_interval_is_half_of_watchdogsec(monkeypatch: pytest.MonkeyPatc
     assert watchdog_interval_seconds() == 60
     monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
     assert watchdog_interval_seconds() is None
+
+
+def test_heartbeat_pings_while_beaten_and_stops_when_the_daemon_stalls(
+    systemd_socket: tuple[socket.socket, str],
+) -> None:
+    server, path = systemd_socket
+    server.settimeout(0.5)
+    heartbeat = Heartbeat(Notifier(path), interval=0.05, stall_seconds=0.3)
+    heartbeat.start()
+    try:
+        assert server.recv(4096) == b"WATCHDOG=1"  # a long pass that makes progress
+        time.sleep(0.4)  # no beat for longer than the stall limit: a hung daemon
+        drain(server)
+        with pytest.raises(TimeoutError):
+            server.recv(4096)
+        heartbeat.beat()
+        assert server.recv(4096) == b"WATCHDOG=1"
+    finally:
+        heartbeat.stop()
+
+
+def drain(server: socket.socket) -> None:
+    server.setblocking(False)
+    try:
+        while True:
+            server.recv(4096)
+    except BlockingIOError:
+        pass
+    finally:
+        server.settimeout(0.5)

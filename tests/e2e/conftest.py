@@ -39,6 +39,7 @@ within a module when the tests only observe it. lab.py has the waits
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -54,6 +55,7 @@ import pytest
 from .lab import (
     LabNetwork,
     LabPool,
+    SystemConnection,
     TestGuest,
     dir_pool,
     domain_in_namespace,
@@ -99,11 +101,16 @@ class E2ESession:
         return namespace == self.prefix or namespace.startswith(self.prefix + "-")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart libvirtd run last, so that nothing else sees the restart."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_libvirtd") is not None)
+
+
 @pytest.fixture(scope="session")
 def system_conn() -> Iterator[libvirt.virConnect]:
     """The qemu:///system connection; fails (never skips) when libvirtd does not answer."""
     try:
-        conn = libvirt.open(SYSTEM_URI)
+        conn = SystemConnection(SYSTEM_URI)
     except libvirt.libvirtError as error:
         pytest.fail(
             f"{SYSTEM_URI} is not available: {error}\n"
@@ -112,9 +119,10 @@ def system_conn() -> Iterator[libvirt.virConnect]:
             pytrace=False,
         )
     try:
-        yield conn
+        yield conn  # type: ignore[misc]
     finally:
-        conn.close()
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
 
 
 @pytest.fixture(scope="session")

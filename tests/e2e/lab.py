@@ -241,6 +241,26 @@ def console_tail(path: Path | None, lines: int = 40) -> str:
 # ---------------------------------------------------------------- storage and network
 
 
+class SystemConnection:
+    """qemu:///system, reopened by `reconnect()` after a test restarted libvirtd.
+
+    Everything else is the libvirt connection's own API; objects looked up before a
+    restart belong to the dead connection, so look them up again.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._conn = libvirt.open(uri)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def reconnect(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.close()
+        self._conn = libvirt.open(self.uri)
+
+
 def _assert_gone(what: str, lookup: Callable[[str], object], name: str) -> None:
     """Teardown suppresses errors step by step; say so if the object survived them all."""
     try:
@@ -263,6 +283,9 @@ def dir_pool(conn: libvirt.virConnect, name: str, path: Path) -> Iterator[LabPoo
         pool.create()
         yield LabPool(name=name, path=path)
     finally:
+        # Looked up again: libvirtd may have been restarted meanwhile (test_daemon).
+        with contextlib.suppress(libvirt.libvirtError):
+            pool = conn.storagePoolLookupByName(name)
         with contextlib.suppress(libvirt.libvirtError):
             pool.refresh()
             for volume in pool.listAllVolumes():
@@ -310,6 +333,8 @@ def isolated_network(
         try:
             yield lab
         finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                network = conn.networkLookupByName(name)
             with contextlib.suppress(libvirt.libvirtError):
                 network.destroy()
             with contextlib.suppress(libvirt.libvirtError):

@@ -1,0 +1,162 @@
+"""Status reports into Git: commit as the host's own identity, push, and on a lost race
+start over from the remote's new head.
+
+Several hosts push to one branch at once. A rejected push is never forced and never
+cherry-picked: the clone is reset to what the remote now holds and the reports are
+written again on top of it, so every host's files survive (each host writes only
+its own reports). A clone left half-done by a killed daemon is reset the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from git import Git
+from git.exc import GitCommandError
+
+from reconciler.source.gitcli import (
+    NETWORK_TIMEOUT_SECONDS,
+    GitFailed,
+    Redactor,
+    redact_url,
+    run_git,
+)
+
+# git's words for "someone else pushed first".
+_REJECTED = ("rejected", "fetch first", "non-fast-forward", "failed to update ref", "stale info")
+_NO_BRANCH = ("couldn't find remote ref", "not found in upstream")
+# The local name of a status branch that does not exist on the remote yet.
+_NEW_BRANCH = "vmr-new-status-branch"
+
+
+class PublishError(Exception):
+    """The reports could not be pushed; the message is redacted and says why."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    committed: bool
+    commit: str | None = None
+    attempts: int = 1
+
+
+Write = Callable[[Path], list[Path]]
+
+
+class StatusPublisher:
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        status_path: str,
+        node_name: str,
+        work_dir: Path,
+        *,
+        environment: Callable[[], dict[str, str]] | None = None,
+        attempts: int = 8,
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.status_path = status_path.strip("/") or "status"
+        self.node_name = node_name
+        self.work_dir = work_dir
+        self.attempts = attempts
+        self.last_commit: str | None = None
+        self._environment = environment or (lambda: {"GIT_TERMINAL_PROMPT": "0"})
+        self._redact = Redactor(url)
+
+    @property
+    def status_root(self) -> Path:
+        """The fleet's reports as last fetched."""
+        return self.work_dir / self.status_path
+
+    def publish(self, write: Write, summary: str) -> PublishResult:
+        env = {
+            **self._environment(),
+            "GIT_AUTHOR_NAME": f"vm-reconciler on {self.node_name}",
+            "GIT_AUTHOR_EMAIL": f"vm-reconciler@{self.node_name}",
+            "GIT_COMMITTER_NAME": f"vm-reconciler on {self.node_name}",
+            "GIT_COMMITTER_EMAIL": f"vm-reconciler@{self.node_name}",
+        }
+        message = f"status({self.node_name}): {summary} [skip ci]"
+        for attempt in range(1, self.attempts + 1):
+            self._sync(env)
+            write(self.status_root)
+            if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
+                return PublishResult(committed=False, attempts=attempt)
+            self._git(env, "add", "-A", "--", self.status_path)
+            self._git(env, "commit", "--quiet", "--no-verify", "-m", message)
+            failure = self._network(
+                env, "push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}"
+            )
+            if failure is not None:
+                if not any(word in failure for word in _REJECTED):
+                    raise self._failed("push to", failure)
+                # Another host pushed first: back off a little, then redo on its head.
+                time.sleep(min(3.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                continue
+            self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
+            return PublishResult(committed=True, commit=self.last_commit, attempts=attempt)
+        raise PublishError(
+            f"{redact_url(self.url)} ({self.branch}): the push was rejected"
+            f" {self.attempts} times in a row; giving up until the next pass"
+        )
+
+    # ----------------------------------------------------------------------- clone
+
+    def _sync(self, env: dict[str, str]) -> None:
+        """The clone at the remote's head, with nothing of an earlier attempt left."""
+        if not (self.work_dir / ".git").is_dir():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._git(env, "init", "--quiet")
+            self._git(env, "remote", "add", "origin", self.url)
+        failure = self._network(
+            env,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+        )
+        if failure is not None:
+            if not any(words in failure for words in _NO_BRANCH):
+                raise self._failed("fetch", failure)
+            # A status branch of its own that nobody has pushed yet: start it empty.
+            self._git(env, "update-ref", "-d", f"refs/heads/{_NEW_BRANCH}")
+            self._git(env, "symbolic-ref", "HEAD", f"refs/heads/{_NEW_BRANCH}")
+            self._git(env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
+            self._git(env, "clean", "-q", "-fdx")
+            return
+        self._git(env, "checkout", "--quiet", "-B", self.branch, f"origin/{self.branch}")
+        self._git(env, "reset", "--quiet", "--hard", f"origin/{self.branch}")
+        self._git(env, "clean", "-q", "-fdx")
+
+    def _git(self, env: dict[str, str], *args: str, timeout: float | None = None) -> str:
+        try:
+            return run_git(self.work_dir, list(args), env, self._redact, timeout)
+        except GitFailed as error:
+            raise PublishError(f"{redact_url(self.url)} ({self.branch}): {error}") from None
+
+    def _network(self, env: dict[str, str], *args: str) -> str | None:
+        """A fetch or push: None when it worked, else git's whole (redacted) stderr, which
+        tells a lost race or a missing branch apart from a real failure."""
+        try:
+            Git(str(self.work_dir)).execute(
+                ["git", *args], env=env, kill_after_timeout=NETWORK_TIMEOUT_SECONDS
+            )
+        except GitCommandError as error:
+            stderr = error.stderr if isinstance(error.stderr, str) else str(error.stderr or "")
+            return self._redact(stderr) or f"git exited with status {error.status}"
+        return None
+
+    def _failed(self, what: str, stderr: str) -> PublishError:
+        lines = [
+            line.strip().removeprefix("stderr: ").strip("'").strip() for line in stderr.splitlines()
+        ]
+        reason = next((line for line in lines if line.startswith(("fatal", "error", "ssh"))), "")
+        reason = reason or next((line for line in lines if line), "unknown error")
+        return PublishError(f"cannot {what} {redact_url(self.url)} ({self.branch}): {reason}")

@@ -1,0 +1,150 @@
+"""The status/ tree that every host of a fleet writes into: its own reports, nobody else's.
+
+Each VM is reported by exactly one host (the one placement gives it to), so a host
+writes the reports of the VMs in its plan and removes only reports that are stale
+by its own knowledge: a VM it reported and no longer does, or a VM that is gone
+from the repository. The README is derived from the files themselves, so any host
+regenerating it from the same tree writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.api import DEFAULT_NAMESPACE, ObjectId
+from reconciler.api.node import NODE_API_VERSION
+from reconciler.engine.desired import HostContext
+from reconciler.engine.plan import Plan, PlanContext
+from reconciler.loader import load_config_text
+from reconciler.status.documents import (
+    read_previous,
+    render,
+    status_document,
+    status_path,
+    write_if_changed,
+)
+from reconciler.status.summary import fleet_readme, node_status
+
+VM_FOLDER = "virtualmachines"
+
+
+def write_host_reports(
+    root: Path,
+    plan: Plan,
+    host: HostContext,
+    revision: str,
+    last_error: str = "",
+    desired_vms: set[ObjectId] | None = None,
+) -> list[Path]:
+    """Write this host's reports under root; returns the files changed or removed.
+
+    desired_vms: every VM of the revision, or None when it is not known for sure
+    (an unreadable file): then no report is removed for being absent from Git.
+    """
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed: list[Path] = []
+    documents: dict[ObjectId, dict[str, Any]] = {}
+    for object_id, status in sorted(plan.statuses.items()):
+        path = status_path(root, object_id)
+        documents[object_id] = status.as_dict(now, read_previous(root, object_id))
+        document = status_document(object_id, documents[object_id], status.created)
+        if write_if_changed(path, render(document)):
+            changed.append(path)
+    changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
+    node = node_status(
+        host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
+    )
+    changed.extend(_write_node(root, host.node_name, node))
+    changed.extend(_write_readme(root))
+    return changed
+
+
+def desired_vms(context: PlanContext) -> set[ObjectId] | None:
+    """Every VM of the revision, or None when a file could not be read (a VM that is
+    only unreadable keeps its report)."""
+    if context.unreadable_files:
+        return None
+    vms = {loaded.id for loaded in context.inventory.objects if loaded.id.kind == "VirtualMachine"}
+    return vms | {object_id for object_id in context.broken if object_id.kind == "VirtualMachine"}
+
+
+def write_node_report(root: Path, host: HostContext, revision: str, error: str) -> list[Path]:
+    """Only the host's own report, with the error that kept the pass from running;
+    the VM reports stay as the last pass left them."""
+    path = root / "nodes" / f"{host.node_name}.yaml"
+    previous = _read(path)
+    status = previous.get("status") if isinstance(previous, dict) else None
+    if isinstance(status, dict):
+        node = {**status, "lastError": error}
+    else:
+        node = node_status(host.node_name, host.cpu_capacity_millicores, {}, revision, error)
+    changed = _write_node(root, host.node_name, node)
+    changed.extend(_write_readme(root))
+    return changed
+
+
+def _write_node(root: Path, node_name: str, node: dict[str, Any]) -> list[Path]:
+    document = {
+        "apiVersion": NODE_API_VERSION,
+        "kind": "Node",
+        "metadata": {"name": node_name},
+        "status": node,
+    }
+    path = root / "nodes" / f"{node_name}.yaml"
+    return [path] if write_if_changed(path, render(document)) else []
+
+
+def _remove_stale(
+    root: Path,
+    node_name: str,
+    reported: set[ObjectId],
+    desired_vms: set[ObjectId] | None,
+) -> list[Path]:
+    removed = []
+    for path, object_id, document in _vm_reports(root):
+        if object_id in reported:
+            continue
+        gone_from_git = desired_vms is not None and object_id not in desired_vms
+        status = document.get("status") if isinstance(document, dict) else None
+        mine = isinstance(status, dict) and status.get("nodeName") == node_name
+        if gone_from_git or mine:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _vm_reports(root: Path) -> list[tuple[Path, ObjectId, Any]]:
+    found = []
+    for path in sorted((root / VM_FOLDER).glob("*/*.yaml")):
+        namespace = path.parent.name or DEFAULT_NAMESPACE
+        found.append((path, ObjectId("VirtualMachine", namespace, path.stem), _read(path)))
+    return found
+
+
+def _read(path: Path) -> Any:
+    try:
+        return load_config_text(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_readme(root: Path) -> list[Path]:
+    statuses: dict[ObjectId, dict[str, Any]] = {}
+    created: dict[ObjectId, str] = {}
+    for _path, object_id, document in _vm_reports(root):
+        if not isinstance(document, dict):
+            continue
+        status = document.get("status")
+        statuses[object_id] = status if isinstance(status, dict) else {}
+        metadata = document.get("metadata")
+        if isinstance(metadata, dict):
+            created[object_id] = str(metadata.get("creationTimestamp", "") or "")
+    nodes = {}
+    for path in sorted((root / "nodes").glob("*.yaml")):
+        document = _read(path)
+        status = document.get("status") if isinstance(document, dict) else None
+        nodes[path.stem] = status if isinstance(status, dict) else {}
+    path = root / "README.md"
+    return [path] if write_if_changed(path, fleet_readme(statuses, created, nodes)) else []

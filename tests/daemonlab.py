@@ -1,0 +1,265 @@
+"""A manifests repository with a bare remote on disk, and the daemon as a real subprocess.
+
+Shared by the daemon tests (test driver), the end-to-end tests (a real libvirtd) and
+bench/latency.py. Git is the real `git`; the daemon is `reconciler run` started the
+way systemd would start it: with a notify socket (owned here) and a watchdog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ruamel.yaml import YAML
+
+T = TypeVar("T")
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Operator",
+    "GIT_AUTHOR_EMAIL": "operator@example.com",
+    "GIT_COMMITTER_NAME": "Operator",
+    "GIT_COMMITTER_EMAIL": "operator@example.com",
+}
+WEBHOOK_SECRET = "s3cret-webhook"
+
+
+def wait_until(
+    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.1
+) -> T:
+    """probe()'s first truthy value; fails naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> str:
+    completed = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and completed.returncode:
+        raise AssertionError(f"git {' '.join(args)} failed: {completed.stderr.strip()}")
+    return completed.stdout.strip()
+
+
+@dataclass
+class Remote:
+    """A bare repository on disk: the `origin` every host and operator pushes to."""
+
+    path: Path
+    branch: str = "main"
+
+    @classmethod
+    def create(cls, path: Path, branch: str = "main") -> Remote:
+        path.mkdir(parents=True)
+        git(path, "init", "--quiet", "--bare", f"--initial-branch={branch}")
+        return cls(path, branch)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def head(self) -> str:
+        return git(self.path, "rev-parse", "--verify", "--quiet", self.branch, check=False)
+
+    def show(self, relative: str, revision: str | None = None) -> str | None:
+        """A file's text at the branch head (or a revision); None when absent."""
+        completed = subprocess.run(
+            ["git", "show", f"{revision or self.branch}:{relative}"],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return completed.stdout if completed.returncode == 0 else None
+
+    def document(self, relative: str) -> dict[str, Any] | None:
+        text = self.show(relative)
+        return YAML(typ="safe", pure=True).load(text) if text else None
+
+    def log(self, *args: str) -> list[str]:
+        out = git(self.path, "log", "--format=%H %an|%s", *args, self.branch, check=False)
+        return out.splitlines() if out else []
+
+    def status_commits(self) -> list[str]:
+        return [line for line in self.log() if "|status(" in line]
+
+
+@dataclass
+class Workspace:
+    """An operator's clone: edit, commit, push."""
+
+    path: Path
+    remote: Remote
+
+    @classmethod
+    def clone(cls, remote: Remote, path: Path) -> Workspace:
+        git(path.parent, "clone", "--quiet", remote.url, path.name)
+        git(path, "checkout", "--quiet", "-B", remote.branch)
+        return cls(path, remote)
+
+    def write(self, relative: str, text: str) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text), encoding="utf-8")
+        return target
+
+    def commit_and_push(self, message: str) -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "--quiet", "-m", message)
+        if self.remote.head():
+            # The daemons push status commits meanwhile: take them in first, as anyone would.
+            git(self.path, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
+        git(self.path, "push", "--quiet", "origin", f"HEAD:{self.remote.branch}")
+        return git(self.path, "rev-parse", "HEAD")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Daemon:
+    """`reconciler run` as a subprocess, with a notify socket this object owns."""
+
+    workdir: Path
+    settings: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    messages: list[str] = field(default_factory=list)
+    _socket: socket.socket | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "daemon.log"
+
+    def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        secret = self.workdir / "webhook-secret"
+        secret.write_text(WEBHOOK_SECRET + "\n", encoding="utf-8")
+        self.port = self.port or free_port()
+        config = {
+            "listen": f"127.0.0.1:{self.port}",
+            "webhookSecretFile": str(secret),
+            "cacheDir": str(self.workdir / "cache"),
+            **self.settings,
+        }
+        self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    def start(self, *, watchdog_seconds: float = 60.0) -> None:
+        self.write_config()
+        notify_path = self.workdir / "notify.sock"
+        notify_path.unlink(missing_ok=True)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(notify_path))
+        self._socket.settimeout(0.2)
+        self.messages = []
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "run", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                **self.env,
+                "NOTIFY_SOCKET": str(notify_path),
+                "WATCHDOG_USEC": str(int(watchdog_seconds * 1_000_000)),
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        log.close()
+
+    def notifications(self) -> list[str]:
+        """Every sd_notify line received so far."""
+        assert self._socket is not None
+        while True:
+            try:
+                self.messages.extend(self._socket.recv(65536).decode().splitlines())
+            except (TimeoutError, BlockingIOError):
+                return self.messages
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            self.check_alive()
+            return "READY=1" in self.notifications()
+
+        wait_until(f"READY=1 from the daemon (log: {self.log_path})", ready, timeout)
+
+    def check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"the daemon exited with {self.process.returncode}:\n{self.log_tail()}"
+            )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def push_hook(self) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/hooks/git",
+            data=b"{}",
+            headers={"X-Reconciler-Token": WEBHOOK_SECRET},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def health(self) -> dict[str, Any]:
+        return dict(json.loads(self.get("/healthz")[1]))
+
+    def terminate(self, timeout: float = 120.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(30)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
