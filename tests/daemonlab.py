@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -182,6 +183,8 @@ class Daemon:
         self._socket.bind(str(notify_path))
         self._socket.settimeout(0.2)
         self.messages = []
+        # Read as systemd does, all the time: an unread socket fills up.
+        threading.Thread(target=self._read_notifications, args=(self._socket,), daemon=True).start()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "run", "--config", str(self.config_path)],
@@ -197,14 +200,19 @@ class Daemon:
         )
         log.close()
 
-    def notifications(self) -> list[str]:
-        """Every sd_notify line received so far."""
-        assert self._socket is not None
+    def _read_notifications(self, notify: socket.socket) -> None:
         while True:
             try:
-                self.messages.extend(self._socket.recv(65536).decode().splitlines())
-            except (TimeoutError, BlockingIOError):
-                return self.messages
+                self.messages.extend(notify.recv(65536).decode().splitlines())
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+
+    def notifications(self) -> list[str]:
+        """Every sd_notify line received so far."""
+        time.sleep(0.3)  # what is in flight arrives
+        return list(self.messages)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
@@ -247,9 +255,17 @@ class Daemon:
         return dict(json.loads(self.get("/healthz")[1]))
 
     def terminate(self, timeout: float = 120.0) -> int:
+        """SIGTERM, as systemctl stop sends it; the exit status."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # the daemon dumps its threads' stacks
+            time.sleep(1)
+            raise AssertionError(
+                f"the daemon did not exit within {timeout:.0f}s of SIGTERM:\n{self.log_tail(80)}"
+            ) from None
 
     def kill(self) -> None:
         assert self.process is not None

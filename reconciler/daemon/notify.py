@@ -30,8 +30,9 @@ class Notifier:
             return False
         target = "\0" + self._address[1:] if self._address.startswith("@") else self._address
         try:
-            self._socket.sendto("\n".join(fields).encode(), target)
-        except OSError:
+            # Never wait for the reader: a full queue must not stall a pass.
+            self._socket.sendto("\n".join(fields).encode(), socket.MSG_DONTWAIT, target)
+        except OSError:  # BlockingIOError included: that message is dropped
             return False
         return True
 

@@ -8,6 +8,7 @@ and Git, so a daemon killed at any point converges when started again.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -448,6 +449,10 @@ def run(config_path: Path) -> int:
         level=logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # A line per scheduled trigger would drown the passes in the journal.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # `kill -USR1` writes every thread's stack to the journal: for a daemon that hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         daemon = Daemon(config_path)
     except ConfigError as error:

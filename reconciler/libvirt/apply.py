@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from reconciler.libvirt.render import render_domain
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
 # the volumes belong to VirtualDisks, not to the VM (SPEC §10). No NVRAM flag:
 # a domain with firmware variables refuses to go, rather than losing them.
+# How often a graceful stop repeats its request while the guest has not gone.
+SHUTDOWN_REPEAT_SECONDS = 5.0
 _UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
 )
@@ -172,6 +175,23 @@ class Applier:
         if not state_of(domain)[0].active:
             return
         self.mutations += 1
+        self._ask_shutdown(domain)
+        deadline = self._clock() + grace_seconds
+        asked = self._clock()
+        while self._clock() < deadline:
+            if not state_of(domain)[0].active:
+                return
+            if self._clock() - asked >= SHUTDOWN_REPEAT_SECONDS:
+                # A guest still booting drops the ACPI event and has no agent yet:
+                # ask again, as an operator pressing the button twice would.
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._ask_shutdown(domain)
+                asked = self._clock()
+            self._sleep(self._poll)
+        if state_of(domain)[0].active:
+            self._destroy(domain)
+
+    def _ask_shutdown(self, domain: libvirt.virDomain) -> None:
         try:
             domain.shutdown()
         except libvirt.libvirtError as error:
@@ -179,13 +199,6 @@ class Applier:
                 return
             if error.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                 raise
-        deadline = self._clock() + grace_seconds
-        while self._clock() < deadline:
-            if not state_of(domain)[0].active:
-                return
-            self._sleep(self._poll)
-        if state_of(domain)[0].active:
-            self._destroy(domain)
 
     def _destroy(self, domain: libvirt.virDomain) -> None:
         if state_of(domain)[0] is PowerState.SHUTOFF:

@@ -91,3 +91,16 @@ def drain(server: socket.socket) -> None:
         pass
     finally:
         server.settimeout(0.5)
+
+
+def test_a_reader_that_does_not_read_never_stalls_the_daemon(tmp_path: Path) -> None:
+    path = str(tmp_path / "full")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    try:
+        notifier = Notifier(path)
+        sent = [notifier.status(f"pass {n}") for n in range(5000)]
+        assert not all(sent), "the queue filled up and later messages were dropped"
+        assert server.recv(4096) == b"STATUS=pass 0"
+    finally:
+        server.close()
