@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,10 +103,20 @@ def node_to_value(node: Node) -> Any:
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """One YAML document of one file, with its node tree for locating fields."""
+    """One YAML document of one file, able to say where any of its fields is written.
+
+    Only the text is kept: the node tree of a document is twenty times its size,
+    and a daemon keeps every object of the repository loaded while lines are only
+    needed for the rare finding. The tree is composed again on demand.
+    """
 
     path: str
-    node: Node
+    text: str = field(repr=False)
+    index: int = 0
+
+    @property
+    def node(self) -> Node:
+        return _composed(self.text)[self.index]
 
     def locate(self, loc: Loc) -> tuple[int, int]:
         """1-based line and column of the deepest part of `loc` that exists.
@@ -218,8 +228,8 @@ def load_text(text: str, display_path: str) -> LoadResult:
     except YAMLError as error:
         result.findings.append(Finding(display_path, 1, 1, "", str(error), Rule.YAML))
         return result
-    for node in nodes:
-        _load_document(node, display_path, result)
+    for index, node in enumerate(nodes):
+        _load_document(node, SourceDocument(display_path, text, index), result)
     return result
 
 
@@ -255,12 +265,32 @@ def _composer() -> YAML:
 _COMPOSER = _composer()
 
 
-def _compose_all(text: str) -> Iterable[Node]:
-    return [node for node in _COMPOSER.compose_all(text) if node is not None]
+def _compose_all(text: str) -> list[Node]:
+    nodes = [node for node in _COMPOSER.compose_all(text) if node is not None]
+    _remember(text, nodes)
+    return nodes
 
 
-def _load_document(node: Node, path: str, result: LoadResult) -> None:
-    source = SourceDocument(path, node)
+# The node trees of the last few texts: a file's findings are located right after
+# it is composed, and then rarely again.
+_RECENT: dict[str, list[Node]] = {}
+_RECENT_LIMIT = 8
+
+
+def _remember(text: str, nodes: list[Node]) -> None:
+    _RECENT.pop(text, None)
+    _RECENT[text] = nodes
+    while len(_RECENT) > _RECENT_LIMIT:
+        del _RECENT[next(iter(_RECENT))]
+
+
+def _composed(text: str) -> list[Node]:
+    nodes = _RECENT.get(text)
+    return nodes if nodes is not None else _compose_all(text)
+
+
+def _load_document(node: Node, source: SourceDocument, result: LoadResult) -> None:
+    path = source.path
     line, column = source.locate(())
     try:
         raw = node_to_value(node)

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler import __version__
+from reconciler.api import Node
 from reconciler.config import ConfigError, load_config
 from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
@@ -28,6 +29,7 @@ from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seco
 from reconciler.daemon.triggers import Triggers
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.loader import LoadResult
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -281,10 +283,16 @@ class Daemon:
 
     # ---------------------------------------------------------------------- pass
 
-    def _host(self) -> HostContext:
+    def _host(self, loaded: LoadResult | None = None) -> HostContext:
         capacity = 1
         if self._connection is not None:
             capacity = int(self._connection.getInfo()[2])
+        # The repository's Node object, when it states a capacity, is what admission
+        # weighs against (an operator may keep CPUs back for the host itself).
+        for obj in loaded.objects if loaded is not None else ():
+            model = obj.model
+            if isinstance(model, Node) and model.name == self.config.node_name:
+                capacity = model.spec.capacity.cpu or capacity
         domain_type = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
         forced = os.environ.get("RECONCILER_DOMAIN_TYPE")
         if forced in ("kvm", "qemu"):
@@ -335,7 +343,7 @@ class Daemon:
         loaded = self._cache.load(revision)
         context = plan_context(
             loaded,
-            self._host(),
+            self._host(loaded),
             revision.sha,
             self.config.virtual_machine_cidrs,
             status_root=self._status_root(revision),

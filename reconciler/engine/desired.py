@@ -126,6 +126,11 @@ def build_domain(
     if desired is None:
         desired = _build_domain(vm, vmclass, inventory, topology, host, revision)
         _MEMO.put(inputs, desired)
+    elif desired.spec.metadata.revision != revision:
+        # A new revision that left this VM as it was: only the stamp differs.
+        metadata = replace(desired.spec.metadata, revision=revision)
+        desired = replace(desired, spec=replace(desired.spec, metadata=metadata))
+        _MEMO.put(inputs, desired)
     return desired
 
 
@@ -149,8 +154,8 @@ class _DesiredMemo:
     A daemon plans every VM on every pass, but between two revisions most
     manifests are the very same (frozen) objects: building their domains again
     would give the same result (build_domain is pure). An entry is served only
-    when each input *is* the object it was built from (the host and the
-    revision, plain values, only need to be equal), so an object loaded again
+    when each input *is* the object it was built from (the host, a plain value,
+    only needs to be equal; a new revision only restamps the metadata), so an object loaded again
     from an edited file, a different class or a replaced disk always misses.
     Entries hold their inputs, so an id is never reused while cached. Bounded:
     the oldest entries go first.
@@ -165,13 +170,12 @@ class _DesiredMemo:
         if entry is None:
             return None
         cached, desired = entry
-        vm, vmclass, topology, host, revision, devices = inputs
+        vm, vmclass, topology, host, _revision, devices = inputs
         if (
             cached[0] is vm
             and cached[1] is vmclass
             and cached[2] is topology
             and (cached[3] is host or cached[3] == host)
-            and cached[4] == revision
             and len(cached[5]) == len(devices)
             and all(a is b for a, b in zip(cached[5], devices, strict=True))
         ):

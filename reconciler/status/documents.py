@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,19 +48,65 @@ def status_document(
     }
 
 
+class _Memo:
+    """What a daemon pass would otherwise redo for every object of a large fleet.
+
+    Rendering with ruamel.yaml costs milliseconds per document, and so does parsing
+    one back; a pass over a thousand unchanged reports must do neither. Entries are
+    keyed by content (the document's JSON, the file's text), so they can never be
+    stale; the maps are emptied when they outgrow a few fleets' worth of reports.
+    """
+
+    LIMIT = 50_000
+
+    def __init__(self) -> None:
+        self.rendered: dict[str, str] = {}
+        self.parsed: dict[Path, tuple[str, Any]] = {}
+
+    def trim(self) -> None:
+        if len(self.rendered) > self.LIMIT:
+            self.rendered.clear()
+        if len(self.parsed) > self.LIMIT:
+            self.parsed.clear()
+
+
+_MEMO = _Memo()
+
+
 def render(document: Mapping[str, Any]) -> str:
-    buffer = io.StringIO()
-    _yaml().dump(dict(document), buffer)
-    return buffer.getvalue()
+    key = json.dumps(document, separators=(",", ":"), default=str)
+    text = _MEMO.rendered.get(key)
+    if text is None:
+        buffer = io.StringIO()
+        _yaml().dump(dict(document), buffer)
+        text = buffer.getvalue()
+        _MEMO.trim()
+        _MEMO.rendered[key] = text
+    return text
+
+
+def read_document(path: Path) -> Any:
+    """A report as plain values; None when it is missing or unreadable. Treat the
+    result as read-only: it is shared with later readers of the same text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    known = _MEMO.parsed.get(path)
+    if known is not None and known[0] == text:
+        return known[1]
+    try:
+        value = load_config_text(text, str(path))
+    except ValueError:
+        value = None
+    _MEMO.trim()
+    _MEMO.parsed[path] = (text, value)
+    return value
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
     """The `status:` of an earlier report, for carrying condition times over."""
-    path = status_path(root, object_id)
-    try:
-        raw = load_config_text(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, ValueError):
-        return None
+    raw = read_document(status_path(root, object_id))
     status = raw.get("status") if isinstance(raw, dict) else None
     return status if isinstance(status, dict) else None
 

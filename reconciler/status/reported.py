@@ -5,19 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.api import DEFAULT_NAMESPACE, ObjectId
-from reconciler.loader import load_config_text
+from reconciler.status.documents import read_document
 
 
 def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
     """nodeName of every VirtualMachine report under status_root; unreadable ones are skipped."""
     found: dict[ObjectId, str] = {}
     for path in sorted((status_root / "virtualmachines").glob("*/*.yaml")):
-        try:
-            document = load_config_text(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, ValueError):
-            continue  # a report is advisory; a damaged one only loses its stickiness
+        document = read_document(path)
         if not isinstance(document, dict):
-            continue
+            continue  # a report is advisory; a damaged one only loses its stickiness
         status = document.get("status")
         node = status.get("nodeName") if isinstance(status, dict) else None
         if isinstance(node, str) and node:

@@ -17,8 +17,8 @@ from reconciler.api import DEFAULT_NAMESPACE, ObjectId
 from reconciler.api.node import NODE_API_VERSION
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan, PlanContext
-from reconciler.loader import load_config_text
 from reconciler.status.documents import (
+    read_document,
     read_previous,
     render,
     status_document,
@@ -124,10 +124,7 @@ def _vm_reports(root: Path) -> list[tuple[Path, ObjectId, Any]]:
 
 
 def _read(path: Path) -> Any:
-    try:
-        return load_config_text(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, ValueError):
-        return None
+    return read_document(path)
 
 
 def _write_readme(root: Path) -> list[Path]:
