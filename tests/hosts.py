@@ -14,12 +14,12 @@ from typing import Literal
 
 import libvirt
 
-from reconciler.cli.engine import write_statuses
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
+from reconciler.status.reports import desired_vms, write_host_reports
 
 CLASS = """
 apiVersion: virtualization.deckhouse.io/v1alpha2
@@ -139,8 +139,12 @@ class Host:
         return result, applier.mutations if applier else 0
 
     def write_statuses(self, result: PassResult) -> list[Path]:
-        return write_statuses(
-            self.repo / "status", result.statuses_plan, self.context, result.context.revision
+        return write_host_reports(
+            self.repo / "status",
+            result.statuses_plan,
+            self.context,
+            result.context.revision,
+            desired_vms=desired_vms(result.context),
         )
 
     def domain(self, name: str = "linux-vm.default") -> libvirt.virDomain:

@@ -165,13 +165,6 @@ def run_apply(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-def write_statuses(
-    root: Path, plan: Plan, host: HostContext, revision: str, last_error: str = ""
-) -> list[Path]:
-    """Write the reports of SPEC §7 under root; returns the files that changed."""
-    return write_host_reports(root, plan, host, revision, last_error)
-
-
 def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(

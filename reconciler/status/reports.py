@@ -9,6 +9,7 @@ regenerating it from the same tree writes the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def write_host_reports(
     """Write this host's reports under root; returns the files changed or removed.
 
     desired_vms: every VM of the revision, or None when it is not known for sure
-    (an unreadable file): then no report is removed for being absent from Git.
+    (an unreadable file): then no report is removed at all.
     """
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     changed: list[Path] = []
@@ -102,17 +103,29 @@ def _remove_stale(
     reported: set[ObjectId],
     desired_vms: set[ObjectId] | None,
 ) -> list[Path]:
-    removed = []
+    removed: list[Path] = []
+    if desired_vms is None:
+        # Some file could not be read: a VM missing from this pass may only be
+        # unreadable, still running as it was. Its report stays until Git is whole.
+        return removed
     for path, object_id, document in _vm_reports(root):
         if object_id in reported:
             continue
-        gone_from_git = desired_vms is not None and object_id not in desired_vms
+        gone_from_git = object_id not in desired_vms
         status = document.get("status") if isinstance(document, dict) else None
         mine = isinstance(status, dict) and status.get("nodeName") == node_name
         if gone_from_git or mine:
             path.unlink()
             removed.append(path)
+            _remove_if_empty(path.parent)
     return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A namespace's folder goes with its last report: Git forgets empty folders, and a
+    `--status-dir` tree should look the same as the committed one."""
+    with contextlib.suppress(OSError):  # not empty: other reports of the namespace remain
+        folder.rmdir()
 
 
 def _vm_reports(root: Path) -> list[tuple[Path, ObjectId, Any]]:

@@ -270,3 +270,40 @@ def test_a_bad_configuration_stops_the_daemon_at_start_with_the_setting_named(
     assert completed.returncode == 2
     assert "intervalSeconds" in completed.stderr or "interval_seconds" in completed.stderr
     assert "10.66.10.1/24" in completed.stderr
+
+
+def test_a_revision_that_does_not_parse_deletes_nothing(
+    remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
+) -> None:
+    operator.write("vms/vm.yaml", vm_yaml(name="vm", run_policy="AlwaysOn"))
+    operator.commit_and_push("one VM")
+    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready()
+    wait_until("vm Running", lambda: vm_reports(remote).get("vm", {}).get("phase") == "Running", 30)
+
+    operator.write("vms/vm.yaml", "kind: VirtualMachine\nspec: [unclosed\n")
+    operator.write("class.yaml", "{ not yaml")
+    broken = operator.commit_and_push("every file broken")
+    daemon.push_hook()
+
+    def applied_broken() -> bool:
+        node = remote.document("status/nodes/hv.yaml")
+        return bool(node) and node["status"]["lastAppliedRevision"] == broken
+
+    wait_until("the broken revision's pass", applied_broken, 30)
+    assert "delete" not in daemon.log_text()
+    assert vm_reports(remote)["vm"]["phase"] == "Running", "its report stays"
+
+    operator.write("vms/vm.yaml", vm_yaml(name="vm", run_policy="AlwaysOn"))
+    operator.write("class.yaml", CLASS)
+    operator.commit_and_push("repaired")
+    daemon.push_hook()
+    wait_until(
+        "the repaired revision's pass", lambda: daemon.log_text().count("pass (push)") >= 2, 30
+    )
+    # The domain was there all along: nothing is created or started again.
+    assert daemon.log_text().count("define domain vm.default: new") == 1
+    assert daemon.log_text().count("start vm.default") == 1
+    assert daemon.terminate() == 0
