@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,43 +11,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import RepositoryConfig
+from tests.hosts import CLASS
 
-VM_CLASS = """\
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachineClass
-metadata:
-  name: generic
-spec:
-  cpu:
-    type: Host
-  sizingPolicies:
-    - cores:
-        min: 1
-        max: 4
-      memory:
-        min: 1Gi
-        max: 8Gi
-      coreFractions: [5, 10, 20, 50, 100]
-"""
-
-
-def vm_yaml(name: str, cores: int = 1) -> str:
-    return f"""\
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachine
-metadata:
-  name: {name}
-spec:
-  virtualMachineClassName: generic
-  cpu:
-    cores: {cores}
-    coreFraction: 10%
-  memory:
-    size: 1Gi
-  blockDeviceRefs:
-    - kind: VirtualDisk
-      name: {name}-root
-"""
+# The class and VM manifests every test tier uses.
+VM_CLASS = textwrap.dedent(CLASS).lstrip()
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 from reconciler.source import SourceError, open_source
 from reconciler.source.git_source import GitSource
 from reconciler.source.gitcli import Credentials, Redactor, redact_url
-from tests.source.conftest import Remote, repository, vm_yaml
+from tests.hosts import vm_yaml
+from tests.source.conftest import Remote, repository
 
 TOKEN = "ghp_s3cr3tT0kenValue"
 

@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.source import Revision, SourceError, open_source
 from reconciler.source.git_source import GitSource
-from tests.source.conftest import VM_CLASS, Remote, git, repository, vm_yaml
+from tests.hosts import vm_yaml
+from tests.source.conftest import VM_CLASS, Remote, git, repository
 
 MANIFESTS = {"classes/generic.yaml": VM_CLASS, "vms/web.yaml": vm_yaml("web")}
 

@@ -9,7 +9,8 @@ import pytest
 
 from reconciler.source import SourceError, open_source
 from reconciler.source.local import LocalDirectorySource
-from tests.source.conftest import VM_CLASS, git, repository, vm_yaml
+from tests.hosts import vm_yaml
+from tests.source.conftest import VM_CLASS, git, repository
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from reconciler.loader import LoadResult, load_directory
 from reconciler.source import ManifestCache, open_source
-from tests.source.conftest import VM_CLASS, Remote, repository, vm_yaml
+from tests.hosts import vm_yaml
+from tests.source.conftest import VM_CLASS, Remote, repository
 
 MANIFESTS = {
     "classes/generic.yaml": VM_CLASS,
@@ -35,7 +36,8 @@ def test_first_load_parses_every_file_and_matches_a_full_load(
     loaded = cache.load(revision)
 
     assert cache.parsed_last == len(MANIFESTS)
-    assert len(loaded.objects) == 3 and loaded.findings  # the broken file has its finding
+    # A class, and two VMs with their disks; the broken file has its finding.
+    assert len(loaded.objects) == 5 and loaded.findings
     assert summary(loaded) == summary(load_directory(revision.root))
 
 
