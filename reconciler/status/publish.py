@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +26,18 @@ from reconciler.source.gitcli import (
     run_git,
 )
 
-# git's words for "someone else pushed first".
-_REJECTED = ("rejected", "fetch first", "non-fast-forward", "failed to update ref", "stale info")
+# git's words for "someone else pushed first" (client side) or "someone else is
+# updating the ref right now" (server side). A bare "rejected" is not enough: a hook
+# or a protected branch declines with "[remote rejected]" too, and retrying that
+# only delays the error.
+_REJECTED = (
+    "fetch first",
+    "non-fast-forward",
+    "failed to update ref",
+    "cannot lock ref",
+    "incorrect old value",
+    "stale info",
+)
 _NO_BRANCH = ("couldn't find remote ref", "not found in upstream")
 # The local name of a status branch that does not exist on the remote yet.
 _NEW_BRANCH = "vmr-new-status-branch"
@@ -56,9 +66,12 @@ class StatusPublisher:
         node_name: str,
         work_dir: Path,
         *,
+        git_env: Mapping[str, str] | None = None,
         environment: Callable[[], dict[str, str]] | None = None,
         attempts: int = 8,
     ) -> None:
+        """git_env: fixed variables for git (credentials); environment: a callable asked
+        before every publish instead, so a rotated token file is picked up."""
         self.url = url
         self.branch = branch
         self.status_path = status_path.strip("/") or "status"
@@ -66,7 +79,8 @@ class StatusPublisher:
         self.work_dir = work_dir
         self.attempts = attempts
         self.last_commit: str | None = None
-        self._environment = environment or (lambda: {"GIT_TERMINAL_PROMPT": "0"})
+        self._git_env = dict(git_env or {})
+        self._environment = environment or dict
         self._redact = Redactor(url)
 
     @property
@@ -76,7 +90,10 @@ class StatusPublisher:
 
     def publish(self, write: Write, summary: str) -> PublishResult:
         env = {
+            **self._git_env,
             **self._environment(),
+            # Never wait for a password: the daemon has no terminal.
+            "GIT_TERMINAL_PROMPT": "0",
             "GIT_AUTHOR_NAME": f"vm-reconciler on {self.node_name}",
             "GIT_AUTHOR_EMAIL": f"vm-reconciler@{self.node_name}",
             "GIT_COMMITTER_NAME": f"vm-reconciler on {self.node_name}",
@@ -96,8 +113,10 @@ class StatusPublisher:
             if failure is not None:
                 if not any(word in failure for word in _REJECTED):
                     raise self._failed("push to", failure)
-                # Another host pushed first: back off a little, then redo on its head.
-                time.sleep(min(3.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                if attempt < self.attempts:
+                    # Another host pushed first: back off a little (jitter keeps hosts
+                    # that lost together from colliding again), then redo on its head.
+                    time.sleep(_backoff_seconds(attempt))
                 continue
             self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
             return PublishResult(committed=True, commit=self.last_commit, attempts=attempt)
@@ -114,6 +133,10 @@ class StatusPublisher:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._git(env, "init", "--quiet")
             self._git(env, "remote", "add", "origin", self.url)
+        else:
+            _remove_stale_locks(self.work_dir / ".git")
+            # A reloaded configuration may point the same work dir at another remote.
+            self._git(env, "remote", "set-url", "origin", self.url)
         failure = self._network(
             env,
             "fetch",
@@ -154,9 +177,37 @@ class StatusPublisher:
         return None
 
     def _failed(self, what: str, stderr: str) -> PublishError:
-        lines = [
-            line.strip().removeprefix("stderr: ").strip("'").strip() for line in stderr.splitlines()
-        ]
-        reason = next((line for line in lines if line.startswith(("fatal", "error", "ssh"))), "")
-        reason = reason or next((line for line in lines if line), "unknown error")
+        reason = _reason(stderr)
         return PublishError(f"cannot {what} {redact_url(self.url)} ({self.branch}): {reason}")
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """0.1 s doubling per lost race, capped at 3 s, spread by a random factor."""
+    return min(3.0, 0.1 * 2.0 ** (attempt - 1)) * (0.5 + random.random())
+
+
+def _remove_stale_locks(git_dir: Path) -> None:
+    """A git killed mid-command (SIGKILL of the daemon, a network timeout) leaves its
+    lock files behind, and every later command would refuse to run. The work dir is
+    this publisher's alone and no git of ours runs now, so any lock is stale."""
+    for lock in (git_dir / "index.lock", git_dir / "HEAD.lock", git_dir / "shallow.lock"):
+        lock.unlink(missing_ok=True)
+    refs = git_dir / "refs"
+    if refs.is_dir():
+        for lock in refs.rglob("*.lock"):
+            lock.unlink(missing_ok=True)
+
+
+def _reason(stderr: str) -> str:
+    """One line out of git's stderr: the ref git says was refused (`! [remote rejected]
+    HEAD -> main (pre-receive hook declined)`) or the fatal error, plus what the server
+    itself printed, which is often the only useful part (a protected branch, a quota)."""
+    lines = [
+        line.strip().removeprefix("stderr: ").strip("'").strip() for line in stderr.splitlines()
+    ]
+    refused = next((line for line in lines if line.startswith("! [")), "")
+    fatal = next((line for line in lines if line.startswith(("fatal", "error", "ssh"))), "")
+    reason = refused or fatal or next((line for line in lines if line), "unknown error")
+    said = [line[len("remote:") :].strip() for line in lines if line.startswith("remote:")]
+    said = [line for line in said if line][:3]
+    return f"{reason} (remote: {'; '.join(said)})" if said else reason

@@ -78,6 +78,23 @@ def vm_reports(remote: Remote) -> dict[str, dict[str, Any]]:
     return reports
 
 
+def one_vm_host(
+    remote: Remote,
+    operator: Workspace,
+    daemons: list[Daemon],
+    tmp_path: Path,
+    run_policy: str = "AlwaysOnUnlessStoppedManually",
+) -> Daemon:
+    """A repository with one VM `vm`, followed by a running, ready daemon on host `hv`."""
+    operator.write("vms/vm.yaml", vm_yaml(name="vm", run_policy=run_policy))
+    operator.commit_and_push("one VM")
+    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready()
+    return daemon
+
+
 def test_two_hosts_pushing_to_one_remote_at_once_both_land(
     remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
 ) -> None:
@@ -144,12 +161,7 @@ def test_two_hosts_pushing_to_one_remote_at_once_both_land(
 def test_the_daemon_ignores_its_own_status_commits(
     remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
 ) -> None:
-    operator.write("vms/vm.yaml", vm_yaml(name="vm"))
-    operator.commit_and_push("one VM")
-    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    daemon = one_vm_host(remote, operator, daemons, tmp_path)
     wait_until("a status commit", remote.status_commits, 30)
     commits = len(remote.status_commits())
     for _ in range(3):  # pushes of its own status commit, as a forge's webhook would send
@@ -166,12 +178,7 @@ def test_the_daemon_ignores_its_own_status_commits(
 def test_endpoints_metrics_health_and_the_webhook_secret(
     remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
 ) -> None:
-    operator.write("vms/vm.yaml", vm_yaml(name="vm"))
-    operator.commit_and_push("one VM")
-    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    daemon = one_vm_host(remote, operator, daemons, tmp_path)
     wait_until("a status commit", remote.status_commits, 30)
 
     health = daemon.health()
@@ -200,12 +207,7 @@ def test_endpoints_metrics_health_and_the_webhook_secret(
 def test_sighup_reloads_and_global_suspend_keeps_reporting_but_changes_nothing(
     remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
 ) -> None:
-    operator.write("vms/vm.yaml", vm_yaml(name="vm", run_policy="AlwaysOn"))
-    operator.commit_and_push("one VM")
-    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    daemon = one_vm_host(remote, operator, daemons, tmp_path, run_policy="AlwaysOn")
     wait_until("vm Running", lambda: vm_reports(remote).get("vm", {}).get("phase") == "Running", 30)
 
     daemon.settings["suspend"] = True
@@ -275,12 +277,7 @@ def test_a_bad_configuration_stops_the_daemon_at_start_with_the_setting_named(
 def test_a_revision_that_does_not_parse_deletes_nothing(
     remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
 ) -> None:
-    operator.write("vms/vm.yaml", vm_yaml(name="vm", run_policy="AlwaysOn"))
-    operator.commit_and_push("one VM")
-    daemon = Daemon(tmp_path / "hv", settings(remote, "hv"))
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    daemon = one_vm_host(remote, operator, daemons, tmp_path, run_policy="AlwaysOn")
     wait_until("vm Running", lambda: vm_reports(remote).get("vm", {}).get("phase") == "Running", 30)
 
     operator.write("vms/vm.yaml", "kind: VirtualMachine\nspec: [unclosed\n")
