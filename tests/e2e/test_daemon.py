@@ -211,8 +211,10 @@ def test_a_dead_guest_and_an_unreachable_remote_are_handled_and_reported(
     _running_vm(fleet)
 
     # A guest that dies is started again on the lifecycle event, not at the next interval.
+    destroyed = time.monotonic()
     system_conn.lookupByName(domain).destroy()
     wait_until("the AlwaysOn VM started again", lambda: _active(domain), 10, interval=0.05)
+    print(f"destroyed guest running again after {time.monotonic() - destroyed:.2f}s")
 
     # The remote goes away: the daemon keeps serving the last revision and says so.
     hidden = fleet.remote.path.with_name("remote-away.git")
