@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import daemon, engine, validate
+from reconciler.cli import daemon, engine, get, validate
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(commands)
     engine.register(commands)
     daemon.register(commands)
+    get.register(commands)
     return parser
 
 

@@ -53,9 +53,12 @@ def register(commands: Any) -> None:
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
-    parser.add_argument(
-        "--libvirt-uri", metavar="URI", help="default: the config's, else qemu:///system"
-    )
+    engine_options(parser, "default: the config's, else qemu:///system")
+
+
+def engine_options(parser: argparse.ArgumentParser, uri_help: str) -> None:
+    """The host options of a pass (all but DIR), for every command that runs one."""
+    parser.add_argument("--libvirt-uri", metavar="URI", help=uri_help)
     parser.add_argument("--storage-pool", metavar="NAME", help="libvirt storage pool for disks")
     parser.add_argument("--network", metavar="NAME", help="libvirt network for the VMs' NICs")
     parser.add_argument("--node-name", metavar="NAME", help="this host's name in the fleet")
@@ -131,6 +134,12 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
     runner = Applier(connection) if apply else None
     return reconcile_once(context, Observer(connection), runner, progress)
+
+
+def plan_pass(args: argparse.Namespace) -> PassResult | int:
+    """The pass `reconciler plan` runs, changing nothing; an int is the exit code of a
+    failure already reported."""
+    return _run_pass(args, apply=False)
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ applying and it returns no actions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -258,6 +259,10 @@ def _base_status(
     context: PlanContext, vm: VirtualMachine, observed: ObservedDomain | None
 ) -> VMStatus:
     status = VMStatus(memory=vm.spec.memory.size.text, cores=vm.spec.cpu.cores)
+    # Known from the spec alone, even for a VM that is blocked before its domain is built.
+    with contextlib.suppress(TopologyError):
+        layout = topology_for(context.topology, vm.spec.cpu.cores)
+        status.sockets, status.cores_per_socket = layout.sockets, layout.cores_per_socket
     status.set(Condition("VirtualMachineClassReady", True, "VirtualMachineClassReady"))
     status.set(Condition("BlockDevicesReady", True, "BlockDevicesReady"))
     status.set(Condition("ProvisioningReady", True, "ProvisioningReady"))
