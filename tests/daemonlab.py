@@ -129,11 +129,21 @@ class Workspace:
     def commit_and_push(self, message: str) -> str:
         git(self.path, "add", "-A")
         git(self.path, "commit", "--quiet", "-m", message)
-        if self.remote.head():
-            # The daemons push status commits meanwhile: take them in first, as anyone would.
-            git(self.path, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
-        git(self.path, "push", "--quiet", "origin", f"HEAD:{self.remote.branch}")
-        return git(self.path, "rev-parse", "HEAD")
+        for _attempt in range(10):
+            if self.remote.head():
+                # The daemons push status commits meanwhile: take them in first, as
+                # anyone would, and try again when one lands between pull and push.
+                git(self.path, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
+            pushed = subprocess.run(
+                ["git", "push", "--quiet", "origin", f"HEAD:{self.remote.branch}"],
+                cwd=self.path,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if pushed.returncode == 0:
+                return git(self.path, "rev-parse", "HEAD")
+        raise AssertionError(f"git push kept failing: {pushed.stderr.strip()}")
 
 
 def free_port() -> int:
