@@ -30,6 +30,7 @@ from reconciler.daemon.triggers import Triggers
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.loader import LoadResult
+from reconciler.source import SourceError
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -89,7 +90,12 @@ class Daemon:
         from reconciler.libvirt.events import start_event_loop
 
         start_event_loop()
-        self._start_components()
+        try:
+            self._start_components()
+        except (ConfigError, SourceError) as error:
+            log.error("cannot start: %s", error)
+            self._stop_components()
+            return 2
         self.notifier.ready(f"following {self._describe_source()}")
         self.triggers.request("start")
         interval = watchdog_interval_seconds()
@@ -132,10 +138,19 @@ class Daemon:
             return
         self.notifier.reloading()
         self._stop_components()
-        self.config = config
+        previous, self.config = self.config, config
         self._last_key = None
         self._revision = None
-        self._start_components()
+        try:
+            self._start_components()
+        except (ConfigError, SourceError) as error:
+            log.error("reload refused, keeping the running configuration: %s", error)
+            self._stop_components()
+            self.config = previous
+            self._start_components()
+            self.notifier.ready("reload refused; running configuration kept")
+            self.triggers.request("reload")
+            return
         self.notifier.ready("configuration reloaded")
         log.info("configuration reloaded from %s", self.config_path)
         self.triggers.request("reload")
@@ -186,14 +201,22 @@ class Daemon:
 
         secret = None
         if config.webhook_secret_file is not None:
-            secret = config.webhook_secret_file.read_bytes().strip()
-        endpoint = Endpoint(
-            config.listen,
-            self.metrics,
-            lambda: self.triggers.request("push"),
-            self.health.report,
-            secret,
-        )
+            try:
+                secret = config.webhook_secret_file.read_bytes().strip()
+            except OSError as error:
+                raise ConfigError(
+                    f"webhookSecretFile {config.webhook_secret_file}: {error.strerror}"
+                ) from None
+        try:
+            endpoint = Endpoint(
+                config.listen,
+                self.metrics,
+                lambda: self.triggers.request("push"),
+                self.health.report,
+                secret,
+            )
+        except OSError as error:
+            raise ConfigError(f"listen {config.listen}: {error.strerror or error}") from None
         endpoint.start()
         self._components.append(("http", endpoint))
         log.info(

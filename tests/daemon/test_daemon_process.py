@@ -7,6 +7,7 @@ process), which makes it a separate host: two of them are a fleet of two.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -304,3 +305,19 @@ def test_a_revision_that_does_not_parse_deletes_nothing(
     assert daemon.log_text().count("define domain vm.default: new") == 1
     assert daemon.log_text().count("start vm.default") == 1
     assert daemon.terminate() == 0
+
+
+def test_a_listen_address_in_use_stops_the_daemon_at_start_saying_so(
+    remote: Remote, operator: Workspace, tmp_path: Path
+) -> None:
+    operator.commit_and_push("a class")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = Daemon(tmp_path / "hv", settings(remote, "hv"), port=port)
+        daemon.start()
+        assert daemon.process is not None
+        assert daemon.process.wait(60) == 2
+    assert f"listen 127.0.0.1:{port}" in daemon.log_text()
+    daemon.close()
