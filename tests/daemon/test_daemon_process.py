@@ -321,3 +321,38 @@ def test_a_listen_address_in_use_stops_the_daemon_at_start_saying_so(
         assert daemon.process.wait(60) == 2
     assert f"listen 127.0.0.1:{port}" in daemon.log_text()
     daemon.close()
+
+
+def test_a_local_directory_is_watched_and_its_status_written_beside_it(
+    daemons: list[Daemon], tmp_path: Path
+) -> None:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
+    (manifests / "vm.yaml").write_text(vm_yaml(name="vm"), encoding="utf-8")
+    daemon = Daemon(
+        tmp_path / "hv",
+        {
+            "repository": {"url": str(manifests), "intervalSeconds": 3600},
+            "libvirtUri": "test:///default",
+            "nodeName": "hv",
+            "storagePool": "default-pool",
+            "network": "default",
+        },
+    )
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready()
+    report = manifests / "status" / "virtualmachines" / "default" / "vm.yaml"
+    wait_until("the report beside the manifests", report.is_file, 30)
+
+    # No push, no interval: the file watch alone brings the edit in.
+    (manifests / "vm.yaml").write_text(vm_yaml(name="vm", cores=2), encoding="utf-8")
+    wait_until(
+        "cpu.cores awaiting restart in the report",
+        lambda: "cpu.cores" in report.read_text(encoding="utf-8"),
+        30,
+    )
+    assert "pass (file)" in daemon.log_text()
+    assert not (manifests / ".git").exists(), "nothing is committed into a plain directory"
+    assert daemon.terminate() == 0

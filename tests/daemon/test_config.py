@@ -1,0 +1,64 @@
+"""The host configuration: one YAML file, environment overrides, clear errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_environment_overrides_win_over_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  branch: main\nnodeName: hv1\nsuspend: false\n",
+    )
+    config = load_config(
+        path,
+        environ={
+            "RECONCILER_NODE_NAME": "hv2",
+            "RECONCILER_REPOSITORY_BRANCH": "staging",
+            "RECONCILER_VIRTUAL_MACHINE_CIDRS": "10.66.10.0/24, 10.66.11.0/24",
+            "RECONCILER_SUSPEND": "true",
+            "RECONCILER_STATUS_PATH": "reports",
+            "OTHER": "ignored",
+        },
+    )
+    assert config.node_name == "hv2"
+    assert config.repository is not None
+    assert config.repository.branch == "staging"
+    assert config.repository.url == "file:///srv/vms.git"  # the rest of the section stays
+    assert config.virtual_machine_cidrs == [
+        ipaddress.IPv4Network("10.66.10.0/24"),
+        ipaddress.IPv4Network("10.66.11.0/24"),
+    ]
+    assert config.suspend is True
+    assert config.status.path == "reports"
+
+
+def test_a_bad_override_is_named_like_a_bad_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "repository:\n  url: file:///srv/vms.git\n")
+    with pytest.raises(ConfigError, match=r"intervalSeconds|interval_seconds"):
+        load_config(path, environ={"RECONCILER_REPOSITORY_INTERVAL_SECONDS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("repository: {url: x}\nunknownSetting: 1\n", "unknownSetting"),
+        ("listen: [1, 2]\n", "listen"),
+        ("- just\n- a list\n", "mapping"),
+        ("repository: {url: x\n", "config.yaml"),
+    ],
+)
+def test_a_bad_file_says_which_setting(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(write(tmp_path, text), environ={})
