@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.api import ObjectId
+from reconciler.status.summary import COLUMNS as README_COLUMNS
 from reconciler.status.summary import vm_row
 
 # kubectl's tabwriter: cells padded by three spaces, a column at least six wide.
@@ -204,18 +205,8 @@ def _phase_only(listed: Listed) -> list[str]:
     return [listed.object_id.name, _text(listed.reported.get("phase"))]
 
 
-VM_WIDE = (
-    "NAME",
-    "PHASE",
-    "CORES",
-    "COREFRACTION",
-    "MEMORY",
-    "NEED RESTART",
-    "AGENT",
-    "MIGRATABLE",
-    "NODE",
-    "IPADDRESS",
-)
+# The README's columns (d8 k get vm -o wide) between NAMESPACE and the creation date.
+VM_WIDE = README_COLUMNS[1:-1]
 
 # Without the AGE column, which every kind ends with.
 COLUMNS: dict[str, Columns] = {

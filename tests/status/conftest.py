@@ -13,6 +13,7 @@ from reconciler.api import ObjectId
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan
 from reconciler.engine.status import Condition, VMStatus
+from tests.source.conftest import git
 
 MANIFEST = """\
 apiVersion: virtualization.deckhouse.io/v1alpha2
@@ -23,17 +24,6 @@ metadata:
 spec:
   virtualMachineClassName: generic
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    completed = subprocess.run(
-        ["git", "-c", "user.name=Author", "-c", "user.email=author@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return completed.stdout.strip()
 
 
 @dataclass
