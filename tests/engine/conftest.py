@@ -9,23 +9,7 @@ from reconciler.engine.domain import DefinitionView, DomainSpec, ObservedDomain,
 from reconciler.engine.plan import Observation, PlanContext
 from reconciler.engine.reconcile import plan_context
 from reconciler.loader import LoadResult, load_text
-
-CLASS = """
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachineClass
-metadata:
-  name: generic
-spec:
-  cpu:
-    type: Host
-  sizingPolicies:
-    - cores: {min: 1, max: 4}
-      memory: {min: 1Gi, max: 8Gi}
-      coreFractions: [5, 10, 20, 50, 100]
-    - cores: {min: 5, max: 8}
-      memory: {min: 5Gi, max: 16Gi}
-      coreFractions: [20, 50, 100]
-"""
+from tests.hosts import CLASS
 
 VM = """
 apiVersion: virtualization.deckhouse.io/v1alpha2
