@@ -154,8 +154,8 @@ class StatusPublisher:
             self._git(env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
             self._git(env, "clean", "-q", "-fdx")
             return
-        self._git(env, "checkout", "--quiet", "-B", self.branch, f"origin/{self.branch}")
-        self._git(env, "reset", "--quiet", "--hard", f"origin/{self.branch}")
+        # -f: whatever an earlier attempt left in the tree and the index is discarded.
+        self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, f"origin/{self.branch}")
         self._git(env, "clean", "-q", "-fdx")
 
     def _git(self, env: dict[str, str], *args: str, timeout: float | None = None) -> str:
