@@ -6,19 +6,23 @@ on any libvirt connection: the test driver's or a real libvirtd's.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import textwrap
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import libvirt
 
+from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
+from reconciler.status.addresses import read_leases
 from reconciler.status.reports import desired_vms, write_host_reports
 
 CLASS = """
@@ -110,6 +114,10 @@ class Host:
     capacity_cpus: int = 16
     domain_type: Literal["qemu", "kvm"] = "qemu"
     passes: list[PassResult] = field(default_factory=list)
+    node_name: str = "hv1"
+    # IP address management: off without CIDRs; `now` is the clock leases are kept by.
+    cidrs: tuple[ipaddress.IPv4Network, ...] = ()
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
 
     def write(self, relative: str, text: str) -> Path:
         path = self.repo / relative
@@ -123,7 +131,7 @@ class Host:
     @property
     def context(self) -> HostContext:
         return HostContext(
-            node_name="hv1",
+            node_name=self.node_name,
             domain_type=self.domain_type,
             storage_pool=self.storage_pool,
             network=self.network,
@@ -132,7 +140,13 @@ class Host:
 
     def reconcile(self, *, apply: bool = True, revision: str = "rev1") -> tuple[PassResult, int]:
         """One pass; returns it and the number of libvirt calls that changed something."""
-        context = plan_context(load_directory(self.repo), self.context, revision)
+        context = plan_context(
+            load_directory(self.repo),
+            self.context,
+            revision,
+            self.cidrs,
+            addresses=AddressInputs(self.cidrs, read_leases(self.repo / "status"), self.now),
+        )
         applier = Applier(self.connection, poll_seconds=0.1) if apply else None
         result = reconcile_once(context, Observer(self.connection), applier)
         self.passes.append(result)
@@ -145,6 +159,8 @@ class Host:
             self.context,
             result.context.revision,
             desired_vms=desired_vms(result.context),
+            addressing=result.context.addressing,
+            moment=self.now,
         )
 
     def domain(self, name: str = "linux-vm.default") -> libvirt.virDomain:

@@ -6,18 +6,21 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.api import Node
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
 from reconciler.config import Config
+from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Outcome, Plan
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
+from reconciler.status.addresses import read_leases
 from reconciler.status.reports import desired_vms, write_host_reports
 
 EXIT_CHANGES = 3
@@ -124,12 +127,16 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     loaded = load_directory(args.dir)
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
     host = _host(args, config, connection.getInfo()[2], nodes)
+    pool = pool_from(args, config)
+    # The leases of the reports this pass will write over, else of the repository's own.
+    status_dir = getattr(args, "status_dir", None) or args.dir / "status"
     context = plan_context(
         loaded,
         host,
         args.revision or _revision(args.dir),
-        pool_from(args, config),
+        pool,
         status_root=args.dir / "status",
+        addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),
     )
     progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
     runner = Applier(connection) if apply else None
@@ -167,6 +174,8 @@ def run_apply(args: argparse.Namespace) -> int:
             result.context.revision,
             errors,
             desired_vms(result.context),
+            result.context.addressing,
+            result.context.addresses.now if result.context.addresses else None,
         )
     print(render_plan(result.plan, result.findings, args.format))
     for failure in result.errors:

@@ -54,8 +54,9 @@ class ResourceKind:
         return (self.kind.lower(), self.plural, *self.short_names)
 
 
-# Leases are the cluster's own bookkeeping, with no manifest here; `get vmipl` shows
-# the ones the reported addresses imply (reference/dvp-api.md, VirtualMachineIPAddressLease).
+# Leases are the cluster's own bookkeeping, with no manifest: `get vmipl` shows their
+# reports, and for a status tree written before leases were reported, the ones the VMs'
+# reported addresses imply (reference/dvp-api.md, VirtualMachineIPAddressLease).
 LEASE = ResourceKind(
     "VirtualMachineIPAddressLease",
     "virtualmachineipaddressleases",

@@ -169,7 +169,10 @@ def _vmip(listed: Listed) -> list[str]:
 
 
 def _vmipl(listed: Listed) -> list[str]:
-    ref = listed.spec.get("virtualMachineIPAddressRef")
+    # A lease's reference is in its report (no manifest exists), or implied from a VM's.
+    ref = listed.reported.get("virtualMachineIPAddressRef") or listed.spec.get(
+        "virtualMachineIPAddressRef"
+    )
     return [
         listed.object_id.name,
         json.dumps(ref, separators=(",", ":")) if ref else "",

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,10 +28,12 @@ from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
 from reconciler.daemon.triggers import Triggers
+from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.loader import LoadResult
 from reconciler.source import SourceError
+from reconciler.status.addresses import read_leases
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -364,12 +367,18 @@ class Daemon:
             self._publish_error(revision, f"libvirt: {self.health.libvirt}", why)
             return
         loaded = self._cache.load(revision)
+        status_root = self._status_root(revision)
         context = plan_context(
             loaded,
             self._host(loaded),
             revision.sha,
             self.config.virtual_machine_cidrs,
-            status_root=self._status_root(revision),
+            status_root=status_root,
+            addresses=AddressInputs(
+                tuple(self.config.virtual_machine_cidrs),
+                read_leases(status_root) if status_root is not None else (),
+                datetime.now(UTC),
+            ),
         )
         from reconciler.libvirt.apply import Applier
 
@@ -437,7 +446,14 @@ class Daemon:
 
         def write(root: Path) -> list[Path]:
             return write_host_reports(
-                root, plan, host, revision.sha, errors, desired_vms(result.context)
+                root,
+                plan,
+                host,
+                revision.sha,
+                errors,
+                desired_vms(result.context),
+                result.context.addressing,
+                result.context.addresses.now if result.context.addresses else None,
             )
 
         self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")

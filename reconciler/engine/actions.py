@@ -120,3 +120,29 @@ class SetSharesLive(Action):
 
     def describe(self) -> str:
         return f"set CPU shares {self.shares} live on {self.domain}"
+
+
+@dataclass(frozen=True)
+class ReserveAddress(Action):
+    """A DHCP host reservation (MAC -> IP) on the network, live and persistent; any other
+    reservation of the same MAC or address is replaced."""
+
+    network: str
+    mac: str
+    ip: str
+    name: str
+
+    def describe(self) -> str:
+        return f"reserve {self.ip} for {self.mac} ({self.name}) on network {self.network}"
+
+
+@dataclass(frozen=True)
+class ReleaseAddress(Action):
+    """Remove a DHCP host reservation this project made."""
+
+    network: str
+    mac: str
+    ip: str
+
+    def describe(self) -> str:
+        return f"release {self.ip} of {self.mac} on network {self.network}"

@@ -18,6 +18,8 @@ from reconciler.engine.actions import (
     Action,
     DefineDomain,
     EnsureVolume,
+    ReleaseAddress,
+    ReserveAddress,
     RestartDomain,
     SetLiveMetadata,
     SetSharesLive,
@@ -25,6 +27,14 @@ from reconciler.engine.actions import (
     StartDomain,
     StopDomain,
     UndefineDomain,
+)
+from reconciler.engine.addressing import (
+    Addressing,
+    AddressInputs,
+    NetworkFacts,
+    reservation_name,
+    reservation_owner,
+    reservations_by_mac,
 )
 from reconciler.engine.changes import ChangeTable, compare_specs
 from reconciler.engine.desired import (
@@ -39,6 +49,7 @@ from reconciler.engine.placement import FleetNode, place, reports_here
 from reconciler.engine.power import PowerDecision, power_decision
 from reconciler.engine.status import Condition, VMStatus
 from reconciler.findings import Finding, Rule
+from reconciler.ipam.model import VMAddress
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
@@ -68,6 +79,8 @@ class Outcome(StrEnum):
 class Observation:
     domains: Mapping[str, ObservedDomain]
     volumes: Mapping[tuple[str, str], VolumeFacts]
+    # The host's network for the VMs' NICs; None when none is configured or it is missing.
+    network: NetworkFacts | None = None
 
 
 @dataclass
@@ -110,6 +123,10 @@ class PlanContext:
     # VM runs; empty for a fleet of one.
     fleet: tuple[FleetNode, ...] = ()
     reported_nodes: Mapping[ObjectId, str] = field(default_factory=dict)
+    # IP address management: its inputs (None: no pool configured, no addresses), and
+    # the pass's allocation once reconcile.with_addressing has made it.
+    addresses: AddressInputs | None = None
+    addressing: Addressing | None = None
 
 
 def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
@@ -190,6 +207,7 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
         here = f"{broken_id.name}.{broken_id.namespace}" in observation.domains
         if here or reported == local or (not reported and members[0].name == local):
             result.statuses[broken_id] = _broken_status(context, broken_id, observation)
+    _plan_stale_reservations(context, observation, result)
     if elsewhere:
         result.notes.append(f"{elsewhere} VM(s) are placed on other hosts of the fleet")
     if local not in {member.name for member in members}:
@@ -339,6 +357,7 @@ def _plan_vm(
     observed = observation.domains.get(name)
     status = _base_status(context, vm, observed)
     vm_plan = VMPlan(vm.id, Outcome.UNCHANGED)
+    decided = _report_address(context, vm, status)
     blocking = _blocking_conditions(findings)
     vmclass = context.inventory.get(
         ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
@@ -372,6 +391,7 @@ def _plan_vm(
         status.set(Condition(error.condition, False, error.reason, str(error)))
         return _blocked(vm_plan, status, observed, str(error))
     _fill_resources(status, desired, observed, context.topology)
+    address_ready = _plan_address(decided, vm, desired, observation, vm_plan, status)
     for volume in desired.volumes:
         if (volume.pool, volume.volume) not in observation.volumes:
             vm_plan.actions.append(
@@ -409,8 +429,114 @@ def _plan_vm(
     restart_pending = False
     if observed is not None and observed.state.active:
         restart_pending = _plan_running_changes(context, vm, desired, observed, vm_plan, status)
-    _plan_power(context, vm, desired, observed, restart_pending, capacity, vm_plan, status)
+    _plan_power(
+        context, vm, desired, observed, restart_pending, capacity, vm_plan, status, address_ready
+    )
     return vm_plan, status
+
+
+def _report_address(context: PlanContext, vm: VirtualMachine, status: VMStatus) -> VMAddress | None:
+    """The VM's vmip and address in its status, whatever else keeps it from running."""
+    addressing = context.addressing
+    decided = addressing.vm(vm) if addressing is not None else None
+    if decided is None:
+        # No pool configured, or a VM without the Main network: nothing to wait for.
+        status.set(Condition("VirtualMachineIPAddressReady", True, "VirtualMachineIPAddressReady"))
+        return None
+    status.vmip_name = decided.vmip_name
+    if decided.address is None:
+        status.set(
+            Condition(
+                "VirtualMachineIPAddressReady",
+                False,
+                "VirtualMachineIPAddressNotReady",
+                decided.message,
+            )
+        )
+        return decided
+    status.ip_address = decided.address
+    status.set(Condition("VirtualMachineIPAddressReady", True, "VirtualMachineIPAddressReady"))
+    return decided
+
+
+def _plan_address(
+    decided: VMAddress | None,
+    vm: VirtualMachine,
+    desired: DesiredDomain,
+    observation: Observation,
+    vm_plan: VMPlan,
+    status: VMStatus,
+) -> bool:
+    """The VM's DHCP reservation on the host's network; False when the VM has to wait for
+    an address before it may start."""
+    if decided is None:
+        return True
+    if decided.address is None:
+        return False
+    nic = desired.spec.nic
+    if nic is None:
+        return True
+    network = observation.network
+    if network is None:
+        status.set(
+            Condition(
+                "VirtualMachineIPAddressReady",
+                False,
+                "VirtualMachineIPAddressNotReady",
+                f"network {nic.network} does not exist on this host;"
+                " the address cannot be reserved",
+            )
+        )
+        return False
+    if not network.serves(decided.address):
+        # A pool that does not match the network: the guest would get some other address
+        # from DHCP. Said plainly, and (as the platform's NotAssigned) not blocking.
+        subnets = ", ".join(str(s) for s in network.subnets) or "none"
+        status.set(
+            Condition(
+                "VirtualMachineIPAddressReady",
+                False,
+                "VirtualMachineIPAddressNotAssigned",
+                f"{decided.address} is outside network {network.name}'s subnets ({subnets});"
+                " its DHCP cannot hand it out: make virtualMachineCIDRs match the network",
+            )
+        )
+        return True
+    name = reservation_name(vm.id)
+    found = reservations_by_mac(network).get(nic.mac.lower())
+    if found is None or found.ip != decided.address or found.name != name:
+        vm_plan.actions.append(ReserveAddress(vm.id, network.name, nic.mac, decided.address, name))
+        vm_plan.details.append(f"address {decided.address} (vmip {decided.vmip_name})")
+        if vm_plan.outcome is Outcome.UNCHANGED:
+            vm_plan.outcome = Outcome.CHANGED_LIVE
+    return True
+
+
+def _plan_stale_reservations(context: PlanContext, observation: Observation, result: Plan) -> None:
+    """Release the reservations this project made for VMs that are gone from the revision.
+
+    Only when the revision is whole, as with deletions: a VM that is merely unreadable
+    keeps its reservation, and so its running guest its address.
+    """
+    network = observation.network
+    if context.addressing is None or network is None:
+        return
+    if context.unreadable_files or not context.inventory.objects:
+        return
+    present = {loaded.id for loaded in context.inventory.objects} | set(context.broken)
+    plans = {vm_plan.object_id: vm_plan for vm_plan in result.vms}
+    for reservation in network.reservations:
+        owner = reservation_owner(reservation)
+        if owner is None or owner in present:
+            continue
+        action = ReleaseAddress(owner, network.name, reservation.mac, reservation.ip)
+        vm_plan = plans.get(owner)
+        if vm_plan is None:
+            vm_plan = VMPlan(owner, Outcome.DELETED)
+            plans[owner] = vm_plan
+            result.vms.append(vm_plan)
+        vm_plan.actions.append(action)
+        vm_plan.details.append(f"address {reservation.ip} released (the VM is gone)")
 
 
 def _blocked(
@@ -484,10 +610,18 @@ def _plan_power(
     capacity: _Capacity,
     vm_plan: VMPlan,
     status: VMStatus,
+    address_ready: bool = True,
 ) -> None:
     name = desired.spec.name
     grace = vm.spec.termination_grace_period_seconds
     decision = power_decision(vm.spec.run_policy, observed)
+    if decision is PowerDecision.START and not address_ready:
+        ip_condition = status.get("VirtualMachineIPAddressReady")
+        why = ip_condition.message if ip_condition else "no address yet"
+        status.phase = "Pending"
+        status.set(Condition("Running", False, "VirtualMachineIPAddressNotReady", why))
+        vm_plan.details.append(f"not started: {why}")
+        return
     if decision is PowerDecision.START:
         refusal = capacity.admit(desired.requested_millicores)
         if refusal is not None:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler.api.node import Node
-from reconciler.engine.actions import Action, DefineDomain, EnsureVolume
+from reconciler.engine.actions import (
+    Action,
+    DefineDomain,
+    EnsureVolume,
+    ReleaseAddress,
+    ReserveAddress,
+)
+from reconciler.engine.addressing import AddressInputs, NetworkFacts, assign
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.placement import fleet
@@ -34,6 +41,10 @@ class DomainSource(Protocol):
         ...
 
     def volumes(self, pool: str) -> Mapping[str, VolumeFacts]: ...
+
+    def network(self, name: str) -> NetworkFacts | None:
+        """The network's addresses and DHCP reservations; None when it does not exist."""
+        ...
 
 
 class ActionRunner(Protocol):
@@ -72,9 +83,11 @@ def plan_context(
     pool: Sequence[ipaddress.IPv4Network] = (),
     policy_dir: Path | None = None,
     status_root: Path | None = None,
+    addresses: AddressInputs | None = None,
 ) -> PlanContext:
     """Everything a plan needs besides the observation; status_root holds the fleet's
-    latest reports, which keep each VM on the host that runs it."""
+    latest reports, which keep each VM on the host that runs it. `addresses` turns on
+    IP address management (the pool, the last leases, the clock)."""
     findings = check(result, pool, policy_dir)
     topology = load_topology_policy(policy_dir)
     rules = load_change_rules(host.change_profile, policy_dir)
@@ -95,6 +108,7 @@ def plan_context(
             )
         ),
         reported_nodes=reported_nodes(status_root) if status_root is not None else {},
+        addresses=addresses if addresses is not None and addresses.pool else None,
     )
 
 
@@ -102,8 +116,28 @@ def _volumes(source: DomainSource, host: HostContext) -> dict[tuple[str, str], V
     return {(host.storage_pool, name): v for name, v in source.volumes(host.storage_pool).items()}
 
 
+def _network(source: DomainSource, host: HostContext) -> NetworkFacts | None:
+    return source.network(host.network) if host.network else None
+
+
 def observe(source: DomainSource, host: HostContext) -> Observation:
-    return Observation(source.observe(), _volumes(source, host))
+    return Observation(source.observe(), _volumes(source, host), _network(source, host))
+
+
+def with_addressing(context: PlanContext, observation: Observation) -> PlanContext:
+    """The context with the pass's address allocation (once per pass: both plans of a
+    pass must give every VM the same address)."""
+    if context.addresses is None:
+        return context
+    incomplete = sorted({b.namespace for b in context.broken if b.kind == "VirtualMachine"})
+    addressing = assign(
+        context.addresses,
+        context.inventory,
+        observation.network,
+        incomplete_namespaces=incomplete,
+        incomplete_everywhere=context.unreadable_files,
+    )
+    return replace(context, addressing=addressing)
 
 
 def _observe_after(
@@ -117,9 +151,12 @@ def _observe_after(
     """
     names: set[str] = set()
     volumes_touched = False
+    network_touched = False
     for action in actions:
         if isinstance(action, EnsureVolume):
             volumes_touched = True
+        elif isinstance(action, ReserveAddress | ReleaseAddress):
+            network_touched = True
         elif isinstance(action, DefineDomain):
             names.add(action.spec.name)
         else:
@@ -135,9 +172,9 @@ def _observe_after(
             domains.pop(name, None)
         else:
             domains[name] = found
-    if volumes_touched:
-        return Observation(domains, _volumes(source, host))
-    return Observation(domains, before.volumes)
+    volumes = _volumes(source, host) if volumes_touched else before.volumes
+    network = _network(source, host) if network_touched else before.network
+    return Observation(domains, volumes, network)
 
 
 def reconcile_once(
@@ -148,6 +185,7 @@ def reconcile_once(
 ) -> PassResult:
     """Plan, and with a runner apply and re-plan so statuses describe the result."""
     observation = observe(source, context.host)
+    context = with_addressing(context, observation)
     first = plan(context, observation)
     result = PassResult(context, first, context.findings)
     if runner is None or not first.has_changes:

@@ -16,6 +16,8 @@ from reconciler.engine.actions import (
     Action,
     DefineDomain,
     EnsureVolume,
+    ReleaseAddress,
+    ReserveAddress,
     RestartDomain,
     SetLiveMetadata,
     SetSharesLive,
@@ -26,7 +28,7 @@ from reconciler.engine.actions import (
 )
 from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX, PowerState
 from reconciler.libvirt.metadata import metadata_xml
-from reconciler.libvirt.observe import state_of
+from reconciler.libvirt.observe import network_facts, state_of
 from reconciler.libvirt.render import render_domain
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
@@ -168,6 +170,66 @@ class Applier:
         self.mutations += 1
         domain.setSchedulerParametersFlags(
             {"cpu_shares": action.shares}, libvirt.VIR_DOMAIN_AFFECT_LIVE
+        )
+
+    @_run.register
+    def _(self, action: ReserveAddress) -> None:
+        network = self._network(action.network)
+        facts = network_facts(action.network, bool(network.isActive()), network.XMLDesc(0))
+        wanted = (action.mac.lower(), action.ip, action.name)
+        if any((r.mac, r.ip, r.name) == wanted for r in facts.reservations):
+            return
+        for existing in facts.reservations:
+            if existing.mac == action.mac.lower() or existing.ip == action.ip:
+                self._update_dhcp_host(
+                    network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, existing.mac, existing.ip
+                )
+        self._update_dhcp_host(
+            network,
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            action.mac,
+            action.ip,
+            action.name,
+        )
+
+    @_run.register
+    def _(self, action: ReleaseAddress) -> None:
+        network = self._network(action.network)
+        facts = network_facts(action.network, bool(network.isActive()), network.XMLDesc(0))
+        if any(r.mac == action.mac.lower() and r.ip == action.ip for r in facts.reservations):
+            self._update_dhcp_host(
+                network, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, action.mac, action.ip
+            )
+
+    def _network(self, name: str) -> libvirt.virNetwork:
+        try:
+            return self._connection.networkLookupByName(name)
+        except libvirt.libvirtError as error:
+            raise ApplyError(
+                f"network {name!r} does not exist; define it (virsh net-define) or name"
+                " another one with --network"
+            ) from error
+
+    def _update_dhcp_host(
+        self, network: libvirt.virNetwork, command: int, mac: str, ip: str, name: str = ""
+    ) -> None:
+        """One change to the DHCP hosts, to the running network (dnsmasq rereads its
+        hosts file at once) and to its persistent definition alike."""
+        host = ET.Element("host", mac=mac, ip=ip)
+        if name:
+            host.set("name", name)
+        flags = 0
+        if network.isPersistent():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if network.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        self.mutations += 1
+        network.update(
+            command,
+            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            -1,
+            ET.tostring(host, encoding="unicode"),
+            flags,
         )
 
     def _stop(self, domain: libvirt.virDomain, grace_seconds: int) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping
 
 import libvirt
 
+from reconciler.engine.addressing import NetworkFacts, Reservation
 from reconciler.engine.domain import DefinitionView, ObservedDomain, PowerState, VolumeFacts
 from reconciler.libvirt.facts import parse_definition
 
@@ -161,3 +164,33 @@ class Observer:
             _type, capacity, _allocation = volume.info()
             found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, volume.path())
         return found
+
+    def network(self, name: str) -> NetworkFacts | None:
+        """The network's addresses and DHCP reservations; None when it does not exist."""
+        try:
+            network = self._connection.networkLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise
+        return network_facts(name, bool(network.isActive()), network.XMLDesc(0))
+
+
+def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
+    root = ET.fromstring(xml)
+    gateways: list[ipaddress.IPv4Address] = []
+    subnets: list[ipaddress.IPv4Network] = []
+    reservations: list[Reservation] = []
+    for ip in root.findall("ip"):
+        if ip.get("family", "ipv4") != "ipv4":
+            continue
+        address = ip.get("address")
+        if address:
+            gateways.append(ipaddress.IPv4Address(address))
+            mask = ip.get("prefix") or ip.get("netmask") or "24"
+            subnets.append(ipaddress.IPv4Interface(f"{address}/{mask}").network)
+        for host in ip.findall("dhcp/host"):
+            mac, host_ip = host.get("mac"), host.get("ip")
+            if mac and host_ip:
+                reservations.append(Reservation(mac.lower(), host_ip, host.get("name", "")))
+    return NetworkFacts(name, active, tuple(gateways), tuple(reservations), tuple(subnets))

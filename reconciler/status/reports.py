@@ -16,8 +16,10 @@ from typing import Any
 
 from reconciler.api import DEFAULT_NAMESPACE, ObjectId
 from reconciler.api.node import NODE_API_VERSION
+from reconciler.engine.addressing import Addressing
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan, PlanContext
+from reconciler.status.addresses import timestamp, write_address_reports
 from reconciler.status.documents import (
     read_document,
     read_previous,
@@ -38,13 +40,17 @@ def write_host_reports(
     revision: str,
     last_error: str = "",
     desired_vms: set[ObjectId] | None = None,
+    addressing: Addressing | None = None,
+    moment: datetime | None = None,
 ) -> list[Path]:
     """Write this host's reports under root; returns the files changed or removed.
 
     desired_vms: every VM of the revision, or None when it is not known for sure
-    (an unreadable file): then no report is removed at all.
+    (an unreadable file): then no report is removed at all. addressing: the pass's IP
+    allocation, whose vmip and lease reports every host writes alike.
     """
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment or datetime.now(UTC)
+    now = timestamp(moment)
     changed: list[Path] = []
     documents: dict[ObjectId, dict[str, Any]] = {}
     for object_id, status in sorted(plan.statuses.items()):
@@ -58,6 +64,8 @@ def write_host_reports(
         host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
     )
     changed.extend(_write_node(root, host.node_name, node))
+    if addressing is not None:
+        changed.extend(write_address_reports(root, addressing, moment))
     changed.extend(_write_readme(root))
     return changed
 

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.api.network import IPAddressType
-from reconciler.ipam import Allocation, VMIPRequest, VMRequest, allocate, generated_vmip_name
+from reconciler.ipam import (
+    Allocation,
+    VMIPRequest,
+    VMRequest,
+    allocate,
+    generated_vmip_name,
+    with_leases,
+)
 from tests.ipam.helpers import T0, check_invariants, request
 
 NAMESPACES = ("a", "b")
@@ -123,6 +130,9 @@ def test_any_history_keeps_leases_sound(history: list[list[tuple]]) -> None:  # 
             req, vms=tuple(shuffled[0]), vmips=tuple(shuffled[1]), leases=tuple(shuffled[2])
         )
         assert allocate(again) == result, "the answer depends on the input order"
+        # A host reading these leases back from the reports (another host of the fleet, or
+        # this one after a restart) reaches the very same answer.
+        assert allocate(with_leases(req, result)) == result, "not a fixed point"
         if previous is not None:
             same = {k for k, v in vmips.items() if old_vmips.get(k) == v}
             # Generated vmips persist while their VM does.

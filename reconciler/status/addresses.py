@@ -1,0 +1,177 @@
+"""Reports of VirtualMachineIPAddresses and their leases, and the leases read back.
+
+The leases under status/ are the fleet's memory of which address is whose: every host
+reads them before allocating and writes the allocation's result back. Every host
+computes the same allocation from the same revision and reports, so every host writes
+the same bytes; a lease's retention clock is the lastTransitionTime of its `Bound`
+condition, which moves only when the lease flips between Bound and Released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.api import ObjectId
+from reconciler.engine.addressing import Addressing
+from reconciler.ipam.model import Lease, LeasePhase, PreviousLease
+from reconciler.ipam.naming import lease_address
+from reconciler.status.documents import (
+    read_document,
+    read_previous,
+    render,
+    status_document,
+    status_path,
+    write_if_changed,
+)
+
+VMIP_KIND = "VirtualMachineIPAddress"
+LEASE_KIND = "VirtualMachineIPAddressLease"
+VMIP_FOLDER = "virtualmachineipaddresses"
+LEASE_FOLDER = "virtualmachineipaddressleases"
+# A Released lease keeps only the namespace in its reference, as the platform's does; the
+# vmip it served is kept beside it, so that a vmip of that name can take it back.
+RELEASED_FROM = "releasedFromVirtualMachineIPAddress"
+
+
+def lease_path(root: Path, name: str) -> Path:
+    # Cluster-wide, and not a manifest kind of its own: status/PLURAL/NAME.yaml by hand.
+    return root / LEASE_FOLDER / f"{name}.yaml"
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    with contextlib.suppress(ValueError):
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def read_leases(root: Path) -> tuple[PreviousLease, ...]:
+    """Every lease the reports under root hold; a damaged file is skipped (it loses its
+    lease, exactly as if the report were gone)."""
+    found: list[PreviousLease] = []
+    for path in sorted((root / LEASE_FOLDER).glob("*.yaml")):
+        address = lease_address(path.stem)
+        document = read_document(path)
+        status = document.get("status") if isinstance(document, dict) else None
+        if address is None or not isinstance(status, dict):
+            continue
+        ref = status.get("virtualMachineIPAddressRef")
+        namespace = ref.get("namespace") if isinstance(ref, dict) else None
+        if not isinstance(namespace, str) or not namespace:
+            continue
+        try:
+            phase = LeasePhase(status.get("phase", LeasePhase.BOUND))
+        except ValueError:
+            continue
+        if phase is LeasePhase.BOUND:
+            name = ref.get("name") if isinstance(ref, dict) else None
+            found.append(PreviousLease(address, namespace, name or None, phase))
+            continue
+        bound = next(
+            (
+                c
+                for c in status.get("conditions", [])
+                if isinstance(c, dict) and c.get("type") == "Bound"
+            ),
+            {},
+        )
+        found.append(
+            PreviousLease(
+                address,
+                namespace,
+                str(status.get(RELEASED_FROM) or "") or None,
+                phase,
+                _parse_time(bound.get("lastTransitionTime")),
+            )
+        )
+    return tuple(found)
+
+
+def _lease_status(lease: Lease, now: str) -> dict[str, Any]:
+    ref: dict[str, Any] = {"namespace": lease.namespace}
+    if lease.phase is LeasePhase.BOUND:
+        if lease.vmip_name:
+            ref["name"] = lease.vmip_name
+        condition = {"type": "Bound", "status": "True", "reason": "Bound"}
+    else:
+        condition = {
+            "type": "Bound",
+            "status": "False",
+            "reason": "Released",
+            "message": "its vmip is gone; the namespace keeps the address until retention ends",
+        }
+    status: dict[str, Any] = {"phase": str(lease.phase), "address": lease.address}
+    status["virtualMachineIPAddressRef"] = ref
+    if lease.phase is LeasePhase.RELEASED and lease.vmip_name:
+        status[RELEASED_FROM] = lease.vmip_name
+    since = now
+    if lease.phase is LeasePhase.RELEASED and lease.released_at is not None:
+        since = timestamp(lease.released_at)
+    status["conditions"] = [{**condition, "lastTransitionTime": since}]
+    return status
+
+
+def _carry_times(status: dict[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Condition times of an unchanged condition stay as they were (no commit for nothing)."""
+    earlier = {
+        c.get("type"): c
+        for c in (previous or {}).get("conditions", [])
+        if isinstance(c, dict) and c.get("lastTransitionTime")
+    }
+    for condition in status.get("conditions", []):
+        before = earlier.get(condition["type"])
+        if before and before.get("status") == condition["status"]:
+            condition["lastTransitionTime"] = before["lastTransitionTime"]
+    return status
+
+
+def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> list[Path]:
+    """Write every vmip and lease report and remove those the allocation no longer has;
+    returns the files changed. A partial allocation (part of the revision unreadable)
+    changes nothing: the reports keep what the last whole revision decided."""
+    if addressing.partial:
+        return []
+    now_text = timestamp(now)
+    changed: list[Path] = []
+    wanted: set[Path] = set()
+    allocation = addressing.allocation
+    for vmip in allocation.vmips:
+        object_id = ObjectId(VMIP_KIND, vmip.namespace, vmip.name)
+        path = status_path(root, object_id)
+        status = vmip.as_dict(now_text)
+        status["type"] = str(vmip.type)
+        if vmip.generated:
+            status["generated"] = True
+        document = status_document(object_id, _carry_times(status, read_previous(root, object_id)))
+        wanted.add(path)
+        if write_if_changed(path, render(document)):
+            changed.append(path)
+    for lease in allocation.leases:
+        object_id = ObjectId(LEASE_KIND, "", lease.name)
+        path = lease_path(root, lease.name)
+        previous = read_document(path)
+        earlier = previous.get("status") if isinstance(previous, dict) else None
+        status = _carry_times(
+            _lease_status(lease, now_text), earlier if isinstance(earlier, dict) else None
+        )
+        wanted.add(path)
+        if write_if_changed(path, render(status_document(object_id, status))):
+            changed.append(path)
+    for folder, pattern in ((VMIP_FOLDER, "*/*.yaml"), (LEASE_FOLDER, "*.yaml")):
+        for path in sorted((root / folder).glob(pattern)):
+            if path not in wanted:
+                path.unlink()
+                changed.append(path)
+                with contextlib.suppress(OSError):  # still holds reports of other objects
+                    path.parent.rmdir()
+    return changed
