@@ -280,3 +280,26 @@ def test_libvirt_uri_prints_the_planned_status_as_yaml(
     document = YAML(typ="safe").load(out)
     assert document["status"]["phase"] == "Pending"
     assert document["spec"]["virtualMachineClassName"] == "host"
+
+
+def test_vmips_and_leases_are_listed_from_their_own_reports(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, addresses, _ = run(capsys, "get", "vmip", "-A", "--dir", str(checkout))
+    _, leases, _ = run(capsys, "get", "vmipl", "--dir", str(checkout))
+
+    vmips = rows(addresses, ("NAMESPACE", "NAME", "ADDRESS", "STATUS", "VM", "AGE"))
+    # The sample's static addresses, attached to the VMs that name them.
+    assert vmips["bastion"]["ADDRESS"] == "10.66.10.10"
+    assert vmips["bastion"]["STATUS"] == "Attached"
+    assert vmips["db-1"]["ADDRESS"] == "10.66.10.20"
+    assert vmips["db-1"]["VM"] == "db-1"
+    # A vmip no VM names yet is leased but not attached.
+    unattached = [row for row in vmips.values() if not row["VM"]]
+    assert unattached and all(row["STATUS"] == "Bound" for row in unattached)
+    table = rows(leases, ("NAME", "VIRTUALMACHINEIPADDRESS", "STATUS", "AGE"))
+    assert table["ip-10-66-10-10"]["VIRTUALMACHINEIPADDRESS"] == (
+        '{"namespace":"default","name":"bastion"}'
+    )
+    assert {row["STATUS"] for row in table.values()} == {"Bound"}
+    assert len(table) == len(vmips)

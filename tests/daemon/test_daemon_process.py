@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,51 @@ def test_a_local_directory_is_watched_and_its_status_written_beside_it(
     assert "pass (file)" in daemon.log_text()
     assert not (manifests / ".git").exists(), "nothing is committed into a plain directory"
     assert daemon.terminate() == 0
+
+
+def test_two_hosts_agree_on_every_address_and_stop_committing(
+    remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path
+) -> None:
+    """Both hosts compute the fleet's whole allocation and write its vmip and lease
+    reports: the same bytes from each, so the remote settles instead of flapping."""
+    for node in ("hv-a", "hv-b"):
+        operator.write(f"nodes/{node}.yaml", NODE.format(name=node))
+    names = [f"vm-{n}" for n in range(8)]
+    for name in names:
+        operator.write(f"vms/{name}.yaml", vm_yaml(name=name, run_policy="AlwaysOn"))
+    operator.commit_and_push("eight VMs with addresses")
+    # The test driver's network is 192.168.122.0/24, its host .1.
+    cidrs = {"virtualMachineCIDRs": ["192.168.122.0/24"]}
+    for node in ("hv-a", "hv-b"):
+        daemons.append(Daemon(tmp_path / node, settings(remote, node, **cidrs)))
+    for daemon in daemons:
+        daemon.start()
+    for daemon in daemons:
+        daemon.wait_ready()
+
+    def every_vm_addressed() -> dict[str, dict[str, Any]] | None:
+        reports = vm_reports(remote)
+        if set(reports) == set(names) and all(r.get("ipAddress") for r in reports.values()):
+            return reports
+        return None
+
+    reports = wait_until("all eight VMs reported with an address", every_vm_addressed, 60)
+    addresses = [r["ipAddress"] for r in reports.values()]
+    assert len(set(addresses)) == len(names)
+    assert "192.168.122.1" not in addresses
+    assert {r["nodeName"] for r in reports.values()} == {"hv-a", "hv-b"}
+
+    def settled() -> str | None:
+        head = remote.head()
+        time.sleep(5)  # two interval passes of each host
+        return head if remote.head() == head else None
+
+    head = wait_until("the remote to stop moving", settled, 60, interval=0)
+    for address in addresses:
+        lease = remote.document(
+            f"status/virtualmachineipaddressleases/ip-{address.replace('.', '-')}.yaml"
+        )
+        assert lease is not None and lease["status"]["phase"] == "Bound"
+    assert remote.head() == head
+    for daemon in daemons:
+        assert daemon.terminate() == 0
