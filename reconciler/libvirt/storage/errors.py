@@ -1,0 +1,76 @@
+"""What can go wrong with volumes and images, each error naming the pool, volume and file."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A storage step that did not happen; the message says where and why.
+
+    `pool`, `volume` and `path` (the volume's file, or an image's source file)
+    are kept apart too, so the engine can put them into a condition.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pool: str | None = None,
+        volume: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(_located(message, pool, volume, path))
+        self.reason = message
+        self.pool = pool
+        self.volume = volume
+        self.path = path
+
+    def located(self, *, pool: str, volume: str) -> StorageError:
+        """The same error, saying which pool and volume it kept from being made."""
+        return type(self)(self.reason, pool=pool, volume=volume, path=self.path)
+
+
+def _located(message: str, pool: str | None, volume: str | None, path: str | None) -> str:
+    where = f"{pool}/{volume}" if pool and volume else pool or volume or ""
+    if path:
+        where = f"{where} ({path})" if where else path
+    return f"{where}: {message}" if where else message
+
+
+class PoolUnavailable(StorageError):
+    """The storage pool is not defined or not started."""
+
+
+class ImageSourceMissing(StorageError):
+    """The file an image is made from is not there (the VM waits: BlockDevicesReady False)."""
+
+
+class ImageSourceInvalid(StorageError):
+    """The image source is not something this host can import (URL scheme, backing file)."""
+
+
+class ImageImportFailed(StorageError):
+    """Copying an image into the pool failed; nothing of the attempt is left in the pool."""
+
+
+class DiskSmallerThanImage(StorageError):
+    """A disk asks for less room than the image it is made from holds."""
+
+
+class ShrinkRefused(StorageError):
+    """A disk may only grow (dvp-api.md §8.2): shrinking would cut off the guest's data."""
+
+
+class VolumeProtected(StorageError):
+    """The disk's manifest asks to keep the volume even when the manifest goes."""
+
+
+class VolumeInUse(StorageError):
+    """A domain still uses the volume."""
+
+
+class ForeignVolume(StorageError):
+    """The volume is not one this project creates, so it is never changed or deleted."""
+
+
+class VolumeMissing(StorageError):
+    """A volume the call needs is not in the pool."""
