@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
-from reconciler.cli import daemon, engine, get, validate
+from reconciler.cli import console, daemon, engine, get, validate, vm
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.register(commands)
     daemon.register(commands)
     get.register(commands)
+    vm.register(commands)
+    console.register(commands)
     return parser
 
 
