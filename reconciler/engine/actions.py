@@ -7,7 +7,7 @@ others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId
 from reconciler.engine.domain import DomainMetadata, DomainSpec
@@ -146,3 +146,30 @@ class ReleaseAddress(Action):
 
     def describe(self) -> str:
         return f"release {self.ip} of {self.mac} on network {self.network}"
+
+
+@dataclass(frozen=True)
+class EnsureSeedVolume(Action):
+    """Upload a provisioning seed image into the pool unless a volume of its name (its
+    content) is there already. The content never appears in a description."""
+
+    pool: str
+    volume: str
+    kind: str
+    digest: str
+    content: bytes = field(repr=False, compare=False)
+
+    def describe(self) -> str:
+        return f"write {self.kind} seed {self.pool}/{self.volume} (payload digest {self.digest})"
+
+
+@dataclass(frozen=True)
+class DeleteSeedVolume(Action):
+    """Remove a seed image no definition of the VM uses any more: derived from Git, never
+    data (a VirtualDisk's volume is never removed by a pass)."""
+
+    pool: str
+    volume: str
+
+    def describe(self) -> str:
+        return f"remove the old seed {self.pool}/{self.volume}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -25,6 +25,14 @@ from reconciler.api import (
 from reconciler.api.vm import OsType
 from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.policies import TopologyPolicy
+from reconciler.provisioning import (
+    NetworkConfig,
+    ProvisioningKind,
+    build_seed_iso,
+    resolve_provisioning,
+    seed_instance_id,
+    seed_volume_name,
+)
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id
 from reconciler.rules.sizing import effective_core_fraction
@@ -56,6 +64,21 @@ class BlankVolume:
 
 
 @dataclass(frozen=True)
+class SeedVolume:
+    """A provisioning seed image (cloud-init `cidata` or sysprep) to upload into the pool.
+
+    Named by its content; `content` stays out of reprs and plan output (it may carry a
+    Secret's data), `digest` of the payload is what an operator is shown instead.
+    """
+
+    pool: str
+    volume: str
+    kind: str
+    digest: str
+    content: bytes = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class DesiredDomain:
     spec: DomainSpec
     volumes: tuple[BlankVolume, ...]
@@ -64,6 +87,7 @@ class DesiredDomain:
     requested_millicores: int
     topology_sockets: int
     topology_cores_per_socket: int
+    seeds: tuple[SeedVolume, ...] = ()
 
 
 class NotReady(Exception):
@@ -115,16 +139,18 @@ def build_domain(
     topology: TopologyPolicy,
     host: HostContext,
     revision: str,
+    network_config: NetworkConfig | None = None,
 ) -> DesiredDomain:
     """The domain a valid VM should be; NotReady when a dependency is missing.
 
+    `network_config`: the VM's static address for its cloud-init seed, if it has one.
     Served from `_MEMO` when every input is the very object of an earlier call.
     """
-    devices = _device_models(vm, inventory)
-    inputs = (vm, vmclass, topology, host, revision, devices)
+    devices = (*_device_models(vm, inventory), _provisioning_secret(vm, inventory))
+    inputs = (vm, vmclass, topology, host, revision, devices, network_config)
     desired = _MEMO.get(inputs)
     if desired is None:
-        desired = _build_domain(vm, vmclass, inventory, topology, host, revision)
+        desired = _build_domain(vm, vmclass, inventory, topology, host, revision, network_config)
         _MEMO.put(inputs, desired)
     elif desired.spec.metadata.revision != revision:
         # A new revision that left this VM as it was: only the stamp differs.
@@ -143,8 +169,26 @@ def _device_models(vm: VirtualMachine, inventory: Inventory) -> tuple[object, ..
     return tuple(found)
 
 
+def _provisioning_secret(vm: VirtualMachine, inventory: Inventory) -> object:
+    """The Secret the VM's provisioning names (its seed is built from it), if any."""
+    provisioning = vm.spec.provisioning
+    ref = None
+    if provisioning is not None:
+        ref = provisioning.user_data_ref or provisioning.sysprep_ref
+    if ref is None:
+        return None
+    loaded = inventory.get(ObjectId("Secret", vm.namespace, ref.name))
+    return loaded.model if loaded is not None else None
+
+
 _Inputs = tuple[
-    VirtualMachine, VirtualMachineClass, TopologyPolicy, HostContext, str, tuple[object, ...]
+    VirtualMachine,
+    VirtualMachineClass,
+    TopologyPolicy,
+    HostContext,
+    str,
+    tuple[object, ...],
+    "NetworkConfig | None",
 ]
 
 
@@ -170,12 +214,13 @@ class _DesiredMemo:
         if entry is None:
             return None
         cached, desired = entry
-        vm, vmclass, topology, host, _revision, devices = inputs
+        vm, vmclass, topology, host, _revision, devices, network_config = inputs
         if (
             cached[0] is vm
             and cached[1] is vmclass
             and cached[2] is topology
             and (cached[3] is host or cached[3] == host)
+            and cached[6] == network_config
             and len(cached[5]) == len(devices)
             and all(a is b for a, b in zip(cached[5], devices, strict=True))
         ):
@@ -204,12 +249,31 @@ def _build_domain(
     topology: TopologyPolicy,
     host: HostContext,
     revision: str,
+    network_config: NetworkConfig | None = None,
 ) -> DesiredDomain:
     spec = vm.spec
     layout = topology_for(topology, spec.cpu.cores)
     fraction = effective_core_fraction(spec, vmclass)
     millicores = requested_millicores(spec.cpu.cores, fraction.value)
-    disks, volumes = _block_devices(vm, inventory, host)
+    # Device names taken so far, per prefix: the seed CD-ROM comes after the block devices.
+    used: dict[str, int] = {}
+    disks, volumes = _block_devices(vm, inventory, host, used)
+    seeds = _seeds(vm, inventory, host, network_config)
+    if seeds:
+        bus = _bus(vm, cdrom=True)
+        seed = seeds[0]
+        disks = (
+            *disks,
+            DiskDevice(
+                _target(bus, used),
+                bus,
+                "cdrom",
+                pool=seed.pool,
+                volume=seed.volume,
+                format="raw",
+                readonly=True,
+            ),
+        )
     cpu_mode, cpu_model, features = _cpu(vmclass, host)
     spec_json = desired_spec_json(vm, vmclass)
     kernel = spec.kernel_boot
@@ -253,7 +317,29 @@ def _build_domain(
         requested_millicores=millicores,
         topology_sockets=layout.sockets,
         topology_cores_per_socket=layout.cores_per_socket,
+        seeds=seeds,
     )
+
+
+def _seeds(
+    vm: VirtualMachine,
+    inventory: Inventory,
+    host: HostContext,
+    network_config: NetworkConfig | None,
+) -> tuple[SeedVolume, ...]:
+    """The VM's provisioning seed; NotReady (ProvisioningReady) when its Secret is not usable."""
+    payload = resolve_provisioning(vm, inventory)
+    if payload is None:
+        return ()
+    network = network_config if payload.kind is ProvisioningKind.CLOUD_INIT else None
+    image = build_seed_iso(
+        payload,
+        instance_id=seed_instance_id(vm.namespace, vm.name, payload, network),
+        hostname=vm.name,
+        network=network,
+    )
+    volume = seed_volume_name(vm.namespace, vm.name, image)
+    return (SeedVolume(host.storage_pool, volume, str(payload.kind), payload.digest, image),)
 
 
 def _canonical(value: Any) -> str:
@@ -324,10 +410,9 @@ def _image_source(url: str) -> str:
 
 
 def _block_devices(
-    vm: VirtualMachine, inventory: Inventory, host: HostContext
+    vm: VirtualMachine, inventory: Inventory, host: HostContext, used: dict[str, int]
 ) -> tuple[tuple[DiskDevice, ...], tuple[BlankVolume, ...]]:
     boot = {(r.kind, r.name): i + 1 for i, r in enumerate(vm.spec.boot_order())}
-    used: dict[str, int] = {}
     disks: list[DiskDevice] = []
     volumes: list[BlankVolume] = []
     for ref in vm.spec.block_device_refs:

@@ -8,6 +8,7 @@ applying and it returns no actions.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -17,6 +18,8 @@ from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.actions import (
     Action,
     DefineDomain,
+    DeleteSeedVolume,
+    EnsureSeedVolume,
     EnsureVolume,
     ReleaseAddress,
     ReserveAddress,
@@ -42,6 +45,7 @@ from reconciler.engine.desired import (
     HostContext,
     NotReady,
     build_domain,
+    domain_mac,
     domain_name,
 )
 from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState, VolumeFacts
@@ -51,6 +55,7 @@ from reconciler.engine.status import Condition, VMStatus
 from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
+from reconciler.provisioning import NetworkConfig, seed_volume_prefix
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import TopologyError, topology_for
@@ -385,7 +390,13 @@ def _plan_vm(
         return _blocked(vm_plan, status, observed, "its manifest breaks a rule")
     try:
         desired = build_domain(
-            vm, vmclass.model, context.inventory, context.topology, context.host, context.revision
+            vm,
+            vmclass.model,
+            context.inventory,
+            context.topology,
+            context.host,
+            context.revision,
+            _seed_network(vm, decided, observation),
         )
     except NotReady as error:
         status.set(Condition(error.condition, False, error.reason, str(error)))
@@ -397,6 +408,7 @@ def _plan_vm(
             vm_plan.actions.append(
                 EnsureVolume(vm.id, volume.pool, volume.volume, volume.capacity_bytes)
             )
+    _plan_seeds(vm, desired, observed, observation, vm_plan)
     spec = desired.spec
     config_meta = observed.config.metadata if observed else None
     if config_meta is not None:
@@ -433,6 +445,57 @@ def _plan_vm(
         context, vm, desired, observed, restart_pending, capacity, vm_plan, status, address_ready
     )
     return vm_plan, status
+
+
+def _seed_network(
+    vm: VirtualMachine, decided: VMAddress | None, observation: Observation
+) -> NetworkConfig | None:
+    """The static address a cloud-init seed gives the guest: the VM's leased address on
+    the network's subnet, the network's own address as gateway and DNS server."""
+    network = observation.network
+    if decided is None or decided.address is None or network is None:
+        return None
+    address = ipaddress.IPv4Address(decided.address)
+    for subnet, gateway in zip(network.subnets, network.gateways, strict=False):
+        if address in subnet:
+            return NetworkConfig(
+                mac=domain_mac(vm.id),
+                address=decided.address,
+                prefix=subnet.prefixlen,
+                gateway=str(gateway),
+                dns=(str(gateway),),
+            )
+    return None
+
+
+def _plan_seeds(
+    vm: VirtualMachine,
+    desired: DesiredDomain,
+    observed: ObservedDomain | None,
+    observation: Observation,
+    vm_plan: VMPlan,
+) -> None:
+    """Upload the VM's seed when it is new; remove its old seeds once no definition
+    (next boot or running) uses them."""
+    current = {(seed.pool, seed.volume) for seed in desired.seeds}
+    for seed in desired.seeds:
+        if (seed.pool, seed.volume) not in observation.volumes:
+            vm_plan.actions.append(
+                EnsureSeedVolume(
+                    vm.id, seed.pool, seed.volume, seed.kind, seed.digest, seed.content
+                )
+            )
+    in_use = set(current)
+    if observed is not None:
+        for view in (observed.config, observed.live):
+            if view is not None:
+                in_use |= {
+                    tuple(source.split("/", 1)) for _t, source, _d in view.facts.disks if source
+                }
+    prefix = seed_volume_prefix(vm.namespace, vm.name)
+    for pool, volume in sorted(observation.volumes):
+        if volume.startswith(prefix) and (pool, volume) not in in_use:
+            vm_plan.actions.append(DeleteSeedVolume(vm.id, pool, volume))
 
 
 def _report_address(context: PlanContext, vm: VirtualMachine, status: VMStatus) -> VMAddress | None:
@@ -693,11 +756,19 @@ def _plan_deletions(
         meta = _running_metadata(observed)
         if meta is not None:
             grace = int(meta.spec.get("terminationGracePeriodSeconds", 60))
+        seeds = seed_volume_prefix(namespace, name)
         result.vms.append(
             VMPlan(
                 owner,
                 Outcome.DELETED,
-                [UndefineDomain(owner, observed.name, grace)],
+                [
+                    UndefineDomain(owner, observed.name, grace),
+                    *(
+                        DeleteSeedVolume(owner, pool, volume)
+                        for pool, volume in sorted(observation.volumes)
+                        if volume.startswith(seeds)
+                    ),
+                ],
                 ["manifest deleted: shut down and undefined; its disks are kept"],
             )
         )

@@ -1,0 +1,185 @@
+"""The seed medium a guest is provisioned from: a small ISO 9660 image (SPEC §5).
+
+cloud-init reads a NoCloud seed: a volume labelled `cidata` holding `user-data`,
+`meta-data` and, for a static address, `network-config`. Windows Setup reads
+`autounattend.xml` / `unattend.xml` from the root of any CD-ROM. The image carries
+Rock Ridge names (what Linux mounts show) and Joliet names (what Windows shows),
+so the guest sees the file names exactly as written here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+
+import pycdlib
+
+from reconciler.provisioning.payload import ProvisioningKind, ProvisioningPayload, SeedFile
+from reconciler.provisioning.timestamps import with_fixed_timestamps
+
+CIDATA_VOLUME_ID = "cidata"
+# Every seed volume's name starts so; nothing else in a pool may be removed as a seed.
+SEED_PREFIX = "cidata-"
+# KubeVirt labels the sysprep disk it builds for the platform "unattendCD"
+# (pkg/config/sysprep.go); Windows Setup ignores the label, so any would do.
+SYSPREP_VOLUME_ID = "unattendCD"
+# The interface id in network-config; see render_network_config.
+_INTERFACE_ID = "eth0"
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_HOSTNAME = re.compile(
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """A static address for the guest's NIC, found by its MAC address."""
+
+    mac: str
+    address: str
+    prefix: int
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _MAC.match(self.mac):
+            raise ValueError(f"{self.mac!r} is not a lower-case MAC address like 52:54:00:12:34:56")
+        interface = ipaddress.ip_interface(f"{self.address}/{self.prefix}")
+        for server in (self.gateway, *self.dns):
+            if server is not None and ipaddress.ip_address(server).version != interface.version:
+                raise ValueError(f"{server} is not of the address family of {interface}")
+
+
+def seed_volume_prefix(namespace: str, vm_name: str) -> str:
+    """What every seed volume of one VM is named with, whatever its kind or content.
+
+    The dot keeps names unambiguous: a namespace has no dots, so `a-b`/`c` and `a`/`b-c`
+    cannot meet in one name.
+    """
+    return f"{SEED_PREFIX}{namespace}.{vm_name}-"
+
+
+def seed_volume_name(namespace: str, vm_name: str, image: bytes) -> str:
+    """The storage-pool volume holding a VM's seed image: named by its content, so a
+    changed seed is a new volume (a running guest keeps the one it booted with, and
+    the next boot gets the new one) and an unchanged one is never uploaded again."""
+    digest = hashlib.sha256(image).hexdigest()[:12]
+    return f"{seed_volume_prefix(namespace, vm_name)}{digest}.iso"
+
+
+def seed_instance_id(
+    namespace: str, vm_name: str, payload: ProvisioningPayload, network: NetworkConfig | None
+) -> str:
+    """The NoCloud instance-id: the VM's identity plus a hash of what the seed says.
+
+    cloud-init runs its once-per-instance work (users, keys, packages, runcmd, and
+    for NoCloud the network config) only when the instance-id changes. A changed
+    user-data or address therefore gets a new id and is applied on the next boot;
+    an unchanged seed keeps its id, so a plain restart or a move to another host
+    (same inputs, same id) does not provision the guest again.
+    """
+    sha = hashlib.sha256(payload.digest.encode())
+    if network is not None:
+        sha.update(render_network_config(network).encode())
+    return f"{vm_name}.{namespace}-{sha.hexdigest()[:16]}"
+
+
+def render_meta_data(instance_id: str, hostname: str) -> str:
+    if not _HOSTNAME.match(hostname) or len(hostname) > 253:
+        raise ValueError(f"{hostname!r} is not a valid host name")
+    # Values as JSON strings, which YAML reads as double-quoted scalars: a host name
+    # like "1234" stays a string. One key per line, because the test guest reads
+    # local-hostname with sed (tests/guest/rootfs/init).
+    return f"instance-id: {json.dumps(instance_id)}\nlocal-hostname: {json.dumps(hostname)}\n"
+
+
+def render_network_config(network: NetworkConfig) -> str:
+    """Network config version 2 matching the NIC by MAC, with a static address.
+
+    No `set-name`: cloud-init then looks the interface up by its MAC and keeps the
+    name the guest gave it (`ens3` stays `ens3`); releases too old to look it up
+    fall back to the id, hence `eth0`. The default route is written as `0.0.0.0/0`
+    (or `::/0`) rather than `default`, which older releases do not parse.
+    """
+    interface = ipaddress.ip_interface(f"{network.address}/{network.prefix}")
+    lines = [
+        "version: 2",
+        "ethernets:",
+        f"  {_INTERFACE_ID}:",
+        "    match:",
+        f"      macaddress: {json.dumps(network.mac)}",
+        "    addresses:",
+        f"      - {json.dumps(str(interface))}",
+    ]
+    if network.gateway is not None:
+        default = "0.0.0.0/0" if interface.version == 4 else "::/0"
+        lines += [
+            "    routes:",
+            f"      - to: {json.dumps(default)}",
+            f"        via: {json.dumps(network.gateway)}",
+        ]
+    if network.dns:
+        lines += ["    nameservers:", "      addresses:"]
+        lines += [f"        - {json.dumps(server)}" for server in network.dns]
+    return "\n".join(lines) + "\n"
+
+
+def build_seed_iso(
+    payload: ProvisioningPayload,
+    *,
+    instance_id: str,
+    hostname: str,
+    network: NetworkConfig | None = None,
+) -> bytes:
+    """The seed image; the same arguments give byte-identical images on any host.
+
+    For sysprep only the payload's files go on the medium: instance_id, hostname
+    and network are cloud-init's and the answer file sets its own computer name.
+    """
+    if payload.kind is ProvisioningKind.SYSPREP:
+        return _iso(SYSPREP_VOLUME_ID, payload.files)
+    files = [
+        *payload.files,
+        SeedFile("meta-data", render_meta_data(instance_id, hostname).encode()),
+    ]
+    if network is not None:
+        files.append(SeedFile("network-config", render_network_config(network).encode()))
+    return _iso(CIDATA_VOLUME_ID, tuple(files))
+
+
+def _iso(volume_id: str, files: tuple[SeedFile, ...]) -> bytes:
+    iso = pycdlib.PyCdlib()
+    # Interchange level 3 allows the 8.3-breaking names below in the plain ISO 9660
+    # tree, which only readers without Rock Ridge or Joliet ever see.
+    iso.new(
+        interchange_level=3,
+        sys_ident="LINUX",
+        vol_ident=volume_id,
+        joliet=3,
+        rock_ridge="1.09",
+    )
+    try:
+        for seed_file in sorted(files, key=lambda f: f.name):
+            iso.add_fp(
+                io.BytesIO(seed_file.content),
+                len(seed_file.content),
+                iso_path=f"/{_iso9660_name(seed_file.name)}",
+                rr_name=seed_file.name,
+                joliet_path=f"/{seed_file.name}",
+            )
+        out = io.BytesIO()
+        iso.write_fp(out)
+    finally:
+        iso.close()
+    return with_fixed_timestamps(out.getvalue())
+
+
+def _iso9660_name(name: str) -> str:
+    """`user-data` -> `USER_DATA.;1`, `unattend.xml` -> `UNATTEND.XML;1` (d-characters only)."""
+    stem, dot, extension = name.upper().replace("-", "_").partition(".")
+    return f"{stem}.{extension if dot else ''};1"
