@@ -23,7 +23,7 @@ from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.status.addresses import read_leases
-from reconciler.status.reports import desired_vms, write_host_reports
+from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
 CLASS = """
 apiVersion: virtualization.deckhouse.io/v1alpha2
@@ -161,6 +161,7 @@ class Host:
             desired_vms=desired_vms(result.context),
             addressing=result.context.addressing,
             moment=self.now,
+            present=revision_objects(result.context),
         )
 
     def domain(self, name: str = "linux-vm.default") -> libvirt.virDomain:

@@ -21,7 +21,7 @@ from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
 from reconciler.status.addresses import read_leases
-from reconciler.status.reports import desired_vms, write_host_reports
+from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
 EXIT_CHANGES = 3
 
@@ -176,6 +176,7 @@ def run_apply(args: argparse.Namespace) -> int:
             desired_vms(result.context),
             result.context.addressing,
             result.context.addresses.now if result.context.addresses else None,
+            revision_objects(result.context),
         )
     print(render_plan(result.plan, result.findings, args.format))
     for failure in result.errors:

@@ -439,7 +439,7 @@ class Daemon:
         errors: str,
         why: str,
     ) -> None:
-        from reconciler.status.reports import desired_vms, write_host_reports
+        from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
         plan = result.statuses_plan
         host = result.context.host
@@ -454,6 +454,7 @@ class Daemon:
                 desired_vms(result.context),
                 result.context.addressing,
                 result.context.addresses.now if result.context.addresses else None,
+                revision_objects(result.context),
             )
 
         self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")

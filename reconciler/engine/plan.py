@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
@@ -101,6 +102,9 @@ class Plan:
     vms: list[VMPlan] = field(default_factory=list)
     statuses: dict[ObjectId, VMStatus] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The `status:` documents of the other objects this host reports (operations, disks,
+    # attachments: those of the VMs it runs), by object; written beside the VM reports.
+    object_reports: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def actions(self) -> list[Action]:

@@ -10,7 +10,6 @@ condition, which moves only when the lease flips between Bound and Released.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from reconciler.engine.addressing import Addressing
 from reconciler.ipam.model import Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.status.documents import (
+    carry_condition_times,
     read_document,
     read_previous,
     render,
@@ -121,20 +121,6 @@ def _lease_status(lease: Lease, now: str) -> dict[str, Any]:
     return status
 
 
-def _carry_times(status: dict[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Condition times of an unchanged condition stay as they were (no commit for nothing)."""
-    earlier = {
-        c.get("type"): c
-        for c in (previous or {}).get("conditions", [])
-        if isinstance(c, dict) and c.get("lastTransitionTime")
-    }
-    for condition in status.get("conditions", []):
-        before = earlier.get(condition["type"])
-        if before and before.get("status") == condition["status"]:
-            condition["lastTransitionTime"] = before["lastTransitionTime"]
-    return status
-
-
 def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> list[Path]:
     """Write every vmip and lease report and remove those the allocation no longer has;
     returns the files changed. A partial allocation (part of the revision unreadable)
@@ -152,7 +138,8 @@ def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> 
         status["type"] = str(vmip.type)
         if vmip.generated:
             status["generated"] = True
-        document = status_document(object_id, _carry_times(status, read_previous(root, object_id)))
+        previous = read_previous(root, object_id)
+        document = status_document(object_id, carry_condition_times(status, previous, now_text))
         wanted.add(path)
         if write_if_changed(path, render(document)):
             changed.append(path)
@@ -161,8 +148,8 @@ def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> 
         path = lease_path(root, lease.name)
         previous = read_document(path)
         earlier = previous.get("status") if isinstance(previous, dict) else None
-        status = _carry_times(
-            _lease_status(lease, now_text), earlier if isinstance(earlier, dict) else None
+        status = carry_condition_times(
+            _lease_status(lease, now_text), earlier if isinstance(earlier, dict) else None, now_text
         )
         wanted.add(path)
         if write_if_changed(path, render(status_document(object_id, status))):

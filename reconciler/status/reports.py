@@ -21,6 +21,7 @@ from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.status.addresses import timestamp, write_address_reports
 from reconciler.status.documents import (
+    carry_condition_times,
     read_document,
     read_previous,
     render,
@@ -42,12 +43,14 @@ def write_host_reports(
     desired_vms: set[ObjectId] | None = None,
     addressing: Addressing | None = None,
     moment: datetime | None = None,
+    present: set[ObjectId] | None = None,
 ) -> list[Path]:
     """Write this host's reports under root; returns the files changed or removed.
 
     desired_vms: every VM of the revision, or None when it is not known for sure
     (an unreadable file): then no report is removed at all. addressing: the pass's IP
-    allocation, whose vmip and lease reports every host writes alike.
+    allocation, whose vmip and lease reports every host writes alike. present: every
+    object of the revision (revision_objects), None when not known for sure.
     """
     moment = moment or datetime.now(UTC)
     now = timestamp(moment)
@@ -60,6 +63,7 @@ def write_host_reports(
         if write_if_changed(path, render(document)):
             changed.append(path)
     changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
+    changed.extend(write_object_reports(root, plan.object_reports, present, now))
     node = node_status(
         host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
     )
@@ -68,6 +72,53 @@ def write_host_reports(
         changed.extend(write_address_reports(root, addressing, moment))
     changed.extend(_write_readme(root))
     return changed
+
+
+# Kinds whose reports come from Plan.object_reports; a report of one of these kinds is
+# removed when its object is gone from a whole revision.
+REPORTED_KINDS = (
+    "VirtualMachineOperation",
+    "VirtualDisk",
+    "VirtualMachineBlockDeviceAttachment",
+)
+
+
+def write_object_reports(
+    root: Path,
+    reports: dict[ObjectId, dict[str, Any]],
+    present: set[ObjectId] | None,
+    now: str,
+) -> list[Path]:
+    """Write the reports of operations, disks and attachments; remove those whose object
+    is no longer in the revision (`present`, None when unknown: then none is removed).
+
+    Condition times are carried over from the earlier report unless the status flipped.
+    """
+    changed: list[Path] = []
+    for object_id, status in sorted(reports.items()):
+        previous = read_previous(root, object_id)
+        document = status_document(object_id, carry_condition_times(status, previous, now))
+        path = status_path(root, object_id)
+        if write_if_changed(path, render(document)):
+            changed.append(path)
+    if present is None:
+        return changed
+    for kind in REPORTED_KINDS:
+        folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
+        for path in sorted(folder.glob("*/*.yaml")):
+            object_id = ObjectId(kind, path.parent.name, path.stem)
+            if object_id not in present and object_id not in reports:
+                path.unlink()
+                changed.append(path)
+                _remove_if_empty(path.parent)
+    return changed
+
+
+def revision_objects(context: PlanContext) -> set[ObjectId] | None:
+    """Every object of the revision, or None when a file could not be read."""
+    if context.unreadable_files:
+        return None
+    return {loaded.id for loaded in context.inventory.objects} | set(context.broken)
 
 
 def desired_vms(context: PlanContext) -> set[ObjectId] | None:
