@@ -7,6 +7,7 @@ Times, best of --repeat runs:
 
   cold          no previous leases: every vmip is generated and probes from its hash
   warm          every previous lease present (the steady state of the daemon)
+  scaling       cold at a quarter, half and all of --vms: the time per VM stays flat
   nearly full   cold, but Released leases of a deleted namespace hold one block of all
                 addresses but as many as there are Auto VMs: the VMs must find the
                 last holes (where plain linear probing would go quadratic)
@@ -137,6 +138,14 @@ def main() -> int:
         f"  {'nearly full':<12} {full:8.3f} s   {full / TARGET_SECONDS:6.2f} x target"
         f"   ({len(blocked)} released leases, {autos} Auto VMs for the {autos} holes left)"
     )
+    # Linear: the time per VM stays flat as the fleet grows.
+    print("  scaling (cold, time per VM):")
+    for share in (4, 2, 1):
+        count = args.vms // share
+        sized = _request(count)
+        seconds, result = _best(args.repeat, lambda sized=sized: allocate(sized))
+        problems += _problems(sized, result, True)
+        print(f"    {count:>7} VMs {seconds:8.3f} s   {seconds / count * 1e6:6.1f} µs per VM")
     for problem in problems:
         print(f"WRONG: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -117,6 +117,11 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=1000)
     parser.add_argument("--pushes", type=int, default=5)
     parser.add_argument("--verbose", action="store_true", help="print the daemon's log")
+    parser.add_argument(
+        "--cidr",
+        default="10.64.0.0/16",
+        help="virtualMachineCIDRs of the host ('' turns address management off)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="vmr-latency-") as temporary:
@@ -139,6 +144,7 @@ def main() -> int:
                 "nodeName": "hv",
                 "storagePool": "default-pool",
                 "network": "default",
+                "virtualMachineCIDRs": [args.cidr] if args.cidr else [],
             },
         )
         failures = 0
