@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
@@ -57,6 +58,7 @@ from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.provisioning import NetworkConfig, seed_volume_prefix
+from reconciler.provisioning.seed import SEED_PREFIX
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import TopologyError, topology_for
@@ -87,6 +89,16 @@ class Observation:
     volumes: Mapping[tuple[str, str], VolumeFacts]
     # The host's network for the VMs' NICs; None when none is configured or it is missing.
     network: NetworkFacts | None = None
+
+    @cached_property
+    def seed_volumes(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
+        """The pools' seed volumes by the prefix of the VM they belong to: every VM looks
+        its own up, so this is built once rather than scanned for each."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for pool, volume in sorted(self.volumes):
+            if volume.startswith(SEED_PREFIX) and "-" in volume[len(SEED_PREFIX) :]:
+                found.setdefault(volume.rsplit("-", 1)[0] + "-", []).append((pool, volume))
+        return {prefix: tuple(volumes) for prefix, volumes in found.items()}
 
 
 @dataclass
@@ -496,9 +508,8 @@ def _plan_seeds(
                 in_use |= {
                     tuple(source.split("/", 1)) for _t, source, _d in view.facts.disks if source
                 }
-    prefix = seed_volume_prefix(vm.namespace, vm.name)
-    for pool, volume in sorted(observation.volumes):
-        if volume.startswith(prefix) and (pool, volume) not in in_use:
+    for pool, volume in observation.seed_volumes.get(seed_volume_prefix(vm.namespace, vm.name), ()):
+        if (pool, volume) not in in_use:
             vm_plan.actions.append(DeleteSeedVolume(vm.id, pool, volume))
 
 
@@ -760,7 +771,6 @@ def _plan_deletions(
         meta = _running_metadata(observed)
         if meta is not None:
             grace = int(meta.spec.get("terminationGracePeriodSeconds", 60))
-        seeds = seed_volume_prefix(namespace, name)
         result.vms.append(
             VMPlan(
                 owner,
@@ -769,8 +779,9 @@ def _plan_deletions(
                     UndefineDomain(owner, observed.name, grace),
                     *(
                         DeleteSeedVolume(owner, pool, volume)
-                        for pool, volume in sorted(observation.volumes)
-                        if volume.startswith(seeds)
+                        for pool, volume in observation.seed_volumes.get(
+                            seed_volume_prefix(namespace, name), ()
+                        )
                     ),
                 ],
                 ["manifest deleted: shut down and undefined; its disks are kept"],
