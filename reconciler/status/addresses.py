@@ -10,13 +10,14 @@ condition, which moves only when the lease flips between Bound and Released.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.api import ObjectId
 from reconciler.engine.addressing import Addressing
-from reconciler.ipam.model import Lease, LeasePhase, PreviousLease
+from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.status.documents import (
     carry_condition_times,
@@ -55,11 +56,49 @@ def _parse_time(text: Any) -> datetime | None:
     return None
 
 
+_Signature = tuple[tuple[str, int, int, int], ...]
+
+
+def _signature(paths: Iterable[Path]) -> _Signature:
+    """What the files are as far as the file system says (name, inode, mtime, size): a pass over
+    a thousand unchanged reports compares this instead of reading them all. A Git
+    checkout or any write changes the mtime, so a changed file is never missed."""
+    found = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # gone meanwhile: it is simply not there
+            info = path.stat()
+            found.append((str(path), info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(found)
+
+
+# The leases last read under a root, and the report files last left under a root with the
+# allocation they were written from; both keyed by the root, valid while the signature holds.
+_READ: dict[Path, tuple[_Signature, tuple[PreviousLease, ...]]] = {}
+_WRITTEN: dict[Path, tuple[_Signature, Allocation]] = {}
+
+
+def _report_files(root: Path) -> list[Path]:
+    return sorted((root / VMIP_FOLDER).glob("*/*.yaml")) + sorted(
+        (root / LEASE_FOLDER).glob("*.yaml")
+    )
+
+
 def read_leases(root: Path) -> tuple[PreviousLease, ...]:
     """Every lease the reports under root hold; a damaged file is skipped (it loses its
     lease, exactly as if the report were gone)."""
+    paths = sorted((root / LEASE_FOLDER).glob("*.yaml"))
+    signature = _signature(paths)
+    known = _READ.get(root)
+    if known is not None and known[0] == signature:
+        return known[1]
+    leases = _read_leases(paths)
+    _READ[root] = (signature, leases)
+    return leases
+
+
+def _read_leases(paths: Iterable[Path]) -> tuple[PreviousLease, ...]:
     found: list[PreviousLease] = []
-    for path in sorted((root / LEASE_FOLDER).glob("*.yaml")):
+    for path in paths:
         address = lease_address(path.stem)
         document = read_document(path)
         status = document.get("status") if isinstance(document, dict) else None
@@ -127,10 +166,18 @@ def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> 
     changes nothing: the reports keep what the last whole revision decided."""
     if addressing.partial:
         return []
-    now_text = timestamp(now)
+    allocation = addressing.allocation
+    known = _WRITTEN.get(root)
+    if known is not None and known[1] == allocation and known[0] == _signature(_report_files(root)):
+        return []  # the reports are the very files this allocation left last time
+    changed = _write_address_reports(root, allocation, timestamp(now))
+    _WRITTEN[root] = (_signature(_report_files(root)), allocation)
+    return changed
+
+
+def _write_address_reports(root: Path, allocation: Allocation, now_text: str) -> list[Path]:
     changed: list[Path] = []
     wanted: set[Path] = set()
-    allocation = addressing.allocation
     for vmip in allocation.vmips:
         object_id = ObjectId(VMIP_KIND, vmip.namespace, vmip.name)
         path = status_path(root, object_id)

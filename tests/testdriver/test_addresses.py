@@ -257,12 +257,16 @@ def test_every_host_writes_the_same_address_reports(ipam_host: Host, tmp_path: P
     host.write("web.yaml", vm_yaml("web"))
     host.write("db.yaml", vm_yaml("db"))
     step(host)
+    # Another host's checkout of the same revision and reports, on its own libvirt.
+    other_repo = tmp_path / "other"
+    shutil.copytree(host.repo, other_repo)
     other_connection = open_connection(f"test://{HOST_XML}")
     try:
-        other = Host(host.repo, other_connection, node_name="hv2", cidrs=SMALL_POOL, now=host.now)
+        other = Host(other_repo, other_connection, node_name="hv2", cidrs=SMALL_POOL, now=host.now)
         changed = step(other)
     finally:
         other_connection.close()
+    assert (other_repo / "status/virtualmachineipaddressleases").is_dir()
     address_reports = [p for p in changed if "virtualmachineipaddress" in p.as_posix()]
     assert address_reports == []
 
