@@ -501,15 +501,14 @@ def _plan_seeds(
                     vm.id, seed.pool, seed.volume, seed.kind, seed.digest, seed.content
                 )
             )
-    in_use = set(current)
+    # Disk sources read back from libvirt are "pool/volume" for pool volumes.
+    in_use = {f"{pool}/{volume}" for pool, volume in current}
     if observed is not None:
         for view in (observed.config, observed.live):
             if view is not None:
-                in_use |= {
-                    tuple(source.split("/", 1)) for _t, source, _d in view.facts.disks if source
-                }
+                in_use |= {source for _target, source, _device in view.facts.disks}
     for pool, volume in observation.seed_volumes.get(seed_volume_prefix(vm.namespace, vm.name), ()):
-        if (pool, volume) not in in_use:
+        if f"{pool}/{volume}" not in in_use:
             vm_plan.actions.append(DeleteSeedVolume(vm.id, pool, volume))
 
 
