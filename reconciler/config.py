@@ -63,7 +63,7 @@ class Config(Strict):
 
 
 ENV_PREFIX = "RECONCILER_"
-_SECTIONS = {"repository": RepositoryConfig, "status": StatusConfig}
+_SECTIONS: dict[str, type[Strict]] = {"repository": RepositoryConfig, "status": StatusConfig}
 
 
 def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -75,7 +75,8 @@ def _merge_sources(node: Node) -> list[dict[Any, Any]]:
 def node_to_value(node: Node) -> Any:
     """Plain Python value of a composed node; duplicate keys are errors."""
     if isinstance(node, ScalarNode):
-        if node.tag in _STRING_TAGS or not node.tag.startswith("tag:yaml.org,2002:"):
+        tag = node.tag or ""
+        if tag in _STRING_TAGS or not tag.startswith("tag:yaml.org,2002:"):
             return node.value
         return _scalar_value(node)
     if isinstance(node, SequenceNode):

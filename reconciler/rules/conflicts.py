@@ -73,27 +73,27 @@ def claim_findings(inventory: Inventory) -> Iterator[Finding]:
                     Rule.CONFLICT,
                 )
     for loaded, vmbda in inventory.of_kind(VirtualMachineBlockDeviceAttachment):
-        ref = vmbda.spec.block_device_ref
-        if ref.kind.value != "VirtualDisk":
+        attached = vmbda.spec.block_device_ref
+        if attached.kind.value != "VirtualDisk":
             continue
-        disk = ObjectId("VirtualDisk", vmbda.namespace, ref.name)
+        disk = ObjectId("VirtualDisk", vmbda.namespace, attached.name)
         loc = ("spec", "blockDeviceRef", "name")
         earlier = _first_claim(disk_claims, disk, loaded, loc)
         if earlier is not None:
             yield loaded.finding(
                 loc,
-                f"VirtualDisk {ref.name} is already used by {earlier[0].id}",
+                f"VirtualDisk {attached.name} is already used by {earlier[0].id}",
                 Rule.CONFLICT,
             )
     static_claims: dict[object, tuple[LoadedObject, Loc]] = {}
-    for loaded, vmip in inventory.of_kind(VirtualMachineIPAddress):
-        if vmip.spec.type is IPAddressType.STATIC and vmip.spec.static_ip:
+    for loaded, address in inventory.of_kind(VirtualMachineIPAddress):
+        if address.spec.type is IPAddressType.STATIC and address.spec.static_ip:
             loc = ("spec", "staticIP")
-            earlier = _first_claim(static_claims, vmip.spec.static_ip, loaded, loc)
+            earlier = _first_claim(static_claims, address.spec.static_ip, loaded, loc)
             if earlier is not None:
                 yield loaded.finding(
                     loc,
-                    f"{vmip.spec.static_ip} is already claimed by {earlier[0].id}",
+                    f"{address.spec.static_ip} is already claimed by {earlier[0].id}",
                     Rule.CONFLICT,
                 )
     defaults = [loaded for loaded, c in inventory.of_kind(VirtualMachineClass) if c.is_default]

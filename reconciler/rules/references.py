@@ -15,6 +15,7 @@ from reconciler.api import (
     VirtualMachineBlockDeviceAttachment,
     VirtualMachineOperation,
 )
+from reconciler.api.vm import SecretRef
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadedObject, Loc
 from reconciler.rules.inventory import Inventory
@@ -35,8 +36,10 @@ def reference_findings(inventory: Inventory) -> Iterator[Finding]:
         elif isinstance(model, VirtualDisk):
             source = model.spec.data_source
             if source is not None and source.object_ref is not None:
-                ref = source.object_ref
-                target = device_id(ref.kind, ref.namespace or model.namespace, ref.name)
+                origin = source.object_ref
+                target = device_id(
+                    str(origin.kind), origin.namespace or model.namespace, origin.name
+                )
                 yield from _require(
                     inventory, loaded, ("spec", "dataSource", "objectRef", "name"), target
                 )
@@ -48,12 +51,12 @@ def reference_findings(inventory: Inventory) -> Iterator[Finding]:
                 ("spec", "virtualMachineName"),
                 ObjectId("VirtualMachine", model.namespace, spec.virtual_machine_name),
             )
-            ref = spec.block_device_ref
+            attached = spec.block_device_ref
             yield from _require(
                 inventory,
                 loaded,
                 ("spec", "blockDeviceRef", "name"),
-                device_id(ref.kind.value, model.namespace, ref.name),
+                device_id(attached.kind.value, model.namespace, attached.name),
             )
         elif isinstance(model, VirtualMachineOperation):
             yield from _require(
@@ -92,23 +95,24 @@ def _vm_references(
     provisioning = spec.provisioning
     if provisioning is None or provisioning.type is ProvisioningType.USER_DATA:
         return
+    secret_ref: SecretRef | None
     if provisioning.type is ProvisioningType.USER_DATA_REF:
-        ref, field, secret_type, keys = (
+        secret_ref, field, secret_type, keys = (
             provisioning.user_data_ref,
             "userDataRef",
             CLOUD_INIT_SECRET,
             CLOUD_INIT_KEYS,
         )
     else:
-        ref, field, secret_type, keys = (
+        secret_ref, field, secret_type, keys = (
             provisioning.sysprep_ref,
             "sysprepRef",
             SYSPREP_SECRET,
             SYSPREP_KEYS,
         )
-    assert ref is not None  # the model guarantees the payload of its type
+    assert secret_ref is not None  # the model guarantees the payload of its type
     loc: Loc = ("spec", "provisioning", field, "name")
-    secret_id = ObjectId("Secret", ns, ref.name)
+    secret_id = ObjectId("Secret", ns, secret_ref.name)
     missing = list(_require(inventory, loaded, loc, secret_id))
     if missing:
         yield from missing
@@ -119,13 +123,14 @@ def _vm_references(
     if secret.model.type != secret_type:
         yield loaded.finding(
             loc,
-            f"Secret {ref.name} has type {secret.model.type!r}; {field} needs type {secret_type!r}",
+            f"Secret {secret_ref.name} has type {secret.model.type!r};"
+            f" {field} needs type {secret_type!r}",
             Rule.REFERENCE,
         )
     elif not any(key in secret.model.data_keys() for key in keys):
         yield loaded.finding(
             loc,
-            f"Secret {ref.name} has no {' or '.join(keys)} key",
+            f"Secret {secret_ref.name} has no {' or '.join(keys)} key",
             Rule.REFERENCE,
         )
 

@@ -17,7 +17,8 @@ from reconciler.loader import load_config_text
 def _yaml() -> YAML:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # keep our stable, meaningful order
+    # Keep our stable, meaningful order (ruamel's stubs type this attribute as None).
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.width = 4096
     return yaml
 
