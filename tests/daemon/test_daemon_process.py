@@ -351,15 +351,17 @@ def test_a_local_directory_is_watched_and_its_status_written_beside_it(
     daemon.start()
     daemon.wait_ready()
     report = manifests / "status" / "virtualmachines" / "default" / "vm.yaml"
-    wait_until("the report beside the manifests", report.is_file, 30)
-
-    # No push, no interval: the file watch alone brings the edit in.
-    (manifests / "vm.yaml").write_text(vm_yaml(name="vm", cores=2), encoding="utf-8")
-    wait_until(
-        "cpu.cores awaiting restart in the report",
-        lambda: "cpu.cores" in report.read_text(encoding="utf-8"),
-        30,
-    )
+    try:
+        wait_until("the report beside the manifests", report.is_file, 30)
+        # No push, no interval: the file watch alone brings the edit in.
+        (manifests / "vm.yaml").write_text(vm_yaml(name="vm", cores=2), encoding="utf-8")
+        wait_until(
+            "cpu.cores awaiting restart in the report",
+            lambda: "cpu.cores" in report.read_text(encoding="utf-8"),
+            30,
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the daemon's log ends:\n{daemon.log_tail(30)}") from None
     assert "pass (file)" in daemon.log_text()
     assert not (manifests / ".git").exists(), "nothing is committed into a plain directory"
     assert daemon.terminate() == 0
