@@ -51,7 +51,7 @@ import libvirt
 
 import reconciler.libvirt.apply as apply_module
 from reconciler.api import ObjectId
-from reconciler.engine.actions import DefineDomain, EnsureVolume, SetLiveMetadata
+from reconciler.engine.actions import DefineDomain, EnsureDiskVolume, SetLiveMetadata
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX
 from reconciler.engine.plan import PlanContext
@@ -363,7 +363,7 @@ class Bench:
         for action in first.plan.actions:
             if isinstance(action, DefineDomain):
                 self.domains.append(action.spec.name)
-            elif isinstance(action, EnsureVolume):
+            elif isinstance(action, EnsureDiskVolume):
                 self.volumes.append(action.volume)
 
         noop = float("inf")

@@ -138,17 +138,22 @@ class Host:
             cpu_capacity_millicores=self.capacity_cpus * 1000,
         )
 
-    def reconcile(self, *, apply: bool = True, revision: str = "rev1") -> tuple[PassResult, int]:
-        """One pass; returns it and the number of libvirt calls that changed something."""
+    def reconcile(
+        self, *, apply: bool = True, revision: str = "rev1", observer: Observer | None = None
+    ) -> tuple[PassResult, int]:
+        """One pass; returns it and the number of libvirt calls that changed something.
+
+        `observer`: one kept across passes, as the daemon keeps it (its agent answers)."""
         context = plan_context(
             load_directory(self.repo),
             self.context,
             revision,
             self.cidrs,
             addresses=AddressInputs(self.cidrs, read_leases(self.repo / "status"), self.now),
+            disk_reports_root=self.repo / "status",
         )
         applier = Applier(self.connection, poll_seconds=0.1) if apply else None
-        result = reconcile_once(context, Observer(self.connection), applier)
+        result = reconcile_once(context, observer or Observer(self.connection), applier)
         self.passes.append(result)
         return result, applier.mutations if applier else 0
 

@@ -137,9 +137,10 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
         pool,
         status_root=args.dir / "status",
         addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),
+        disk_reports_root=status_dir,
     )
     progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
-    runner = Applier(connection) if apply else None
+    runner = Applier(connection, progress=progress) if apply else None
     return reconcile_once(context, Observer(connection), runner, progress)
 
 

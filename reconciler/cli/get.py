@@ -203,16 +203,33 @@ def _add_implied_addresses(
             listed[object_id] = replace(known, status=implied, created=known.created or created)
 
 
+# Kinds whose reports a plan pass makes besides the VMs' (Plan.object_reports).
+LIVE_REPORTED = ("VirtualDisk", "VirtualMachineBlockDeviceAttachment")
+
+
 def from_libvirt(args: argparse.Namespace, kind: ResourceKind) -> dict[ObjectId, Listed] | int:
-    """The VMs as `reconciler plan` sees them on args.libvirt_uri, changing nothing."""
-    if kind.kind != VirtualMachine.KIND:
-        print("reconciler: --libvirt-uri lists VirtualMachines only", file=sys.stderr)
+    """The VMs, disks or attachments as `reconciler plan` sees them on args.libvirt_uri,
+    changing nothing."""
+    if kind.kind not in (VirtualMachine.KIND, *LIVE_REPORTED):
+        print(
+            "reconciler: --libvirt-uri lists VirtualMachines, VirtualDisks and"
+            " VirtualMachineBlockDeviceAttachments only",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     outcome = plan_pass(args)
     if isinstance(outcome, int):
         return outcome
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     listed: dict[ObjectId, Listed] = {}
+    if kind.kind in LIVE_REPORTED:
+        for object_id, report in outcome.statuses_plan.object_reports.items():
+            if object_id.kind != kind.kind:
+                continue
+            loaded = outcome.context.inventory.get(object_id)
+            manifest = loaded.model.to_manifest() if loaded else None
+            listed[object_id] = Listed(object_id, kind.api_version, manifest, report)
+        return listed
     for object_id, vm_status in outcome.statuses_plan.statuses.items():
         loaded = outcome.context.inventory.get(object_id)
         listed[object_id] = Listed(

@@ -187,6 +187,29 @@ def _vd(listed: Listed) -> list[str]:
     return [listed.object_id.name, _text(listed.reported.get("phase")), _text(capacity)]
 
 
+def _vd_wide(listed: Listed) -> list[str]:
+    """The platform's priority-1 columns too: InUse (the condition's status), Progress,
+    StorageClass (here the libvirt pool), TargetPVC (here the volume)."""
+    status = listed.reported
+    in_use = next(
+        (
+            c.get("status")
+            for c in status.get("conditions", [])
+            if isinstance(c, Mapping) and c.get("type") == "InUse"
+        ),
+        None,
+    )
+    target = status.get("target")
+    volume = target.get("persistentVolumeClaimName") if isinstance(target, Mapping) else None
+    return [
+        *_vd(listed),
+        _text(in_use),
+        _text(status.get("progress")),
+        _text(status.get("storageClassName")),
+        _text(volume),
+    ]
+
+
 def _vmop(listed: Listed) -> list[str]:
     return [
         listed.object_id.name,
@@ -204,6 +227,13 @@ def _vmbda(listed: Listed) -> list[str]:
     ]
 
 
+def _vmbda_wide(listed: Listed) -> list[str]:
+    ref = listed.spec.get("blockDeviceRef")
+    ref = ref if isinstance(ref, Mapping) else {}
+    name, phase, vm = _vmbda(listed)
+    return [name, phase, _text(ref.get("kind")), _text(ref.get("name")), vm]
+
+
 def _phase_only(listed: Listed) -> list[str]:
     return [listed.object_id.name, _text(listed.reported.get("phase"))]
 
@@ -216,10 +246,18 @@ COLUMNS: dict[str, Columns] = {
     "VirtualMachine": Columns(("NAME", "PHASE", "NODE", "IPADDRESS"), _vm, VM_WIDE, _vm_wide),
     "VirtualMachineIPAddress": Columns(("NAME", "ADDRESS", "STATUS", "VM"), _vmip),
     "VirtualMachineIPAddressLease": Columns(("NAME", "VIRTUALMACHINEIPADDRESS", "STATUS"), _vmipl),
-    "VirtualDisk": Columns(("NAME", "PHASE", "CAPACITY"), _vd),
+    "VirtualDisk": Columns(
+        ("NAME", "PHASE", "CAPACITY"),
+        _vd,
+        ("NAME", "PHASE", "CAPACITY", "INUSE", "PROGRESS", "STORAGECLASS", "TARGETPVC"),
+        _vd_wide,
+    ),
     "VirtualMachineOperation": Columns(("NAME", "PHASE", "TYPE", "VIRTUALMACHINE"), _vmop),
     "VirtualMachineBlockDeviceAttachment": Columns(
-        ("NAME", "PHASE", "VIRTUAL MACHINE NAME"), _vmbda
+        ("NAME", "PHASE", "VIRTUAL MACHINE NAME"),
+        _vmbda,
+        ("NAME", "PHASE", "BLOCKDEVICE KIND", "BLOCKDEVICE NAME", "VIRTUAL MACHINE NAME"),
+        _vmbda_wide,
     ),
     "VirtualMachineClass": Columns(("NAME", "PHASE"), _phase_only),
 }

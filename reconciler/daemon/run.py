@@ -39,7 +39,9 @@ log = logging.getLogger("reconciler.daemon")
 
 # Events after which the run policy may have something to do.
 _LIFECYCLE_TRIGGERS = frozenset({"stopped", "crashed", "shutdown", "started", "undefined"})
-_LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected"})
+# Events after which the VM's report changes (AgentReady, guestOSInfo).
+_AGENT_TRIGGERS = frozenset({"agent-connected", "agent-disconnected"})
+_LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected", "agent"})
 
 
 @dataclass
@@ -297,7 +299,12 @@ class Daemon:
         return True
 
     def _on_domain_event(self, domain: str, event: str) -> None:
-        if event in _LIFECYCLE_TRIGGERS:
+        if event in _AGENT_TRIGGERS:
+            observer = self._observer
+            if observer is not None:
+                observer.agents.agent_changed(domain)  # ask it again: maybe another boot
+            self.triggers.request("agent")
+        elif event in _LIFECYCLE_TRIGGERS:
             self.triggers.request("libvirt")
 
     def _on_libvirt(self, up: bool, why: str) -> None:
@@ -382,7 +389,8 @@ class Daemon:
         )
         from reconciler.libvirt.apply import Applier
 
-        runner = None if self.config.suspend else Applier(self._connection)
+        # The progress of a long step (an image upload) also keeps the watchdog fed.
+        runner = None if self.config.suspend else Applier(self._connection, progress=self._progress)
         if self.config.suspend:
             # Report the host as it is, not as the plan would leave it.
             context = replace(context, anticipate=False)
@@ -428,6 +436,13 @@ class Daemon:
     def _status_root(self, revision: Any) -> Path | None:
         if self._publisher is not None:
             root = Path(self._publisher.status_root)
+            repository = self.config.repository
+            branch = repository.branch if repository is not None else None
+            if not root.is_dir() and self.config.status.branch in (None, branch):
+                # A new cache: until the first publish fetches the status branch, the
+                # revision's own copy of the reports is the latest there is. Without it
+                # the first pass would take finished operations for new ones.
+                root = revision.repo_root / self.config.status.path
         else:
             root = revision.repo_root / self.config.status.path
         return root if root.is_dir() else None

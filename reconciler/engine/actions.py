@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId
-from reconciler.engine.domain import DomainMetadata, DomainSpec
+from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec
 
 
 @dataclass(frozen=True)
@@ -19,19 +19,6 @@ class Action:
 
     def describe(self) -> str:
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class EnsureVolume(Action):
-    """Create a blank volume if it does not exist; never resizes or deletes."""
-
-    pool: str
-    volume: str
-    capacity_bytes: int
-    format: str = "qcow2"
-
-    def describe(self) -> str:
-        return f"create volume {self.pool}/{self.volume} ({self.capacity_bytes} bytes)"
 
 
 @dataclass(frozen=True)
@@ -166,10 +153,126 @@ class EnsureSeedVolume(Action):
 @dataclass(frozen=True)
 class DeleteSeedVolume(Action):
     """Remove a seed image no definition of the VM uses any more: derived from Git, never
-    data (a VirtualDisk's volume is never removed by a pass)."""
+    data (a VirtualDisk's volume goes only with its manifest: DeleteDiskVolume)."""
 
     pool: str
     volume: str
 
     def describe(self) -> str:
         return f"remove the old seed {self.pool}/{self.volume}"
+
+
+@dataclass(frozen=True)
+class EnsureImageVolume(Action):
+    """Import an image file into the pool unless it was imported before (SPEC §5): an
+    upload under the pool's lock; an imported image is never read or copied again."""
+
+    pool: str
+    image: ObjectId
+    source: str
+    # An earlier VM of the same pass imports it: this one only makes sure of it.
+    shared: bool = False
+
+    def describe(self) -> str:
+        what = f"{self.image.kind} {self.image.name}"
+        if self.shared:
+            return f"use {what}, imported above"
+        return f"import {what} from {self.source} into pool {self.pool}"
+
+
+@dataclass(frozen=True)
+class EnsureDiskVolume(Action):
+    """Create a VirtualDisk's volume if it does not exist: blank, or a copy of its imported
+    image grown to the size. An existing volume is never made again or overwritten."""
+
+    pool: str
+    disk: ObjectId
+    volume: str
+    # None: as large as the image it is copied from.
+    capacity_bytes: int | None
+    image: ObjectId | None = None
+    image_source: str = ""
+
+    def describe(self) -> str:
+        size = f"{self.capacity_bytes} bytes" if self.capacity_bytes else "the image's size"
+        origin = f" from {self.image.kind} {self.image.name}" if self.image else ""
+        return f"create volume {self.pool}/{self.volume} ({size}){origin}"
+
+
+@dataclass(frozen=True)
+class ResizeDisk(Action):
+    """Grow a disk volume (through the running domain that uses it, if any); never shrinks."""
+
+    pool: str
+    volume: str
+    capacity_bytes: int
+
+    def describe(self) -> str:
+        return f"grow volume {self.pool}/{self.volume} to {self.capacity_bytes} bytes"
+
+
+@dataclass(frozen=True)
+class DeleteDiskVolume(Action):
+    """Delete the volume of a VirtualDisk whose manifest was deleted from a whole revision
+    (SPEC §10); refused for a protected volume or one a domain still uses."""
+
+    pool: str
+    volume: str
+    protected: bool = False
+
+    def describe(self) -> str:
+        return f"delete volume {self.pool}/{self.volume} (its VirtualDisk manifest was deleted)"
+
+
+@dataclass(frozen=True)
+class AttachDevice(Action):
+    """Hot-plug a VirtualMachineBlockDeviceAttachment's disk into the running domain."""
+
+    domain: str
+    attachment: str
+    disk: DiskDevice
+
+    def describe(self) -> str:
+        return (
+            f"hot-plug {self.disk.source} into {self.domain} as {self.disk.target}"
+            f" (vmbda {self.attachment})"
+        )
+
+
+@dataclass(frozen=True)
+class DetachDevice(Action):
+    """Unplug a hot-plugged disk from the running domain: its attachment is gone."""
+
+    domain: str
+    attachment: str
+    alias: str
+    source: str
+
+    def describe(self) -> str:
+        return f"unplug {self.source} from {self.domain} (vmbda {self.attachment} is gone)"
+
+
+@dataclass(frozen=True)
+class CarryOutOperation(Action):
+    """A VirtualMachineOperation's power step (`start`, `stop`, `restart`; "" for none),
+    recorded in the domain's next-boot metadata before and after it, so that it runs once
+    (engine/operations.py). Without a step only the outcome is recorded."""
+
+    domain: str
+    operation: str  # NAMESPACE/NAME
+    step: str = ""
+    force: bool = False
+    grace_seconds: int = 60
+    # The run-policy flag the operation sets (Stop) or clears (Start, Restart).
+    stopped_manually: bool | None = None
+    outcome: str = "completed"  # of a record without a step: completed or failed
+
+    def describe(self) -> str:
+        vmop = f"vmop {self.operation}"
+        if not self.step:
+            return f"record {vmop} as {self.outcome} on {self.domain}"
+        if self.step == "start":
+            return f"start {self.domain} ({vmop})"
+        how = "force off" if self.force else f"shut down (grace {self.grace_seconds}s)"
+        then = ", then start" if self.step == "restart" else ""
+        return f"{how}{then} {self.domain} ({vmop})"

@@ -9,21 +9,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.api import (
-    ClusterVirtualImage,
     CPUType,
     ObjectId,
-    VirtualDisk,
-    VirtualImage,
     VirtualMachine,
     VirtualMachineClass,
 )
 from reconciler.api.vm import OsType
 from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
+from reconciler.engine.volumes import disk_volume_name
 from reconciler.policies import TopologyPolicy
 from reconciler.provisioning import (
     NetworkConfig,
@@ -34,9 +30,16 @@ from reconciler.provisioning import (
     seed_volume_name,
 )
 from reconciler.rules.inventory import Inventory
-from reconciler.rules.references import device_id
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import topology_for
+
+# The alias of a hot-plugged disk: libvirt keeps user aliases (prefix "ua-") in both
+# definitions, so the running instance tells which disks an attachment brought.
+ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
+
+if TYPE_CHECKING:
+    # storage.py raises this module's NotReady; only its value type is needed here.
+    from reconciler.engine.storage import ResolvedDevice
 
 _UUID_NAMESPACE = uuid.UUID("5f3c2a4e-8d1b-4c6a-9e7f-2b0d4a6c8e10")
 TCG_CPU_MODEL = "qemu64"
@@ -57,13 +60,6 @@ class HostContext:
 
 
 @dataclass(frozen=True)
-class BlankVolume:
-    pool: str
-    volume: str
-    capacity_bytes: int
-
-
-@dataclass(frozen=True)
 class SeedVolume:
     """A provisioning seed image (cloud-init `cidata` or sysprep) to upload into the pool.
 
@@ -81,7 +77,6 @@ class SeedVolume:
 @dataclass(frozen=True)
 class DesiredDomain:
     spec: DomainSpec
-    volumes: tuple[BlankVolume, ...]
     # The VM spec with the class defaults resolved: the baseline it will run with.
     spec_json: dict[str, Any]
     requested_millicores: int
@@ -113,7 +108,7 @@ def domain_mac(object_id: ObjectId) -> str:
 
 
 def volume_name(disk: ObjectId) -> str:
-    return f"vd-{disk.namespace}-{disk.name}.qcow2"
+    return disk_volume_name(disk)
 
 
 def requested_millicores(cores: int, fraction_percent: int) -> int:
@@ -140,17 +135,22 @@ def build_domain(
     host: HostContext,
     revision: str,
     network_config: NetworkConfig | None = None,
+    devices: tuple[ResolvedDevice, ...] = (),
 ) -> DesiredDomain:
     """The domain a valid VM should be; NotReady when a dependency is missing.
 
     `network_config`: the VM's static address for its cloud-init seed, if it has one.
-    Served from `_MEMO` when every input is the very object of an earlier call.
+    `devices`: its block devices as the host has them (storage.static_devices, then the
+    attachments' devices). Served from `_MEMO` when every input is the very object of
+    an earlier call, and the devices are equal.
     """
-    devices = (*_device_models(vm, inventory), _provisioning_secret(vm, inventory))
-    inputs = (vm, vmclass, topology, host, revision, devices, network_config)
+    secret = (_provisioning_secret(vm, inventory),)
+    inputs = (vm, vmclass, topology, host, revision, secret, network_config, devices)
     desired = _MEMO.get(inputs)
     if desired is None:
-        desired = _build_domain(vm, vmclass, inventory, topology, host, revision, network_config)
+        desired = _build_domain(
+            vm, vmclass, inventory, topology, host, revision, network_config, devices
+        )
         _MEMO.put(inputs, desired)
     elif desired.spec.metadata.revision != revision:
         # A new revision that left this VM as it was: only the stamp differs.
@@ -158,15 +158,6 @@ def build_domain(
         desired = replace(desired, spec=replace(desired.spec, metadata=metadata))
         _MEMO.put(inputs, desired)
     return desired
-
-
-def _device_models(vm: VirtualMachine, inventory: Inventory) -> tuple[object, ...]:
-    """The objects behind the VM's block device references, None for a missing one."""
-    found = []
-    for ref in vm.spec.block_device_refs:
-        loaded = inventory.get(device_id(ref.kind.value, vm.namespace, ref.name))
-        found.append(loaded.model if loaded is not None else None)
-    return tuple(found)
 
 
 def _provisioning_secret(vm: VirtualMachine, inventory: Inventory) -> object:
@@ -189,6 +180,7 @@ _Inputs = tuple[
     str,
     tuple[object, ...],
     "NetworkConfig | None",
+    "tuple[ResolvedDevice, ...]",
 ]
 
 
@@ -214,15 +206,16 @@ class _DesiredMemo:
         if entry is None:
             return None
         cached, desired = entry
-        vm, vmclass, topology, host, _revision, devices, network_config = inputs
+        vm, vmclass, topology, host, _revision, secret, network_config, devices = inputs
         if (
             cached[0] is vm
             and cached[1] is vmclass
             and cached[2] is topology
             and (cached[3] is host or cached[3] == host)
             and cached[6] == network_config
-            and len(cached[5]) == len(devices)
-            and all(a is b for a, b in zip(cached[5], devices, strict=True))
+            and cached[7] == devices
+            and len(cached[5]) == len(secret)
+            and all(a is b for a, b in zip(cached[5], secret, strict=True))
         ):
             return desired
         return None
@@ -250,14 +243,16 @@ def _build_domain(
     host: HostContext,
     revision: str,
     network_config: NetworkConfig | None = None,
+    devices: tuple[ResolvedDevice, ...] = (),
 ) -> DesiredDomain:
     spec = vm.spec
     layout = topology_for(topology, spec.cpu.cores)
     fraction = effective_core_fraction(spec, vmclass)
     millicores = requested_millicores(spec.cpu.cores, fraction.value)
-    # Device names taken so far, per prefix: the seed CD-ROM comes after the block devices.
+    # Device names taken so far, per prefix: the seed CD-ROM comes after the block devices,
+    # the hot-plugged ones after both.
     used: dict[str, int] = {}
-    disks, volumes = _block_devices(vm, inventory, host, used)
+    disks = _block_devices(vm, devices, host, used)
     seeds = _seeds(vm, inventory, host, network_config)
     if seeds:
         bus = _bus(vm, cdrom=True)
@@ -274,6 +269,7 @@ def _build_domain(
                 readonly=True,
             ),
         )
+    disks = (*disks, *_attached_disks(devices, host, used))
     cpu_mode, cpu_model, features = _cpu(vmclass, host)
     spec_json = desired_spec_json(vm, vmclass)
     kernel = spec.kernel_boot
@@ -312,7 +308,6 @@ def _build_domain(
     )
     return DesiredDomain(
         spec=replace(domain, metadata=metadata),
-        volumes=volumes,
         spec_json=spec_json,
         requested_millicores=millicores,
         topology_sockets=layout.sockets,
@@ -398,78 +393,47 @@ def _target(bus: str, used: dict[str, int]) -> str:
     return prefix + letters
 
 
-def _image_source(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        return parsed.path
-    raise NotReady(
-        "BlockDevicesReady",
-        "BlockDevicesNotReady",
-        f"image URL {url} is not a file on the host; only file:// URLs and paths are supported",
-    )
-
-
 def _block_devices(
-    vm: VirtualMachine, inventory: Inventory, host: HostContext, used: dict[str, int]
-) -> tuple[tuple[DiskDevice, ...], tuple[BlankVolume, ...]]:
-    boot = {(r.kind, r.name): i + 1 for i, r in enumerate(vm.spec.boot_order())}
+    vm: VirtualMachine, devices: tuple[ResolvedDevice, ...], host: HostContext, used: dict[str, int]
+) -> tuple[DiskDevice, ...]:
+    """The VM's own block devices (blockDeviceRefs), in list order with their boot order."""
     disks: list[DiskDevice] = []
-    volumes: list[BlankVolume] = []
-    for ref in vm.spec.block_device_refs:
-        ref_id = device_id(ref.kind.value, vm.namespace, ref.name)
-        loaded = inventory.get(ref_id)
-        if loaded is None:
-            raise NotReady(
-                "BlockDevicesReady",
-                "BlockDevicesNotReady",
-                f"{ref.kind.value} {ref.name} is missing or invalid",
+    for device in devices:
+        if device.attachment:
+            continue
+        bus = _bus(vm, cdrom=device.cdrom)
+        disks.append(
+            DiskDevice(
+                _target(bus, used),
+                bus,
+                "cdrom" if device.cdrom else "disk",
+                pool=host.storage_pool,
+                volume=device.volume,
+                format=device.format,
+                readonly=device.readonly,
+                boot_order=device.boot_order,
             )
-        model = loaded.model
-        order = boot.get((ref.kind, ref.name))
-        if isinstance(model, VirtualDisk):
-            if model.spec.data_source is not None:
-                raise NotReady(
-                    "BlockDevicesReady",
-                    "BlockDevicesNotReady",
-                    f"VirtualDisk {ref.name} is made from an image, which this version does"
-                    " not provision yet; use a blank disk",
-                )
-            size = model.spec.persistent_volume_claim.size
-            assert size is not None  # the model requires a size without a data source
-            bus = _bus(vm, cdrom=False)
-            volume = volume_name(ref_id)
-            volumes.append(BlankVolume(host.storage_pool, volume, size.bytes))
-            disks.append(
-                DiskDevice(
-                    _target(bus, used),
-                    bus,
-                    "disk",
-                    pool=host.storage_pool,
-                    volume=volume,
-                    boot_order=order,
-                )
+        )
+    return tuple(disks)
+
+
+def _attached_disks(
+    devices: tuple[ResolvedDevice, ...], host: HostContext, used: dict[str, int]
+) -> tuple[DiskDevice, ...]:
+    """The devices of the VM's attachments: always on the SCSI bus, as the platform
+    hot-plugs them (dvp-api.md §8.1), marked by an alias naming their attachment."""
+    disks: list[DiskDevice] = []
+    for device in sorted((d for d in devices if d.attachment), key=lambda d: d.attachment):
+        disks.append(
+            DiskDevice(
+                _target("scsi", used),
+                "scsi",
+                "cdrom" if device.cdrom else "disk",
+                pool=host.storage_pool,
+                volume=device.volume,
+                format=device.format,
+                readonly=device.readonly,
+                alias=ATTACHMENT_ALIAS_PREFIX + device.attachment,
             )
-        elif isinstance(model, VirtualImage | ClusterVirtualImage):
-            http = model.spec.data_source.http
-            if http is None:
-                raise NotReady(
-                    "BlockDevicesReady",
-                    "BlockDevicesNotReady",
-                    f"{ref.kind.value} {ref.name} has no file:// URL; only images given by"
-                    " path on the host are supported",
-                )
-            path = _image_source(http.url)
-            cdrom = PurePosixPath(path).suffix.lower() == ".iso"
-            bus = _bus(vm, cdrom=cdrom)
-            disks.append(
-                DiskDevice(
-                    _target(bus, used),
-                    bus,
-                    "cdrom" if cdrom else "disk",
-                    path=path,
-                    format="qcow2" if path.endswith(".qcow2") else "raw",
-                    readonly=True,
-                    boot_order=order,
-                )
-            )
-    return tuple(disks), tuple(volumes)
+        )
+    return tuple(disks)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from reconciler.engine.guest import GuestAgent
+
 METADATA_NAMESPACE = "https://vm-reconciler.io/xmlns/domain/1"
 METADATA_PREFIX = "vmr"
 
@@ -77,6 +79,9 @@ class DiskDevice:
     format: Literal["qcow2", "raw"] = "qcow2"
     readonly: bool = False
     boot_order: int | None = None
+    # A libvirt user alias (`ua-vmbda-NAME`) on the disks hot-plugged for an attachment,
+    # so the running instance tells them from its own (storage.ATTACHMENT_ALIAS).
+    alias: str | None = None
 
     @property
     def source(self) -> str:
@@ -114,6 +119,9 @@ class DomainFacts:
     shares: int | None
     disks: tuple[tuple[str, str, str], ...]  # (target, source, device)
     nics: tuple[tuple[str, str], ...]  # (mac, network)
+    # (alias, target, source) of the disks hot-plugged for attachments. Not compared:
+    # the disks above already say what is attached, and libvirt's test driver drops aliases.
+    attached: tuple[tuple[str, str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class DomainSpec:
             shares=self.shares,
             disks=tuple((d.target, d.source, d.device) for d in self.disks),
             nics=((self.nic.mac, self.nic.network),) if self.nic else (),
+            attached=tuple((d.alias, d.target, d.source) for d in self.disks if d.alias),
         )
 
 
@@ -161,6 +170,9 @@ class DefinitionView:
 
     facts: DomainFacts
     metadata: DomainMetadata | None
+    # libvirt's state of the guest-agent channel in a live definition: "connected" once
+    # qemu-ga opened it, "disconnected", or "" where the driver does not say (test://).
+    agent_channel: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,8 @@ class ObservedDomain:
     persistent: bool
     config: DefinitionView  # the next-boot (persistent) definition
     live: DefinitionView | None  # the running instance, when active
+    # The running instance's guest agent; None when the domain is not running.
+    agent: GuestAgent | None = None
 
     @property
     def owner(self) -> tuple[str, str, str] | None:

@@ -22,9 +22,9 @@ from reconciler.engine.actions import (
     DefineDomain,
     DeleteSeedVolume,
     EnsureSeedVolume,
-    EnsureVolume,
     ReleaseAddress,
     ReserveAddress,
+    ResizeDisk,
     RestartDomain,
     SetLiveMetadata,
     SetSharesLive,
@@ -41,6 +41,7 @@ from reconciler.engine.addressing import (
     reservation_owner,
     reservations_by_mac,
 )
+from reconciler.engine.block_devices import PassDevices, plan_disk_deletions, report_devices
 from reconciler.engine.changes import ChangeTable, compare_specs
 from reconciler.engine.desired import (
     DesiredDomain,
@@ -50,10 +51,15 @@ from reconciler.engine.desired import (
     domain_mac,
     domain_name,
 )
-from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState, VolumeFacts
+from reconciler.engine.disks import DiskRecord
+from reconciler.engine.domain import DomainMetadata, ObservedDomain, VolumeFacts
+from reconciler.engine.lifecycle import phase_of, report_agent, terminating_status
+from reconciler.engine.operation_reports import report_operations
+from reconciler.engine.operations import ReportedOperation, Step, operation_step
 from reconciler.engine.placement import FleetNode, place, reports_here
 from reconciler.engine.power import PowerDecision, power_decision
 from reconciler.engine.status import Condition, VMStatus
+from reconciler.engine.storage import DeviceProblem, ImageSourceFacts
 from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
@@ -89,6 +95,8 @@ class Observation:
     volumes: Mapping[tuple[str, str], VolumeFacts]
     # The host's network for the VMs' NICs; None when none is configured or it is missing.
     network: NetworkFacts | None = None
+    # The files of the images the revision needs that are not imported yet, by path.
+    image_sources: Mapping[str, ImageSourceFacts] = field(default_factory=dict)
 
     @cached_property
     def seed_volumes(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
@@ -148,6 +156,11 @@ class PlanContext:
     # the pass's allocation once reconcile.with_addressing has made it.
     addresses: AddressInputs | None = None
     addressing: Addressing | None = None
+    # The disks the latest reports list, by volume name: which volumes of deleted
+    # disks may go (engine/disks.py).
+    disk_records: Mapping[str, DiskRecord] = field(default_factory=dict)
+    # The latest reports of VirtualMachineOperations: a final one is never run again.
+    operation_reports: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
 
 
 def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
@@ -174,6 +187,14 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
     }
     # Deletions go first: the guaranteed CPU they free admits VMs in the same pass.
     deleted = _plan_deletions(context, observation, desired_names, result)
+    devices = PassDevices.of(
+        context.inventory,
+        context.findings,
+        context.broken,
+        observation.volumes,
+        observation.image_sources,
+        context.host.storage_pool,
+    )
     capacity = _Capacity(context.host.cpu_capacity_millicores)
     for name, observed in observation.domains.items():
         if name in deleted:
@@ -209,7 +230,7 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
             result.statuses[vm.id] = status
             continue
         vm_plan, status = _plan_vm(
-            context, vm, findings_by_object.get(str(vm.id), []), observation, capacity
+            context, vm, findings_by_object.get(str(vm.id), []), observation, capacity, devices
         )
         if vm_plan.actions and vm.metadata.annotations.get(SUSPEND_ANNOTATION) == "true":
             # Reported as it is, changed in nothing, until the annotation goes.
@@ -219,6 +240,8 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
             )
             vm_plan.actions = []
             vm_plan.outcome = Outcome.SUSPENDED
+        if vm_plan.outcome in (Outcome.BLOCKED, Outcome.SUSPENDED):
+            devices.block(vm.id, vm_plan.details[0] if vm_plan.details else str(vm_plan.outcome))
         result.vms.append(vm_plan)
         result.statuses[vm.id] = status
     for broken_id in sorted(context.broken):
@@ -229,6 +252,20 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
         if here or reported == local or (not reported and members[0].name == local):
             result.statuses[broken_id] = _broken_status(context, broken_id, observation)
     _plan_stale_reservations(context, observation, result)
+    _plan_block_devices(context, observation, devices, deleted, members[0].name == local, result)
+    result.object_reports.update(
+        report_operations(
+            context.inventory,
+            context.broken,
+            context.operation_reports,
+            observation.domains,
+            result.vms,
+            result.statuses,
+            members,
+            local,
+            context.anticipate,
+        )
+    )
     if elsewhere:
         result.notes.append(f"{elsewhere} VM(s) are placed on other hosts of the fleet")
     if local not in {member.name for member in members}:
@@ -311,6 +348,7 @@ def _base_status(
         status.set(Condition("Running", True, "Running"))
     else:
         status.set(Condition("Running", False, "NotRunning"))
+    report_agent(status, observed)
     meta = _running_metadata(observed)
     if meta is not None:
         status.revision = meta.revision
@@ -328,18 +366,7 @@ def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
 
 
 def _phase_of(observed: ObservedDomain | None) -> str:
-    if observed is None:
-        return "Pending"
-    return {
-        PowerState.RUNNING: "Running",
-        PowerState.BLOCKED: "Running",
-        PowerState.PAUSED: "Pause",
-        PowerState.PMSUSPENDED: "Pause",
-        PowerState.SHUTDOWN: "Stopping",
-        PowerState.SHUTOFF: "Stopped",
-        PowerState.CRASHED: "Stopped",
-        PowerState.NOSTATE: "Pending",
-    }[observed.state]
+    return phase_of(observed)  # lifecycle.py: the state and its reason
 
 
 def _fill_resources(
@@ -373,6 +400,7 @@ def _plan_vm(
     findings: list[Finding],
     observation: Observation,
     capacity: _Capacity,
+    devices: PassDevices,
 ) -> tuple[VMPlan, VMStatus]:
     name = domain_name(vm)
     observed = observation.domains.get(name)
@@ -405,6 +433,7 @@ def _plan_vm(
             )
         return _blocked(vm_plan, status, observed, "its manifest breaks a rule")
     try:
+        block_devices = devices.devices(vm_plan.object_id)
         desired = build_domain(
             vm,
             vmclass.model,
@@ -413,17 +442,19 @@ def _plan_vm(
             context.host,
             context.revision,
             _seed_network(vm, decided, observation),
+            block_devices,
         )
+    except DeviceProblem as problem:
+        status.set(Condition("BlockDevicesReady", False, "BlockDevicesNotReady", str(problem)))
+        return _blocked(vm_plan, status, observed, str(problem))
     except NotReady as error:
         status.set(Condition(error.condition, False, error.reason, str(error)))
         return _blocked(vm_plan, status, observed, str(error))
     _fill_resources(status, desired, observed, context.topology)
     address_ready = _plan_address(decided, vm, desired, observation, vm_plan, status)
-    for volume in desired.volumes:
-        if (volume.pool, volume.volume) not in observation.volumes:
-            vm_plan.actions.append(
-                EnsureVolume(vm.id, volume.pool, volume.volume, volume.capacity_bytes)
-            )
+    storage, notices = devices.storage_steps(vm_plan.object_id, block_devices)
+    vm_plan.actions.extend(storage)
+    vm_plan.details.extend(notices)
     _plan_seeds(vm, desired, observed, observation, vm_plan)
     spec = desired.spec
     config_meta = observed.config.metadata if observed else None
@@ -457,6 +488,11 @@ def _plan_vm(
     restart_pending = False
     if observed is not None and observed.state.active:
         restart_pending = _plan_running_changes(context, vm, desired, observed, vm_plan, status)
+    hotplug = devices.hotplug_steps(vm.id, spec, observed)
+    vm_plan.actions.extend(hotplug)
+    grown = any(isinstance(action, ResizeDisk) for action in storage)
+    if (hotplug or grown) and vm_plan.outcome in (Outcome.UNCHANGED, Outcome.REDEFINED):
+        vm_plan.outcome = Outcome.CHANGED_LIVE
     _plan_power(
         context, vm, desired, observed, restart_pending, capacity, vm_plan, status, address_ready
     )
@@ -589,6 +625,44 @@ def _plan_address(
     return True
 
 
+def _plan_block_devices(
+    context: PlanContext,
+    observation: Observation,
+    devices: PassDevices,
+    undefined: set[str],
+    first_member: bool,
+    result: Plan,
+) -> None:
+    """The volumes of deleted disks (after the domains undefined in this pass), and the
+    reports of the disks and attachments this host reports (block_devices.py)."""
+    deletions, kept, notes = plan_disk_deletions(
+        devices,
+        context.broken,
+        not context.unreadable_files and bool(context.inventory.objects),
+        context.disk_records,
+        observation.volumes,
+        observation.domains,
+        undefined,
+    )
+    for action in deletions:
+        result.vms.append(
+            VMPlan(action.owner, Outcome.DELETED, [action], ["manifest deleted: volume deleted"])
+        )
+    result.notes.extend(notes)
+    result.object_reports.update(kept)
+    result.object_reports.update(
+        report_devices(
+            devices,
+            context.inventory,
+            list(result.statuses),
+            observation.domains,
+            result.actions,
+            first_member=first_member,
+            anticipate=context.anticipate,
+        )
+    )
+
+
 def _plan_stale_reservations(context: PlanContext, observation: Observation, result: Plan) -> None:
     """Release the reservations this project made for VMs that are gone from the revision.
 
@@ -663,7 +737,10 @@ def _plan_running_changes(
         if any(c.path.startswith("cpu") for c in changes):
             live_actions.append(SetVcpusLive(vm.id, desired.spec.name, desired.spec.vcpus))
             live_actions.append(SetSharesLive(vm.id, desired.spec.name, desired.spec.shares))
-        live_actions.append(SetLiveMetadata(vm.id, desired.spec.name, desired.spec.metadata))
+        # The operations the instance was started after stay listed (operations.py).
+        ran = live_meta.completed_operations if live_meta else ()
+        live_meta_now = replace(desired.spec.metadata, completed_operations=ran)
+        live_actions.append(SetLiveMetadata(vm.id, desired.spec.name, live_meta_now))
         vm_plan.details.extend(f"{c.path}: {c.current} -> {c.desired}" for c in changes)
     elif observed.live is not None and observed.live.facts.vcpus != desired.spec.vcpus:
         # Hand-made `virsh setvcpus --live`: put the running instance back.
@@ -692,6 +769,20 @@ def _plan_power(
     name = desired.spec.name
     grace = vm.spec.termination_grace_period_seconds
     decision = power_decision(vm.spec.run_policy, observed)
+    # A VirtualMachineOperation's power step replaces the run policy's in this pass.
+    records, order = operation_step(
+        context.inventory, context.operation_reports, vm, name, observed, decision
+    )
+    vm_plan.actions.extend(records)
+    if order is not None and order.step is not Step.START:
+        vm_plan.actions.append(order.action(vm.id, name, grace))
+        if observed is not None and observed.state.active:
+            if context.anticipate:
+                status.phase = "Stopping"
+            vm_plan.outcome = Outcome.RESTARTED if order.step is Step.RESTART else Outcome.STOPPED
+        return
+    if order is not None:
+        decision = PowerDecision.START
     if decision is PowerDecision.START and not address_ready:
         ip_condition = status.get("VirtualMachineIPAddressReady")
         why = ip_condition.message if ip_condition else "no address yet"
@@ -706,7 +797,9 @@ def _plan_power(
             status.set(Condition("Running", False, "InsufficientResources", refusal))
             vm_plan.details.append(f"not started: {refusal}")
             return
-        vm_plan.actions.append(StartDomain(vm.id, name))
+        vm_plan.actions.append(
+            order.action(vm.id, name, grace) if order is not None else StartDomain(vm.id, name)
+        )
         if context.anticipate:
             status.phase = "Starting"
         if vm_plan.outcome in (Outcome.UNCHANGED, Outcome.REDEFINED):
@@ -732,6 +825,7 @@ def _broken_status(context: PlanContext, object_id: ObjectId, observation: Obser
     status = VMStatus(phase=_phase_of(observed))
     if observed is not None and observed.state.active:
         status.node_name = context.host.node_name
+    report_agent(status, observed)
     message = next(
         (f.message for f in context.findings if f.object == str(object_id)), "manifest is invalid"
     )
@@ -770,6 +864,13 @@ def _plan_deletions(
         meta = _running_metadata(observed)
         if meta is not None:
             grace = int(meta.spec.get("terminationGracePeriodSeconds", 60))
+        # Reported until the domain is gone: the platform's Terminating (lifecycle.py).
+        result.statuses[owner] = terminating_status(
+            context.host.node_name,
+            observed,
+            context.topology,
+            _millicores_of(meta.spec) if meta is not None else 0,
+        )
         result.vms.append(
             VMPlan(
                 owner,

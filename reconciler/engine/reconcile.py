@@ -16,21 +16,30 @@ from reconciler.api.node import Node
 from reconciler.engine.actions import (
     Action,
     DefineDomain,
-    EnsureVolume,
+    DeleteDiskVolume,
+    EnsureDiskVolume,
+    EnsureImageVolume,
     ReleaseAddress,
     ReserveAddress,
+    ResizeDisk,
 )
 from reconciler.engine.addressing import AddressInputs, NetworkFacts, assign
+from reconciler.engine.block_devices import explain_failures
 from reconciler.engine.desired import HostContext
+from reconciler.engine.device_index import device_index
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
+from reconciler.engine.lifecycle import explain_failed_starts
+from reconciler.engine.operation_reports import explain_operation_failures, keep_refusals
 from reconciler.engine.placement import fleet
 from reconciler.engine.plan import Observation, Plan, PlanContext, change_table_for, plan
 from reconciler.engine.status import Condition
+from reconciler.engine.storage import ImageSourceFacts, images_to_inspect
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.rules import Inventory, check
-from reconciler.status.reported import reported_nodes
+from reconciler.status.reported import reported_disks, reported_nodes
+from reconciler.status.reported_operations import reported_operations
 
 
 class DomainSource(Protocol):
@@ -44,6 +53,10 @@ class DomainSource(Protocol):
 
     def network(self, name: str) -> NetworkFacts | None:
         """The network's addresses and DHCP reservations; None when it does not exist."""
+        ...
+
+    def image_source(self, path: str) -> ImageSourceFacts:
+        """What an image file on the host holds (format, size), or why it cannot be used."""
         ...
 
 
@@ -84,10 +97,15 @@ def plan_context(
     policy_dir: Path | None = None,
     status_root: Path | None = None,
     addresses: AddressInputs | None = None,
+    disk_reports_root: Path | None = None,
 ) -> PlanContext:
     """Everything a plan needs besides the observation; status_root holds the fleet's
     latest reports, which keep each VM on the host that runs it. `addresses` turns on
-    IP address management (the pool, the last leases, the clock)."""
+    IP address management (the pool, the last leases, the clock). The disk reports
+    (under disk_reports_root, else status_root) tell which disks existed: without them
+    no disk volume is ever deleted. The operation reports are read from the same root:
+    the reports this pass writes over."""
+    disks_root = disk_reports_root or status_root
     findings = check(result, pool, policy_dir)
     topology = load_topology_policy(policy_dir)
     rules = load_change_rules(host.change_profile, policy_dir)
@@ -109,6 +127,8 @@ def plan_context(
         ),
         reported_nodes=reported_nodes(status_root) if status_root is not None else {},
         addresses=addresses if addresses is not None and addresses.pool else None,
+        disk_records=reported_disks(disks_root) if disks_root is not None else {},
+        operation_reports=reported_operations(disks_root) if disks_root is not None else {},
     )
 
 
@@ -122,6 +142,21 @@ def _network(source: DomainSource, host: HostContext) -> NetworkFacts | None:
 
 def observe(source: DomainSource, host: HostContext) -> Observation:
     return Observation(source.observe(), _volumes(source, host), _network(source, host))
+
+
+def with_image_sources(
+    source: DomainSource, context: PlanContext, observation: Observation
+) -> Observation:
+    """The observation with the files of the images the revision needs and the pool does
+    not hold yet: their content names their volume (qcow2, raw, iso). Imported images
+    are never read again."""
+    index = device_index(context.inventory, context.broken)
+    paths = images_to_inspect(
+        context.inventory, observation.volumes, context.host.storage_pool, index
+    )
+    if not paths:
+        return observation
+    return replace(observation, image_sources={p: source.image_source(p) for p in sorted(paths)})
 
 
 def with_addressing(context: PlanContext, observation: Observation) -> PlanContext:
@@ -153,7 +188,7 @@ def _observe_after(
     volumes_touched = False
     network_touched = False
     for action in actions:
-        if isinstance(action, EnsureVolume):
+        if isinstance(action, _VOLUME_ACTIONS):
             volumes_touched = True
         elif isinstance(action, ReserveAddress | ReleaseAddress):
             network_touched = True
@@ -174,7 +209,10 @@ def _observe_after(
             domains[name] = found
     volumes = _volumes(source, host) if volumes_touched else before.volumes
     network = _network(source, host) if network_touched else before.network
-    return Observation(domains, volumes, network)
+    return Observation(domains, volumes, network, before.image_sources)
+
+
+_VOLUME_ACTIONS = (EnsureImageVolume, EnsureDiskVolume, ResizeDisk, DeleteDiskVolume)
 
 
 def reconcile_once(
@@ -184,7 +222,7 @@ def reconcile_once(
     progress: Callable[[str], None] = lambda _: None,
 ) -> PassResult:
     """Plan, and with a runner apply and re-plan so statuses describe the result."""
-    observation = observe(source, context.host)
+    observation = with_image_sources(source, context, observe(source, context.host))
     context = with_addressing(context, observation)
     first = plan(context, observation)
     result = PassResult(context, first, context.findings)
@@ -203,7 +241,10 @@ def reconcile_once(
             result.applied.append(ActionOutcome(action, error))
             failed = error is not None
     after = _observe_after(source, context.host, observation, [o.action for o in result.applied])
+    if after.image_sources is not observation.image_sources:
+        after = replace(after, image_sources=observation.image_sources)
     result.final = plan(replace(context, anticipate=False), after)
+    keep_refusals(first.object_reports, result.final.object_reports)
     for outcome in result.errors:
         status = result.final.statuses.get(outcome.action.owner)
         if status is not None:
@@ -215,4 +256,13 @@ def reconcile_once(
                     f"{outcome.action.describe()} failed: {outcome.error}",
                 )
             )
+    explain_failed_starts(result.final.statuses, [(o.action, o.error or "") for o in result.errors])
+    explain_failures(
+        result.final.statuses,
+        result.final.object_reports,
+        [(o.action, o.error or "") for o in result.errors],
+    )
+    explain_operation_failures(
+        result.final.object_reports, [(o.action, o.error or "") for o in result.errors]
+    )
     return result

@@ -55,6 +55,8 @@ class VMStatus:
     message: str = ""
     # The domain's creation time; reported as metadata.creationTimestamp.
     created: str = ""
+    # status.guestOSInfo: what the guest agent of the running instance said (guest.py).
+    guest_os_info: dict[str, str] = field(default_factory=dict)
 
     def set(self, condition: Condition) -> None:
         self.conditions = [c for c in self.conditions if c.type != condition.type]
@@ -93,6 +95,8 @@ class VMStatus:
             document["ipAddress"] = self.ip_address
         if self.vmip_name:
             document["virtualMachineIPAddressName"] = self.vmip_name
+        if self.guest_os_info:
+            document["guestOSInfo"] = dict(self.guest_os_info)
         document["conditions"] = conditions
         document["resources"] = {"cpu": cpu, "memory": {"size": self.memory}}
         if self.restart_awaiting_changes:

@@ -15,12 +15,18 @@ import libvirt
 
 from reconciler.engine.actions import (
     Action,
+    AttachDevice,
+    CarryOutOperation,
     DefineDomain,
+    DeleteDiskVolume,
     DeleteSeedVolume,
+    DetachDevice,
+    EnsureDiskVolume,
+    EnsureImageVolume,
     EnsureSeedVolume,
-    EnsureVolume,
     ReleaseAddress,
     ReserveAddress,
+    ResizeDisk,
     RestartDomain,
     SetLiveMetadata,
     SetSharesLive,
@@ -30,10 +36,19 @@ from reconciler.engine.actions import (
     UndefineDomain,
 )
 from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX, PowerState
+from reconciler.engine.operations import Record
+from reconciler.engine.storage import DeviceNotReady
+from reconciler.libvirt import attach, disk_steps
 from reconciler.libvirt.metadata import metadata_xml
 from reconciler.libvirt.observe import network_facts, state_of
+from reconciler.libvirt.operation_record import NotOurDomain, write_record
 from reconciler.libvirt.render import render_domain
-from reconciler.libvirt.storage.lock import pool_lock
+from reconciler.libvirt.storage import (
+    ImageSourceInvalid,
+    ImageSourceMissing,
+    StorageError,
+    pool_lock,
+)
 from reconciler.provisioning.seed import SEED_PREFIX
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
@@ -62,11 +77,14 @@ class Applier:
         poll_seconds: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self._connection = connection
         self._poll = poll_seconds
         self._clock = clock
         self._sleep = sleep
+        # Where a long step (an image upload) says how far it is; the log by default.
+        self._progress = progress or log.info
         self.mutations = 0
 
     def run(self, action: Action) -> str | None:
@@ -75,6 +93,11 @@ class Applier:
         except libvirt.libvirtError as error:
             return str(error.get_error_message() or error)
         except ApplyError as error:
+            return str(error)
+        except (ImageSourceMissing, ImageSourceInvalid) as error:
+            # The image's file, not the host: the VM waits (BlockDevicesReady False).
+            return DeviceNotReady(str(error))
+        except StorageError as error:
             return str(error)
         return None
 
@@ -114,14 +137,6 @@ class Applier:
         ET.SubElement(target, "format", type=volume_format)
         self.mutations += 1
         return pool.createXML(ET.tostring(volume, encoding="unicode"), 0)
-
-    @_run.register
-    def _(self, action: EnsureVolume) -> None:
-        pool = self._active_pool(action.pool)
-        with pool_lock(pool):
-            if self._volume(pool, action.volume) is not None:
-                return  # created earlier: never touched again here
-            self._create_volume(pool, action.volume, action.capacity_bytes, action.format)
 
     @_run.register
     def _(self, action: EnsureSeedVolume) -> None:
@@ -292,6 +307,57 @@ class Applier:
             ET.tostring(host, encoding="unicode"),
             flags,
         )
+
+    @_run.register
+    def _(self, action: EnsureImageVolume) -> None:
+        self.mutations += disk_steps.import_image(self._connection, action, self._progress)
+
+    @_run.register
+    def _(self, action: EnsureDiskVolume) -> None:
+        self.mutations += disk_steps.make_disk(self._connection, action)
+
+    @_run.register
+    def _(self, action: ResizeDisk) -> None:
+        self.mutations += disk_steps.grow_disk(self._connection, action)
+
+    @_run.register
+    def _(self, action: DeleteDiskVolume) -> None:
+        self.mutations += disk_steps.remove_disk(self._connection, action)
+
+    @_run.register
+    def _(self, action: AttachDevice) -> None:
+        self.mutations += attach.attach(self._connection, action)
+
+    @_run.register
+    def _(self, action: DetachDevice) -> None:
+        self.mutations += attach.detach(self._connection, action)
+
+    @_run.register
+    def _(self, action: CarryOutOperation) -> None:
+        domain = self._connection.lookupByName(action.domain)
+        if not action.step:
+            self._record(domain, action, Record(action.outcome))
+            return
+        # Recorded as started before the step and as completed right after it: a daemon
+        # killed in between never begins the step again; the next pass sees the record
+        # and finishes it instead (engine/operations.py). A step that fails stays started.
+        self._record(domain, action, Record.STARTED)
+        if action.step in ("stop", "restart"):
+            if action.force:
+                self._destroy(domain)
+            else:
+                self._stop(domain, action.grace_seconds)
+        if action.step in ("start", "restart") and not state_of(domain)[0].active:
+            self.mutations += 1
+            domain.create()
+        self._record(domain, action, Record.COMPLETED)
+
+    def _record(self, domain: libvirt.virDomain, action: CarryOutOperation, record: Record) -> None:
+        try:
+            flag = action.stopped_manually
+            self.mutations += write_record(domain, action.operation, record, flag)
+        except NotOurDomain as error:
+            raise ApplyError(str(error)) from error
 
     def _stop(self, domain: libvirt.virDomain, grace_seconds: int) -> None:
         """Ask the guest to shut down (agent or ACPI); force it off after the grace period."""

@@ -1,4 +1,5 @@
-"""libvirt lifecycle events: a guest that stopped, crashed or was started behind our back.
+"""libvirt lifecycle events: a guest that stopped, crashed or was started behind our back,
+and a guest agent that connected or went away.
 
 libvirt delivers events through an event loop the client runs; one thread
 runs it for the whole process. The watch holds its own connection with
@@ -31,6 +32,13 @@ _EVENT_NAMES = {
 }
 
 
+# Agent lifecycle events arrive as on_event(domain, "agent-connected"/"agent-disconnected").
+_AGENT_EVENT_NAMES = {
+    libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED: "agent-connected",
+    libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_DISCONNECTED: "agent-disconnected",
+}
+
+
 def start_event_loop() -> None:
     """Register libvirt's default event loop and run it in a daemon thread (once).
 
@@ -51,7 +59,8 @@ def start_event_loop() -> None:
 
 
 class LifecycleWatch:
-    """Calls `on_event(domain_name, event)` for every lifecycle event of any domain."""
+    """Calls `on_event(domain_name, event)` for every lifecycle and agent lifecycle event
+    of any domain."""
 
     def __init__(
         self,
@@ -101,6 +110,12 @@ class LifecycleWatch:
         connection.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
         )
+        # A guest agent that connects changes the VM's status (AgentReady, guestOSInfo):
+        # reported at once, not at the next interval. Drivers without agents may refuse.
+        with contextlib.suppress(libvirt.libvirtError):
+            connection.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._agent_lifecycle, None
+            )
         self._connection = connection
 
     def _disconnect(self) -> None:
@@ -126,3 +141,13 @@ class LifecycleWatch:
         _opaque: object,
     ) -> None:
         self._on_event(domain.name(), _EVENT_NAMES.get(event, str(event)))
+
+    def _agent_lifecycle(
+        self,
+        _connection: libvirt.virConnect,
+        domain: libvirt.virDomain,
+        state: int,
+        _reason: int,
+        _opaque: object,
+    ) -> None:
+        self._on_event(domain.name(), _AGENT_EVENT_NAMES.get(state, f"agent-{state}"))

@@ -6,6 +6,11 @@ import xml.etree.ElementTree as ET
 
 from reconciler.engine.domain import DefinitionView, DomainFacts
 from reconciler.libvirt.metadata import parse_metadata
+from reconciler.libvirt.render import GUEST_AGENT_CHANNEL
+
+# libvirt keeps the aliases a user gives devices only with this prefix; ours mark the
+# disks hot-plugged for attachments (engine/attachments.py).
+USER_ALIAS_PREFIX = "ua-"
 
 _KIB_PER_UNIT = {
     "b": 1 / 1024,
@@ -51,6 +56,7 @@ def parse_definition(xml: str) -> DefinitionView:
     cores = _int(topology.get("cores") if topology is not None else None, max_vcpus)
     shares_element = root.find("cputune/shares")
     disks: list[tuple[str, str, str]] = []
+    attached: list[tuple[str, str, str]] = []
     for disk in root.iterfind("devices/disk"):
         target = disk.find("target")
         source = disk.find("source")
@@ -67,6 +73,9 @@ def parse_definition(xml: str) -> DefinitionView:
                 disk.get("device", "disk"),
             )
         )
+        alias = disk.find("alias")
+        if alias is not None and alias.get("name", "").startswith(USER_ALIAS_PREFIX):
+            attached.append((alias.get("name", ""), disks[-1][0], location))
     nics: list[tuple[str, str]] = []
     for interface in root.iterfind("devices/interface"):
         mac = interface.find("mac")
@@ -87,5 +96,15 @@ def parse_definition(xml: str) -> DefinitionView:
         shares=_int(shares_element.text) if shares_element is not None else None,
         disks=tuple(disks),
         nics=tuple(nics),
+        attached=tuple(attached),
     )
-    return DefinitionView(facts, parse_metadata(root.find("metadata")))
+    return DefinitionView(facts, parse_metadata(root.find("metadata")), _agent_channel(root))
+
+
+def _agent_channel(root: ET.Element) -> str:
+    """libvirt's `state` of the guest-agent channel (live XML only): qemu-ga opening its
+    port flips it to "connected", which tells without asking the agent anything."""
+    for target in root.iterfind("devices/channel/target"):
+        if target.get("name") == GUEST_AGENT_CHANNEL:
+            return target.get("state", "")
+    return ""

@@ -10,7 +10,12 @@ import libvirt
 
 from reconciler.engine.addressing import NetworkFacts, Reservation
 from reconciler.engine.domain import DefinitionView, ObservedDomain, PowerState, VolumeFacts
+from reconciler.engine.guest import GuestAgent
+from reconciler.engine.storage import ImageSourceFacts
+from reconciler.libvirt.agent import GuestAgents
+from reconciler.libvirt.disk_steps import is_test_driver, simulated_source
 from reconciler.libvirt.facts import parse_definition
+from reconciler.libvirt.storage import ImageSourceMissing, StorageError, inspect_source
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
@@ -66,6 +71,8 @@ class Observer:
     def __init__(self, connection: libvirt.virConnect) -> None:
         self._connection = connection
         self._parsed: dict[str, DefinitionView] = {}
+        # Kept as long as the observer, so an agent is asked once per boot (agent.py).
+        self.agents = GuestAgents()
 
     def _view(self, xml: str, seen: dict[str, DefinitionView]) -> DefinitionView:
         view = self._parsed.get(xml)
@@ -107,15 +114,25 @@ class Observer:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None  # undefined while we looked
             raise
+        config = self._view(config_xml, seen)
+        live = self._view(live_xml, seen) if live_xml is not None else None
+        ours = config.metadata is not None or (live is not None and live.metadata is not None)
         return ObservedDomain(
             name=name,
             uuid=domain.UUIDString(),
             state=state,
             reason=reason,
             persistent=name not in transient,
-            config=self._view(config_xml, seen),
-            live=self._view(live_xml, seen) if live_xml is not None else None,
+            config=config,
+            live=live,
+            agent=self._agent(domain, name, live) if ours else None,
         )
+
+    def _agent(
+        self, domain: libvirt.virDomain, name: str, live: DefinitionView | None
+    ) -> GuestAgent | None:
+        """The guest agent of a running domain; None for one that is not running."""
+        return self.agents.read(domain, name, live.agent_channel) if live is not None else None
 
     def _transient(self) -> set[str]:
         flags = libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
@@ -131,6 +148,7 @@ class Observer:
                 observed[found.name] = found
         # Forget definitions that are gone, so the cache does not grow forever.
         self._parsed = seen
+        self.agents.keep(observed)
         return observed
 
     def refresh(self, names: Collection[str]) -> Mapping[str, ObservedDomain | None]:
@@ -174,6 +192,19 @@ class Observer:
                 return None
             raise
         return network_facts(name, bool(network.isActive()), network.XMLDesc(0))
+
+    def image_source(self, path: str) -> ImageSourceFacts:
+        """An image file not imported yet: its format and size, or what is wrong with it."""
+        try:
+            found = inspect_source(path)
+        except ImageSourceMissing as error:
+            if not is_test_driver(self._connection):
+                return ImageSourceFacts(path, problem=str(error))
+            # A simulated host: it "has" every image, as its volumes "hold" their data.
+            found = simulated_source(path)
+        except StorageError as error:
+            return ImageSourceFacts(path, problem=str(error))
+        return ImageSourceFacts(path, found.format, found.virtual_bytes)
 
 
 def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:

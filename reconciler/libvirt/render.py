@@ -127,7 +127,7 @@ def _devices(domain: ET.Element, spec: DomainSpec) -> None:
     _sub(devices, "memballoon", model="virtio")
 
 
-def _disk(devices: ET.Element, disk: DiskDevice) -> None:
+def _disk(devices: ET.Element, disk: DiskDevice) -> ET.Element:
     kind = "volume" if disk.volume else "file"
     element = _sub(devices, "disk", type=kind, device=disk.device)
     _sub(element, "driver", name="qemu", type=disk.format)
@@ -140,6 +140,16 @@ def _disk(devices: ET.Element, disk: DiskDevice) -> None:
         _sub(element, "readonly")
     if disk.boot_order is not None:
         _sub(element, "boot", order=str(disk.boot_order))
+    if disk.alias:
+        _sub(element, "alias", name=disk.alias)
+    return element
+
+
+def render_disk(disk: DiskDevice) -> str:
+    """One `<disk>` element, as attachDeviceFlags takes it for a hot-plug."""
+    out: list[str] = []
+    _serialize(_disk(ET.Element("devices"), disk), out, "")
+    return "".join(out)
 
 
 def _nic(devices: ET.Element, nic: Nic) -> None:

@@ -8,6 +8,7 @@ from reconciler.findings import Finding
 from reconciler.loader import LoadResult
 from reconciler.policies import load_topology_policy
 from reconciler.rules.conflicts import Pool, claim_findings, duplicate_findings, ip_range_findings
+from reconciler.rules.disks import volume_name_findings
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import reference_findings
 from reconciler.rules.vm_rules import vm_findings
@@ -26,6 +27,7 @@ def check(
     findings.extend(reference_findings(inventory))
     findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
     findings.extend(claim_findings(inventory))
+    findings.extend(volume_name_findings(inventory))
     if pool:
         findings.extend(ip_range_findings(inventory, pool))
     return sorted(set(findings))

@@ -1,10 +1,12 @@
-"""Where the latest status reports say each VM runs: the fleet's shared memory of placement."""
+"""What the latest status reports remember for the fleet: where each VM runs, which disks
+existed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.api import DEFAULT_NAMESPACE, ObjectId
+from reconciler.api import DEFAULT_NAMESPACE, ObjectId, VirtualDisk
+from reconciler.engine.disks import PROTECTED_FIELD, DiskRecord
 from reconciler.status.documents import read_document
 
 
@@ -20,4 +22,24 @@ def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
         if isinstance(node, str) and node:
             namespace = path.parent.name or DEFAULT_NAMESPACE
             found[ObjectId("VirtualMachine", namespace, path.stem)] = node
+    return found
+
+
+def reported_disks(status_root: Path) -> dict[str, DiskRecord]:
+    """The disks the latest VirtualDisk reports list, by the volume they name: the inventory
+    that lets a deleted disk's volume go (engine/disks.py). A report that cannot be read,
+    or names no volume, lists nothing, so its volume is kept."""
+    found: dict[str, DiskRecord] = {}
+    for path in sorted((status_root / VirtualDisk.PLURAL).glob("*/*.yaml")):
+        document = read_document(path)
+        status = document.get("status") if isinstance(document, dict) else None
+        target = status.get("target") if isinstance(status, dict) else None
+        volume = target.get("persistentVolumeClaimName") if isinstance(target, dict) else None
+        if not isinstance(volume, str) or not volume:
+            continue
+        assert isinstance(status, dict)
+        disk_id = ObjectId(VirtualDisk.KIND, path.parent.name, path.stem)
+        # Anything but a plain false counts as protected: in doubt, keep the volume.
+        protected = status.get(PROTECTED_FIELD, False) is not False
+        found[volume] = DiskRecord(disk_id, volume, protected)
     return found

@@ -8,7 +8,23 @@ import pytest
 
 from reconciler.cli import main
 from tests.cli.conftest import awaiting_restart
-from tests.hosts import Host
+from tests.hosts import CLASS, Host, vm_yaml
+
+IMAGE_SOURCE = """persistentVolumeClaim:
+    size: 1Gi
+  dataSource:
+    type: ObjectRef
+    objectRef: {kind: VirtualImage, name: base}"""
+IMAGE = """
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualImage
+metadata:
+  name: base
+spec:
+  dataSource:
+    type: HTTP
+    http: {{url: "file://{path}"}}
+"""
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -38,13 +54,24 @@ def test_describe_shows_metadata_spec_and_conditions(
 
 
 def test_describe_shows_why_a_vm_is_blocked(
-    checkout: Path, capsys: pytest.CaptureFixture[str]
+    host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, out, _ = run(capsys, "describe", "vm", "linux-vm", "--dir", str(checkout))
+    # given a VM whose root disk is made from an image file that is empty
+    empty = tmp_path / "broken.qcow2"
+    empty.write_bytes(b"")
+    host.write("class.yaml", CLASS)
+    host.write("vm.yaml", vm_yaml().replace("persistentVolumeClaim:\n    size: 1Gi", IMAGE_SOURCE))
+    host.write("image.yaml", IMAGE.format(path=empty))
+    result, _ = host.reconcile()
+    host.write_statuses(result)
 
+    # when
+    _, out, _ = run(capsys, "describe", "vm", "linux-vm", "--dir", str(host.repo))
+
+    # then
     blocked = next(line for line in out.splitlines() if "BlockDevicesReady" in line)
     assert blocked.split()[:3] == ["BlockDevicesReady", "False", "BlockDevicesNotReady"]
-    assert "linux-vm-root is made from an image" in blocked
+    assert f"{empty}: the image file is empty" in blocked
 
 
 def test_describe_of_a_missing_vm_exits_1(

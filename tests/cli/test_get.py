@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,17 +67,23 @@ def test_vms_of_the_default_namespace_are_listed_with_their_reported_phase(
     assert sorted(table) == ["bastion", "linux-vm", "web-1"]
     assert table["web-1"]["PHASE"] == "Running"
     assert table["web-1"]["NODE"] == "virtlab-pt-1"
-    assert table["linux-vm"]["PHASE"] == "Pending"
+    # Its root disk is made from an image: imported, copied, and the VM runs.
+    assert table["linux-vm"]["PHASE"] == "Running"
 
 
 def test_age_of_a_created_vm_is_short_and_unknown_without_a_domain(
-    checkout: Path, capsys: pytest.CaptureFixture[str]
+    checkout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, out, _ = run(capsys, "get", "vms", "--dir", str(checkout))
+    repo = tmp_path / "repo"
+    shutil.copytree(checkout, repo)
+    vm = (repo / "vms" / "web-1.yaml").read_text(encoding="utf-8")
+    (repo / "vms" / "web-2.yaml").write_text(vm.replace("web-1", "web-2"), encoding="utf-8")
+
+    _, out, _ = run(capsys, "get", "vms", "--dir", str(repo))
 
     table = rows(out, VM_COLUMNS)
     assert table["web-1"]["AGE"].endswith("s") or table["web-1"]["AGE"].endswith("m")
-    assert table["linux-vm"]["AGE"] == "<unknown>"
+    assert table["web-2"]["AGE"] == "<unknown>", "no host has defined it yet"
 
 
 def test_wide_output_has_the_sizing_and_restart_columns_aligned(
@@ -278,7 +285,8 @@ def test_libvirt_uri_prints_the_planned_status_as_yaml(
 
     assert code == 0
     document = YAML(typ="safe").load(out)
-    assert document["status"]["phase"] == "Pending"
+    # A fresh test-driver host: the plan would import its image and start it.
+    assert document["status"]["phase"] == "Starting"
     assert document["spec"]["virtualMachineClassName"] == "host"
 
 
@@ -303,3 +311,43 @@ def test_vmips_and_leases_are_listed_from_their_own_reports(
     )
     assert {row["STATUS"] for row in table.values()} == {"Bound"}
     assert len(table) == len(vmips)
+
+
+def test_disks_show_their_volume_and_users_wide(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "get", "vd", "-o", "wide", "--dir", str(checkout))
+
+    assert code == 0
+    columns = ("NAME", "PHASE", "CAPACITY", "INUSE", "PROGRESS", "STORAGECLASS", "TARGETPVC")
+    root = rows(out, (*columns, "AGE"))["linux-vm-root"]
+    assert root["PHASE"] == "Ready"
+    assert root["CAPACITY"] == "10Gi"
+    assert root["INUSE"] == "True"
+    assert root["STORAGECLASS"] == "default-pool"
+    assert root["TARGETPVC"] == "vd-default-linux-vm-root.qcow2"
+
+
+def test_attachments_show_their_device_wide(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "get", "vmbda", "-o", "wide", "--dir", str(checkout))
+
+    assert code == 0
+    columns = ("NAME", "PHASE", "BLOCKDEVICE KIND", "BLOCKDEVICE NAME", "VIRTUAL MACHINE NAME")
+    table = rows(out, (*columns, "AGE"))
+    assert table["attach-ubuntu-iso"]["PHASE"] == "Attached"
+    assert table["attach-ubuntu-iso"]["BLOCKDEVICE KIND"] == "VirtualImage"
+    assert table["attach-blank-disk"]["BLOCKDEVICE NAME"] == "blank-disk"
+
+
+def test_libvirt_uri_lists_the_disks_a_pass_would_make(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "get", "vd", "-A", "--dir", str(checkout), *HOST_OPTIONS)
+
+    assert code == 0
+    table = rows(out, ("NAMESPACE", "NAME", "PHASE", "CAPACITY", "AGE"))
+    # A fresh test-driver host: every disk is about to be made.
+    assert {row["PHASE"] for row in table.values()} == {"Provisioning"}
+    assert table["db-1-data"]["CAPACITY"] == "200Gi"

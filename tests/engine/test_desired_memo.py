@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.api import ObjectId
 from reconciler.engine import desired
-from reconciler.engine.actions import DefineDomain, EnsureVolume
+from reconciler.engine.actions import DefineDomain, EnsureDiskVolume
 from reconciler.engine.plan import Observation, plan
 from reconciler.loader import LoadResult, load_text
 from tests.engine.conftest import CLASS, context_for, empty, observed_as_defined, vm_yaml
@@ -71,7 +71,7 @@ def test_vm_edited_in_place_is_planned_from_its_new_manifest(builds: list[str]) 
     ]
 
 
-def test_a_replaced_disk_is_not_served_from_the_memo(builds: list[str]) -> None:
+def test_a_resized_disk_is_planned_at_its_new_size(builds: list[str]) -> None:
     vmclass = _load(CLASS, "class.yaml")
     vm_only, disk_only = LoadResult(), LoadResult()
     for loaded in _load(vm_yaml(), "vm.yaml").objects:
@@ -92,8 +92,9 @@ def test_a_replaced_disk_is_not_served_from_the_memo(builds: list[str]) -> None:
     plan(context_for(_merge(vmclass, vm_only, disk_only)), empty())
     after = plan(context_for(_merge(vmclass, vm_only, bigger)), empty())
 
-    assert builds == ["linux-vm", "linux-vm"]
-    volume = next(a for a in after.actions if isinstance(a, EnsureVolume))
+    # The domain refers to the disk by its volume, whatever its size: built once.
+    assert builds == ["linux-vm"]
+    volume = next(a for a in after.actions if isinstance(a, EnsureDiskVolume))
     assert volume.capacity_bytes == 20 * 2**30
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from reconciler.api import ObjectId
 from reconciler.engine.actions import (
     DefineDomain,
-    EnsureVolume,
+    EnsureDiskVolume,
     RestartDomain,
     SetLiveMetadata,
     SetVcpusLive,
@@ -42,9 +42,9 @@ def _host_after(first_plan_context, state=PowerState.RUNNING) -> Observation:  #
     for action in first.actions:
         if isinstance(action, DefineDomain):
             domains[action.spec.name] = observed_as_defined(action.spec, state)
-        if isinstance(action, EnsureVolume):
+        if isinstance(action, EnsureDiskVolume):
             volumes[(action.pool, action.volume)] = VolumeFacts(
-                action.pool, action.volume, action.capacity_bytes, f"/p/{action.volume}"
+                action.pool, action.volume, action.capacity_bytes or 0, f"/p/{action.volume}"
             )
     return Observation(domains, volumes)
 
@@ -58,11 +58,11 @@ def test_new_vm_gets_its_disk_defined_and_started() -> None:
 
     result = plan(context, empty())
 
-    assert _kinds(result.actions) == ["EnsureVolume", "DefineDomain", "StartDomain"]
+    assert _kinds(result.actions) == ["EnsureDiskVolume", "DefineDomain", "StartDomain"]
     assert result.vms[0].outcome is Outcome.CREATED
     assert result.statuses[LINUX_VM].phase == "Starting"
     volume = result.actions[0]
-    assert isinstance(volume, EnsureVolume) and volume.capacity_bytes == 10 * 2**30
+    assert isinstance(volume, EnsureDiskVolume) and volume.capacity_bytes == 10 * 2**30
 
 
 def test_second_pass_over_the_same_revision_does_nothing() -> None:
@@ -150,7 +150,7 @@ def test_always_off_stops_a_running_vm_and_keeps_a_stopped_one_off() -> None:
 def test_new_always_off_vm_is_defined_but_not_started() -> None:
     result = plan(context_for(revision(vm_yaml(run_policy="AlwaysOff"))), empty())
 
-    assert _kinds(result.actions) == ["EnsureVolume", "DefineDomain"]
+    assert _kinds(result.actions) == ["EnsureDiskVolume", "DefineDomain"]
     assert result.statuses[LINUX_VM].phase == "Pending"
 
 

@@ -5,13 +5,13 @@ the pool, the volume and the file. Volumes are named by naming.py; only those
 names are ever changed or deleted.
 """
 
+from reconciler.engine.volumes import sector_aligned
 from reconciler.libvirt.storage.disks import (
     DiskVolume,
     delete_disk_volume,
     delete_volume,
     ensure_disk_volume,
     resize_disk,
-    sector_aligned,
 )
 from reconciler.libvirt.storage.errors import (
     DiskSmallerThanImage,

@@ -13,6 +13,7 @@ import libvirt
 
 from reconciler.api import ObjectId
 from reconciler.api.storage import PROTECT_ANNOTATION
+from reconciler.engine.volumes import sector_aligned
 from reconciler.libvirt.storage.errors import (
     DiskSmallerThanImage,
     ForeignVolume,
@@ -38,7 +39,6 @@ from reconciler.libvirt.storage.pools import (
 )
 
 DISK_FORMAT = "qcow2"
-_SECTOR = 512
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,6 @@ class DiskVolume:
     capacity_bytes: int
     # False when the volume was there already and left as it was.
     created: bool
-
-
-def sector_aligned(size_bytes: int) -> int:
-    """The capacity libvirt reports for a qcow2 of this size: QEMU rounds up to sectors.
-
-    Compare observed capacities with this, not with the manifest's bytes, or a
-    `1G`-style size that is not a multiple of 512 looks forever too small.
-    """
-    return -(-size_bytes // _SECTOR) * _SECTOR
 
 
 def ensure_disk_volume(

@@ -1,75 +1,32 @@
-"""Names of the volumes this project creates, and how to tell them from anyone else's.
+"""Names of the volumes this project creates: reconciler/engine/volumes.py, re-exported.
 
-Pure: the planner may use these to find a disk's or an image's volume among the
-observed volumes of a pool.
-
-- A VirtualDisk's volume is `vd-NAMESPACE-NAME.qcow2`, the name `engine.desired.volume_name`
-  renders into domains (a test keeps the two equal; this module imports no engine code,
-  so the engine may import it).
-- An image's volume is `img-NAMESPACE-NAME-DIGEST.FORMAT` for a VirtualImage and
-  `cvi-NAME-DIGEST.FORMAT` for a ClusterVirtualImage, FORMAT being what the file's
-  content says (qcow2, raw or iso). DIGEST hashes the image's identity together
-  with its source path: an image is immutable once imported, and pointing the
-  manifest at another file imports a new image under a new name, the way a new
-  container tag would, instead of overwriting one a VM may be reading.
-- While an import runs, a marker volume `STEM.importing` sits beside it; a marker
-  left behind means the import was cut off and its volume is incomplete.
+The names are pure values the planner shares with this library (it finds disks
+and images among the observed volumes by them), so they live with the engine,
+which imports no libvirt; this module keeps the library's own imports short.
 """
 
-from __future__ import annotations
+from reconciler.engine.volumes import (
+    DISK_KIND,
+    IMAGE_PREFIXES,
+    IMPORTING_SUFFIX,
+    ImageFormat,
+    disk_volume_name,
+    image_volume_name,
+    image_volume_stem,
+    importing_marker_name,
+    is_disk_volume,
+    is_project_volume,
+)
 
-import hashlib
-import re
-from enum import StrEnum
-
-from reconciler.api import ObjectId
-
-DISK_KIND = "VirtualDisk"
-IMAGE_PREFIXES = {"VirtualImage": "img", "ClusterVirtualImage": "cvi"}
-IMPORTING_SUFFIX = ".importing"
-
-
-class ImageFormat(StrEnum):
-    QCOW2 = "qcow2"
-    RAW = "raw"
-    ISO = "iso"
-
-
-# Kubernetes names: lower-case letters, digits, '-' and '.' (api/meta.py).
-_NAME = r"[a-z0-9][a-z0-9.-]*"
-_DISK_VOLUME = re.compile(rf"^vd-{_NAME}\.qcow2$")
-_IMAGE_VOLUME = re.compile(rf"^(?:img|cvi)-{_NAME}-[0-9a-f]{{8}}\.(?:qcow2|raw|iso|importing)$")
-
-
-def disk_volume_name(disk_id: ObjectId) -> str:
-    if disk_id.kind != DISK_KIND:
-        raise ValueError(f"{disk_id} is not a VirtualDisk; only disks have disk volumes")
-    return f"vd-{disk_id.namespace}-{disk_id.name}.qcow2"
-
-
-def image_volume_stem(image_id: ObjectId, source: str) -> str:
-    """The name of an image's volume without its format suffix."""
-    prefix = IMAGE_PREFIXES.get(image_id.kind)
-    if prefix is None:
-        raise ValueError(f"{image_id} is not a VirtualImage or ClusterVirtualImage")
-    digest = hashlib.sha256(f"{image_id}\n{source}".encode()).hexdigest()[:8]
-    if image_id.namespace:
-        return f"{prefix}-{image_id.namespace}-{image_id.name}-{digest}"
-    return f"{prefix}-{image_id.name}-{digest}"
-
-
-def image_volume_name(image_id: ObjectId, source: str, image_format: ImageFormat) -> str:
-    return f"{image_volume_stem(image_id, source)}.{image_format.value}"
-
-
-def importing_marker_name(stem: str) -> str:
-    return stem + IMPORTING_SUFFIX
-
-
-def is_disk_volume(name: str) -> bool:
-    return _DISK_VOLUME.match(name) is not None
-
-
-def is_project_volume(name: str) -> bool:
-    """Whether this project created (and so may change or delete) a volume of this name."""
-    return is_disk_volume(name) or _IMAGE_VOLUME.match(name) is not None
+__all__ = [
+    "DISK_KIND",
+    "IMAGE_PREFIXES",
+    "IMPORTING_SUFFIX",
+    "ImageFormat",
+    "disk_volume_name",
+    "image_volume_name",
+    "image_volume_stem",
+    "importing_marker_name",
+    "is_disk_volume",
+    "is_project_volume",
+]

@@ -42,7 +42,7 @@ def find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVo
 def create_volume(
     pool: libvirt.virStoragePool, name: str, capacity_bytes: int, volume_format: str
 ) -> libvirt.virStorageVol:
-    """A new, empty volume, as EnsureVolume in libvirt/apply.py makes one: allocated lazily."""
+    """A new, empty volume, allocated lazily."""
     try:
         return pool.createXML(volume_xml(name, capacity_bytes, volume_format), 0)
     except libvirt.libvirtError as error:

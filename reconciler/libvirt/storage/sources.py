@@ -6,8 +6,8 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
+from reconciler.engine.volumes import local_path
 from reconciler.libvirt.storage.errors import ImageSourceInvalid, ImageSourceMissing
 from reconciler.libvirt.storage.naming import ImageFormat
 
@@ -35,11 +35,9 @@ class ImageSource:
 def source_path(location: str | os.PathLike[str]) -> str:
     """The local path of an image given by path or file:// URL (desired.py's rule)."""
     text = os.fspath(location)
-    parsed = urlparse(text)
-    if parsed.scheme == "":
-        return text
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return unquote(parsed.path)
+    path = local_path(text)
+    if path is not None:
+        return path
     raise ImageSourceInvalid(
         "only images given by a path or a file:// URL on this host can be imported",
         path=text,

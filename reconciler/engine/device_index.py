@@ -1,0 +1,136 @@
+"""Who refers to which disk and image in a revision, worked out once per loaded revision.
+
+A daemon plans the same revision pass after pass; these references only change
+when the revision does, so they are kept with its Inventory (and go with it),
+and a pass that finds nothing to do does not walk every manifest again for them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.api import (
+    ObjectId,
+    VirtualDisk,
+    VirtualMachine,
+    VirtualMachineBlockDeviceAttachment,
+)
+from reconciler.api.storage import DataSourceType
+from reconciler.engine.volumes import disk_volume_name
+from reconciler.rules.inventory import Inventory
+from reconciler.rules.references import device_id
+
+
+@dataclass(frozen=True)
+class DeviceIndex:
+    # Every VirtualDisk of the revision, valid ones in the order they were loaded.
+    disks: tuple[ObjectId, ...]
+    # The volume names of all of them, broken manifests' included: these are not orphans.
+    disk_volumes: frozenset[str]
+    # Disk volumes some VM or attachment names, and the first that does.
+    referenced: Mapping[str, ObjectId]
+    # VirtualDisks a VM's blockDeviceRefs names.
+    used_by_vms: frozenset[ObjectId]
+    # Images VMs or attachments name directly, and the images disks are made from.
+    attached_images: frozenset[ObjectId]
+    disk_images: Mapping[ObjectId, ObjectId]
+    # Each VM's blockDeviceRefs in list order with its boot order (dvp-api.md §1.3: the
+    # list position, or only the explicit bootOrder values when any is set).
+    vm_devices: Mapping[ObjectId, tuple[tuple[ObjectId, int | None], ...]]
+
+
+_INDEXES: weakref.WeakKeyDictionary[Inventory, DeviceIndex] = weakref.WeakKeyDictionary()
+
+
+def device_index(inventory: Inventory, broken: Iterable[ObjectId] = ()) -> DeviceIndex:
+    index = _INDEXES.get(inventory)
+    if index is None:
+        index = _build(inventory, broken)
+        _INDEXES[inventory] = index
+    return index
+
+
+def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
+    disks: list[ObjectId] = []
+    volumes: set[str] = set()
+    disk_images: dict[ObjectId, ObjectId] = {}
+    for _, disk in inventory.of_kind(VirtualDisk):
+        disk_id, volume, image = _disk_entry(disk)
+        disks.append(disk_id)
+        volumes.add(volume)
+        if image is not None:
+            disk_images[disk_id] = image
+    volumes.update(disk_volume_name(b) for b in broken if b.kind == VirtualDisk.KIND)
+    referenced: dict[str, ObjectId] = {}
+    used: set[ObjectId] = set()
+    images: set[ObjectId] = set()
+    vm_devices: dict[ObjectId, _Refs] = {}
+    for _, vm in inventory.of_kind(VirtualMachine):
+        vm_id, refs, disk_volumes = _vm_refs(vm)
+        for target, _order in refs:
+            (used if target.kind == VirtualDisk.KIND else images).add(target)
+        for volume in disk_volumes:
+            referenced.setdefault(volume, vm_id)
+        vm_devices[vm_id] = refs
+    for loaded, vmbda in inventory.of_kind(VirtualMachineBlockDeviceAttachment):
+        device = vmbda.spec.block_device_ref
+        target = device_id(device.kind.value, vmbda.namespace, device.name)
+        if target.kind == VirtualDisk.KIND:
+            referenced.setdefault(disk_volume_name(target), loaded.id)
+        else:
+            images.add(target)
+    return DeviceIndex(
+        tuple(disks),
+        frozenset(volumes),
+        referenced,
+        frozenset(used),
+        frozenset(images),
+        disk_images,
+        vm_devices,
+    )
+
+
+_Refs = tuple[tuple[ObjectId, int | None], ...]
+# What a manifest refers to, by the very model object it was read from: between two
+# revisions most manifests are the same (frozen) objects, so a new revision reads only
+# the ones that changed. Entries hold their model, so an id is never reused.
+_VM_REFS: dict[int, tuple[VirtualMachine, ObjectId, _Refs, tuple[str, ...]]] = {}
+_DISKS: dict[int, tuple[VirtualDisk, ObjectId, str, ObjectId | None]] = {}
+_LIMIT = 50_000
+
+
+def _vm_refs(vm: VirtualMachine) -> tuple[ObjectId, _Refs, tuple[str, ...]]:
+    """The VM's id, its devices with their boot order, and its disks' volume names."""
+    known = _VM_REFS.get(id(vm))
+    if known is not None and known[0] is vm:
+        return known[1], known[2], known[3]
+    boot = {(r.kind, r.name): i + 1 for i, r in enumerate(vm.spec.boot_order())}
+    refs = tuple(
+        (device_id(ref.kind.value, vm.namespace, ref.name), boot.get((ref.kind, ref.name)))
+        for ref in vm.spec.block_device_refs
+    )
+    volumes = tuple(disk_volume_name(ref) for ref, _ in refs if ref.kind == VirtualDisk.KIND)
+    if len(_VM_REFS) >= _LIMIT:
+        _VM_REFS.clear()
+    vm_id = vm.id
+    _VM_REFS[id(vm)] = (vm, vm_id, refs, volumes)
+    return vm_id, refs, volumes
+
+
+def _disk_entry(disk: VirtualDisk) -> tuple[ObjectId, str, ObjectId | None]:
+    """The disk's id, its volume's name and the image it is made from, if any."""
+    known = _DISKS.get(id(disk))
+    if known is not None and known[0] is disk:
+        return known[1], known[2], known[3]
+    disk_id = disk.id
+    source = disk.spec.data_source
+    ref = source.object_ref if source is not None else None
+    image = None
+    if source is not None and source.type is DataSourceType.OBJECT_REF and ref is not None:
+        image = device_id(ref.kind, ref.namespace or disk.namespace, ref.name)
+    if len(_DISKS) >= _LIMIT:
+        _DISKS.clear()
+    _DISKS[id(disk)] = (disk, disk_id, disk_volume_name(disk_id), image)
+    return disk_id, disk_volume_name(disk_id), image

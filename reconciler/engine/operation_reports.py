@@ -1,0 +1,163 @@
+"""The reports of VirtualMachineOperations: `status.phase` and the `Completed` condition
+(reference/dvp-api.md §7.2) of every operation this host reports, from its turn
+(operations.py) and what the VM's plan does with it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from reconciler.api import ObjectId, VirtualMachine
+from reconciler.api.vmclass import VirtualMachineClass
+from reconciler.engine.actions import Action, CarryOutOperation
+from reconciler.engine.domain import ObservedDomain
+from reconciler.engine.operations import (
+    DONE,
+    FINAL_PHASES,
+    KIND,
+    Order,
+    ReportedOperation,
+    Step,
+    Verdict,
+    operation_key,
+    operation_turn,
+    operations_by_vm,
+)
+from reconciler.engine.placement import FleetNode, fits
+from reconciler.engine.power import power_decision
+from reconciler.rules.inventory import Inventory
+
+
+class PlannedVM(Protocol):
+    """The parts of a VM's plan (plan.VMPlan) the reports read."""
+
+    object_id: ObjectId
+    actions: list[Action]
+    details: list[str]
+
+
+def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Verdict:
+    """The report of the operation that acts this pass. `issued`: its action is in the
+    plan; `anticipate`: the plan is about to run (else it describes the host after it);
+    `why`: what keeps the VM from being changed when it is not issued."""
+    progress = f"{order.type}InProgress"
+    if order.step is None:
+        if issued and anticipate:
+            return DONE
+        return Verdict("InProgress", progress, "done; being recorded", signal_sent=True)
+    what = {
+        Step.START: "starting the VM",
+        Step.STOP: "powering the VM off" if order.force else "shutting the VM down",
+        Step.RESTART: "restarting the VM",
+    }[order.step]
+    if order.continuing:
+        message = f"{what}: finishing what an earlier pass began"
+        if not issued:
+            message = f"{message}; waits: {order.waiting or why}"
+        return Verdict("InProgress", progress, message, signal_sent=True)
+    if issued and anticipate:
+        return Verdict("InProgress", progress, what)
+    if issued:
+        return Verdict("Pending", "NotReadyToBeExecuted", "not carried out yet")
+    return Verdict("Pending", "NotReadyToBeExecuted", order.waiting or why)
+
+
+def report_operations(
+    inventory: Inventory,
+    broken: Collection[ObjectId],
+    reported: Mapping[ObjectId, ReportedOperation],
+    domains: Mapping[str, ObservedDomain],
+    vm_plans: Iterable[PlannedVM],
+    reported_vms: Collection[ObjectId],
+    fleet: Sequence[FleetNode],
+    local: str,
+    anticipate: bool,
+) -> dict[ObjectId, dict[str, Any]]:
+    """The `status:` of every operation this host reports: those of the VMs it reports,
+    and (on the fleet's first node) those whose VM does not exist."""
+    reports: dict[ObjectId, dict[str, Any]] = {}
+    # A VM's own plan comes first; later entries of the same VM (a released address) do not
+    # carry its power steps.
+    plans = {vm_plan.object_id: vm_plan for vm_plan in reversed(list(vm_plans))}
+    first_node = not fleet or fleet[0].name == local
+    for vm_id, operations in operations_by_vm(inventory).items():
+        pending = [op for op in operations if not _final_report(reported.get(op.id))]
+        if not pending:
+            continue
+        loaded = inventory.get(vm_id)
+        if loaded is None and vm_id not in broken:
+            if first_node:
+                message = (
+                    f"VirtualMachine {vm_id.name} does not exist in namespace {vm_id.namespace}"
+                )
+                for op in pending:
+                    reports[op.id] = Verdict("Failed", "VirtualMachineNotFound", message).status()
+            continue
+        if vm_id not in reported_vms:
+            continue  # another host reports the VM and its operations
+        vm_plan = plans.get(vm_id)
+        if loaded is None or vm_plan is None or not isinstance(loaded.model, VirtualMachine):
+            why = f"the manifest of VirtualMachine {vm_id.name} is invalid"
+            for op in pending:
+                reports[op.id] = Verdict("Pending", "NotReadyToBeExecuted", why).status()
+            continue
+        vm = loaded.model
+        observed = domains.get(f"{vm.name}.{vm.namespace}")
+        decision = power_decision(vm.spec.run_policy, observed)
+        targets = _targets(vm, inventory, fleet, local)
+        turn = operation_turn(pending, observed, vm.spec.run_policy, decision, reported, targets)
+        reports.update({op_id: v.status() for op_id, v in turn.verdicts.items()})
+        if turn.acting is not None:
+            key = operation_key(turn.acting.operation)
+            issued = any(
+                isinstance(a, CarryOutOperation) and a.operation == key for a in vm_plan.actions
+            )
+            why = vm_plan.details[-1] if vm_plan.details else "the VM is not changed this pass"
+            why = why.removeprefix("not started: ").removeprefix("not applied: ")
+            verdict = acting_verdict(turn.acting, issued, anticipate, why)
+            reports[turn.acting.operation] = verdict.status()
+    return reports
+
+
+def _final_report(previous: ReportedOperation | None) -> bool:
+    return previous is not None and previous.phase in FINAL_PHASES
+
+
+def _targets(
+    vm: VirtualMachine, inventory: Inventory, fleet: Sequence[FleetNode], local: str
+) -> list[FleetNode]:
+    """The other nodes that could run the VM: schedulable, matching its placement."""
+    loaded = inventory.get(ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name))
+    vmclass = loaded.model if loaded is not None else None
+    vmclass = vmclass if isinstance(vmclass, VirtualMachineClass) else None
+    return [n for n in fleet if n.name != local and n.schedulable and fits(vm, vmclass, n)]
+
+
+def explain_operation_failures(
+    reports: dict[ObjectId, dict[str, Any]], failures: Iterable[tuple[Action, str]]
+) -> None:
+    """Put a failed power step into its operation's report: it stays in progress, and the
+    next pass tries it again."""
+    for action, error in failures:
+        if not isinstance(action, CarryOutOperation):
+            continue
+        namespace, _, name = action.operation.partition("/")
+        report = reports.get(ObjectId(KIND, namespace, name))
+        if report is None or report.get("phase") in FINAL_PHASES:
+            continue
+        for condition in report.get("conditions", []):
+            if condition.get("type") == "Completed":
+                condition["message"] = (
+                    f"{action.describe()} failed: {error}; the next pass tries again"
+                )
+
+
+def keep_refusals(
+    first: Mapping[ObjectId, dict[str, Any]], final: dict[ObjectId, dict[str, Any]]
+) -> None:
+    """A refusal is decided once, by the pass's first plan, from the VM as it was then;
+    the final plan sees the VM after the pass (just started, say) and could no longer
+    say why. The reports keep the first plan's verdicts."""
+    for object_id, status in first.items():
+        if object_id.kind == KIND and status.get("phase") == "Failed":
+            final[object_id] = status

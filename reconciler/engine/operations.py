@@ -1,0 +1,424 @@
+"""VirtualMachineOperations: a VM's Start, Stop, Restart and Evict, each carried out once.
+
+The platform runs one unfinished operation per VM at a time, oldest first, checks once,
+before it runs, that it applies (reference/dvp-api.md §7.3), and reports it in
+`status.phase` and its `Completed` condition (§7.2). Here an operation is a manifest in
+Git and its report a file under status/; what Git cannot give is decided so:
+
+Order. Git has no creation time. Operations whose names end in a Unix time, as
+`reconciler vm` and the user guide name them (`restart-linux-vm-1718000000`, with `-2`
+after it for a second one in the same second), run in the order of that time; those
+without one run after them, in name order. A refused operation does not hold up the next.
+
+Identity. An operation is NAMESPACE/NAME, with no digest of its spec: the platform's
+spec is immutable (CEL `self == oldSelf`) and Git cannot tell an edited file from a
+deleted and re-created one, so an edited spec is the same operation and its outcome
+stands. A new request takes a new name, as `reconciler vm` gives it.
+
+Exactly once. The domain's next-boot metadata lists its VM's operations
+(`DomainMetadata.completed_operations`) as `NS/NAME` (completed), `NS/NAME:failed` or
+`NS/NAME:started`. An operation that its report or that list calls completed or failed
+is final and never looked at again, so losing the status tree, or the domain with its
+VM, loses nothing. A power step is recorded as started *before* it is taken and as
+completed right after (libvirt/apply.py). A daemon killed in between leaves "started",
+and the next pass finishes the step rather than begin it again, judging by the domain:
+
+- Start: running means done; shut off means the start is still to make.
+- Stop: shut off means done; running means the stop is still to make, unless that
+  instance was started after the record (someone started it again since).
+- Restart: an instance started after the record means done (its live metadata, the
+  next-boot metadata copied at start, lists the operation); an older running instance
+  means the restart never began; shut off means it was cut between its stop and its
+  start, so it is started.
+
+A power step that failed stays "started" and the next pass tries it again the same way;
+deleting the operation's manifest gives it up, as deleting a vmop does on the platform.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from reconciler.api import ObjectId, RunPolicy, VirtualMachine, VirtualMachineOperation
+from reconciler.api.operation import OperationType, VirtualMachineOperationSpec
+from reconciler.engine.actions import Action, CarryOutOperation
+from reconciler.engine.domain import DomainMetadata, ObservedDomain
+from reconciler.engine.lifecycle import phase_of
+from reconciler.engine.placement import FleetNode
+from reconciler.engine.power import PowerDecision
+from reconciler.rules.inventory import Inventory
+
+KIND = VirtualMachineOperation.KIND
+FINAL_PHASES = frozenset({"Completed", "Failed", "Superseded"})  # dvp-api.md §7.2
+
+# dvp-api.md §7.3: the run policies and VM phases each type applies to.
+_ANY_ON = frozenset({RunPolicy.MANUAL, RunPolicy.ALWAYS_ON_UNLESS_STOPPED_MANUALLY})
+_POLICIES = {
+    OperationType.START: _ANY_ON,
+    OperationType.STOP: _ANY_ON,
+    OperationType.RESTART: _ANY_ON | {RunPolicy.ALWAYS_ON},
+    OperationType.EVICT: _ANY_ON | {RunPolicy.ALWAYS_ON},
+    OperationType.MIGRATE: _ANY_ON | {RunPolicy.ALWAYS_ON},
+}
+_PHASES = {
+    OperationType.START: frozenset({"Stopped", "Stopping"}),
+    OperationType.STOP: frozenset({"Running", "Degraded", "Starting", "Pause", "Pending"}),
+    OperationType.RESTART: frozenset({"Running", "Degraded", "Starting", "Pause"}),
+    OperationType.EVICT: frozenset({"Running"}),
+    OperationType.MIGRATE: frozenset({"Running"}),
+}
+_ONLY_WITH_FORCE = {OperationType.STOP: "Stopping", OperationType.RESTART: "Stopping"}
+# The run-policy flag each type leaves: a Stop keeps an AlwaysOnUnlessStoppedManually VM
+# off (power.py) until a Start, or a Restart, powers it on again.
+_STOPPED_MANUALLY = {
+    OperationType.START: False,
+    OperationType.STOP: True,
+    OperationType.RESTART: False,
+}
+
+
+class Record(StrEnum):
+    """An operation's state in its domain's metadata."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Step(StrEnum):
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+
+
+_STEPS = {
+    OperationType.START: Step.START,
+    OperationType.STOP: Step.STOP,
+    OperationType.RESTART: Step.RESTART,
+}
+
+
+@dataclass(frozen=True)
+class ReportedOperation:
+    """What an operation's latest report says (status/reported_operations.py)."""
+
+    phase: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: ObjectId
+    spec: VirtualMachineOperationSpec
+
+    @property
+    def key(self) -> str:
+        return operation_key(self.id)
+
+
+def operation_key(operation: ObjectId) -> str:
+    return f"{operation.namespace}/{operation.name}"
+
+
+# --- The domain's record ---------------------------------------------------------------------
+
+
+def records(meta: DomainMetadata | None) -> dict[str, Record]:
+    """The operations a domain's metadata lists, by NAMESPACE/NAME."""
+    found: dict[str, Record] = {}
+    for entry in meta.completed_operations if meta is not None else ():
+        key, _, state = entry.partition(":")
+        # An entry this version cannot read counts as completed: in doubt, never again.
+        found[key] = Record(state) if state in _RECORDS else Record.COMPLETED
+    return found
+
+
+_RECORDS = frozenset(record.value for record in Record)
+
+
+def recorded(
+    meta: DomainMetadata, key: str, record: Record, stopped_manually: bool | None = None
+) -> DomainMetadata:
+    """The metadata with an operation's new state and the run-policy flag it sets."""
+    entry = key if record is Record.COMPLETED else f"{key}:{record}"
+    kept = tuple(e for e in meta.completed_operations if e.partition(":")[0] != key)
+    flag = meta.stopped_manually if stopped_manually is None else stopped_manually
+    return replace(meta, completed_operations=(*kept, entry), stopped_manually=flag)
+
+
+# --- Which operations, in which order --------------------------------------------------------
+
+_UNIX_TIME = re.compile(r"-(\d{10})(?:-(\d{1,4}))?$")
+
+
+def order_key(name: str) -> tuple[int, int, int, str]:
+    """Unix time in the name first (then its `-N` serial), names without one after."""
+    found = _UNIX_TIME.search(name)
+    if found is None:
+        return (1, 0, 0, name)
+    return (0, int(found[1]), int(found[2] or 1), name)
+
+
+_INDEXES: weakref.WeakKeyDictionary[Inventory, dict[ObjectId, tuple[Operation, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def operations_by_vm(inventory: Inventory) -> Mapping[ObjectId, tuple[Operation, ...]]:
+    """Every operation of the revision under its VM, in run order; built once per revision."""
+    index = _INDEXES.get(inventory)
+    if index is None:
+        grouped: dict[ObjectId, list[Operation]] = {}
+        for loaded, vmop in inventory.of_kind(VirtualMachineOperation):
+            vm_id = ObjectId(VirtualMachine.KIND, vmop.namespace, vmop.spec.virtual_machine_name)
+            grouped.setdefault(vm_id, []).append(Operation(loaded.id, vmop.spec))
+        index = {
+            vm_id: tuple(sorted(ops, key=lambda op: order_key(op.id.name)))
+            for vm_id, ops in grouped.items()
+        }
+        _INDEXES[inventory] = index
+    return index
+
+
+# --- This pass's turn ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An operation's report: phase and the reason and message of `Completed`."""
+
+    phase: str
+    reason: str
+    message: str = ""
+    signal_sent: bool = False
+
+    def status(self) -> dict[str, Any]:
+        completed: dict[str, Any] = {
+            "type": "Completed",
+            "status": "True" if self.phase == "Completed" else "False",
+            "reason": self.reason,
+        }
+        if self.message:
+            completed["message"] = self.message
+        conditions = [completed]
+        if self.signal_sent:
+            conditions.append(
+                {"type": "SignalSent", "status": "True", "reason": "SignalSentSuccess"}
+            )
+        return {"phase": self.phase, "conditions": conditions}
+
+
+DONE = Verdict("Completed", "OperationCompleted", signal_sent=True)
+
+
+@dataclass(frozen=True)
+class Order:
+    """What one operation asks of this pass: a power step, or only its record."""
+
+    operation: ObjectId
+    type: OperationType
+    step: Step | None
+    force: bool = False
+    stopped_manually: bool | None = None
+    outcome: Record = Record.COMPLETED  # recorded when there is no step
+    # Begun by an earlier pass (its record says started): finished, never begun again.
+    continuing: bool = False
+    # Why the step cannot be taken yet; nothing is done this pass.
+    waiting: str = ""
+
+    def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> CarryOutOperation:
+        return CarryOutOperation(
+            vm_id,
+            domain,
+            operation_key(self.operation),
+            str(self.step or ""),
+            self.force,
+            grace_seconds,
+            self.stopped_manually,
+            str(self.outcome),
+        )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A VM's operations in this pass: the one that acts, the refused ones to record, and
+    the reports of the others whose reports are not final yet."""
+
+    acting: Order | None
+    to_record: tuple[Order, ...]
+    verdicts: Mapping[ObjectId, Verdict]
+
+    def record_actions(self, vm_id: ObjectId, domain: str) -> list[Action]:
+        return [order.action(vm_id, domain, 0) for order in self.to_record]
+
+
+NO_TURN = Turn(None, (), {})
+
+
+def operation_step(
+    inventory: Inventory,
+    reported: Mapping[ObjectId, ReportedOperation],
+    vm: VirtualMachine,
+    domain: str,
+    observed: ObservedDomain | None,
+    decision: PowerDecision,
+) -> tuple[list[Action], Order | None]:
+    """What a VM's operations add to this pass's plan: the records to write, and the
+    operation whose power step replaces the run policy's decision (None: none does)."""
+    operations = operations_by_vm(inventory).get(vm.id, ())
+    turn = operation_turn(operations, observed, vm.spec.run_policy, decision, reported)
+    actions = turn.record_actions(vm.id, domain)
+    order = turn.acting
+    if order is not None and order.step is None:
+        actions.append(order.action(vm.id, domain, 0))  # found done: only recorded
+        return actions, None
+    if order is not None and order.waiting:
+        return actions, None
+    return actions, order
+
+
+def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) -> str:
+    """The VM's phase when an operation is checked: one the run policy is about to start
+    is still Pending; one this pass defines and leaves off is Stopped."""
+    if decision is PowerDecision.START and (observed is None or not observed.state.active):
+        return "Pending"
+    return phase_of(observed) if observed is not None else "Stopped"
+
+
+def operation_turn(
+    operations: Sequence[Operation],
+    observed: ObservedDomain | None,
+    policy: RunPolicy,
+    decision: PowerDecision,
+    reported: Mapping[ObjectId, ReportedOperation],
+    targets: Sequence[FleetNode] = (),
+) -> Turn:
+    """Decide a VM's operations from their reports and the domain's record. `targets`:
+    the other nodes that could take the VM, which only an Evict's message names."""
+    if not operations:
+        return NO_TURN
+    listed = records(observed.config.metadata if observed is not None else None)
+    phase = operation_phase(observed, decision)
+    verdicts: dict[ObjectId, Verdict] = {}
+    to_record: list[Order] = []
+    acting: Order | None = None
+    for operation in operations:
+        previous = reported.get(operation.id)
+        if previous is not None and previous.phase in FINAL_PHASES:
+            continue  # its report stands
+        state = listed.get(operation.key)
+        if state is Record.COMPLETED:
+            verdicts[operation.id] = DONE
+        elif state is Record.FAILED:
+            verdicts[operation.id] = refusal(operation, policy, phase, targets) or Verdict(
+                "Failed", "OperationFailed", "refused when it was checked; its report was lost"
+            )
+        elif acting is not None:
+            verdicts[operation.id] = Verdict(
+                "Pending",
+                "NotReadyToBeExecuted",
+                f"waits for VirtualMachineOperation {acting.operation.name} to finish",
+            )
+        elif state is Record.STARTED:
+            acting = _continued(operation, observed)
+        elif (refused := refusal(operation, policy, phase, targets)) is not None:
+            verdicts[operation.id] = refused
+            to_record.append(Order(operation.id, operation.spec.type, None, outcome=Record.FAILED))
+        else:
+            acting = _begun(operation, phase)
+    return Turn(acting, tuple(to_record), verdicts)
+
+
+def refusal(
+    operation: Operation, policy: RunPolicy, phase: str, targets: Sequence[FleetNode] = ()
+) -> Verdict | None:
+    """Why an operation does not apply to its VM now (dvp-api.md §7.3); None when it does."""
+    kind = operation.spec.type
+    if policy not in _POLICIES[kind]:
+        return Verdict(
+            "Failed",
+            "NotApplicableForVirtualMachineRunPolicy",
+            f"{kind} is not applicable for a VirtualMachine with runPolicy {policy}",
+        )
+    forced_only = _ONLY_WITH_FORCE.get(kind)
+    if phase not in _PHASES[kind] and not (phase == forced_only and operation.spec.force):
+        without = " without force" if phase == forced_only else ""
+        return Verdict(
+            "Failed",
+            "NotApplicableForVirtualMachinePhase",
+            f"{kind} is not applicable for a VirtualMachine in phase {phase}{without}",
+        )
+    if kind in (OperationType.EVICT, OperationType.MIGRATE):
+        return _migration_refusal(operation, targets)
+    return None
+
+
+def _migration_refusal(operation: Operation, targets: Sequence[FleetNode]) -> Verdict:
+    """Evict and Migrate move a running VM to another node by live migration (the same
+    on the platform, §7.3). Without other nodes there is nowhere to go; with them, live
+    migration needs storage the hosts share, and each host here keeps its VMs' disks in
+    a storage pool of its own, so a move would leave the disks behind: refused, the VM
+    keeps running here."""
+    selector = operation.spec.migrate.node_selector if operation.spec.migrate else {}
+    nodes = [n.name for n in targets if all(n.labels.get(k) == v for k, v in selector.items())]
+    if not nodes:
+        return Verdict(
+            "Failed",
+            "TargetUnschedulable",
+            "there is nowhere to move the VirtualMachine: no other node of the fleet is"
+            " schedulable and matches its placement; it keeps running here",
+        )
+    return Verdict(
+        "Failed",
+        "OperationFailed",
+        f"the VirtualMachine is not migratable: moving it to {', '.join(sorted(nodes))} needs"
+        " live migration over storage the hosts share, and each host keeps its VMs' disks in"
+        " a storage pool of its own; it keeps running here",
+    )
+
+
+def _begun(operation: Operation, phase: str) -> Order:
+    kind = operation.spec.type
+    step = _STEPS[kind]
+    waiting = ""
+    if step is Step.START and phase == "Stopping":
+        # The guest is still shutting down: starting now would be a no-op, lost once it
+        # stops. The shutdown's lifecycle event brings the next pass.
+        waiting = "the VM is still stopping; it is started once it has stopped"
+    return Order(
+        operation.id,
+        kind,
+        step,
+        force=bool(operation.spec.force) and step is not Step.START,
+        stopped_manually=_STOPPED_MANUALLY[kind],
+        waiting=waiting,
+    )
+
+
+def _continued(operation: Operation, observed: ObservedDomain | None) -> Order:
+    """The step still to take for an operation recorded as started (see the module doc)."""
+    kind = operation.spec.type
+    active = observed is not None and observed.state.active
+    live = observed.live.metadata if observed is not None and observed.live else None
+    started_after = active and operation.key in records(live)
+    step: Step | None = None
+    if kind is OperationType.START:
+        step = None if active else Step.START
+    elif kind is OperationType.STOP:
+        step = Step.STOP if active and not started_after else None
+    elif kind is OperationType.RESTART and not started_after:
+        step = Step.RESTART if active else Step.START
+    return Order(
+        operation.id,
+        kind,
+        step,
+        force=bool(operation.spec.force) and step is not Step.START,
+        stopped_manually=_STOPPED_MANUALLY.get(kind),
+        continuing=True,
+    )

@@ -1,0 +1,39 @@
+"""What the latest VirtualMachineOperation reports say: a final one is never run again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.api import ObjectId, VirtualMachineOperation
+from reconciler.engine.operations import ReportedOperation
+from reconciler.status.documents import read_document
+
+
+def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
+    """The phase and `Completed` condition of every operation report under status_root.
+
+    An unreadable report counts as none: the domain's own record of the operation
+    (engine/operations.py) still keeps it from running twice.
+    """
+    found: dict[ObjectId, ReportedOperation] = {}
+    for path in sorted((status_root / VirtualMachineOperation.PLURAL).glob("*/*.yaml")):
+        document = read_document(path)
+        status = document.get("status") if isinstance(document, dict) else None
+        phase = status.get("phase") if isinstance(status, dict) else None
+        if not isinstance(phase, str):
+            continue
+        assert isinstance(status, dict)
+        conditions = status.get("conditions")
+        completed = next(
+            (
+                c
+                for c in (conditions if isinstance(conditions, list) else [])
+                if isinstance(c, dict) and c.get("type") == "Completed"
+            ),
+            {},
+        )
+        operation = ObjectId(VirtualMachineOperation.KIND, path.parent.name, path.stem)
+        found[operation] = ReportedOperation(
+            phase, str(completed.get("reason") or ""), str(completed.get("message") or "")
+        )
+    return found
