@@ -7,6 +7,7 @@ manifests instead of committing them.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -43,7 +44,7 @@ class LocalDirectorySource:
         if not root.is_dir():
             # Served stale would mean files that are gone: nothing to fall back on.
             raise SourceError(f"{root} is not a directory")
-        blobs = _file_stamps(root, self._status_relative)
+        blobs = self._settled_stamps(root)
         # Size and mtime stand in for git's blob ids: a stat per file, no reading.
         key = digest(sorted(blobs.items()))
         previous = self._previous.blobs if self._previous is not None else None
@@ -58,6 +59,33 @@ class LocalDirectorySource:
         )
         self._previous = revision
         return revision
+
+    def _settled_stamps(self, root: Path) -> dict[str, str]:
+        """The files' stamps once nothing has been written for SETTLE_SECONDS.
+
+        A file is not written atomically: read half-way (truncated, not yet rewritten)
+        it would be a complete revision without its objects, and their VMs and disks
+        would be deleted. Git sources never see this (a checkout is of whole commits);
+        here a file still being written is waited for, at most MAX_SETTLE_SECONDS.
+        """
+        deadline = time.monotonic() + MAX_SETTLE_SECONDS
+        while True:
+            blobs = _file_stamps(root, self._status_relative)
+            newest = max((_mtime_ns(stamp) for stamp in blobs.values()), default=0)
+            quiet = time.time() - newest / 1e9
+            if quiet >= SETTLE_SECONDS or time.monotonic() >= deadline:
+                return blobs
+            time.sleep(SETTLE_SECONDS - quiet)
+
+
+# How long the manifests must have been left alone before they are read, and the most a
+# pass waits for that (a file rewritten without pause is read after it anyway).
+SETTLE_SECONDS = 0.5
+MAX_SETTLE_SECONDS = 10.0
+
+
+def _mtime_ns(stamp: str) -> int:
+    return int(stamp.rpartition(":")[2])
 
 
 def _file_stamps(root: Path, status_relative: str | None) -> dict[str, str]:

@@ -78,3 +78,29 @@ def test_missing_sub_path_raises(directory: Path, tmp_path: Path) -> None:
 
     with pytest.raises(SourceError, match="absent"):
         source.update()
+
+
+def test_a_file_being_written_is_read_once_it_is_whole(directory: Path, tmp_path: Path) -> None:
+    """A writer that truncates first and writes later must not be caught in between: read
+    then, the VM would be gone from a complete revision and deleted with its disks."""
+    import threading
+    import time
+
+    source = open_local(directory, tmp_path)
+    source.update()
+    web = directory / "vms" / "web.yaml"
+    text = vm_yaml("web", cores=2)
+    web.write_text("")  # the writer has truncated the file ...
+
+    def finish() -> None:
+        time.sleep(0.3)
+        web.write_text(text)  # ... and writes it a moment later
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    revision = source.update()
+    writer.join()
+
+    assert (revision.root / "vms" / "web.yaml").read_text() == text
+    size = revision.blobs["vms/web.yaml"].partition(":")[0]
+    assert int(size) == len(text.encode())
