@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import textwrap
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ import libvirt
 
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
+from reconciler.engine.domain import ObservedDomain
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
@@ -118,6 +120,9 @@ class Host:
     # IP address management: off without CIDRs; `now` is the clock leases are kept by.
     cidrs: tuple[ipaddress.IPv4Network, ...] = ()
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    # Only the domains of these namespaces are this host's (none: every owned domain). On a
+    # libvirtd shared with other tests, a pass must not take their VMs for deleted ones.
+    namespaces: tuple[str, ...] = ()
 
     def write(self, relative: str, text: str) -> Path:
         path = self.repo / relative
@@ -153,7 +158,8 @@ class Host:
             disk_reports_root=self.repo / "status",
         )
         applier = Applier(self.connection, poll_seconds=0.1) if apply else None
-        result = reconcile_once(context, observer or Observer(self.connection), applier)
+        observer = observer or NamespaceObserver(self.connection, self.namespaces)
+        result = reconcile_once(context, observer, applier)
         self.passes.append(result)
         return result, applier.mutations if applier else 0
 
@@ -171,3 +177,20 @@ class Host:
 
     def domain(self, name: str = "linux-vm.default") -> libvirt.virDomain:
         return self.connection.lookupByName(name)
+
+
+class NamespaceObserver(Observer):
+    """An observer that sees only the domains of some namespaces (`<vm>.<namespace>`)."""
+
+    def __init__(self, connection: libvirt.virConnect, namespaces: tuple[str, ...] = ()) -> None:
+        super().__init__(connection)
+        self.namespaces = frozenset(namespaces)
+
+    def _mine(self, name: str) -> bool:
+        return not self.namespaces or name.rpartition(".")[2] in self.namespaces
+
+    def observe(self) -> Mapping[str, ObservedDomain]:
+        return {n: d for n, d in super().observe().items() if self._mine(n)}
+
+    def refresh(self, names: Collection[str]) -> Mapping[str, ObservedDomain | None]:
+        return super().refresh([n for n in names if self._mine(n)])

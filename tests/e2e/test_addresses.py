@@ -36,6 +36,7 @@ def host(
     system_conn: libvirt.virConnect,
     e2e_pool: LabPool,
     e2e_network: LabNetwork,
+    e2e_namespace: str,
     tmp_path: Path,
 ) -> Iterator[Host]:
     repo = tmp_path / "repo"
@@ -45,7 +46,12 @@ def host(
     # from its reservation, never by chance.
     pool = ipaddress.IPv4Network(f"{e2e_network.subnet.network_address}/26")
     yield Host(
-        repo, system_conn, storage_pool=e2e_pool.name, network=e2e_network.name, cidrs=(pool,)
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        cidrs=(pool,),
+        namespaces=(e2e_namespace,),
     )
 
 

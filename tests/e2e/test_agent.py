@@ -23,7 +23,7 @@ from reconciler.engine.guest import NOT_CONNECTED
 from reconciler.libvirt.events import LifecycleWatch
 from reconciler.libvirt.observe import Observer
 from tests.daemonlab import Daemon, Remote, Workspace
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import CLASS, Host, NamespaceObserver, vm_yaml
 
 from .conftest import SYSTEM_URI
 from .lab import AGENT_TIMEOUT_S, LabPool, TestGuest, wait_until
@@ -39,7 +39,9 @@ def host(
     repo.mkdir()
     (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
     # No network: the agent needs none, and the guest boots the same without a NIC.
-    yield Host(repo, system_conn, storage_pool=e2e_pool.name, network=None)
+    yield Host(
+        repo, system_conn, storage_pool=e2e_pool.name, network=None, namespaces=(e2e_namespace,)
+    )
 
 
 class AgentEvents:
@@ -108,7 +110,7 @@ def test_agent_is_reported_once_it_answers_and_asked_once_per_boot(
             "vm.yaml",
             vm_yaml(namespace=e2e_namespace, kernel_boot=guest.kernel_boot(), grace=30),
         )
-        observer = Observer(host.connection)
+        observer = NamespaceObserver(host.connection, host.namespaces)
 
         # The pass that starts the guest: running, its agent not there yet.
         apply(host, observer)

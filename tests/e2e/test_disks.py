@@ -84,12 +84,19 @@ def host(
     system_conn: libvirt.virConnect,
     e2e_pool: LabPool,
     e2e_network: LabNetwork,
+    e2e_namespace: str,
     tmp_path: Path,
 ) -> Iterator[Host]:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(repo, system_conn, storage_pool=e2e_pool.name, network=e2e_network.name)
+    yield Host(
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        namespaces=(e2e_namespace,),
+    )
 
 
 class Guest:

@@ -9,7 +9,7 @@ so the guest boots three times in all (about 6 s each here).
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,13 @@ import libvirt
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.engine.domain import ObservedDomain
-from reconciler.libvirt.observe import Observer
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import CLASS, Host, NamespaceObserver, vm_yaml
 
 from .lab import (
     LabNetwork,
     LabPool,
     TestGuest,
     agent_command,
-    domain_in_namespace,
     wait_for_agent,
 )
 
@@ -55,20 +52,13 @@ def host(
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(repo, system_conn, storage_pool=e2e_pool.name, network=e2e_network.name)
-
-
-class NamespaceObserver(Observer):
-    """The test's own domains only: libvirtd is shared with other test sessions, whose
-    domains a pass over this repository would otherwise take for deleted VMs."""
-
-    def __init__(self, connection: libvirt.virConnect, namespace: str) -> None:
-        super().__init__(connection)
-        self.namespace = namespace
-
-    def observe(self) -> Mapping[str, ObservedDomain]:
-        found = super().observe()
-        return {n: d for n, d in found.items() if domain_in_namespace(n, self.namespace)}
+    yield Host(
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        namespaces=(e2e_namespace,),
+    )
 
 
 class Operator:
@@ -78,7 +68,7 @@ class Operator:
         self.host = host
         self.namespace = namespace
         self.guest = guest
-        self.observer = NamespaceObserver(host.connection, namespace)
+        self.observer = NamespaceObserver(host.connection, (namespace,))
 
     def vm(self, **spec: Any) -> None:
         self.host.write(

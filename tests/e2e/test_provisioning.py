@@ -22,12 +22,22 @@ USER_DATA = "#cloud-config\nruncmd:\n  - echo provisioned-by-vm-reconciler\n"
 
 @pytest.fixture
 def host(
-    system_conn: libvirt.virConnect, e2e_pool: LabPool, e2e_network: LabNetwork, tmp_path: Path
+    system_conn: libvirt.virConnect,
+    e2e_pool: LabPool,
+    e2e_network: LabNetwork,
+    e2e_namespace: str,
+    tmp_path: Path,
 ) -> Iterator[Host]:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(repo, system_conn, storage_pool=e2e_pool.name, network=e2e_network.name)
+    yield Host(
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        namespaces=(e2e_namespace,),
+    )
 
 
 def read_guest_file(domain: libvirt.virDomain, path: str) -> bytes:

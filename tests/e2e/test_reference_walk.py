@@ -38,7 +38,13 @@ def host(
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(repo, system_conn, storage_pool=e2e_pool.name, network=e2e_network.name)
+    yield Host(
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        namespaces=(e2e_namespace,),
+    )
 
 
 class Walk:
