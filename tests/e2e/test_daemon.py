@@ -5,6 +5,7 @@ remote, the status files in them, the domains in libvirt, the daemon's notify me
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -18,7 +19,15 @@ import pytest
 from tests.daemonlab import Daemon, Remote, Workspace, wait_until
 from tests.hosts import CLASS, vm_yaml
 
-from .lab import LabNetwork, LabPool, SystemConnection, TestGuest
+from .lab import (
+    LabNetwork,
+    LabPool,
+    SystemConnection,
+    TestGuest,
+    agent_command,
+    wait_for_agent,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -145,6 +154,8 @@ def test_a_change_waits_for_restart_then_applies_automatically_and_commits_once(
         interval=0.5,
     )
     assert fleet.readme_row()["NEED RESTART"] == "False"
+    # The new boot's agent answering is the last thing the report has to say.
+    wait_until("AgentReady in the report", lambda: _agent_ready(fleet.report()), 60)
 
     # Quiet from now on: interval passes run, find nothing to do, commit nothing.
     wait_until("the last status commit", lambda: _settled(fleet), 30, interval=0.5)
@@ -159,6 +170,13 @@ def test_a_change_waits_for_restart_then_applies_automatically_and_commits_once(
         assert line.endswith("[skip ci]")
     assert fleet.daemon.terminate() == 0
     assert "STOPPING=1" in fleet.daemon.notifications()
+
+
+def _agent_ready(report: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "AgentReady" and c.get("status") == "True"
+        for c in report.get("conditions", [])
+    )
 
 
 def _settled(fleet: Fleet) -> bool:
@@ -296,3 +314,69 @@ def _stop_libvirtd() -> None:
     pid = int(Path("/var/run/libvirtd.pid").read_text().strip())
     subprocess.run(["kill", "-TERM", str(pid)], check=True)
     wait_until("libvirtd to exit", lambda: not Path(f"/proc/{pid}").exists(), 30)
+
+
+def test_a_guest_that_powers_itself_off_follows_its_run_policy(
+    fleet: Fleet, system_conn: libvirt.virConnect
+) -> None:
+    """The reference's rule, on a real guest: AlwaysOn starts it again at once (the libvirt
+    event, not the timer); AlwaysOnUnlessStoppedManually leaves it Stopped."""
+    fleet.write_vm("always", run_policy="AlwaysOn")
+    fleet.write_vm("unless", run_policy="AlwaysOnUnlessStoppedManually")
+    fleet.push("two VMs with different run policies")
+    fleet.daemon.start()
+    fleet.daemon.wait_ready()
+    for name in ("always", "unless"):
+        wait_until(
+            f"{name} reported Running",
+            lambda n=name: fleet.report(n).get("phase") == "Running",
+            120,
+        )
+    always = system_conn.lookupByName(f"always.{fleet.namespace}")
+    unless = system_conn.lookupByName(f"unless.{fleet.namespace}")
+    wait_for_agent(always)
+    wait_for_agent(unless)
+
+    first_instance = always.ID()
+    log_before = len(fleet.daemon.log_text())
+    asked = time.monotonic()
+    _power_off_from_inside(always)
+    # Too quick to catch it shut off by polling: a new instance is the proof.
+    try:
+        wait_until(
+            "the AlwaysOn guest running again",
+            # A handle keeps the ID it was looked up with: look the domain up again.
+            lambda: system_conn.lookupByName(always.name()).ID() not in (-1, first_instance),
+            60,
+            interval=0.1,
+        )
+    except AssertionError as error:
+        raise AssertionError(
+            f"{error}; domain state {always.state()}; the daemon's log ends:\n"
+            + fleet.daemon.log_tail(30)
+        ) from None
+    print(f"AlwaysOn guest running again {time.monotonic() - asked:.2f}s after asking it to stop")
+    # The pass that started it logs its triggers when it ends.
+    wait_until(
+        "the pass triggered by the libvirt event",
+        lambda: re.search(r"pass \([^)]*libvirt", fleet.daemon.log_text()[log_before:]),
+        15,
+    )
+
+    _power_off_from_inside(unless)
+    _state, reason = wait_for_state(unless, libvirt.VIR_DOMAIN_SHUTOFF)
+    assert reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
+    wait_until(
+        "unless reported Stopped", lambda: fleet.report("unless").get("phase") == "Stopped", 30
+    )
+    passes = fleet.daemon.log_text().count("pass (")
+    wait_until("two more passes", lambda: fleet.daemon.log_text().count("pass (") >= passes + 2, 30)
+    assert unless.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF, "started again against its policy"
+    assert fleet.report("unless").get("phase") == "Stopped"
+    assert fleet.daemon.terminate() == 0
+
+
+def _power_off_from_inside(domain: libvirt.virDomain) -> None:
+    """The guest's own poweroff (its agent runs `shutdown`), as a user inside would."""
+    with contextlib.suppress(libvirt.libvirtError):  # the agent may go before it answers
+        agent_command(domain, "guest-shutdown", mode="powerdown")
