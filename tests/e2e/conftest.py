@@ -27,6 +27,9 @@ The fixtures, and how an engine-level test uses them:
 - `e2e_network` (module): a started isolated network with DHCP on 10.213.<n>.0/24 on a
   bridge of its own; `subnet`, `gateway` and `dhcp_range` tell which addresses to use
   (.2-.99 are free for reservations). Destroyed and undefined after the module.
+- `host` (function): a `tests.hosts.Host` over all of the above, for engine-level passes
+  (`host.write(...)`, `host.reconcile()`, `host.write_statuses(result)`); it sees only the
+  test's namespace. A module overrides it by requesting `host` in its own `host` fixture.
 - `e2e_session` (session): the session's token and work directory, for fixtures a test
   module builds itself (see test_guest_boots.py for a module-scoped running domain).
 
@@ -45,12 +48,15 @@ import os
 import random
 import secrets
 import shutil
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
 import pytest
+
+from tests.hosts import CLASS, Host
 
 from .lab import (
     LabNetwork,
@@ -190,3 +196,26 @@ def e2e_network(system_conn: libvirt.virConnect, e2e_session: E2ESession) -> Ite
     bridge = f"vmr{e2e_session.token}-{name.rpartition('-')[2]}"
     with isolated_network(system_conn, name, bridge, e2e_session.subnet_octets) as network:
         yield network
+
+
+@pytest.fixture
+def host(
+    system_conn: libvirt.virConnect,
+    e2e_pool: LabPool,
+    e2e_network: LabNetwork,
+    e2e_namespace: str,
+    tmp_path: Path,
+) -> Host:
+    """A host the engine reconciles (tests/hosts.py) on the real libvirtd: a repository with
+    the VirtualMachineClass, the module's pool and network, and eyes only for the test's
+    namespace (other tests' VMs on the shared libvirtd are not its to delete)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
+    return Host(
+        repo,
+        system_conn,
+        storage_pool=e2e_pool.name,
+        network=e2e_network.name,
+        namespaces=(e2e_namespace,),
+    )

@@ -5,9 +5,6 @@ network (issue 5)."""
 from __future__ import annotations
 
 import ipaddress
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -15,11 +12,10 @@ import pytest
 
 from reconciler.libvirt.observe import Observer
 from reconciler.status.documents import read_document
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import Host, vm_yaml
 
 from .lab import (
     LabNetwork,
-    LabPool,
     TestGuest,
     agent_command,
     console_tail,
@@ -32,27 +28,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def host(
-    system_conn: libvirt.virConnect,
-    e2e_pool: LabPool,
-    e2e_network: LabNetwork,
-    e2e_namespace: str,
-    tmp_path: Path,
-) -> Iterator[Host]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
+def host(host: Host, e2e_network: LabNetwork) -> Host:
     # Below the network's dynamic range (.100-.199): an address the guest can only have
     # from its reservation, never by chance.
-    pool = ipaddress.IPv4Network(f"{e2e_network.subnet.network_address}/26")
-    yield Host(
-        repo,
-        system_conn,
-        storage_pool=e2e_pool.name,
-        network=e2e_network.name,
-        cidrs=(pool,),
-        namespaces=(e2e_namespace,),
-    )
+    host.cidrs = (ipaddress.IPv4Network(f"{e2e_network.subnet.network_address}/26"),)
+    return host
 
 
 def guest_ipv4(domain: libvirt.virDomain) -> set[str]:

@@ -8,14 +8,11 @@ libvirt's own words. Each test starts one domain at most (about 6 s each here).
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 from ruamel.yaml import YAML
 
@@ -32,16 +29,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def host(
-    system_conn: libvirt.virConnect, e2e_pool: LabPool, e2e_namespace: str, tmp_path: Path
-) -> Iterator[Host]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
+def host(host: Host) -> Host:
     # No network: the agent needs none, and the guest boots the same without a NIC.
-    yield Host(
-        repo, system_conn, storage_pool=e2e_pool.name, network=None, namespaces=(e2e_namespace,)
-    )
+    host.network = None
+    return host
 
 
 class AgentEvents:

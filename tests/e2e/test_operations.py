@@ -8,20 +8,15 @@ so the guest boots three times in all (about 6 s each here).
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
 from ruamel.yaml import YAML
 
-from tests.hosts import CLASS, Host, NamespaceObserver, vm_yaml
+from tests.hosts import Host, NamespaceObserver, vm_yaml
 
 from .lab import (
-    LabNetwork,
-    LabPool,
     TestGuest,
     agent_command,
     wait_for_agent,
@@ -39,26 +34,6 @@ spec:
   type: {type}
   virtualMachineName: linux-vm
 """
-
-
-@pytest.fixture
-def host(
-    system_conn: libvirt.virConnect,
-    e2e_pool: LabPool,
-    e2e_network: LabNetwork,
-    e2e_namespace: str,
-    tmp_path: Path,
-) -> Iterator[Host]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(
-        repo,
-        system_conn,
-        storage_pool=e2e_pool.name,
-        network=e2e_network.name,
-        namespaces=(e2e_namespace,),
-    )
 
 
 class Operator:

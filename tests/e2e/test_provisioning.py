@@ -4,40 +4,17 @@ Secret and reads back exactly the user-data it was given (issue 6)."""
 from __future__ import annotations
 
 import base64
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
 
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import Host, vm_yaml
 
-from .lab import LabNetwork, LabPool, TestGuest, agent_command, wait_for_agent, wait_until
+from .lab import TestGuest, agent_command, wait_for_agent, wait_until
 
 pytestmark = pytest.mark.e2e
 
 USER_DATA = "#cloud-config\nruncmd:\n  - echo provisioned-by-vm-reconciler\n"
-
-
-@pytest.fixture
-def host(
-    system_conn: libvirt.virConnect,
-    e2e_pool: LabPool,
-    e2e_network: LabNetwork,
-    e2e_namespace: str,
-    tmp_path: Path,
-) -> Iterator[Host]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(
-        repo,
-        system_conn,
-        storage_pool=e2e_pool.name,
-        network=e2e_network.name,
-        namespaces=(e2e_namespace,),
-    )
 
 
 def read_guest_file(domain: libvirt.virDomain, path: str) -> bytes:

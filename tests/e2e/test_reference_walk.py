@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import libvirt
@@ -20,31 +18,11 @@ from ruamel.yaml import YAML
 
 from reconciler.engine.plan import Outcome
 from reconciler.libvirt.facts import parse_definition
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import Host, vm_yaml
 
-from .lab import LabNetwork, LabPool, TestGuest, wait_for_agent
+from .lab import TestGuest, wait_for_agent
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def host(
-    system_conn: libvirt.virConnect,
-    e2e_pool: LabPool,
-    e2e_network: LabNetwork,
-    e2e_namespace: str,
-    tmp_path: Path,
-) -> Iterator[Host]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "class.yaml").write_text(textwrap.dedent(CLASS), encoding="utf-8")
-    yield Host(
-        repo,
-        system_conn,
-        storage_pool=e2e_pool.name,
-        network=e2e_network.name,
-        namespaces=(e2e_namespace,),
-    )
 
 
 class Walk:
