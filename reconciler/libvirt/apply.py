@@ -49,6 +49,7 @@ from reconciler.libvirt.storage import (
     StorageError,
     pool_lock,
 )
+from reconciler.libvirt.storage.pools import create_volume, find_volume
 from reconciler.provisioning.seed import SEED_PREFIX
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
@@ -117,34 +118,14 @@ class Applier:
             raise ApplyError(f"storage pool {name!r} is not active (virsh pool-start)")
         return pool
 
-    @staticmethod
-    def _volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
-        try:
-            return pool.storageVolLookupByName(name)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise
-        return None
-
-    def _create_volume(
-        self, pool: libvirt.virStoragePool, name: str, capacity: int, volume_format: str
-    ) -> libvirt.virStorageVol:
-        volume = ET.Element("volume")
-        ET.SubElement(volume, "name").text = name
-        ET.SubElement(volume, "capacity", unit="bytes").text = str(capacity)
-        ET.SubElement(volume, "allocation", unit="bytes").text = "0"
-        target = ET.SubElement(volume, "target")
-        ET.SubElement(target, "format", type=volume_format)
-        self.mutations += 1
-        return pool.createXML(ET.tostring(volume, encoding="unicode"), 0)
-
     @_run.register
     def _(self, action: EnsureSeedVolume) -> None:
         pool = self._active_pool(action.pool)
         with pool_lock(pool):
-            if self._volume(pool, action.volume) is not None:
+            if find_volume(pool, action.volume) is not None:
                 return  # named by its content: the one there is the one wanted
-            volume = self._create_volume(pool, action.volume, len(action.content), "raw")
+            self.mutations += 1
+            volume = create_volume(pool, action.volume, len(action.content), "raw")
             try:
                 _upload(self._connection, volume, action.content)
             except libvirt.libvirtError as error:
@@ -172,7 +153,7 @@ class Applier:
             raise ApplyError(f"{action.volume} is not a seed image; not removed")
         pool = self._active_pool(action.pool)
         with pool_lock(pool):
-            volume = self._volume(pool, action.volume)
+            volume = find_volume(pool, action.volume)
             if volume is not None:
                 self.mutations += 1
                 volume.delete(0)
