@@ -17,8 +17,10 @@ from reconciler.engine.actions import (
     Action,
     DefineDomain,
     DeleteDiskVolume,
+    DeleteSeedVolume,
     EnsureDiskVolume,
     EnsureImageVolume,
+    EnsureSeedVolume,
     ReleaseAddress,
     ReserveAddress,
     ResizeDisk,
@@ -212,7 +214,14 @@ def _observe_after(
     return Observation(domains, volumes, network, before.image_sources)
 
 
-_VOLUME_ACTIONS = (EnsureImageVolume, EnsureDiskVolume, ResizeDisk, DeleteDiskVolume)
+_VOLUME_ACTIONS = (
+    EnsureImageVolume,
+    EnsureDiskVolume,
+    ResizeDisk,
+    DeleteDiskVolume,
+    EnsureSeedVolume,
+    DeleteSeedVolume,
+)
 
 
 def reconcile_once(
@@ -256,13 +265,8 @@ def reconcile_once(
                     f"{outcome.action.describe()} failed: {outcome.error}",
                 )
             )
-    explain_failed_starts(result.final.statuses, [(o.action, o.error or "") for o in result.errors])
-    explain_failures(
-        result.final.statuses,
-        result.final.object_reports,
-        [(o.action, o.error or "") for o in result.errors],
-    )
-    explain_operation_failures(
-        result.final.object_reports, [(o.action, o.error or "") for o in result.errors]
-    )
+    failures = [(o.action, o.error or "") for o in result.errors]
+    explain_failed_starts(result.final.statuses, failures)
+    explain_failures(result.final.statuses, result.final.object_reports, failures)
+    explain_operation_failures(result.final.object_reports, failures)
     return result
