@@ -41,6 +41,7 @@ $(STAMPS)/venv: $(STAMPS)/deb pyproject.toml
 lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check reconciler tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check reconciler tests $(wildcard bench)
+	$(VENV)/bin/mypy reconciler
 
 unit: $(STAMPS)/venv
 	$(VENV)/bin/pytest -q --ignore=tests/e2e

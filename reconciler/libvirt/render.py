@@ -92,7 +92,7 @@ def _os(domain: ET.Element, spec: DomainSpec) -> None:
 
 
 def _cpu(domain: ET.Element, spec: DomainSpec) -> None:
-    attrs = {"mode": spec.cpu_mode}
+    attrs: dict[str, str] = {"mode": spec.cpu_mode}
     if spec.cpu_mode == "custom":
         attrs["match"] = "exact"
     cpu = _sub(domain, "cpu", **attrs)
