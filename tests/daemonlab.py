@@ -289,3 +289,15 @@ class Daemon:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+def settings(remote: Remote, node: str, **extra: Any) -> dict[str, Any]:
+    """A daemon configuration following `remote` on libvirt's test driver as host `node`."""
+    return {
+        "repository": {"url": remote.url, "intervalSeconds": 2},
+        "libvirtUri": "test:///default",
+        "nodeName": node,
+        "storagePool": "default-pool",
+        "network": "default",
+        **extra,
+    }

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemonlab import Daemon, Remote, Workspace, wait_until
+from tests.daemonlab import Daemon, Remote, Workspace, settings, wait_until
 from tests.hosts import CLASS, vm_yaml
 
 NODE = """
@@ -31,37 +30,6 @@ spec:
     cpu: 64
     memory: 256Gi
 """
-
-
-def settings(remote: Remote, node: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "repository": {"url": remote.url, "intervalSeconds": 2},
-        "libvirtUri": "test:///default",
-        "nodeName": node,
-        "storagePool": "default-pool",
-        "network": "default",
-        **extra,
-    }
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return Remote.create(tmp_path / "remote.git")
-
-
-@pytest.fixture
-def operator(remote: Remote, tmp_path: Path) -> Workspace:
-    workspace = Workspace.clone(remote, tmp_path / "operator")
-    workspace.write("class.yaml", CLASS)
-    return workspace
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.close()
 
 
 def vm_reports(remote: Remote) -> dict[str, dict[str, Any]]:

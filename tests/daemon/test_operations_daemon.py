@@ -9,14 +9,10 @@ daemon carries out is one log line, so the log tells how often the operation ran
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.daemonlab import Daemon, Remote, Workspace, wait_until
-from tests.hosts import CLASS, vm_yaml
+from tests.daemonlab import Daemon, Remote, Workspace, settings, wait_until
+from tests.hosts import vm_yaml
 
 OPERATION = "restart-vm-1718000000"
 VMOP = f"""
@@ -35,43 +31,13 @@ STEP = re.compile(
 )
 
 
-def settings(remote: Remote) -> dict[str, Any]:
-    return {
-        "repository": {"url": remote.url, "intervalSeconds": 2},
-        "libvirtUri": "test:///default",
-        "nodeName": "hv",
-        "storagePool": "default-pool",
-        "network": "default",
-    }
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return Remote.create(tmp_path / "remote.git")
-
-
-@pytest.fixture
-def operator(remote: Remote, tmp_path: Path) -> Workspace:
-    workspace = Workspace.clone(remote, tmp_path / "operator")
-    workspace.write("class.yaml", CLASS)
-    return workspace
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.close()
-
-
 def phase(remote: Remote, relative: str) -> str | None:
     document = remote.document(relative)
     return document["status"]["phase"] if document else None
 
 
 def start(daemons: list[Daemon], workdir: Path, remote: Remote) -> Daemon:
-    daemon = Daemon(workdir, settings(remote))
+    daemon = Daemon(workdir, settings(remote, "hv"))
     daemons.append(daemon)
     daemon.start()
     daemon.wait_ready()
