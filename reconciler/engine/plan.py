@@ -52,7 +52,7 @@ from reconciler.engine.desired import (
     domain_name,
 )
 from reconciler.engine.disks import DiskRecord
-from reconciler.engine.domain import DomainMetadata, ObservedDomain, VolumeFacts
+from reconciler.engine.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
 from reconciler.engine.lifecycle import phase_of, report_agent, terminating_status
 from reconciler.engine.operation_reports import report_operations
 from reconciler.engine.operations import ReportedOperation, Step, operation_step
@@ -163,6 +163,58 @@ class PlanContext:
     operation_reports: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The VMs a plan found with nothing to do, and the observation it read them from.
+
+    The second plan of a pass (after the actions) keeps such a VM as it was planned
+    wherever the pass did not read its domain again: its inputs are the very same
+    objects, and the planner gives the same inputs the same plan (module docstring).
+    A VM with anything to do, or anything to explain, is planned again.
+    """
+
+    observation: Observation
+    vms: Mapping[ObjectId, tuple[VMPlan, VMStatus]]
+
+    @classmethod
+    def of(cls, done: Plan, observation: Observation) -> Settled:
+        return cls(
+            observation,
+            {
+                vm.object_id: (vm, done.statuses[vm.object_id])
+                for vm in done.vms
+                if vm.outcome in _SETTLED_OUTCOMES
+                and not vm.actions
+                and not vm.details
+                and vm.object_id in done.statuses
+            },
+        )
+
+    def applies_to(self, observation: Observation) -> bool:
+        """Whether the pool, the network and the image files are the ones read before:
+        every VM depends on them, so when the pass read one again, all are planned anew."""
+        before = self.observation
+        return (
+            observation.volumes is before.volumes
+            and observation.network is before.network
+            and observation.image_sources is before.image_sources
+        )
+
+    def kept(
+        self, vm_id: ObjectId, name: str, observation: Observation
+    ) -> tuple[VMPlan, VMStatus] | None:
+        entry = self.vms.get(vm_id)
+        if entry is None:
+            return None
+        before = self.observation.domains.get(name)
+        if before is None or observation.domains.get(name) is not before:
+            return None
+        return entry
+
+
+_SETTLED_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.AWAITING_RESTART})
+
+
 def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
     def sockets_of(cores: int) -> int | None:
         try:
@@ -173,8 +225,11 @@ def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> C
     return ChangeTable(rules, sockets_of)
 
 
-def plan(context: PlanContext, observation: Observation) -> Plan:
+def plan(context: PlanContext, observation: Observation, settled: Settled | None = None) -> Plan:
+    """The pass's plan; `settled`: an earlier plan of the same pass (Settled)."""
     result = Plan()
+    if settled is not None and not settled.applies_to(observation):
+        settled = None
     findings_by_object: dict[str, list[Finding]] = {}
     for finding in context.findings:
         if finding.object:
@@ -228,6 +283,11 @@ def plan(context: PlanContext, observation: Observation) -> Plan:
             status = _base_status(context, vm, None)
             status.set(Condition("Running", False, "Unschedulable", placement.reason))
             result.statuses[vm.id] = status
+            continue
+        kept = settled.kept(vm.id, domain_name(vm), observation) if settled else None
+        if kept is not None:
+            result.vms.append(kept[0])
+            result.statuses[vm.id] = kept[1]
             continue
         vm_plan, status = _plan_vm(
             context, vm, findings_by_object.get(str(vm.id), []), observation, capacity, devices
@@ -334,20 +394,19 @@ def _blocking_conditions(findings: list[Finding]) -> list[Condition]:
 def _base_status(
     context: PlanContext, vm: VirtualMachine, observed: ObservedDomain | None
 ) -> VMStatus:
-    status = VMStatus(memory=vm.spec.memory.size.text, cores=vm.spec.cpu.cores)
+    active = observed is not None and observed.state.active
+    status = VMStatus(
+        memory=vm.spec.memory.size.text,
+        cores=vm.spec.cpu.cores,
+        conditions=[*_READY, _RUNNING if active else _NOT_RUNNING],
+    )
     # Known from the spec alone, even for a VM that is blocked before its domain is built.
     with contextlib.suppress(TopologyError):
         layout = topology_for(context.topology, vm.spec.cpu.cores)
         status.sockets, status.cores_per_socket = layout.sockets, layout.cores_per_socket
-    status.set(Condition("VirtualMachineClassReady", True, "VirtualMachineClassReady"))
-    status.set(Condition("BlockDevicesReady", True, "BlockDevicesReady"))
-    status.set(Condition("ProvisioningReady", True, "ProvisioningReady"))
     status.phase = _phase_of(observed)
-    if observed is not None and observed.state.active:
+    if active:
         status.node_name = context.host.node_name
-        status.set(Condition("Running", True, "Running"))
-    else:
-        status.set(Condition("Running", False, "NotRunning"))
     report_agent(status, observed)
     meta = _running_metadata(observed)
     if meta is not None:
@@ -355,6 +414,16 @@ def _base_status(
     if observed is not None and observed.config.metadata is not None:
         status.created = observed.config.metadata.created
     return status
+
+
+# The conditions every VM starts from (Condition is frozen: shared by all statuses).
+_READY = (
+    Condition("VirtualMachineClassReady", True, "VirtualMachineClassReady"),
+    Condition("BlockDevicesReady", True, "BlockDevicesReady"),
+    Condition("ProvisioningReady", True, "ProvisioningReady"),
+)
+_RUNNING = Condition("Running", True, "Running")
+_NOT_RUNNING = Condition("Running", False, "NotRunning")
 
 
 def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
@@ -459,16 +528,7 @@ def _plan_vm(
     spec = desired.spec
     config_meta = observed.config.metadata if observed else None
     if config_meta is not None:
-        # Run-policy bookkeeping lives on across redefinitions.
-        spec = replace(
-            spec,
-            metadata=replace(
-                spec.metadata,
-                stopped_manually=config_meta.stopped_manually,
-                completed_operations=config_meta.completed_operations,
-                created=config_meta.created,
-            ),
-        )
+        spec = _with_bookkeeping(spec, config_meta)
     if observed is None:
         vm_plan.actions.append(DefineDomain(vm.id, spec, "new"))
         vm_plan.outcome = Outcome.CREATED
@@ -497,6 +557,41 @@ def _plan_vm(
         context, vm, desired, observed, restart_pending, capacity, vm_plan, status, address_ready
     )
     return vm_plan, status
+
+
+def _with_bookkeeping(spec: DomainSpec, config_meta: DomainMetadata) -> DomainSpec:
+    """The spec carrying the run-policy bookkeeping of the definition it replaces: it
+    lives on across redefinitions."""
+    meta = spec.metadata
+    if (
+        meta.stopped_manually == config_meta.stopped_manually
+        and meta.completed_operations == config_meta.completed_operations
+        and meta.created == config_meta.created
+    ):
+        return spec
+    # The desired spec is the same object pass after pass (desired.py's memo), and so is
+    # the definition read back: the spec they make is kept, so no pass makes it again.
+    key = (id(spec), id(config_meta))
+    kept = _BOOKKEPT.get(key)
+    if kept is not None and kept[0] is spec and kept[1] is config_meta:
+        return kept[2]
+    made = replace(
+        spec,
+        metadata=replace(
+            meta,
+            stopped_manually=config_meta.stopped_manually,
+            completed_operations=config_meta.completed_operations,
+            created=config_meta.created,
+        ),
+    )
+    if len(_BOOKKEPT) >= _BOOKKEPT_LIMIT:
+        _BOOKKEPT.clear()
+    _BOOKKEPT[key] = (spec, config_meta, made)
+    return made
+
+
+_BOOKKEPT: dict[tuple[int, int], tuple[DomainSpec, DomainMetadata, DomainSpec]] = {}
+_BOOKKEPT_LIMIT = 50_000
 
 
 def _seed_network(
@@ -890,4 +985,4 @@ def _plan_deletions(
     return {observed.name for observed in orphans}
 
 
-__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "plan"]
+__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "Settled", "plan"]

@@ -33,7 +33,14 @@ from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.lifecycle import explain_failed_starts
 from reconciler.engine.operation_reports import explain_operation_failures, keep_refusals
 from reconciler.engine.placement import fleet
-from reconciler.engine.plan import Observation, Plan, PlanContext, change_table_for, plan
+from reconciler.engine.plan import (
+    Observation,
+    Plan,
+    PlanContext,
+    Settled,
+    change_table_for,
+    plan,
+)
 from reconciler.engine.status import Condition
 from reconciler.engine.storage import ImageSourceFacts, images_to_inspect
 from reconciler.findings import Finding
@@ -252,7 +259,7 @@ def reconcile_once(
     after = _observe_after(source, context.host, observation, [o.action for o in result.applied])
     if after.image_sources is not observation.image_sources:
         after = replace(after, image_sources=observation.image_sources)
-    result.final = plan(replace(context, anticipate=False), after)
+    result.final = plan(replace(context, anticipate=False), after, Settled.of(first, observation))
     keep_refusals(first.object_reports, result.final.object_reports)
     for outcome in result.errors:
         status = result.final.statuses.get(outcome.action.owner)

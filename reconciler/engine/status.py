@@ -59,8 +59,13 @@ class VMStatus:
     guest_os_info: dict[str, str] = field(default_factory=dict)
 
     def set(self, condition: Condition) -> None:
-        self.conditions = [c for c in self.conditions if c.type != condition.type]
-        self.conditions.append(condition)
+        """Put the condition last, in place of any of its type."""
+        conditions = self.conditions
+        for index, existing in enumerate(conditions):
+            if existing.type == condition.type:
+                del conditions[index]
+                break
+        conditions.append(condition)
 
     def get(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)

@@ -57,35 +57,35 @@ def parse_definition(xml: str) -> DefinitionView:
     shares_element = root.find("cputune/shares")
     disks: list[tuple[str, str, str]] = []
     attached: list[tuple[str, str, str]] = []
-    for disk in root.iterfind("devices/disk"):
-        target = disk.find("target")
-        source = disk.find("source")
-        if source is None:
-            location = ""
-        elif source.get("volume"):
-            location = f"{source.get('pool', '')}/{source.get('volume')}"
-        else:
-            location = source.get("file") or source.get("dev") or ""
-        disks.append(
-            (
-                target.get("dev", "") if target is not None else "",
-                location,
-                disk.get("device", "disk"),
-            )
-        )
-        alias = disk.find("alias")
-        if alias is not None and alias.get("name", "").startswith(USER_ALIAS_PREFIX):
-            attached.append((alias.get("name", ""), disks[-1][0], location))
     nics: list[tuple[str, str]] = []
-    for interface in root.iterfind("devices/interface"):
-        mac = interface.find("mac")
-        source = interface.find("source")
-        nics.append(
-            (
-                (mac.get("address", "") if mac is not None else "").lower(),
-                source.get("network", "") if source is not None else "",
+    agent_channel = ""
+    # One walk over the devices: ElementPath searches ("devices/disk", ...) each walk
+    # them again, in Python, and a resync reads every definition on the host.
+    devices = root.find("devices")
+    for device in devices if devices is not None else ():
+        tag = device.tag
+        if tag == "disk":
+            disk = _disk(device)
+            disks.append(disk)
+            alias = device.find("alias")
+            if alias is not None and alias.get("name", "").startswith(USER_ALIAS_PREFIX):
+                attached.append((alias.get("name", ""), disk[0], disk[1]))
+        elif tag == "interface":
+            mac = device.find("mac")
+            source = device.find("source")
+            nics.append(
+                (
+                    (mac.get("address", "") if mac is not None else "").lower(),
+                    source.get("network", "") if source is not None else "",
+                )
             )
-        )
+        elif tag == "channel" and not agent_channel:
+            # libvirt's `state` of the guest-agent channel (live XML only): qemu-ga
+            # opening its port flips it to "connected", which tells without asking
+            # the agent anything.
+            target = device.find("target")
+            if target is not None and target.get("name") == GUEST_AGENT_CHANNEL:
+                agent_channel = target.get("state", "")
     facts = DomainFacts(
         vcpus=vcpus,
         max_vcpus=max_vcpus,
@@ -98,13 +98,21 @@ def parse_definition(xml: str) -> DefinitionView:
         nics=tuple(nics),
         attached=tuple(attached),
     )
-    return DefinitionView(facts, parse_metadata(root.find("metadata")), _agent_channel(root))
+    return DefinitionView(facts, parse_metadata(root.find("metadata")), agent_channel)
 
 
-def _agent_channel(root: ET.Element) -> str:
-    """libvirt's `state` of the guest-agent channel (live XML only): qemu-ga opening its
-    port flips it to "connected", which tells without asking the agent anything."""
-    for target in root.iterfind("devices/channel/target"):
-        if target.get("name") == GUEST_AGENT_CHANNEL:
-            return target.get("state", "")
-    return ""
+def _disk(disk: ET.Element) -> tuple[str, str, str]:
+    """(target dev, source as "pool/volume" or a path, device kind)."""
+    target = disk.find("target")
+    source = disk.find("source")
+    if source is None:
+        location = ""
+    elif source.get("volume"):
+        location = f"{source.get('pool', '')}/{source.get('volume')}"
+    else:
+        location = source.get("file") or source.get("dev") or ""
+    return (
+        target.get("dev", "") if target is not None else "",
+        location,
+        disk.get("device", "disk"),
+    )

@@ -17,6 +17,27 @@ ET.register_namespace(METADATA_PREFIX, METADATA_NAMESPACE)
 ROOT_TAG = f"{{{METADATA_NAMESPACE}}}domain"
 
 
+def metadata_fields(meta: DomainMetadata) -> list[tuple[str, str]]:
+    """The element's children but the completed operations, in order, as (name, text)."""
+    fields = [
+        ("kind", meta.kind),
+        ("namespace", meta.namespace),
+        ("name", meta.name),
+        ("revision", meta.revision),
+        ("digest", meta.digest),
+        ("spec", meta.spec_json()),
+        ("stoppedManually", "true" if meta.stopped_manually else "false"),
+        ("lastRunPolicy", meta.last_run_policy),
+    ]
+    if meta.created:
+        fields.append(("created", meta.created))
+    return fields
+
+
+OPERATIONS = "completedOperations"
+OPERATION = "operation"
+
+
 def metadata_element(meta: DomainMetadata, *, namespaced: bool = True) -> ET.Element:
     """The element; `namespaced=False` leaves the namespace for libvirt to add.
 
@@ -24,24 +45,12 @@ def metadata_element(meta: DomainMetadata, *, namespaced: bool = True) -> ET.Ele
     refuses one that already declares it.
     """
     prefix = f"{{{METADATA_NAMESPACE}}}" if namespaced else ""
-
-    def _child(parent: ET.Element, name: str, text: str) -> None:
-        ET.SubElement(parent, prefix + name).text = text
-
     root = ET.Element(prefix + "domain")
-    _child(root, "kind", meta.kind)
-    _child(root, "namespace", meta.namespace)
-    _child(root, "name", meta.name)
-    _child(root, "revision", meta.revision)
-    _child(root, "digest", meta.digest)
-    _child(root, "spec", meta.spec_json())
-    _child(root, "stoppedManually", "true" if meta.stopped_manually else "false")
-    _child(root, "lastRunPolicy", meta.last_run_policy)
-    if meta.created:
-        _child(root, "created", meta.created)
-    operations = ET.SubElement(root, prefix + "completedOperations")
+    for name, text in metadata_fields(meta):
+        ET.SubElement(root, prefix + name).text = text
+    operations = ET.SubElement(root, prefix + OPERATIONS)
     for operation in meta.completed_operations:
-        _child(operations, "operation", operation)
+        ET.SubElement(operations, prefix + OPERATION).text = operation
     return root
 
 

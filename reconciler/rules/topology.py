@@ -56,8 +56,31 @@ def nearest_allowed(policy: TopologyPolicy, cores: int) -> list[int]:
     return nearest
 
 
+# The layouts of each policy by core count, or the error's message: every VM of a pass
+# asks, several times, for one of a handful of counts. Keyed by the policy object, held.
+_LAYOUTS: dict[int, tuple[TopologyPolicy, dict[int, Topology | str]]] = {}
+
+
 def topology_for(policy: TopologyPolicy, cores: int) -> Topology:
     """Sockets and cores per socket for a core count, or a TopologyError saying why not."""
+    entry = _LAYOUTS.get(id(policy))
+    if entry is None or entry[0] is not policy:
+        if len(_LAYOUTS) >= 16:
+            _LAYOUTS.clear()
+        entry = _LAYOUTS[id(policy)] = (policy, {})
+    found = entry[1].get(cores)
+    if found is None:
+        try:
+            found = _layout(policy, cores)
+        except TopologyError as error:
+            found = str(error)
+        entry[1][cores] = found
+    if isinstance(found, str):
+        raise TopologyError(found)
+    return found
+
+
+def _layout(policy: TopologyPolicy, cores: int) -> Topology:
     band = _band(policy, cores) if cores <= policy.max_cores else None
     if band is None or not _fits(band, cores):
         nearest = " or ".join(str(n) for n in nearest_allowed(policy, cores))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import libvirt
 
-from reconciler.engine.plan import Outcome
+from reconciler.engine.plan import Outcome, Plan, plan
+from reconciler.engine.reconcile import PassResult, observe, with_image_sources
 from reconciler.libvirt.facts import parse_definition
-from tests.hosts import Host, vm_yaml
+from tests.hosts import Host, NamespaceObserver, vm_yaml
 
 
 def running_vcpus(host: Host, name: str = "linux-vm.default") -> int:
@@ -193,3 +196,64 @@ def test_creation_time_survives_redefinition(host: Host) -> None:
     second, _ = host.reconcile()
     assert next_boot_vcpus(host) == 2
     assert status_of(second).created == created
+
+
+def _vm_id(result, name: str):  # type: ignore[no-untyped-def]
+    return next(i for i in result.plan.statuses if i.name == name)
+
+
+def planned_anew(host: Host, result: PassResult) -> Plan:
+    """The host after the pass, read whole and planned from scratch, as the pass's
+    own second plan describes it (nothing anticipated)."""
+    observer = NamespaceObserver(host.connection, host.namespaces)
+    observation = with_image_sources(observer, result.context, observe(observer, host.context))
+    return plan(replace(result.context, anticipate=False), observation)
+
+
+def test_a_pass_reports_what_planning_the_host_anew_reports(host: Host) -> None:
+    """After its actions a pass plans again for the statuses, keeping the VMs it had
+    nothing to do for (plan.Settled): what it reports is what planning anew reports."""
+    for index in range(8):  # most untouched: the pass reads only the touched ones again
+        host.write(f"vm{index}.yaml", vm_yaml(name=f"vm{index}"))
+    host.reconcile()
+    host.write("vm0.yaml", vm_yaml(name="vm0", cores=2))
+    host.write("vm1.yaml", vm_yaml(name="vm1", run_policy="AlwaysOff"))
+    host.write("vm2.yaml", vm_yaml(name="vm2", fraction="20%"))
+    result, _ = host.reconcile()
+    assert result.final is not None
+    untouched = _vm_id(result, "vm3")
+    assert result.final.statuses[untouched] is result.plan.statuses[untouched]
+    assert planned_anew(host, result).statuses == result.final.statuses
+    assert status_of(result, "vm0").restart_awaiting_changes
+    assert status_of(result, "vm1").phase == "Stopped"
+
+
+def test_a_vm_refused_for_room_is_planned_again_after_the_pass(host: Host) -> None:
+    """Its domain was not touched, but the room it waits for was."""
+    host.capacity_cpus = 1
+    host.write("a.yaml", vm_yaml(name="a", cores=1, fraction="100%"))
+    for index in range(4):
+        host.write(f"idle{index}.yaml", vm_yaml(name=f"idle{index}", run_policy="AlwaysOff"))
+    host.reconcile()
+    host.write("b.yaml", vm_yaml(name="b", cores=1, fraction="50%"))
+    host.reconcile()  # b's disk and definition; no room to start it
+    host.write("a.yaml", vm_yaml(name="a", cores=1, fraction="100%", run_policy="AlwaysOff"))
+    result, _ = host.reconcile()
+    refused = result.plan.statuses[_vm_id(result, "b")]
+    assert "only 0m" in " ".join(c.message for c in refused.conditions)
+    assert result.final is not None
+    anew = planned_anew(host, result)
+    assert anew.statuses == result.final.statuses
+    assert any(vm.object_id.name == "b" and vm.actions for vm in anew.vms)
+
+
+def test_a_pass_that_touched_the_pool_plans_every_vm_again(host: Host) -> None:
+    for index in range(3):
+        host.write(f"vm{index}.yaml", vm_yaml(name=f"vm{index}"))
+    host.reconcile()
+    host.write("vm3.yaml", vm_yaml(name="vm3"))  # a new disk volume: the pool is read again
+    result, _ = host.reconcile()
+    assert result.final is not None
+    untouched = _vm_id(result, "vm0")
+    assert result.final.statuses[untouched] is not result.plan.statuses[untouched]
+    assert planned_anew(host, result).statuses == result.final.statuses
