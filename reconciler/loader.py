@@ -11,6 +11,7 @@ import gc
 import os
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ class LoadedObject:
     model: Manifest
     source: SourceDocument
 
-    @property
+    @cached_property
     def id(self) -> ObjectId:
         return self.model.id
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -115,8 +116,10 @@ class Manifest(Strict):
             return ""
         return self.metadata.namespace or DEFAULT_NAMESPACE
 
-    @property
+    @cached_property
     def id(self) -> ObjectId:
+        # Cached: a pass asks every object for it many times. Models are frozen and
+        # never copied with changes, so it cannot go stale.
         return ObjectId(self.KIND, self.namespace, self.name)
 
     def to_manifest(self) -> dict[str, Any]:

@@ -45,6 +45,22 @@ _LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected", "agent"})
 
 
 @dataclass
+class _Stages:
+    """Where a pass spent its time, for its log line: a slow pass says which part was slow."""
+
+    def __init__(self, started: float) -> None:
+        self._last = started
+        self._spent: list[tuple[str, float]] = []
+
+    def mark(self, stage: str) -> None:
+        now = time.monotonic()
+        self._spent.append((stage, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self._spent)
+
+
 class Health:
     libvirt: str = "not connected yet"
     source: str = "not fetched yet"
@@ -345,6 +361,13 @@ class Daemon:
         guest is handled without waiting for a fetch."""
         if self._revision is not None and set(reasons) <= _LIBVIRT_ONLY:
             return self._revision
+        leave_out_status = getattr(self._source, "leave_out_status", None)
+        if leave_out_status is not None:
+            # The source's copy of the reports is needed only while the publisher has
+            # none of its own (_status_root).
+            leave_out_status(
+                self._publisher is not None and Path(self._publisher.status_root).is_dir()
+            )
         try:
             revision = self._source.update()
         except Exception as error:
@@ -360,8 +383,10 @@ class Daemon:
 
     def _one_pass(self, reasons: Counter[str]) -> None:
         started = time.monotonic()
+        stages = _Stages(started)
         why = ", ".join(sorted(reasons))
         revision = self._update_source(reasons)
+        stages.mark("source")
         if revision is None:
             return
         if set(reasons) <= {"push", "file"} and revision.manifests_key == self._last_key:
@@ -374,6 +399,7 @@ class Daemon:
             self._publish_error(revision, f"libvirt: {self.health.libvirt}", why)
             return
         loaded = self._cache.load(revision)
+        stages.mark("load")
         status_root = self._status_root(revision)
         context = plan_context(
             loaded,
@@ -387,6 +413,7 @@ class Daemon:
                 datetime.now(UTC),
             ),
         )
+        stages.mark("context")
         from reconciler.libvirt.apply import Applier
 
         # The progress of a long step (an image upload) also keeps the watchdog fed.
@@ -402,12 +429,14 @@ class Daemon:
             log.exception("pass failed")
             self._connection = None
             return
+        stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
         if revision.stale_error:
             errors.insert(0, revision.stale_error)
         self.health.last_error = "; ".join(errors)
         self._revision = revision
         self._publish(result, revision, self.health.last_error, why)
+        stages.mark("status")
         self._last_key = revision.manifests_key
         self.health.revision = revision.sha
         self.health.last_pass = time.time()
@@ -420,12 +449,13 @@ class Daemon:
             self.metrics.last_success.set_to_current_time()
         applied = len(result.applied)
         log.info(
-            "pass (%s) at %s: %d action(s), %d error(s), %.2fs",
+            "pass (%s) at %s: %d action(s), %d error(s), %.2fs (%s)",
             why,
             revision.sha[:12],
             applied,
             len(result.errors),
             elapsed,
+            stages,
         )
         self.notifier.status(f"revision {revision.sha[:12]}, {applied} action(s) in last pass")
 

@@ -61,6 +61,19 @@ class GitSource:
         self._previous: Revision | None = None
         self.network_timeout = NETWORK_TIMEOUT_SECONDS
         self._clone_checked = False
+        # Whether the clone's work tree leaves the status folder out, and whether it should
+        # (leave_out_status); None: not known yet for this clone.
+        self._status_left_out: bool | None = None
+        self._leave_out_status = False
+
+    def leave_out_status(self, leave_out: bool) -> None:
+        """Whether the clone's work tree may go without the status folder, from the next
+        update on. The daemon reads the fleet's reports from the status publisher's own
+        clone; a copy here only costs a checkout of every report file after each status
+        commit (seconds, for thousands of them). The daemon asks for the copy again
+        whenever it has no other (a new publisher clone), so the reports are never out
+        of reach. Manifests and the revision's tree entries are unaffected."""
+        self._leave_out_status = leave_out and bool(self.status_path) and _plain(self.status_path)
 
     def describe(self) -> str:
         return f"{redact_url(self.url)} ({self.branch})"
@@ -155,6 +168,7 @@ class GitSource:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         partial.rename(self.work_tree)
+        self._status_left_out = False  # a new clone checks out everything
 
     def _cached_head(self, env: dict[str, str], redact: Redactor) -> str | None:
         """HEAD of a clone left by an earlier run of the daemon, if any."""
@@ -199,6 +213,7 @@ class GitSource:
         stale_error: str,
     ) -> Revision:
         try:
+            self._shape_work_tree(env, redact)
             run_git(self.work_tree, ["reset", "--hard", "--quiet", head], env, redact)
             run_git(self.work_tree, ["clean", "-fdxq"], env, redact)
             sha = self._applied_sha(head, env, redact)
@@ -219,6 +234,26 @@ class GitSource:
         self._previous = revision
         return revision
 
+    def _shape_work_tree(self, env: dict[str, str], redact: Redactor) -> None:
+        """Leave the status folder out of the work tree, or bring it back (sparse checkout,
+        patterns rather than cones: everything but that one folder)."""
+        if self._status_left_out is None:
+            try:
+                found = run_git(
+                    self.work_tree, ["config", "--bool", "core.sparseCheckout"], env, redact
+                )
+            except GitFailed:
+                found = ""  # not set
+            self._status_left_out = found.strip() == "true"
+        if self._status_left_out == self._leave_out_status:
+            return
+        if self._leave_out_status:
+            patterns = ["/*", f"!/{self.status_path}/"]
+            run_git(self.work_tree, ["sparse-checkout", "set", "--no-cone", *patterns], env, redact)
+        else:
+            run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
+        self._status_left_out = self._leave_out_status
+
     def _applied_sha(self, head: str, env: dict[str, str], redact: Redactor) -> str:
         """The newest commit that changed the manifests: the daemon's own status
         commits must not look like a new revision to apply."""
@@ -229,6 +264,11 @@ class GitSource:
             self.work_tree, ["log", "-1", "--format=%H", head, "--", *pathspecs], env, redact
         )
         return output.strip() or head
+
+
+def _plain(path: str) -> bool:
+    """A path that means itself as a sparse-checkout pattern."""
+    return not any(character in path for character in "*?[]!\\#") and not path.startswith(" ")
 
 
 def manifests_key(entries: TreeEntries, status_relative: str | None) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,22 +55,26 @@ class _Memo:
     """What a daemon pass would otherwise redo for every object of a large fleet.
 
     Rendering with ruamel.yaml costs milliseconds per document, and so does parsing
-    one back; a pass over a thousand unchanged reports must do neither. Entries are
-    keyed by content (the document's JSON, the file's text), so they can never be
-    stale; the maps are emptied when they outgrow a few fleets' worth of reports.
+    one back; a pass over a thousand unchanged reports must do neither, nor read them
+    all again, several times (the reports kept, the stale ones, the README, the disks,
+    the leases). Rendered and parsed documents are keyed by content, so they can never
+    be stale. A file's text is kept with what the file system says of it (inode, size,
+    modification and change times): a Git checkout or any write makes another file or
+    moves the times, so a changed file is read again. The maps are emptied when they
+    outgrow a few fleets' worth of reports.
     """
 
     LIMIT = 50_000
 
     def __init__(self) -> None:
         self.rendered: dict[str, str] = {}
-        self.parsed: dict[Path, tuple[str, Any]] = {}
+        self.files: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+        self.parsed: dict[str, tuple[str, Any]] = {}
 
     def trim(self) -> None:
-        if len(self.rendered) > self.LIMIT:
-            self.rendered.clear()
-        if len(self.parsed) > self.LIMIT:
-            self.parsed.clear()
+        for found in (self.rendered, self.files, self.parsed):
+            if len(found) > self.LIMIT:
+                found.clear()
 
 
 _MEMO = _Memo()
@@ -86,22 +92,48 @@ def render(document: Mapping[str, Any]) -> str:
     return text
 
 
+def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def read_text(path: Path) -> str | None:
+    """A report file's text; None when it is missing or unreadable."""
+    name = os.fspath(path)
+    try:
+        signature = _signature(os.stat(name))
+    except OSError:
+        _MEMO.files.pop(name, None)
+        return None
+    known = _MEMO.files.get(name)
+    if known is not None and known[0] == signature:
+        return known[1]
+    try:
+        with open(name, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    # Changed between the stat and the read: the next stat differs, and reads it again.
+    _MEMO.trim()
+    _MEMO.files[name] = (signature, text)
+    return text
+
+
 def read_document(path: Path) -> Any:
     """A report as plain values; None when it is missing or unreadable. Treat the
     result as read-only: it is shared with later readers of the same text."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    text = read_text(path)
+    if text is None:
         return None
-    known = _MEMO.parsed.get(path)
+    name = os.fspath(path)
+    known = _MEMO.parsed.get(name)
     if known is not None and known[0] == text:
         return known[1]
     try:
-        value = load_config_text(text, str(path))
+        value = load_config_text(text, name)
     except ValueError:
         value = None
     _MEMO.trim()
-    _MEMO.parsed[path] = (text, value)
+    _MEMO.parsed[name] = (text, value)
     return value
 
 
@@ -114,15 +146,15 @@ def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
 
 def write_if_changed(path: Path, text: str) -> bool:
     """Write only when the bytes differ, so an unchanged pass touches no file."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except OSError:
-        pass
+    if read_text(path) == text:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+    with contextlib.suppress(OSError):
+        name = os.fspath(path)
+        _MEMO.files[name] = (_signature(os.stat(name)), text)
     return True
 
 

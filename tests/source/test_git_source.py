@@ -81,6 +81,41 @@ def test_status_commit_moves_head_but_not_the_applied_revision(
     assert second.changed == frozenset()
 
 
+def test_the_status_folder_can_be_left_out_of_the_work_tree_and_brought_back(
+    remote: Remote, cache_dir: Path
+) -> None:
+    """The daemon reads reports from the publisher's clone: the source then skips checking
+    out thousands of report files after each status commit, and brings them back when
+    the publisher's clone is gone."""
+    remote.commit({**MANIFESTS, "status/virtualmachines/default/web.yaml": "status: {}\n"})
+    source = open_git(remote.url, cache_dir)
+    first = source.update()
+    assert (first.repo_root / "status" / "virtualmachines").is_dir()
+
+    source.leave_out_status(True)
+    remote.commit({"status/virtualmachines/default/db.yaml": "status: {}\n"})
+    second = source.update()
+    assert not (second.repo_root / "status").exists()
+    assert (second.root / "vms" / "web.yaml").read_text() == vm_yaml("web")
+    assert second.manifests_key == first.manifests_key
+    edited = remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)})
+    third = source.update()
+    assert third.sha == edited and third.changed == frozenset({"vms/web.yaml"})
+    assert (third.root / "vms" / "web.yaml").read_text() == vm_yaml("web", cores=2)
+
+    source.leave_out_status(False)
+    fourth = source.update()
+    assert (fourth.repo_root / "status" / "virtualmachines" / "default" / "db.yaml").is_file()
+
+    # A daemon started again finds the clone as the last one left it.
+    source.leave_out_status(True)
+    source.update()
+    again = open_git(remote.url, cache_dir)
+    assert (again.update().repo_root / "status").is_dir()  # nobody asked it to leave it out
+    again.leave_out_status(True)
+    assert not (again.update().repo_root / "status").exists()
+
+
 def test_readme_beside_manifests_does_not_change_the_key(remote: Remote, cache_dir: Path) -> None:
     remote.commit(MANIFESTS)
     source = open_git(remote.url, cache_dir)
