@@ -43,7 +43,7 @@ from reconciler.engine.disks import (
     orphan_volumes,
     terminating_report,
 )
-from reconciler.engine.domain import DomainSpec, ObservedDomain, VolumeFacts
+from reconciler.engine.domain import DiskDevice, DomainSpec, ObservedDomain, VolumeFacts
 from reconciler.engine.status import Condition, VMStatus
 from reconciler.engine.storage import (
     DeviceNotReady,
@@ -55,6 +55,7 @@ from reconciler.engine.storage import (
     storage_actions,
 )
 from reconciler.findings import Finding
+from reconciler.rules.disks import size_text
 from reconciler.rules.inventory import Inventory
 
 ATTACHMENT_KIND = VirtualMachineBlockDeviceAttachment.KIND
@@ -282,3 +283,36 @@ def _set(report: dict[str, Any], kind: str, reason: str, message: str) -> None:
     conditions = [c for c in report.get("conditions", []) if c.get("type") != kind]
     conditions.append({"type": kind, "status": "False", "reason": reason, "message": message})
     report["conditions"] = sorted(conditions, key=lambda c: str(c.get("type")))
+
+
+def block_device_refs(
+    devices: Sequence[ResolvedDevice],
+    disks: Sequence[DiskDevice],
+    observed: ObservedDomain | None,
+    volumes: Mapping[tuple[str, str], VolumeFacts],
+    pool: str,
+) -> list[dict[str, Any]]:
+    """status.blockDeviceRefs (dvp-api.md §1.3): each device of the VM, in the domain's
+    order, with its size, its target, and whether the running instance has it."""
+    live: dict[str, str] = {}
+    if observed is not None and observed.state.active and observed.live is not None:
+        live = {source: target for target, source, _ in observed.live.facts.disks}
+    planned = {disk.source: disk.target for disk in disks}
+    refs: list[dict[str, Any]] = []
+    for device in devices:
+        source = f"{pool}/{device.volume}"
+        entry: dict[str, Any] = {"kind": device.ref.kind, "name": device.ref.name}
+        facts = volumes.get((pool, device.volume))
+        if facts is not None:
+            entry["size"] = size_text(facts.capacity_bytes).removesuffix(" bytes")
+        target = live.get(source) or planned.get(source)
+        if target:
+            entry["target"] = target
+        entry["attached"] = source in live
+        if device.attachment:
+            entry["hotplugged"] = True
+            entry["virtualMachineBlockDeviceAttachmentName"] = device.attachment
+        if device.boot_order is not None:
+            entry["bootOrder"] = device.boot_order
+        refs.append(entry)
+    return refs

@@ -41,7 +41,12 @@ from reconciler.engine.addressing import (
     reservation_owner,
     reservations_by_mac,
 )
-from reconciler.engine.block_devices import PassDevices, plan_disk_deletions, report_devices
+from reconciler.engine.block_devices import (
+    PassDevices,
+    block_device_refs,
+    plan_disk_deletions,
+    report_devices,
+)
 from reconciler.engine.changes import ChangeTable, compare_specs
 from reconciler.engine.desired import (
     DesiredDomain,
@@ -520,6 +525,9 @@ def _plan_vm(
         status.set(Condition(error.condition, False, error.reason, str(error)))
         return _blocked(vm_plan, status, observed, str(error))
     _fill_resources(status, desired, observed, context.topology)
+    status.block_device_refs = block_device_refs(
+        block_devices, desired.spec.disks, observed, observation.volumes, context.host.storage_pool
+    )
     address_ready = _plan_address(decided, vm, desired, observation, vm_plan, status)
     storage, notices = devices.storage_steps(vm_plan.object_id, block_devices)
     vm_plan.actions.extend(storage)

@@ -237,7 +237,8 @@ def reconcile_once(
     runner: ActionRunner | None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> PassResult:
-    """Plan, and with a runner apply and re-plan so statuses describe the result."""
+    """Plan, and with a runner apply and re-plan so statuses describe the result; the
+    second plan keeps the VMs the first had nothing to do for (plan.Settled)."""
     observation = with_image_sources(source, context, observe(source, context.host))
     context = with_addressing(context, observation)
     first = plan(context, observation)

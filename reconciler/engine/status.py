@@ -57,6 +57,8 @@ class VMStatus:
     created: str = ""
     # status.guestOSInfo: what the guest agent of the running instance said (guest.py).
     guest_os_info: dict[str, str] = field(default_factory=dict)
+    # status.blockDeviceRefs: the VM's devices as the host has them (block_devices.py).
+    block_device_refs: list[dict[str, Any]] = field(default_factory=list)
 
     def set(self, condition: Condition) -> None:
         """Put the condition last, in place of any of its type."""
@@ -100,6 +102,8 @@ class VMStatus:
             document["ipAddress"] = self.ip_address
         if self.vmip_name:
             document["virtualMachineIPAddressName"] = self.vmip_name
+        if self.block_device_refs:
+            document["blockDeviceRefs"] = [dict(ref) for ref in self.block_device_refs]
         if self.guest_os_info:
             document["guestOSInfo"] = dict(self.guest_os_info)
         document["conditions"] = conditions

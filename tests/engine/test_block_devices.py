@@ -586,6 +586,43 @@ def test_an_attachment_hot_plugs_its_disk_into_the_running_vm() -> None:
     assert result.statuses[LINUX_VM].restart_awaiting_changes == []
 
 
+def test_the_vm_status_lists_its_block_devices_as_the_running_instance_has_them() -> None:
+    """status.blockDeviceRefs (dvp-api.md §1.3): size, target, boot order, and whether the
+    running instance has the device; a hot-plugged one names its attachment."""
+    base = [vm_with(("VirtualDisk", "root")), disk("root"), disk("blank", "64Mi")]
+    context = context_for(revision(*base, _attachment()))
+    host = applied(context_for(revision(*base)), empty())
+    before = plan(context, host).statuses[LINUX_VM].block_device_refs
+    assert before == [
+        {
+            "kind": "VirtualDisk",
+            "name": "root",
+            "size": "1Gi",
+            "target": "sda",
+            "attached": True,
+            "bootOrder": 1,
+        },
+        {
+            "kind": "VirtualDisk",
+            "name": "blank",
+            "target": "sdb",
+            "attached": False,  # not made yet, not plugged in yet
+            "hotplugged": True,
+            "virtualMachineBlockDeviceAttachmentName": "attach-blank",
+        },
+    ]
+    attached = applied(context, host)
+    running = replace(
+        attached.domains["linux-vm.default"], live=attached.domains["linux-vm.default"].config
+    )
+    after = plan(context, replace(attached, domains={"linux-vm.default": running}))
+    blank = after.statuses[LINUX_VM].block_device_refs[1]
+    assert (blank["size"], blank["attached"]) == ("64Mi", True)
+    stopped = applied(context_for(revision(*base)), empty(), PowerState.SHUTOFF)
+    refs = plan(context_for(revision(*base)), stopped).statuses[LINUX_VM].block_device_refs
+    assert [(r["name"], r["attached"]) for r in refs] == [("root", False)]
+
+
 def test_a_hot_plugged_disk_is_expected_not_put_back() -> None:
     base = [vm_with(("VirtualDisk", "root")), disk("root"), disk("blank", "64Mi")]
     context = context_for(revision(*base, _attachment()))

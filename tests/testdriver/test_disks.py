@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.engine.actions import DeleteDiskVolume, EnsureImageVolume
+from reconciler.libvirt.facts import parse_definition
+from reconciler.status.documents import read_document
 from tests.hosts import Host, vm_yaml
 
 IMAGE = """
@@ -107,6 +109,19 @@ def _running_vm_with_its_disk(host: Host, vm: str | None = None) -> None:
     assert result.errors == []
     host.write_statuses(result)
     assert "vd-default-linux-vm-root.qcow2" in volumes(host)
+
+
+def test_the_vm_report_lists_the_disk_the_running_domain_has(host: Host) -> None:
+    _running_vm_with_its_disk(host)
+    report = read_document(host.repo / "status/virtualmachines/default/linux-vm.yaml")
+    [root] = report["status"]["blockDeviceRefs"]
+    assert root["kind"] == "VirtualDisk" and root["name"] == "linux-vm-root"
+    assert (root["size"], root["attached"], root["bootOrder"]) == ("1Gi", True, 1)
+    assert root["target"] in {d[0] for d in host_disks(host)}
+
+
+def host_disks(host: Host) -> tuple[tuple[str, str, str], ...]:
+    return parse_definition(host.domain().XMLDesc(0)).facts.disks
 
 
 def test_deleting_a_vm_keeps_its_disk(host: Host) -> None:
