@@ -44,7 +44,6 @@ _AGENT_TRIGGERS = frozenset({"agent-connected", "agent-disconnected"})
 _LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected", "agent"})
 
 
-@dataclass
 class _Stages:
     """Where a pass spent its time, for its log line: a slow pass says which part was slow."""
 
@@ -61,6 +60,7 @@ class _Stages:
         return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self._spent)
 
 
+@dataclass
 class Health:
     libvirt: str = "not connected yet"
     source: str = "not fetched yet"

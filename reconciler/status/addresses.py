@@ -20,7 +20,9 @@ from reconciler.engine.addressing import Addressing
 from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.status.documents import (
+    FileSignature,
     carry_condition_times,
+    file_signature,
     read_document,
     read_previous,
     render,
@@ -56,18 +58,17 @@ def _parse_time(text: Any) -> datetime | None:
     return None
 
 
-_Signature = tuple[tuple[str, int, int, int], ...]
+_Signature = tuple[tuple[str, FileSignature], ...]
 
 
 def _signature(paths: Iterable[Path]) -> _Signature:
-    """What the files are as far as the file system says (name, inode, mtime, size): a pass over
-    a thousand unchanged reports compares this instead of reading them all. A Git
-    checkout or any write changes the mtime, so a changed file is never missed."""
+    """What the files are as far as the file system says (documents.file_signature): a
+    pass over a thousand unchanged reports compares this instead of reading them all."""
     found = []
     for path in paths:
-        with contextlib.suppress(OSError):  # gone meanwhile: it is simply not there
-            info = path.stat()
-            found.append((str(path), info.st_ino, info.st_mtime_ns, info.st_size))
+        signature = file_signature(path)
+        if signature is not None:  # gone meanwhile: it is simply not there
+            found.append((str(path), signature))
     return tuple(found)
 
 

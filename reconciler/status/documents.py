@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -68,7 +67,7 @@ class _Memo:
 
     def __init__(self) -> None:
         self.rendered: dict[str, str] = {}
-        self.files: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+        self.files: dict[str, tuple[FileSignature, str]] = {}
         self.parsed: dict[str, tuple[str, Any]] = {}
 
     def trim(self) -> None:
@@ -92,16 +91,27 @@ def render(document: Mapping[str, Any]) -> str:
     return text
 
 
-def _signature(info: os.stat_result) -> tuple[int, int, int, int]:
+FileSignature = tuple[int, int, int, int]
+
+
+def _signature(info: os.stat_result) -> FileSignature:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def file_signature(path: Path) -> FileSignature | None:
+    """What a file is as far as the file system says (inode, size, modification and
+    change times); None when it is gone. A Git checkout or any write changes it."""
+    try:
+        return _signature(os.stat(path))
+    except OSError:
+        return None
 
 
 def read_text(path: Path) -> str | None:
     """A report file's text; None when it is missing or unreadable."""
     name = os.fspath(path)
-    try:
-        signature = _signature(os.stat(name))
-    except OSError:
+    signature = file_signature(path)
+    if signature is None:
         _MEMO.files.pop(name, None)
         return None
     known = _MEMO.files.get(name)
@@ -152,9 +162,9 @@ def write_if_changed(path: Path, text: str) -> bool:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
-    with contextlib.suppress(OSError):
-        name = os.fspath(path)
-        _MEMO.files[name] = (_signature(os.stat(name)), text)
+    signature = file_signature(path)
+    if signature is not None:
+        _MEMO.files[os.fspath(path)] = (signature, text)
     return True
 
 
