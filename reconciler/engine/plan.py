@@ -505,7 +505,7 @@ def _plan_vm(
                     " is missing or invalid",
                 )
             )
-        return _blocked(vm_plan, status, observed, "its manifest breaks a rule")
+        return _blocked(vm, vm_plan, status, observed, "its manifest breaks a rule")
     try:
         block_devices = devices.devices(vm_plan.object_id)
         desired = build_domain(
@@ -520,10 +520,10 @@ def _plan_vm(
         )
     except DeviceProblem as problem:
         status.set(Condition("BlockDevicesReady", False, "BlockDevicesNotReady", str(problem)))
-        return _blocked(vm_plan, status, observed, str(problem))
+        return _blocked(vm, vm_plan, status, observed, str(problem))
     except NotReady as error:
         status.set(Condition(error.condition, False, error.reason, str(error)))
-        return _blocked(vm_plan, status, observed, str(error))
+        return _blocked(vm, vm_plan, status, observed, str(error))
     _fill_resources(status, desired, observed, context.topology)
     status.block_device_refs = block_device_refs(
         block_devices, desired.spec.disks, observed, observation.volumes, context.host.storage_pool
@@ -794,10 +794,18 @@ def _plan_stale_reservations(context: PlanContext, observation: Observation, res
 
 
 def _blocked(
-    vm_plan: VMPlan, status: VMStatus, observed: ObservedDomain | None, why: str
+    vm: VirtualMachine,
+    vm_plan: VMPlan,
+    status: VMStatus,
+    observed: ObservedDomain | None,
+    why: str,
 ) -> tuple[VMPlan, VMStatus]:
     vm_plan.outcome = Outcome.BLOCKED
     vm_plan.details.append(f"not applied: {why}")
+    if observed is not None and power_decision(vm.spec.run_policy, observed) is PowerDecision.START:
+        # A stopped VM its run policy would start waits for what blocks it: Pending,
+        # not Stopped (dvp-api.md §2.2, "deps not ready and a start was requested").
+        status.phase = "Pending"
     if observed is not None and observed.state.active:
         status.set(
             Condition(

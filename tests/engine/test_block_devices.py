@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from reconciler.api import ObjectId
 from reconciler.engine.actions import (
     AttachDevice,
@@ -233,6 +235,26 @@ def test_a_missing_image_leaves_the_vm_pending_with_a_message() -> None:
     assert message == f"VirtualDisk root is made from ClusterVirtualImage ubuntu: {missing}"
     report = result.object_reports[ObjectId("VirtualDisk", "default", "root")]
     assert report["phase"] == "Pending"
+
+
+@pytest.mark.parametrize(
+    ("run_policy", "phase"), [("AlwaysOn", "Pending"), ("AlwaysOff", "Stopped")]
+)
+def test_a_stopped_vm_blocked_by_a_device_is_pending_when_its_policy_would_start_it(
+    run_policy: str, phase: str
+) -> None:
+    """dvp-api.md §2.2: Stopped, except Pending when its dependencies are not ready and
+    a start is wanted."""
+    base = [vm_with(("VirtualDisk", "root"), run_policy=run_policy), disk("root")]
+    stopped = applied(context_for(revision(*base)), empty(), PowerState.SHUTOFF)
+    missing = vm_with(("VirtualDisk", "root"), ("VirtualDisk", "data"), run_policy=run_policy)
+
+    result = plan(context_for(revision(missing, disk("root"))), stopped)
+
+    assert result.actions == []
+    assert result.vms[0].outcome is Outcome.BLOCKED
+    assert result.statuses[LINUX_VM].phase == phase
+    assert _condition(result, "BlockDevicesReady")[0] is False
 
 
 def test_a_missing_image_blocks_only_its_own_vm() -> None:
