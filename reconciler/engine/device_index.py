@@ -19,6 +19,7 @@ from reconciler.api import (
 )
 from reconciler.api.storage import DataSourceType
 from reconciler.engine.volumes import disk_volume_name
+from reconciler.memo import IdentityMemo
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id
 
@@ -95,42 +96,34 @@ def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
 _Refs = tuple[tuple[ObjectId, int | None], ...]
 # What a manifest refers to, by the very model object it was read from: between two
 # revisions most manifests are the same (frozen) objects, so a new revision reads only
-# the ones that changed. Entries hold their model, so an id is never reused.
-_VM_REFS: dict[int, tuple[VirtualMachine, ObjectId, _Refs, tuple[str, ...]]] = {}
-_DISKS: dict[int, tuple[VirtualDisk, ObjectId, str, ObjectId | None]] = {}
-_LIMIT = 50_000
+# the ones that changed.
+_VM_REFS: IdentityMemo[tuple[ObjectId, _Refs, tuple[str, ...]]] = IdentityMemo()
+_DISKS: IdentityMemo[tuple[ObjectId, str, ObjectId | None]] = IdentityMemo()
 
 
 def _vm_refs(vm: VirtualMachine) -> tuple[ObjectId, _Refs, tuple[str, ...]]:
     """The VM's id, its devices with their boot order, and its disks' volume names."""
-    known = _VM_REFS.get(id(vm))
-    if known is not None and known[0] is vm:
-        return known[1], known[2], known[3]
+    known = _VM_REFS.get(vm)
+    if known is not None:
+        return known
     boot = {(r.kind, r.name): i + 1 for i, r in enumerate(vm.spec.boot_order())}
     refs = tuple(
         (device_id(ref.kind.value, vm.namespace, ref.name), boot.get((ref.kind, ref.name)))
         for ref in vm.spec.block_device_refs
     )
     volumes = tuple(disk_volume_name(ref) for ref, _ in refs if ref.kind == VirtualDisk.KIND)
-    if len(_VM_REFS) >= _LIMIT:
-        _VM_REFS.clear()
-    vm_id = vm.id
-    _VM_REFS[id(vm)] = (vm, vm_id, refs, volumes)
-    return vm_id, refs, volumes
+    return _VM_REFS.put((vm,), (vm.id, refs, volumes))
 
 
 def _disk_entry(disk: VirtualDisk) -> tuple[ObjectId, str, ObjectId | None]:
     """The disk's id, its volume's name and the image it is made from, if any."""
-    known = _DISKS.get(id(disk))
-    if known is not None and known[0] is disk:
-        return known[1], known[2], known[3]
+    known = _DISKS.get(disk)
+    if known is not None:
+        return known
     disk_id = disk.id
     source = disk.spec.data_source
     ref = source.object_ref if source is not None else None
     image = None
     if source is not None and source.type is DataSourceType.OBJECT_REF and ref is not None:
         image = device_id(ref.kind, ref.namespace or disk.namespace, ref.name)
-    if len(_DISKS) >= _LIMIT:
-        _DISKS.clear()
-    _DISKS[id(disk)] = (disk, disk_id, disk_volume_name(disk_id), image)
-    return disk_id, disk_volume_name(disk_id), image
+    return _DISKS.put((disk,), (disk_id, disk_volume_name(disk_id), image))

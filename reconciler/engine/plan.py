@@ -67,6 +67,7 @@ from reconciler.engine.status import Condition, VMStatus
 from reconciler.engine.storage import DeviceProblem, ImageSourceFacts
 from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
+from reconciler.memo import IdentityMemo
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.provisioning import NetworkConfig, seed_volume_prefix
 from reconciler.provisioning.seed import SEED_PREFIX
@@ -579,10 +580,9 @@ def _with_bookkeeping(spec: DomainSpec, config_meta: DomainMetadata) -> DomainSp
         return spec
     # The desired spec is the same object pass after pass (desired.py's memo), and so is
     # the definition read back: the spec they make is kept, so no pass makes it again.
-    key = (id(spec), id(config_meta))
-    kept = _BOOKKEPT.get(key)
-    if kept is not None and kept[0] is spec and kept[1] is config_meta:
-        return kept[2]
+    kept = _BOOKKEPT.get(spec, config_meta)
+    if kept is not None:
+        return kept
     made = replace(
         spec,
         metadata=replace(
@@ -592,14 +592,10 @@ def _with_bookkeeping(spec: DomainSpec, config_meta: DomainMetadata) -> DomainSp
             created=config_meta.created,
         ),
     )
-    if len(_BOOKKEPT) >= _BOOKKEPT_LIMIT:
-        _BOOKKEPT.clear()
-    _BOOKKEPT[key] = (spec, config_meta, made)
-    return made
+    return _BOOKKEPT.put((spec, config_meta), made)
 
 
-_BOOKKEPT: dict[tuple[int, int], tuple[DomainSpec, DomainMetadata, DomainSpec]] = {}
-_BOOKKEPT_LIMIT = 50_000
+_BOOKKEPT: IdentityMemo[DomainSpec] = IdentityMemo()
 
 
 def _seed_network(

@@ -6,6 +6,7 @@ import bisect
 import functools
 from dataclasses import dataclass
 
+from reconciler.memo import IdentityMemo
 from reconciler.policies import TopologyBand, TopologyPolicy
 
 
@@ -57,24 +58,22 @@ def nearest_allowed(policy: TopologyPolicy, cores: int) -> list[int]:
 
 
 # The layouts of each policy by core count, or the error's message: every VM of a pass
-# asks, several times, for one of a handful of counts. Keyed by the policy object, held.
-_LAYOUTS: dict[int, tuple[TopologyPolicy, dict[int, Topology | str]]] = {}
+# asks, several times, for one of a handful of counts.
+_LAYOUTS: IdentityMemo[dict[int, Topology | str]] = IdentityMemo(limit=16)
 
 
 def topology_for(policy: TopologyPolicy, cores: int) -> Topology:
     """Sockets and cores per socket for a core count, or a TopologyError saying why not."""
-    entry = _LAYOUTS.get(id(policy))
-    if entry is None or entry[0] is not policy:
-        if len(_LAYOUTS) >= 16:
-            _LAYOUTS.clear()
-        entry = _LAYOUTS[id(policy)] = (policy, {})
-    found = entry[1].get(cores)
+    layouts = _LAYOUTS.get(policy)
+    if layouts is None:
+        layouts = _LAYOUTS.put((policy,), {})
+    found = layouts.get(cores)
     if found is None:
         try:
             found = _layout(policy, cores)
         except TopologyError as error:
             found = str(error)
-        entry[1][cores] = found
+        layouts[cores] = found
     if isinstance(found, str):
         raise TopologyError(found)
     return found
