@@ -69,9 +69,11 @@ class _Memo:
         self.rendered: dict[str, str] = {}
         self.files: dict[str, tuple[FileSignature, str]] = {}
         self.parsed: dict[str, tuple[str, Any]] = {}
+        # Text rendered here -> the JSON of the plain document it was rendered from.
+        self.sources: dict[str, str] = {}
 
     def trim(self) -> None:
-        for found in (self.rendered, self.files, self.parsed):
+        for found in (self.rendered, self.files, self.parsed, self.sources):
             if len(found) > self.LIMIT:
                 found.clear()
 
@@ -79,8 +81,18 @@ class _Memo:
 _MEMO = _Memo()
 
 
+# Line breaks YAML knows beyond \n (as JSON escapes them): ruamel.yaml does not read a
+# string holding one back as it was written (tests/status/test_documents_roundtrip.py).
+_LOSSY = ("\\u0085", "\\u2028", "\\u2029")
+
+
 def render(document: Mapping[str, Any]) -> str:
-    key = json.dumps(document, separators=(",", ":"), default=str)
+    try:
+        key = json.dumps(document, separators=(",", ":"))
+        plain = True
+    except TypeError:
+        key = json.dumps(document, separators=(",", ":"), default=str)
+        plain = False
     text = _MEMO.rendered.get(key)
     if text is None:
         buffer = io.StringIO()
@@ -88,6 +100,10 @@ def render(document: Mapping[str, Any]) -> str:
         text = buffer.getvalue()
         _MEMO.trim()
         _MEMO.rendered[key] = text
+    if plain and not any(character in key for character in _LOSSY):
+        # A document of JSON's types reads back from its YAML as exactly those values:
+        # read_document takes them from the JSON instead of parsing the YAML again.
+        _MEMO.sources[text] = key
     return text
 
 
@@ -138,10 +154,14 @@ def read_document(path: Path) -> Any:
     known = _MEMO.parsed.get(name)
     if known is not None and known[0] == text:
         return known[1]
-    try:
-        value = load_config_text(text, name)
-    except ValueError:
-        value = None
+    source = _MEMO.sources.get(text)
+    if source is not None:
+        value = json.loads(source)
+    else:
+        try:
+            value = load_config_text(text, name)
+        except ValueError:
+            value = None
     _MEMO.trim()
     _MEMO.parsed[name] = (text, value)
     return value
