@@ -9,6 +9,8 @@ deleted" (SPEC §10: an unreadable revision deletes nothing).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +35,8 @@ from reconciler.source.revision import (
     digest,
     status_inside,
 )
+
+log = logging.getLogger(__name__)
 
 # path (relative to the manifests root) -> (object type, object id)
 TreeEntries = dict[str, tuple[str, str]]
@@ -65,6 +69,7 @@ class GitSource:
         # (leave_out_status); None: not known yet for this clone.
         self._status_left_out: bool | None = None
         self._leave_out_status = False
+        self._sparse_unavailable = False  # git refused it once: not asked again
 
     def leave_out_status(self, leave_out: bool) -> None:
         """Whether the clone's work tree may go without the status folder, from the next
@@ -73,7 +78,12 @@ class GitSource:
         commit (seconds, for thousands of them). The daemon asks for the copy again
         whenever it has no other (a new publisher clone), so the reports are never out
         of reach. Manifests and the revision's tree entries are unaffected."""
-        self._leave_out_status = leave_out and bool(self.status_path) and _plain(self.status_path)
+        self._leave_out_status = (
+            leave_out
+            and not self._sparse_unavailable
+            and bool(self.status_path)
+            and _plain(self.status_path)
+        )
 
     def describe(self) -> str:
         return f"{redact_url(self.url)} ({self.branch})"
@@ -249,7 +259,19 @@ class GitSource:
             return
         if self._leave_out_status:
             patterns = ["/*", f"!/{self.status_path}/"]
-            run_git(self.work_tree, ["sparse-checkout", "set", "--no-cone", *patterns], env, redact)
+            try:
+                run_git(
+                    self.work_tree, ["sparse-checkout", "set", "--no-cone", *patterns], env, redact
+                )
+            except GitFailed as error:
+                # Only a saving: the whole tree is checked out as before.
+                log.warning("the status folder stays in the source clone: %s", error)
+                self._sparse_unavailable = True
+                self._leave_out_status = False
+                with contextlib.suppress(GitFailed):
+                    run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
+                self._status_left_out = None  # read again from the clone's configuration
+                return
         else:
             run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
         self._status_left_out = self._leave_out_status

@@ -116,6 +116,29 @@ def test_the_status_folder_can_be_left_out_of_the_work_tree_and_brought_back(
     assert not (again.update().repo_root / "status").exists()
 
 
+def test_a_clone_where_git_refuses_the_sparse_checkout_keeps_the_whole_tree(
+    remote: Remote, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote.commit({**MANIFESTS, "status/virtualmachines/default/web.yaml": "status: {}\n"})
+    source = open_git(remote.url, cache_dir)
+    first = source.update()
+    # Where git keeps the patterns cannot be made: `sparse-checkout set` fails.
+    info = first.repo_root / ".git" / "info"
+    shutil.rmtree(info)
+    info.write_text("not a directory\n")
+
+    source.leave_out_status(True)
+    second = source.update()
+
+    assert (second.repo_root / "status" / "virtualmachines").is_dir()
+    assert (second.root / "vms" / "web.yaml").read_text() == vm_yaml("web")
+    assert "the status folder stays in the source clone" in caplog.text
+    caplog.clear()
+    source.leave_out_status(True)
+    source.update()
+    assert "status folder" not in caplog.text  # said once, not at every pass
+
+
 def test_readme_beside_manifests_does_not_change_the_key(remote: Remote, cache_dir: Path) -> None:
     remote.commit(MANIFESTS)
     source = open_git(remote.url, cache_dir)
