@@ -1,8 +1,9 @@
 """A manifests repository with a bare remote on disk, and the daemon as a real subprocess.
 
 Shared by the daemon tests (test driver), the end-to-end tests (a real libvirtd) and
-bench/latency.py. Git is the real `git`; the daemon is `reconciler run` started the
-way systemd would start it: with a notify socket (owned here) and a watchdog.
+bench/latency.py. The Git side is tests/gitrepos.py, re-exported here so that those
+import everything from one place; the daemon is `reconciler run` started the way
+systemd would start it: with a notify socket (owned here) and a watchdog.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.error
@@ -23,16 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ruamel.yaml import YAML
+# Re-exported (`X as X`): tests/e2e and bench/latency.py import the Git harness from here.
+from tests.gitrepos import Remote as Remote
+from tests.gitrepos import Workspace as Workspace
+from tests.gitrepos import git as git
 
 T = TypeVar("T")
 
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Operator",
-    "GIT_AUTHOR_EMAIL": "operator@example.com",
-    "GIT_COMMITTER_NAME": "Operator",
-    "GIT_COMMITTER_EMAIL": "operator@example.com",
-}
 WEBHOOK_SECRET = "s3cret-webhook"
 
 
@@ -48,102 +45,6 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    completed = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**os.environ, **GIT_IDENTITY, "GIT_TERMINAL_PROMPT": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and completed.returncode:
-        raise AssertionError(f"git {' '.join(args)} failed: {completed.stderr.strip()}")
-    return completed.stdout.strip()
-
-
-@dataclass
-class Remote:
-    """A bare repository on disk: the `origin` every host and operator pushes to."""
-
-    path: Path
-    branch: str = "main"
-
-    @classmethod
-    def create(cls, path: Path, branch: str = "main") -> Remote:
-        path.mkdir(parents=True)
-        git(path, "init", "--quiet", "--bare", f"--initial-branch={branch}")
-        return cls(path, branch)
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.path}"
-
-    def head(self) -> str:
-        return git(self.path, "rev-parse", "--verify", "--quiet", self.branch, check=False)
-
-    def show(self, relative: str, revision: str | None = None) -> str | None:
-        """A file's text at the branch head (or a revision); None when absent."""
-        completed = subprocess.run(
-            ["git", "show", f"{revision or self.branch}:{relative}"],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return completed.stdout if completed.returncode == 0 else None
-
-    def document(self, relative: str) -> dict[str, Any] | None:
-        text = self.show(relative)
-        return YAML(typ="safe", pure=True).load(text) if text else None
-
-    def log(self, *args: str) -> list[str]:
-        out = git(self.path, "log", "--format=%H %an|%s", *args, self.branch, check=False)
-        return out.splitlines() if out else []
-
-    def status_commits(self) -> list[str]:
-        return [line for line in self.log() if "|status(" in line]
-
-
-@dataclass
-class Workspace:
-    """An operator's clone: edit, commit, push."""
-
-    path: Path
-    remote: Remote
-
-    @classmethod
-    def clone(cls, remote: Remote, path: Path) -> Workspace:
-        git(path.parent, "clone", "--quiet", remote.url, path.name)
-        git(path, "checkout", "--quiet", "-B", remote.branch)
-        return cls(path, remote)
-
-    def write(self, relative: str, text: str) -> Path:
-        target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text), encoding="utf-8")
-        return target
-
-    def commit_and_push(self, message: str) -> str:
-        git(self.path, "add", "-A")
-        git(self.path, "commit", "--quiet", "-m", message)
-        for _attempt in range(10):
-            if self.remote.head():
-                # The daemons push status commits meanwhile: take them in first, as
-                # anyone would, and try again when one lands between pull and push.
-                git(self.path, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
-            pushed = subprocess.run(
-                ["git", "push", "--quiet", "origin", f"HEAD:{self.remote.branch}"],
-                cwd=self.path,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if pushed.returncode == 0:
-                return git(self.path, "rev-parse", "HEAD")
-        raise AssertionError(f"git push kept failing: {pushed.stderr.strip()}")
 
 
 def free_port() -> int:

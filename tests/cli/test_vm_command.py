@@ -22,8 +22,8 @@ from reconciler.api import ObjectId, VirtualMachineOperation
 from reconciler.cli import main
 from reconciler.loader import load_text
 from reconciler.status.documents import render, status_document
+from tests.gitrepos import git
 from tests.hosts import CLASS, vm_yaml
-from tests.source.conftest import git
 
 NAME = re.compile(r"^(start|stop|restart|evict)-linux-vm-\d+(-\d+)?$")
 WAIT = ["--wait", "--interval", "0.1"]

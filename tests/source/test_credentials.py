@@ -11,8 +11,9 @@ import pytest
 from reconciler.source import SourceError, open_source
 from reconciler.source.git_source import GitSource
 from reconciler.source.gitcli import Credentials, Redactor, redact_url
+from tests.gitrepos import Remote
 from tests.hosts import vm_yaml
-from tests.source.conftest import Remote, repository
+from tests.source.conftest import repository
 
 TOKEN = "ghp_s3cr3tT0kenValue"
 

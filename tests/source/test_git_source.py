@@ -11,8 +11,9 @@ import pytest
 
 from reconciler.source import Revision, SourceError, open_source
 from reconciler.source.git_source import GitSource
+from tests.gitrepos import Remote, git
 from tests.hosts import vm_yaml
-from tests.source.conftest import VM_CLASS, Remote, git, repository
+from tests.source.conftest import VM_CLASS, repository
 
 MANIFESTS = {"classes/generic.yaml": VM_CLASS, "vms/web.yaml": vm_yaml("web")}
 

@@ -9,8 +9,9 @@ import pytest
 
 from reconciler.source import SourceError, open_source
 from reconciler.source.local import LocalDirectorySource
+from tests.gitrepos import git
 from tests.hosts import vm_yaml
-from tests.source.conftest import VM_CLASS, git, repository
+from tests.source.conftest import VM_CLASS, repository
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from reconciler.loader import LoadResult, load_directory
 from reconciler.source import ManifestCache, open_source
+from tests.gitrepos import Remote
 from tests.hosts import vm_yaml
-from tests.source.conftest import VM_CLASS, Remote, repository
+from tests.source.conftest import VM_CLASS, repository
 
 MANIFESTS = {
     "classes/generic.yaml": VM_CLASS,

@@ -3,8 +3,6 @@ it that plays "someone else" pushing."""
 
 from __future__ import annotations
 
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from reconciler.api import ObjectId
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan
 from reconciler.engine.status import Condition, VMStatus
-from tests.source.conftest import git
+from tests.gitrepos import Remote
 
 MANIFEST = """\
 apiVersion: virtualization.deckhouse.io/v1alpha2
@@ -26,51 +24,12 @@ spec:
 """
 
 
-@dataclass
-class Remote:
-    """A bare repository with branch `main`, and an author's clone of it."""
-
-    bare: Path
-    author: Path
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.bare}"
-
-    def head(self, branch: str = "main") -> str:
-        return git(self.bare, "rev-parse", f"refs/heads/{branch}")
-
-    def show(self, path: str, branch: str = "main") -> str | None:
-        try:
-            return git(self.bare, "show", f"{branch}:{path}")
-        except subprocess.CalledProcessError:
-            return None
-
-    def files(self, branch: str = "main") -> list[str]:
-        return git(self.bare, "ls-tree", "-r", "--name-only", branch).splitlines()
-
-    def push_manifest(self, name: str, text: str) -> str:
-        """Someone else's commit on main, pushed from the author's clone."""
-        git(self.author, "pull", "--quiet", "--ff-only")
-        (self.author / name).write_text(text, encoding="utf-8")
-        git(self.author, "add", name)
-        git(self.author, "commit", "--quiet", "-m", f"add {name}")
-        git(self.author, "push", "--quiet", "origin", "main")
-        return git(self.author, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def remote(tmp_path: Path) -> Remote:
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    author = tmp_path / "author"
-    git(tmp_path, "clone", "--quiet", str(bare), str(author))
-    git(author, "checkout", "--quiet", "-b", "main")
-    (author / "vm.yaml").write_text(MANIFEST, encoding="utf-8")
-    git(author, "add", "vm.yaml")
-    git(author, "commit", "--quiet", "-m", "seed")
-    git(author, "push", "--quiet", "origin", "main")
-    return Remote(bare, author)
+    """A remote whose `main` already holds a manifest, as a fleet's repository does."""
+    remote = Remote.create(tmp_path / "remote.git", author=tmp_path / "author")
+    remote.commit({"vm.yaml": MANIFEST}, "seed")
+    return remote
 
 
 def host(node_name: str) -> HostContext:

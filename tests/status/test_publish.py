@@ -10,7 +10,8 @@ import pytest
 
 from reconciler.status.publish import PublishError, StatusPublisher
 from reconciler.status.reports import write_host_reports
-from tests.status.conftest import Remote, git, host, plan_of
+from tests.gitrepos import Remote, git
+from tests.status.conftest import host, plan_of
 
 Write = Callable[[Path], list[Path]]
 
