@@ -130,11 +130,7 @@ class Remote:
         """Someone else's commit on the branch, pushed from the author's clone."""
         # Up to date first: the tests push this between publishes that moved the branch.
         git(self.author, "pull", "--quiet", "--ff-only")
-        (self.author / name).write_text(text, encoding="utf-8")
-        git(self.author, "add", name)
-        git(self.author, "commit", "--quiet", "-m", f"add {name}")
-        git(self.author, "push", "--quiet", "origin", self.branch)
-        return git(self.author, "rev-parse", "HEAD")
+        return self.commit({name: text}, f"add {name}")
 
 
 @dataclass
