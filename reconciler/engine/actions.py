@@ -225,6 +225,18 @@ class DeleteDiskVolume(Action):
 
 
 @dataclass(frozen=True)
+class DeleteImageVolume(Action):
+    """Delete an image volume no image of a whole revision names any more (its file or its
+    manifest changed, engine/image_volumes.py); refused for one a domain still uses."""
+
+    pool: str
+    volume: str
+
+    def describe(self) -> str:
+        return f"delete image volume {self.pool}/{self.volume} (no image of the revision uses it)"
+
+
+@dataclass(frozen=True)
 class AttachDevice(Action):
     """Hot-plug a VirtualMachineBlockDeviceAttachment's disk into the running domain."""
 

@@ -58,6 +58,7 @@ from reconciler.engine.desired import (
 )
 from reconciler.engine.disks import DiskRecord
 from reconciler.engine.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
+from reconciler.engine.image_volumes import stale_image_volumes
 from reconciler.engine.lifecycle import phase_of, report_agent, terminating_status
 from reconciler.engine.operation_reports import report_operations
 from reconciler.engine.operations import ReportedOperation, Step, operation_step
@@ -734,10 +735,11 @@ def _plan_block_devices(
 ) -> None:
     """The volumes of deleted disks (after the domains undefined in this pass), and the
     reports of the disks and attachments this host reports (block_devices.py)."""
+    whole = not context.unreadable_files and bool(context.inventory.objects)
     deletions, kept, notes = plan_disk_deletions(
         devices,
         context.broken,
-        not context.unreadable_files and bool(context.inventory.objects),
+        whole,
         context.disk_records,
         observation.volumes,
         observation.domains,
@@ -746,6 +748,10 @@ def _plan_block_devices(
     for action in deletions:
         result.vms.append(
             VMPlan(action.owner, Outcome.DELETED, [action], ["manifest deleted: volume deleted"])
+        )
+    for stale in stale_image_volumes(devices.view, context.broken, whole, observation.domains):
+        result.vms.append(
+            VMPlan(stale.owner, Outcome.DELETED, [stale], ["no image of the revision uses it"])
         )
     result.notes.extend(notes)
     result.object_reports.update(kept)

@@ -17,6 +17,7 @@ from reconciler.engine.actions import (
     Action,
     DefineDomain,
     DeleteDiskVolume,
+    DeleteImageVolume,
     DeleteSeedVolume,
     EnsureDiskVolume,
     EnsureImageVolume,
@@ -222,6 +223,7 @@ def _observe_after(
 
 
 _VOLUME_ACTIONS = (
+    DeleteImageVolume,
     EnsureImageVolume,
     EnsureDiskVolume,
     ResizeDisk,

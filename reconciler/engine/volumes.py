@@ -68,6 +68,19 @@ def importing_marker_name(stem: str) -> str:
     return stem + IMPORTING_SUFFIX
 
 
+def image_volume_prefix(image_id: ObjectId) -> str:
+    """What every volume of an image starts with, whatever its file: `img-NS-NAME-`."""
+    stem = image_volume_stem(image_id, "")
+    return stem[: stem.rindex("-") + 1]
+
+
+def image_stem_of(name: str) -> str | None:
+    """The stem of an image volume or of its import marker; None for any other volume."""
+    if _IMAGE_VOLUME.match(name) is None:
+        return None
+    return name.rpartition(".")[0]
+
+
 def is_disk_volume(name: str) -> bool:
     return _DISK_VOLUME.match(name) is not None
 

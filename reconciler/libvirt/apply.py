@@ -19,6 +19,7 @@ from reconciler.engine.actions import (
     CarryOutOperation,
     DefineDomain,
     DeleteDiskVolume,
+    DeleteImageVolume,
     DeleteSeedVolume,
     DetachDevice,
     EnsureDiskVolume,
@@ -304,6 +305,10 @@ class Applier:
     @_run.register
     def _(self, action: DeleteDiskVolume) -> None:
         self.mutations += disk_steps.remove_disk(self._connection, action)
+
+    @_run.register
+    def _(self, action: DeleteImageVolume) -> None:
+        self.mutations += disk_steps.remove_image(self._connection, action)
 
     @_run.register
     def _(self, action: AttachDevice) -> None:

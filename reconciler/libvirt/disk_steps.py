@@ -13,6 +13,7 @@ import libvirt
 
 from reconciler.engine.actions import (
     DeleteDiskVolume,
+    DeleteImageVolume,
     EnsureDiskVolume,
     EnsureImageVolume,
     ResizeDisk,
@@ -23,6 +24,7 @@ from reconciler.libvirt.storage import (
     ImageImportFailed,
     ImageSourceMissing,
     PoolUnavailable,
+    VolumeInUse,
     VolumeMissing,
     delete_volume,
     ensure_disk_volume,
@@ -162,3 +164,13 @@ def grow_disk(conn: libvirt.virConnect, action: ResizeDisk) -> int:
 def remove_disk(conn: libvirt.virConnect, action: DeleteDiskVolume) -> int:
     pool = storage_pool(conn, action.pool)
     return 1 if delete_volume(pool, action.volume, protected=action.protected) else 0
+
+
+def remove_image(conn: libvirt.virConnect, action: DeleteImageVolume) -> int:
+    pool = storage_pool(conn, action.pool)
+    try:
+        return 1 if delete_volume(pool, action.volume, protected=False) else 0
+    except VolumeInUse as error:
+        # A domain the planner does not see (not ours) has it: kept, and nothing failed.
+        log.info("image volume %s/%s is kept: %s", action.pool, action.volume, error)
+        return 0

@@ -11,6 +11,7 @@ from reconciler.engine.actions import (
     AttachDevice,
     DefineDomain,
     DeleteDiskVolume,
+    DeleteImageVolume,
     DetachDevice,
     EnsureDiskVolume,
     EnsureImageVolume,
@@ -768,3 +769,94 @@ def test_an_attachment_of_a_vm_that_cannot_be_changed_waits_and_says_why() -> No
     assert vm_ready["status"] == "False"
     assert vm_ready["message"].startswith("VirtualMachine linux-vm is not changed: not applied:")
     assert "ClusterVirtualImage ubuntu: gone" in vm_ready["message"]
+
+
+# --- image volumes no image names any more ---------------------------------------------
+
+NEW_FILE = "/srv/images/ubuntu-24.04.qcow2"
+
+
+def _image_host(context: PlanContext, state: PowerState = PowerState.RUNNING) -> Observation:
+    """The host once a VM booting the ubuntu image (as a disk of its own) was set up."""
+    sources = with_sources(empty(), **{UBUNTU_FILE: ImageFormat.QCOW2, NEW_FILE: ImageFormat.QCOW2})
+    return applied(context, applied(context, sources, state), state)
+
+
+def _image_volumes(observation: Observation) -> set[str]:
+    return {name for _pool, name in observation.volumes if name.startswith("cvi-")}
+
+
+def _deleted_images(result: Plan) -> list[str]:
+    return [a.volume for a in result.actions if isinstance(a, DeleteImageVolume)]
+
+
+def test_the_volume_of_an_image_whose_file_changed_goes_once_no_domain_has_it() -> None:
+    booting = vm_with(("ClusterVirtualImage", "ubuntu"), ("VirtualDisk", "root"))
+    before = context_for(revision(booting, disk("root"), image()))
+    host = _image_host(before)
+    [old] = _image_volumes(host)
+    changed = context_for(revision(booting, disk("root"), image(path=NEW_FILE)))
+
+    # The running instance still reads the old volume (and so does its next boot,
+    # until the redefinition): kept.
+    first = plan(changed, host)
+    assert _deleted_images(first) == []
+    assert any(isinstance(a, EnsureImageVolume) for a in first.actions)
+
+    stopped = _image_host(before, PowerState.SHUTOFF)
+    redefined = applied(changed, stopped, PowerState.SHUTOFF)
+    assert _image_volumes(redefined) == {
+        old,
+        image_volume_name(UBUNTU, NEW_FILE, ImageFormat.QCOW2),
+    }
+    result = plan(changed, redefined)
+    assert _deleted_images(result) == [old]
+    [deletion] = [a for a in result.actions if isinstance(a, DeleteImageVolume)]
+    assert deletion.describe() == (
+        f"delete image volume {POOL}/{old} (no image of the revision uses it)"
+    )
+
+
+def test_the_volume_of_a_deleted_image_goes_and_nothing_else() -> None:
+    made = context_for(
+        revision(
+            vm_with(("VirtualDisk", "root")),
+            FROM_IMAGE.format(name="root", image="ubuntu"),
+            image(),
+        )
+    )
+    host = _image_host(made)
+    [old] = _image_volumes(host)
+    foreign = replace(
+        host, volumes={**host.volumes, (POOL, "ubuntu.qcow2"): _volume("ubuntu.qcow2", GiB)}
+    )
+    # The disk is a copy of the image: the image may go with its manifest.
+    without = context_for(revision(vm_with(("VirtualDisk", "root")), disk("root", "10Gi")))
+
+    assert _deleted_images(plan(without, foreign)) == [old]
+
+
+def test_no_image_volume_goes_while_the_revision_is_not_whole() -> None:
+    made = context_for(
+        revision(
+            vm_with(("VirtualDisk", "root")),
+            FROM_IMAGE.format(name="root", image="ubuntu"),
+            image(),
+        )
+    )
+    host = _image_host(made)
+    base = revision(vm_with(("VirtualDisk", "root")), disk("root", "10Gi"))
+    unreadable = LoadResult()
+    unreadable.extend(base)
+    unreadable.extend(load_text("kind: [", "broken.yaml"))
+    broken_image = LoadResult()
+    broken_image.extend(base)
+    broken_image.extend(load_text(image().replace("url: file://", "url: 17 #"), "image.yaml"))
+    unknown_file = revision(
+        vm_with(("VirtualDisk", "root")),
+        disk("root", "10Gi"),
+        image().replace(f"file://{UBUNTU_FILE}", "https://example.com/ubuntu.qcow2"),
+    )
+
+    for result in (unreadable, broken_image, unknown_file):
+        assert _deleted_images(plan(context_for(result), host)) == []

@@ -174,3 +174,45 @@ def test_a_revision_with_an_unreadable_file_deletes_no_disk(host: Host) -> None:
     assert mutations == 0
     assert "vd-default-linux-vm-root.qcow2" in volumes(host)
     assert any("none is deleted" in note for note in result.plan.notes)
+
+
+FOREIGN = """<domain type='test'>
+  <name>someone-elses</name>
+  <memory unit='MiB'>64</memory>
+  <os><type>hvm</type></os>
+  <devices>
+    <disk type='volume' device='disk'>
+      <source pool='{pool}' volume='{volume}'/>
+      <target dev='vda'/>
+    </disk>
+  </devices>
+</domain>"""
+
+
+def test_an_image_volume_goes_with_its_image_unless_a_domain_still_has_it(
+    host: Host, tmp_path: Path
+) -> None:
+    source = tmp_path / "ubuntu.raw"
+    source.write_bytes(b"\1" * 4096)
+    host.write("image.yaml", IMAGE.format(path=source))
+    host.write("a.yaml", vm_from_image("a"))
+    assert host.reconcile()[0].errors == []
+    [image] = [name for name in volumes(host) if name.startswith("cvi-ubuntu-")]
+    # Someone else's domain reads the image volume; the disk made from it is a copy.
+    foreign = host.connection.defineXML(FOREIGN.format(pool=host.storage_pool, volume=image))
+
+    host.remove("image.yaml")
+    # The disk no longer names the image (its dataSource mattered only until it was made).
+    host.write("a.yaml", vm_yaml(name="a"))
+    kept, _ = host.reconcile()
+
+    assert kept.errors == []  # kept for that domain: nothing failed
+    assert image in volumes(host)
+    assert "vd-default-a-root.qcow2" in volumes(host)
+
+    foreign.undefine()
+    gone, _ = host.reconcile()
+
+    assert gone.errors == []
+    assert image not in volumes(host)
+    assert "vd-default-a-root.qcow2" in volumes(host)
