@@ -208,6 +208,19 @@ def report_devices(
     return reports
 
 
+def domain_sources(domains: Mapping[str, ObservedDomain]) -> dict[str, set[str]]:
+    """What each domain has as disks ("pool/volume" or a path), next boot and running."""
+    return {
+        name: {
+            source
+            for view in (observed.config, observed.live)
+            if view is not None
+            for _target, source, _device in view.facts.disks
+        }
+        for name, observed in domains.items()
+    }
+
+
 def plan_disk_deletions(
     devices: PassDevices,
     broken: frozenset[ObjectId],
@@ -222,12 +235,8 @@ def plan_disk_deletions(
     orphans = orphan_volumes(devices.index, volumes, pool)
     if not orphans:
         return [], {}, []
-    in_use: dict[str, set[str]] = {}
-    for name, observed in domains.items():
-        if name in undefined:
-            continue  # undefined earlier in this very pass
-        views = (observed.config, observed.live)
-        in_use[name] = {s for view in views if view for _t, s, _d in view.facts.disks}
+    # Not the domains undefined earlier in this very pass.
+    in_use = domain_sources({n: d for n, d in domains.items() if n not in undefined})
     check = DeletionCheck(devices.index, broken, whole_revision, records, in_use)
     decided, notes = decide_deletions(check, orphans, pool)
     actions: list[Action] = []

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from reconciler.api import ClusterVirtualImage, ObjectId, VirtualImage
 from reconciler.engine.actions import DeleteImageVolume
+from reconciler.engine.block_devices import domain_sources
 from reconciler.engine.domain import ObservedDomain
 from reconciler.engine.storage import StorageView
 from reconciler.engine.volumes import (
@@ -54,13 +55,7 @@ def stale_image_volumes(
             wanted.add(image_volume_stem(loaded.id, state.path))
         else:
             unknown.append(image_volume_prefix(loaded.id))
-    in_use = {
-        source
-        for observed in domains.values()
-        for view_of in (observed.config, observed.live)
-        if view_of is not None
-        for _target, source, _device in view_of.facts.disks
-    }
+    in_use = set().union(*domain_sources(domains).values())
     deletions = []
     for name, stem in found:
         if stem in wanted or stem.startswith(tuple(unknown)) or f"{pool}/{name}" in in_use:
