@@ -782,6 +782,17 @@ def _image_host(context: PlanContext, state: PowerState = PowerState.RUNNING) ->
     return applied(context, applied(context, sources, state), state)
 
 
+def _host_with_a_disk_made_from_the_image() -> Observation:
+    made = context_for(
+        revision(
+            vm_with(("VirtualDisk", "root")),
+            FROM_IMAGE.format(name="root", image="ubuntu"),
+            image(),
+        )
+    )
+    return _image_host(made)
+
+
 def _image_volumes(observation: Observation) -> set[str]:
     return {name for _pool, name in observation.volumes if name.startswith("cvi-")}
 
@@ -818,14 +829,7 @@ def test_the_volume_of_an_image_whose_file_changed_goes_once_no_domain_has_it() 
 
 
 def test_the_volume_of_a_deleted_image_goes_and_nothing_else() -> None:
-    made = context_for(
-        revision(
-            vm_with(("VirtualDisk", "root")),
-            FROM_IMAGE.format(name="root", image="ubuntu"),
-            image(),
-        )
-    )
-    host = _image_host(made)
+    host = _host_with_a_disk_made_from_the_image()
     [old] = _image_volumes(host)
     foreign = replace(
         host, volumes={**host.volumes, (POOL, "ubuntu.qcow2"): _volume("ubuntu.qcow2", GiB)}
@@ -837,14 +841,7 @@ def test_the_volume_of_a_deleted_image_goes_and_nothing_else() -> None:
 
 
 def test_no_image_volume_goes_while_the_revision_is_not_whole() -> None:
-    made = context_for(
-        revision(
-            vm_with(("VirtualDisk", "root")),
-            FROM_IMAGE.format(name="root", image="ubuntu"),
-            image(),
-        )
-    )
-    host = _image_host(made)
+    host = _host_with_a_disk_made_from_the_image()
     base = revision(vm_with(("VirtualDisk", "root")), disk("root", "10Gi"))
     unreadable = LoadResult()
     unreadable.extend(base)
