@@ -110,17 +110,14 @@ def render(document: Mapping[str, Any]) -> str:
 FileSignature = tuple[int, int, int, int]
 
 
-def _signature(info: os.stat_result) -> FileSignature:
-    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
 def file_signature(path: Path) -> FileSignature | None:
     """What a file is as far as the file system says (inode, size, modification and
     change times); None when it is gone. A Git checkout or any write changes it."""
     try:
-        return _signature(os.stat(path))
+        info = os.stat(path)
     except OSError:
         return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def read_text(path: Path) -> str | None:
