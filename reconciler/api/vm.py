@@ -8,11 +8,12 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from reconciler.api.meta import FieldError, Manifest, Strict
+from reconciler.api.names import VM_NAME_MAX
 from reconciler.api.quantity import Percent, Quantity
 from reconciler.api.scheduling import Toleration, TopologySpreadConstraint, VMAffinity
 
 MAX_BLOCK_DEVICES = 16
-MAX_VM_NAME = 63
+MAX_VM_NAME = VM_NAME_MAX
 USERDATA_LIMIT = 2048
 
 

@@ -32,7 +32,7 @@ from reconciler.cli.describe import describe_vm
 from reconciler.cli.engine import engine_options, plan_pass
 from reconciler.cli.tables import Listed, object_table
 from reconciler.loader import load_directory
-from reconciler.status.documents import read_document, render
+from reconciler.status.documents import read_document, render, report_object_id
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -139,8 +139,9 @@ def report_documents(status_root: Path, kind: ResourceKind) -> Iterable[tuple[Ob
     folder = status_root / kind.plural
     pattern = "*/*.yaml" if kind.namespaced else "*.yaml"
     for path in sorted(folder.glob(pattern)):
-        namespace = path.parent.name if kind.namespaced else ""
-        yield ObjectId(kind.kind, namespace, path.stem), read_document(path)
+        object_id = report_object_id(path, kind.kind, kind.namespaced)
+        if object_id is not None:
+            yield object_id, read_document(path)
 
 
 def _status_and_created(document: Any) -> tuple[dict[str, Any], str]:
