@@ -51,7 +51,29 @@ def render(findings: list[Finding], fmt: str, root: Path, *, objects: int, files
 def _github(finding: Finding, root: Path) -> str:
     # Annotations want paths relative to the workspace, which is where the workflow runs.
     path = os.path.relpath(root / finding.path)
-    title = f"{finding.rule}"
     subject = f"{finding.object}: " if finding.object else ""
-    message = (subject + finding.message).replace("%", "%25").replace("\n", "%0A")
-    return f"::error file={path},line={finding.line},col={finding.column},title={title}::{message}"
+    properties = ",".join(
+        f"{key}={_github_property(str(value))}"
+        for key, value in (
+            ("file", path),
+            ("line", finding.line),
+            ("col", finding.column),
+            ("title", finding.rule),
+        )
+    )
+    return f"::error {properties}::{_github_data(subject + finding.message)}"
+
+
+# GitHub's workflow command syntax (the escapeData and escapeProperty of @actions/core):
+# a file name or message is anyone's who opens a pull request, and an unescaped line
+# break in it would start a workflow command of their own (`::add-mask::`, `::error`).
+_GITHUB_DATA = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A"})
+_GITHUB_PROPERTY = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", ":": "%3A", ",": "%2C"})
+
+
+def _github_data(text: str) -> str:
+    return text.translate(_GITHUB_DATA)
+
+
+def _github_property(text: str) -> str:
+    return text.translate(_GITHUB_PROPERTY)
