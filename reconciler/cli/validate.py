@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.rules import check
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.dir
     result = load_directory(root)
     findings = check(result, pool_from(args, config))
-    print(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
+    emit(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
     return 1 if findings else 0
 
 
@@ -42,7 +43,8 @@ def render(findings: list[Finding], fmt: str, root: Path, *, objects: int, files
         return json.dumps([f.as_dict() for f in findings], indent=2)
     if fmt == "github":
         return "\n".join(_github(f, root) for f in findings)
-    lines = [str(f) for f in findings]
+    # A file name or message holding a line break must not fake another finding.
+    lines = [escaped(str(f)) for f in findings]
     summary = f"{objects} objects in {files} files"
     lines.append(f"{len(findings)} problem(s) in {summary}" if findings else f"ok: {summary}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from typing import Any
 
 from reconciler.api import DEFAULT_NAMESPACE, GROUP_VERSION, OperationType
 from reconciler.cli.common import read_config
+from reconciler.cli.terminal import escaped
 from reconciler.config import Config
 from reconciler.loader import load_config_text, load_file, load_text, manifest_files
 from reconciler.source.gitcli import Credentials, GitFailed, is_remote_url
@@ -222,8 +223,11 @@ def parse_report(text: str | None) -> OperationReport | None:
     # Completed carries the verdict; another condition may carry the only message.
     ordered = sorted(conditions, key=lambda c: c.get("type") != "Completed")
     chosen = next((c for c in ordered if c.get("message") or c.get("reason")), {})
+    # A report is anyone's who can push: what it says reaches a terminal escaped.
     return OperationReport(
-        status["phase"], str(chosen.get("reason") or ""), str(chosen.get("message") or "")
+        escaped(status["phase"]),
+        escaped(chosen.get("reason") or ""),
+        escaped(chosen.get("message") or ""),
     )
 
 
