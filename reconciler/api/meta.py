@@ -12,6 +12,11 @@ from reconciler.api.names import is_dns_label, is_dns_subdomain
 
 GROUP_VERSION = "virtualization.deckhouse.io/v1alpha2"
 DEFAULT_NAMESPACE = "default"
+# The integer types of the platform's CRDs (crds/virtualmachines.yaml: cores int32,
+# bootOrder and terminationGracePeriodSeconds int64): the API server refuses larger
+# numbers, and here none reaches libvirt or a timer.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 class Strict(BaseModel):
