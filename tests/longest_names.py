@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.names import DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, VM_NAME_MAX
+from reconciler.ipam.naming import generated_vmip_name
 from reconciler.status.documents import read_document
 
 
@@ -22,6 +23,8 @@ def longest(prefix: str, length: int) -> str:
 
 NAMESPACE = longest("ns-", DNS_LABEL_MAX)
 VM = longest("vm-", VM_NAME_MAX)
+# Without a vmip of its own: it gets a generated one, `VM2-xxxxx`.
+VM2 = longest("vm2-", VM_NAME_MAX)
 CLASS = longest("class.", DNS_SUBDOMAIN_MAX)
 ROOT_DISK = longest("root.", DNS_SUBDOMAIN_MAX)
 DATA_DISK = longest("data.", DNS_SUBDOMAIN_MAX)
@@ -38,6 +41,8 @@ CIDR = "192.168.122.0/24"
 # The reports a pass writes for these objects: (kind, namespace, name).
 REPORTED = {
     ("VirtualMachine", NAMESPACE, VM),
+    ("VirtualMachine", NAMESPACE, VM2),
+    ("VirtualMachineIPAddress", NAMESPACE, generated_vmip_name(NAMESPACE, VM2)),
     ("VirtualDisk", NAMESPACE, ROOT_DISK),
     ("VirtualDisk", NAMESPACE, DATA_DISK),
     ("VirtualMachineIPAddress", NAMESPACE, VMIP),
@@ -159,6 +164,23 @@ spec:
     userDataRef:
       kind: Secret
       name: {SECRET}
+---
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualMachine
+metadata:
+  name: {VM2}
+  namespace: {NAMESPACE}
+spec:
+  virtualMachineClassName: {CLASS}
+  runPolicy: AlwaysOn
+  cpu:
+    cores: 1
+    coreFraction: 10%
+  memory:
+    size: 1Gi
+  blockDeviceRefs:
+    - kind: VirtualImage
+      name: {IMAGE}
 ---
 apiVersion: virtualization.deckhouse.io/v1alpha2
 kind: VirtualMachineBlockDeviceAttachment

@@ -91,3 +91,36 @@ def test_volumes_of_the_longest_names_fit_a_file_name(host: Host, tmp_path: Path
     assert disk in names
     assert [n for n in names if len(n.encode()) > FILE_NAME_MAX] == []
     assert host.domain(f"{longest.VM}.{longest.NAMESPACE}").isActive()
+
+
+HOSTILE = """
+apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualMachine
+metadata:
+  name: ../../../escaped-vm
+  namespace: ../../ns
+spec:
+  virtualMachineClassName: generic
+  cpu: {cores: 1}
+  memory: {size: 1Gi}
+  blockDeviceRefs:
+    - {kind: VirtualDisk, name: d}
+"""
+
+
+def test_the_report_of_a_manifest_with_a_name_leaving_its_folder_stays_in_the_tree(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "vm.yaml").write_text(HOSTILE, encoding="utf-8")
+    status = tmp_path / "deep" / "status"
+
+    main(apply_command(repo, status))
+    written = {p: p.read_bytes() for p in tmp_path.rglob("*.yaml") if p.is_file()}
+    main(apply_command(repo, status))
+
+    assert all(status in path.parents for path in written if repo not in path.parents)
+    [report] = [p for p in written if "virtualmachines" in p.parts]
+    assert report.parent.parent == status / "virtualmachines"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.yaml")} == written, "kept as it was"
