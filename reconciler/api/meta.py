@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from reconciler.api.names import is_dns_label, is_dns_subdomain
+
 GROUP_VERSION = "virtualization.deckhouse.io/v1alpha2"
 DEFAULT_NAMESPACE = "default"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The integer types of the platform's CRDs (crds/virtualmachines.yaml: cores int32,
+# bootOrder and terminationGracePeriodSeconds int64): the API server refuses larger
+# numbers, and here none reaches libvirt or a timer.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 class Strict(BaseModel):
@@ -37,7 +40,7 @@ class ObjectMeta(Strict):
     @field_validator("name")
     @classmethod
     def _name_is_dns_subdomain(cls, value: str) -> str:
-        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        if not is_dns_subdomain(value):
             raise ValueError(
                 f"{value!r} is not a valid name: lower-case letters, digits, '-' and '.',"
                 " starting and ending with a letter or digit"
@@ -47,7 +50,7 @@ class ObjectMeta(Strict):
     @field_validator("namespace")
     @classmethod
     def _namespace_is_dns_label(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
+        if value is not None and not is_dns_label(value):
             raise ValueError(f"{value!r} is not a valid namespace name")
         return value
 

@@ -6,15 +6,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from reconciler.api.meta import Manifest, Strict
-from reconciler.api.quantity import Quantity
+from reconciler.api.meta import INT32_MAX, Manifest, Strict
+from reconciler.api.quantity import MemorySize
 
 NODE_API_VERSION = "reconciler.vm-gitops.io/v1alpha1"
 
 
 class NodeCapacity(Strict):
-    cpu: int | None = Field(default=None, ge=1)
-    memory: Quantity | None = None
+    cpu: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    memory: MemorySize | None = None
 
 
 class NodeSpec(Strict):

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from reconciler.api.meta import FieldError, Manifest, Strict
-from reconciler.api.quantity import Quantity
+from reconciler.api.quantity import DiskSize
 from reconciler.api.vm import BlockDeviceKind
 
 # Keeps even a deleted VirtualDisk manifest from deleting its volume.
@@ -70,7 +70,7 @@ class DataSource(Strict):
 
 
 class DiskClaim(Strict):
-    size: Quantity | None = None
+    size: DiskSize | None = None
     storage_class_name: str | None = None
 
 

@@ -7,12 +7,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reconciler.api.meta import FieldError, Manifest, Strict
-from reconciler.api.quantity import Percent, Quantity
+from reconciler.api.meta import INT32_MAX, INT64_MAX, FieldError, Manifest, Strict
+from reconciler.api.names import VM_NAME_MAX
+from reconciler.api.quantity import MemorySize, Percent, Quantity
 from reconciler.api.scheduling import Toleration, TopologySpreadConstraint, VMAffinity
 
 MAX_BLOCK_DEVICES = 16
-MAX_VM_NAME = 63
+MAX_VM_NAME = VM_NAME_MAX
 USERDATA_LIMIT = 2048
 
 
@@ -54,12 +55,12 @@ class BlockDeviceKind(StrEnum):
 
 
 class CPU(Strict):
-    cores: int = Field(ge=1)
+    cores: int = Field(ge=1, le=INT32_MAX)
     core_fraction: Percent = Field(default_factory=lambda: Percent(100))
 
 
 class Memory(Strict):
-    size: Quantity
+    size: MemorySize
 
     @field_validator("size")
     @classmethod
@@ -72,7 +73,7 @@ class Memory(Strict):
 class BlockDeviceRef(Strict):
     kind: BlockDeviceKind
     name: str = Field(min_length=1)
-    boot_order: int | None = Field(default=None, ge=1)
+    boot_order: int | None = Field(default=None, ge=1, le=INT64_MAX)
 
 
 class SecretRef(Strict):
@@ -146,7 +147,7 @@ class VirtualMachineSpec(Strict):
     priority_class_name: str | None = Field(default=None, min_length=1)
     tolerations: list[Toleration] = Field(default_factory=list)
     disruptions: Disruptions = Field(default_factory=Disruptions)
-    termination_grace_period_seconds: int = Field(default=60, ge=0)
+    termination_grace_period_seconds: int = Field(default=60, ge=0, le=INT64_MAX)
     enable_paravirtualization: bool = True
     os_type: OsType = OsType.GENERIC
     bootloader: Bootloader = Bootloader.BIOS

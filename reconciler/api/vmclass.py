@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from reconciler.api.meta import GROUP_VERSION, FieldError, Manifest, Strict
-from reconciler.api.quantity import ClassPercent, Quantity
+from reconciler.api.quantity import ClassPercent, MemorySize
 from reconciler.api.scheduling import LabelSelector, NodeSelectorRequirement, Toleration
 
 DEFAULT_CLASS_ANNOTATION = "virtualmachineclass.virtualization.deckhouse.io/is-default-class"
@@ -68,14 +68,14 @@ class CoresRange(Strict):
 
 
 class PerCoreMemory(Strict):
-    min: Quantity | None = None
-    max: Quantity | None = None
+    min: MemorySize | None = None
+    max: MemorySize | None = None
 
 
 class MemoryPolicy(Strict):
-    min: Quantity | None = None
-    max: Quantity | None = None
-    step: Quantity | None = None
+    min: MemorySize | None = None
+    max: MemorySize | None = None
+    step: MemorySize | None = None
     per_core: PerCoreMemory | None = None
 
 

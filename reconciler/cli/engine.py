@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.api import Node
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.cli.terminal import emit, escaped
 from reconciler.config import Config
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
@@ -139,7 +140,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
         addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),
         disk_reports_root=status_dir,
     )
-    progress = (lambda line: print(line, file=sys.stderr)) if apply else (lambda _: None)
+    progress = (lambda line: emit(escaped(line), sys.stderr)) if apply else (lambda _: None)
     runner = Applier(connection, progress=progress) if apply else None
     return reconcile_once(context, Observer(connection), runner, progress)
 
@@ -155,7 +156,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if isinstance(outcome, int):
         return outcome
     result = outcome
-    print(render_plan(result.plan, result.findings, args.format))
+    emit(render_plan(result.plan, result.findings, args.format))
     if args.detailed_exitcode and result.plan.has_changes:
         return EXIT_CHANGES
     return 0
@@ -179,9 +180,9 @@ def run_apply(args: argparse.Namespace) -> int:
             result.context.addresses.now if result.context.addresses else None,
             revision_objects(result.context),
         )
-    print(render_plan(result.plan, result.findings, args.format))
+    emit(render_plan(result.plan, result.findings, args.format))
     for failure in result.errors:
-        print(f"error: {failure.action.describe()}: {failure.error}", file=sys.stderr)
+        emit(escaped(f"error: {failure.action.describe()}: {failure.error}"), sys.stderr)
     return 1 if result.errors else 0
 
 
@@ -232,7 +233,8 @@ def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:
     if blocked:
         summary += f", {blocked} not applied (see above)"
     lines.append(summary)
-    return "\n".join(lines)
+    # One line each: a name or message holding a line break must not fake another line.
+    return "\n".join(escaped(line) for line in lines)
 
 
 def _pending(plan: Plan, object_id: Any) -> list[str]:

@@ -31,8 +31,9 @@ from reconciler.cli.common import repository_dir
 from reconciler.cli.describe import describe_vm
 from reconciler.cli.engine import engine_options, plan_pass
 from reconciler.cli.tables import Listed, object_table
+from reconciler.cli.terminal import emit, escaped_listed
 from reconciler.loader import load_directory
-from reconciler.status.documents import read_document, render
+from reconciler.status.documents import read_document, render, report_object_id
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
@@ -139,8 +140,9 @@ def report_documents(status_root: Path, kind: ResourceKind) -> Iterable[tuple[Ob
     folder = status_root / kind.plural
     pattern = "*/*.yaml" if kind.namespaced else "*.yaml"
     for path in sorted(folder.glob(pattern)):
-        namespace = path.parent.name if kind.namespaced else ""
-        yield ObjectId(kind.kind, namespace, path.stem), read_document(path)
+        object_id = report_object_id(path, kind.kind, kind.namespaced)
+        if object_id is not None:
+            yield object_id, read_document(path)
 
 
 def _status_and_created(document: Any) -> tuple[dict[str, Any], str]:
@@ -320,19 +322,19 @@ def _print_items(items: list[Listed], kind: ResourceKind, args: argparse.Namespa
         if items or not args.names:
             single = len(args.names) == 1
             documents = [listed.document() for listed in items]
-            print(render_documents(documents, single, args.output))
+            emit(render_documents(documents, single, args.output))
         return
     if not items:
         if not args.names:
             print(no_resources(kind, args), file=sys.stderr)
         return
     table = object_table(
-        items,
+        [escaped_listed(listed) for listed in items],
         wide=args.output == "wide",
         all_namespaces=kind.namespaced and args.all_namespaces,
         now=datetime.now(UTC),
     )
-    print(table)
+    emit(table)
 
 
 def run_describe(args: argparse.Namespace) -> int:
@@ -347,5 +349,5 @@ def run_describe(args: argparse.Namespace) -> int:
     if missing:
         print(not_found(kind, missing[0]), file=sys.stderr)
         return EXIT_NOT_FOUND
-    print(describe_vm(items[0]))
+    emit(describe_vm(escaped_listed(items[0])))
     return 0

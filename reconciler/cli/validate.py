@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.rules import check
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     root: Path = args.dir
     result = load_directory(root)
     findings = check(result, pool_from(args, config))
-    print(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
+    emit(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
     return 1 if findings else 0
 
 
@@ -42,7 +43,8 @@ def render(findings: list[Finding], fmt: str, root: Path, *, objects: int, files
         return json.dumps([f.as_dict() for f in findings], indent=2)
     if fmt == "github":
         return "\n".join(_github(f, root) for f in findings)
-    lines = [str(f) for f in findings]
+    # A file name or message holding a line break must not fake another finding.
+    lines = [escaped(str(f)) for f in findings]
     summary = f"{objects} objects in {files} files"
     lines.append(f"{len(findings)} problem(s) in {summary}" if findings else f"ok: {summary}")
     return "\n".join(lines)
@@ -51,7 +53,29 @@ def render(findings: list[Finding], fmt: str, root: Path, *, objects: int, files
 def _github(finding: Finding, root: Path) -> str:
     # Annotations want paths relative to the workspace, which is where the workflow runs.
     path = os.path.relpath(root / finding.path)
-    title = f"{finding.rule}"
     subject = f"{finding.object}: " if finding.object else ""
-    message = (subject + finding.message).replace("%", "%25").replace("\n", "%0A")
-    return f"::error file={path},line={finding.line},col={finding.column},title={title}::{message}"
+    properties = ",".join(
+        f"{key}={_github_property(str(value))}"
+        for key, value in (
+            ("file", path),
+            ("line", finding.line),
+            ("col", finding.column),
+            ("title", finding.rule),
+        )
+    )
+    return f"::error {properties}::{_github_data(subject + finding.message)}"
+
+
+# GitHub's workflow command syntax (the escapeData and escapeProperty of @actions/core):
+# a file name or message is anyone's who opens a pull request, and an unescaped line
+# break in it would start a workflow command of their own (`::add-mask::`, `::error`).
+_GITHUB_DATA = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A"})
+_GITHUB_PROPERTY = str.maketrans({"%": "%25", "\r": "%0D", "\n": "%0A", ":": "%3A", ",": "%2C"})
+
+
+def _github_data(text: str) -> str:
+    return text.translate(_GITHUB_DATA)
+
+
+def _github_property(text: str) -> str:
+    return text.translate(_GITHUB_PROPERTY)

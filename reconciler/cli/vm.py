@@ -17,8 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.api import DEFAULT_NAMESPACE, GROUP_VERSION, OperationType
+from reconciler.api import (
+    DEFAULT_NAMESPACE,
+    GROUP_VERSION,
+    ObjectId,
+    OperationType,
+    VirtualMachineOperation,
+)
 from reconciler.cli.common import read_config
+from reconciler.cli.terminal import escaped
 from reconciler.config import Config
 from reconciler.loader import load_config_text, load_file, load_text, manifest_files
 from reconciler.source.gitcli import Credentials, GitFailed, is_remote_url
@@ -30,7 +37,7 @@ from reconciler.source.operation_workspace import (
     open_workspace,
 )
 from reconciler.source.revision import clean_relative, status_inside
-from reconciler.status.documents import render
+from reconciler.status.documents import render, status_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -222,8 +229,11 @@ def parse_report(text: str | None) -> OperationReport | None:
     # Completed carries the verdict; another condition may carry the only message.
     ordered = sorted(conditions, key=lambda c: c.get("type") != "Completed")
     chosen = next((c for c in ordered if c.get("message") or c.get("reason")), {})
+    # A report is anyone's who can push: what it says reaches a terminal escaped.
     return OperationReport(
-        status["phase"], str(chosen.get("reason") or ""), str(chosen.get("message") or "")
+        escaped(status["phase"]),
+        escaped(chosen.get("reason") or ""),
+        escaped(chosen.get("message") or ""),
     )
 
 
@@ -286,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
             print(name, flush=True)
             if not args.wait:
                 return 0
-            report = f"{target.status_path}/{REPORT_FOLDER}/{args.namespace}/{name}.yaml"
+            operation = ObjectId(VirtualMachineOperation.KIND, args.namespace, name)
+            report = status_path(Path(target.status_path), operation).as_posix()
             try:
                 return wait_for(workspace, report, name, args.timeout, args.interval)
             except KeyboardInterrupt:

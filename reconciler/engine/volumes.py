@@ -14,6 +14,10 @@ planner never imports libvirt.
   container tag would, instead of overwriting one a VM may be reading.
 - While an import runs, a marker volume `STEM.importing` sits beside it; a marker
   left behind means the import was cut off and its volume is incomplete.
+
+Where the names would not fit a file name (255 bytes), the part before `.qcow2`, and
+for an image the part before `-DIGEST`, is fitted (api/names.py): a readable prefix,
+`_` and a hash of it. Every name that fits stays as it was.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from enum import StrEnum
 from urllib.parse import unquote, urlparse
 
 from reconciler.api import ObjectId
+from reconciler.api.names import FILE_NAME_MAX, FITTED_MARK, fitted
+from reconciler.api.names import disk_volume_name as _disk_volume_name
 
 DISK_KIND = "VirtualDisk"
 IMAGE_PREFIXES = {"VirtualImage": "img", "ClusterVirtualImage": "cvi"}
@@ -37,16 +43,19 @@ class ImageFormat(StrEnum):
     ISO = "iso"
 
 
-# Kubernetes names: lower-case letters, digits, '-' and '.' (api/meta.py).
-_NAME = r"[a-z0-9][a-z0-9.-]*"
+# Kubernetes names: lower-case letters, digits, '-' and '.' (api/meta.py), and the hash
+# that ends a fitted name.
+_NAME = rf"[a-z0-9][a-z0-9.-]*(?:{FITTED_MARK}[0-9a-f]{{32}})?"
 _DISK_VOLUME = re.compile(rf"^vd-{_NAME}\.qcow2$")
 _IMAGE_VOLUME = re.compile(rf"^(?:img|cvi)-{_NAME}-[0-9a-f]{{8}}\.(?:qcow2|raw|iso|importing)$")
+# What follows an image's fitted identity: `-DIGEST` and the longest suffix, `.importing`.
+_IMAGE_TAIL = len("-12345678") + len(IMPORTING_SUFFIX)
 
 
 def disk_volume_name(disk_id: ObjectId) -> str:
     if disk_id.kind != DISK_KIND:
         raise ValueError(f"{disk_id} is not a VirtualDisk; only disks have disk volumes")
-    return f"vd-{disk_id.namespace}-{disk_id.name}.qcow2"
+    return _disk_volume_name(disk_id.namespace, disk_id.name)
 
 
 def image_volume_stem(image_id: ObjectId, source: str) -> str:
@@ -56,8 +65,10 @@ def image_volume_stem(image_id: ObjectId, source: str) -> str:
         raise ValueError(f"{image_id} is not a VirtualImage or ClusterVirtualImage")
     digest = hashlib.sha256(f"{image_id}\n{source}".encode()).hexdigest()[:8]
     if image_id.namespace:
-        return f"{prefix}-{image_id.namespace}-{image_id.name}-{digest}"
-    return f"{prefix}-{image_id.name}-{digest}"
+        identity = f"{prefix}-{image_id.namespace}-{image_id.name}"
+    else:
+        identity = f"{prefix}-{image_id.name}"
+    return f"{fitted(identity, FILE_NAME_MAX - _IMAGE_TAIL)}-{digest}"
 
 
 def image_volume_name(image_id: ObjectId, source: str, image_format: ImageFormat) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from reconciler.api import VirtualDisk
+from reconciler.api.names import disk_volume_name
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadedObject
 from reconciler.rules.inventory import Inventory
@@ -16,7 +17,7 @@ def volume_name_findings(inventory: Inventory) -> Iterator[Finding]:
     host, each VM writing over the other's data; the second one is refused."""
     claims: dict[str, LoadedObject] = {}
     for loaded, disk in inventory.of_kind(VirtualDisk):
-        volume = f"vd-{disk.namespace}-{disk.name}.qcow2"
+        volume = disk_volume_name(disk.namespace, disk.name)
         earlier = claims.setdefault(volume, loaded)
         if earlier is not loaded:
             yield loaded.finding(

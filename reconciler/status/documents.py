@@ -12,6 +12,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
+from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.loader import load_config_text
 
 
@@ -24,11 +25,55 @@ def _yaml() -> YAML:
     return yaml
 
 
+REPORT_SUFFIX = ".yaml"
+# A report is written as NAME.yaml.tmp first (write_if_changed), and that must fit too.
+_REPORT_STEM_MAX = FILE_NAME_MAX - len(REPORT_SUFFIX) - len(".tmp")
+
+
 def status_path(root: Path, object_id: ObjectId) -> Path:
+    """`root/PLURAL/NAMESPACE/NAME.yaml`, or `root/PLURAL/NAME.yaml` for a cluster kind.
+
+    Both NAMESPACE and NAME are fitted (api/names.py): a name of 253 characters would
+    not fit a file name, and the name of an invalid manifest (which is reported too) may
+    hold anything, `/` and `..` included; the path always stays under root.
+    """
     plural = KINDS[object_id.kind].PLURAL if object_id.kind in KINDS else object_id.kind.lower()
+    file_name = fitted(object_id.name, _REPORT_STEM_MAX) + REPORT_SUFFIX
     if object_id.namespace:
-        return root / plural / object_id.namespace / f"{object_id.name}.yaml"
-    return root / plural / f"{object_id.name}.yaml"
+        return root / plural / fitted(object_id.namespace, _REPORT_STEM_MAX) / file_name
+    return root / plural / file_name
+
+
+def report_object_id(path: Path, kind: str, namespaced: bool) -> ObjectId | None:
+    """The object whose report `path` is (a file under `PLURAL/`, found by a glob), or
+    None for a file at which no report is ever written.
+
+    The folder and file names are the object's namespace and name where they were kept
+    as written; a fitted one is read from the report's metadata, which counts only when
+    it leads to this very path: a report cannot claim another object's identity.
+    """
+    namespace = path.parent.name if namespaced else ""
+    candidate = ObjectId(kind, namespace, path.stem)
+    if _report_place(candidate) == _place(path, namespaced):
+        return candidate
+    document = read_document(path)
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    name, claimed_namespace = metadata.get("name"), metadata.get("namespace", "")
+    if not isinstance(name, str) or not isinstance(claimed_namespace, str):
+        return None
+    claimed = ObjectId(kind, claimed_namespace if namespaced else "", name)
+    return claimed if _report_place(claimed) == _place(path, namespaced) else None
+
+
+def _report_place(object_id: ObjectId) -> tuple[str, str]:
+    path = status_path(Path(), object_id)
+    return (path.parent.name if object_id.namespace else "", path.name)
+
+
+def _place(path: Path, namespaced: bool) -> tuple[str, str]:
+    return (path.parent.name if namespaced else "", path.name)
 
 
 def status_document(

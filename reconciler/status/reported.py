@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.api import DEFAULT_NAMESPACE, ObjectId, VirtualDisk
+from reconciler.api import ObjectId, VirtualDisk, VirtualMachine
 from reconciler.engine.disks import PROTECTED_FIELD, DiskRecord
-from reconciler.status.documents import read_document
+from reconciler.status.documents import read_document, report_object_id
 
 
 def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
@@ -19,9 +19,9 @@ def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
             continue  # a report is advisory; a damaged one only loses its stickiness
         status = document.get("status")
         node = status.get("nodeName") if isinstance(status, dict) else None
-        if isinstance(node, str) and node:
-            namespace = path.parent.name or DEFAULT_NAMESPACE
-            found[ObjectId("VirtualMachine", namespace, path.stem)] = node
+        vm_id = report_object_id(path, VirtualMachine.KIND, namespaced=True)
+        if isinstance(node, str) and node and vm_id is not None:
+            found[vm_id] = node
     return found
 
 
@@ -35,10 +35,10 @@ def reported_disks(status_root: Path) -> dict[str, DiskRecord]:
         status = document.get("status") if isinstance(document, dict) else None
         target = status.get("target") if isinstance(status, dict) else None
         volume = target.get("persistentVolumeClaimName") if isinstance(target, dict) else None
-        if not isinstance(volume, str) or not volume:
+        disk_id = report_object_id(path, VirtualDisk.KIND, namespaced=True)
+        if not isinstance(volume, str) or not volume or disk_id is None:
             continue
         assert isinstance(status, dict)
-        disk_id = ObjectId(VirtualDisk.KIND, path.parent.name, path.stem)
         # Anything but a plain false counts as protected: in doubt, keep the volume.
         protected = status.get(PROTECTED_FIELD, False) is not False
         found[volume] = DiskRecord(disk_id, volume, protected)

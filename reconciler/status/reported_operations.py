@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualMachineOperation
 from reconciler.engine.operations import ReportedOperation
-from reconciler.status.documents import read_document
+from reconciler.status.documents import read_document, report_object_id
 
 
 def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
@@ -20,7 +20,8 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
         document = read_document(path)
         status = document.get("status") if isinstance(document, dict) else None
         phase = status.get("phase") if isinstance(status, dict) else None
-        if not isinstance(phase, str):
+        operation = report_object_id(path, VirtualMachineOperation.KIND, namespaced=True)
+        if not isinstance(phase, str) or operation is None:
             continue
         assert isinstance(status, dict)
         conditions = status.get("conditions")
@@ -32,7 +33,6 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
             ),
             {},
         )
-        operation = ObjectId(VirtualMachineOperation.KIND, path.parent.name, path.stem)
         found[operation] = ReportedOperation(
             phase, str(completed.get("reason") or ""), str(completed.get("message") or "")
         )

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.api import DEFAULT_NAMESPACE, ObjectId
-from reconciler.api.node import NODE_API_VERSION
+from reconciler.api import ObjectId
+from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.addressing import Addressing
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan, PlanContext
@@ -25,6 +25,7 @@ from reconciler.status.documents import (
     read_document,
     read_previous,
     render,
+    report_object_id,
     status_document,
     status_path,
     write_if_changed,
@@ -32,6 +33,7 @@ from reconciler.status.documents import (
 from reconciler.status.summary import fleet_readme, node_status
 
 VM_FOLDER = "virtualmachines"
+NODE_KIND = Node.KIND
 
 
 def write_host_reports(
@@ -106,8 +108,8 @@ def write_object_reports(
     for kind in REPORTED_KINDS:
         folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
         for path in sorted(folder.glob("*/*.yaml")):
-            object_id = ObjectId(kind, path.parent.name, path.stem)
-            if object_id not in present and object_id not in reports:
+            reported = report_object_id(path, kind, namespaced=True)
+            if reported is None or (reported not in present and reported not in reports):
                 path.unlink()
                 changed.append(path)
                 _remove_if_empty(path.parent)
@@ -133,7 +135,7 @@ def desired_vms(context: PlanContext) -> set[ObjectId] | None:
 def write_node_report(root: Path, host: HostContext, revision: str, error: str) -> list[Path]:
     """Only the host's own report, with the error that kept the pass from running;
     the VM reports stay as the last pass left them."""
-    path = root / "nodes" / f"{host.node_name}.yaml"
+    path = _node_path(root, host.node_name)
     previous = _read(path)
     status = previous.get("status") if isinstance(previous, dict) else None
     if isinstance(status, dict):
@@ -152,8 +154,12 @@ def _write_node(root: Path, node_name: str, node: dict[str, Any]) -> list[Path]:
         "metadata": {"name": node_name},
         "status": node,
     }
-    path = root / "nodes" / f"{node_name}.yaml"
+    path = _node_path(root, node_name)
     return [path] if write_if_changed(path, render(document)) else []
+
+
+def _node_path(root: Path, node_name: str) -> Path:
+    return status_path(root, ObjectId(NODE_KIND, "", node_name))
 
 
 def _remove_stale(
@@ -168,9 +174,10 @@ def _remove_stale(
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
     for path, object_id, document in _vm_reports(root):
-        if object_id in reported:
+        if object_id is not None and object_id in reported:
             continue
-        gone_from_git = object_id not in desired_vms
+        # A file no VM's report is ever written at is gone from Git too.
+        gone_from_git = object_id is None or object_id not in desired_vms
         status = document.get("status") if isinstance(document, dict) else None
         mine = isinstance(status, dict) and status.get("nodeName") == node_name
         if gone_from_git or mine:
@@ -187,11 +194,11 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def _vm_reports(root: Path) -> list[tuple[Path, ObjectId, Any]]:
+def _vm_reports(root: Path) -> list[tuple[Path, ObjectId | None, Any]]:
     found = []
     for path in sorted((root / VM_FOLDER).glob("*/*.yaml")):
-        namespace = path.parent.name or DEFAULT_NAMESPACE
-        found.append((path, ObjectId("VirtualMachine", namespace, path.stem), _read(path)))
+        object_id = report_object_id(path, "VirtualMachine", namespaced=True)
+        found.append((path, object_id, _read(path)))
     return found
 
 
@@ -203,7 +210,7 @@ def _write_readme(root: Path) -> list[Path]:
     statuses: dict[ObjectId, dict[str, Any]] = {}
     created: dict[ObjectId, str] = {}
     for _path, object_id, document in _vm_reports(root):
-        if not isinstance(document, dict):
+        if object_id is None or not isinstance(document, dict):
             continue
         status = document.get("status")
         statuses[object_id] = status if isinstance(status, dict) else {}
@@ -212,8 +219,11 @@ def _write_readme(root: Path) -> list[Path]:
             created[object_id] = str(metadata.get("creationTimestamp", "") or "")
     nodes = {}
     for path in sorted((root / "nodes").glob("*.yaml")):
+        node_id = report_object_id(path, NODE_KIND, namespaced=False)
+        if node_id is None:
+            continue
         document = _read(path)
         status = document.get("status") if isinstance(document, dict) else None
-        nodes[path.stem] = status if isinstance(status, dict) else {}
+        nodes[node_id.name] = status if isinstance(status, dict) else {}
     path = root / "README.md"
     return [path] if write_if_changed(path, fleet_readme(statuses, created, nodes)) else []

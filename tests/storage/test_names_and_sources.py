@@ -120,3 +120,24 @@ def test_an_empty_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ImageSourceInvalid, match="empty"):
         inspect_source(str(empty))
+
+
+def test_the_volume_of_a_disk_with_the_longest_name_fits_a_file_name() -> None:
+    name = disk_volume_name(disk("d" * 253, "n" * 63))
+
+    assert len(name.encode()) <= 255 and name.endswith(".qcow2")
+    assert name.startswith("vd-" + "n" * 63 + "-ddd")
+    assert is_project_volume(name)
+
+
+def test_an_image_with_the_longest_name_fits_a_file_name_while_importing() -> None:
+    stem = image_volume_stem(image("i" * 253, "n" * 63), "/srv/u.qcow2")
+
+    assert len((stem + ".importing").encode()) <= 255
+    assert is_project_volume(stem + ".importing") and is_project_volume(stem + ".qcow2")
+
+
+def test_the_volumes_of_two_long_names_alike_but_for_the_end_differ() -> None:
+    assert disk_volume_name(disk("d" * 252 + "a", "n")) != disk_volume_name(
+        disk("d" * 252 + "b", "n")
+    )
