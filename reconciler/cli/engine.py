@@ -16,7 +16,12 @@ from reconciler.config import Config
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Outcome, Plan
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.engine.reconcile import (
+    PassResult,
+    deletions_held_back,
+    plan_context,
+    reconcile_once,
+)
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
@@ -156,6 +161,7 @@ def run_plan(args: argparse.Namespace) -> int:
         return outcome
     result = outcome
     print(render_plan(result.plan, result.findings, args.format))
+    _warn_held_back(result)
     if args.detailed_exitcode and result.plan.has_changes:
         return EXIT_CHANGES
     return 0
@@ -166,8 +172,12 @@ def run_apply(args: argparse.Namespace) -> int:
     if isinstance(outcome, int):
         return outcome
     result = outcome
+    held_back = deletions_held_back(result.context, result.plan)
     if args.status_dir is not None:
-        errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
+        errors = "; ".join(
+            ([held_back] if held_back else [])
+            + [f"{e.action.describe()}: {e.error}" for e in result.errors]
+        )
         write_host_reports(
             args.status_dir,
             result.statuses_plan,
@@ -180,9 +190,18 @@ def run_apply(args: argparse.Namespace) -> int:
             revision_objects(result.context),
         )
     print(render_plan(result.plan, result.findings, args.format))
+    _warn_held_back(result)
     for failure in result.errors:
         print(f"error: {failure.action.describe()}: {failure.error}", file=sys.stderr)
     return 1 if result.errors else 0
+
+
+def _warn_held_back(result: PassResult) -> None:
+    """The daemon's warning when the revision deletes nothing (unreadable files, no
+    objects), on stderr: a `--format json` plan stays parseable."""
+    held_back = deletions_held_back(result.context, result.plan)
+    if held_back:
+        print(f"warning: {held_back}", file=sys.stderr)
 
 
 def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:

@@ -43,6 +43,18 @@ class Metrics:
             "When the last pass without errors finished.",
             registry=self.registry,
         )
+        self.deletions_held_back = Gauge(
+            "reconciler_deletions_held_back",
+            "Deletions the last pass did not make because the revision has unreadable"
+            " files or no objects at all.",
+            registry=self.registry,
+        )
+        self.unreadable_files = Gauge(
+            "reconciler_unreadable_files",
+            "Files of the applied revision that yield no object (broken YAML, a file that"
+            " cannot be read); while there are any, nothing is deleted.",
+            registry=self.registry,
+        )
 
     def phases(self, phases: Iterable[str]) -> None:
         counts = Tally(phases)
