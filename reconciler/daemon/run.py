@@ -288,13 +288,17 @@ class Daemon:
         assert repository is not None
         if not self._source.publishes_status:
             return None  # a local directory: reports are written beside the manifests
+        branch = self.config.status.branch or repository.branch
         return StatusPublisher(
             repository.url,
-            self.config.status.branch or repository.branch,
+            branch,
             self.config.status.path,
             self.config.node_name,
             self.config.cache_dir / "status",
             environment=self._source.git_env,
+            # Only a status branch of its own may be started: the followed branch,
+            # deleted on the remote, must not come back holding nothing but reports.
+            create_missing_branch=branch != repository.branch,
         )
 
     def _connect_libvirt(self) -> bool:
