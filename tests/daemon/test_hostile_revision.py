@@ -128,9 +128,14 @@ def test_a_deletion_waits_while_the_revision_has_an_unreadable_file(
     )
     wait_until("healthz naming it", lambda: unhealthy_saying(daemon, reason, "vms/broken.yaml"), 15)
     assert "reconciler_deletions_held_back 1.0" in daemon.get("/metrics")[1]
+    wait_until(
+        "one more pass of it",
+        lambda: f"pass (interval) at {broken[:12]}" in daemon.log_text(),
+        15,
+    )
     log = daemon.log_text()
     assert "undefine vm-b" not in log
-    assert [line for line in log.splitlines() if reason in line], "one log line says so"
+    assert len([line for line in log.splitlines() if reason in line]) == 1, "one log line"
 
     # When the file is fixed
     (operator.path / "vms" / "broken.yaml").unlink()
