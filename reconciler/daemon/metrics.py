@@ -25,7 +25,8 @@ class Metrics:
         )
         self.errors = Counter(
             "reconciler_errors",
-            "Errors, by where they happened (source, action, status, libvirt).",
+            "Errors, by where they happened: source, libvirt, status, or the stage of a pass"
+            " that raised (load, context, engine).",
             ["stage"],
             registry=self.registry,
         )
