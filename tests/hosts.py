@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from xml.sax.saxutils import escape
 
 import libvirt
 
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
-from reconciler.engine.domain import ObservedDomain
+from reconciler.engine.domain import METADATA_NAMESPACE, ObservedDomain
 from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
@@ -103,6 +104,33 @@ def vm_yaml(
         approval=approval,
         labels=labels,
     )
+
+
+# The test driver's host of tests/testdriver: a pool `default-pool`, a network `default`.
+HOST_XML = Path(__file__).with_name("testdriver") / "host.xml"
+
+
+def host_with_domain_of(
+    path: Path, vm: str, spec: Mapping[str, object], namespace: str = "default"
+) -> Path:
+    """HOST_XML written to `path` with one more domain, `VM.NAMESPACE`, whose <metadata>
+    says this project defined it for that VirtualMachine with `spec` as its baseline: a
+    host where the VM ran before its manifest was deleted, or whose baseline someone
+    edited by hand. Open it as `test://PATH`."""
+    metadata = (
+        f'<vmr:domain xmlns:vmr="{METADATA_NAMESPACE}">'
+        f"<vmr:kind>VirtualMachine</vmr:kind><vmr:namespace>{escape(namespace)}</vmr:namespace>"
+        f"<vmr:name>{escape(vm)}</vmr:name><vmr:spec>{escape(json.dumps(spec))}</vmr:spec>"
+        "</vmr:domain>"
+    )
+    domain = (
+        f'<domain type="test"><name>{escape(vm)}.{escape(namespace)}</name>'
+        "<memory>1048576</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+        f"<metadata>{metadata}</metadata></domain>\n  "
+    )
+    text = HOST_XML.read_text(encoding="utf-8").replace("<network>", domain + "<network>", 1)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 @dataclass

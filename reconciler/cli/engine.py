@@ -17,7 +17,12 @@ from reconciler.config import Config
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Outcome, Plan
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.engine.reconcile import (
+    PassResult,
+    deletions_held_back,
+    plan_context,
+    reconcile_once,
+)
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
@@ -157,6 +162,7 @@ def run_plan(args: argparse.Namespace) -> int:
         return outcome
     result = outcome
     emit(render_plan(result.plan, result.findings, args.format))
+    _warn_held_back(result)
     if args.detailed_exitcode and result.plan.has_changes:
         return EXIT_CHANGES
     return 0
@@ -167,8 +173,12 @@ def run_apply(args: argparse.Namespace) -> int:
     if isinstance(outcome, int):
         return outcome
     result = outcome
+    held_back = deletions_held_back(result.context, result.plan)
     if args.status_dir is not None:
-        errors = "; ".join(f"{e.action.describe()}: {e.error}" for e in result.errors)
+        errors = "; ".join(
+            ([held_back] if held_back else [])
+            + [f"{e.action.describe()}: {e.error}" for e in result.errors]
+        )
         write_host_reports(
             args.status_dir,
             result.statuses_plan,
@@ -181,9 +191,18 @@ def run_apply(args: argparse.Namespace) -> int:
             revision_objects(result.context),
         )
     emit(render_plan(result.plan, result.findings, args.format))
+    _warn_held_back(result)
     for failure in result.errors:
         emit(escaped(f"error: {failure.action.describe()}: {failure.error}"), sys.stderr)
     return 1 if result.errors else 0
+
+
+def _warn_held_back(result: PassResult) -> None:
+    """The daemon's warning when the revision deletes nothing (unreadable files, no
+    objects), on stderr: a `--format json` plan stays parseable."""
+    held_back = deletions_held_back(result.context, result.plan)
+    if held_back:
+        emit(escaped(f"warning: {held_back}"), sys.stderr)
 
 
 def render_plan(plan: Plan, findings: list[Finding], fmt: str) -> str:

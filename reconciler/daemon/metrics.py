@@ -25,7 +25,8 @@ class Metrics:
         )
         self.errors = Counter(
             "reconciler_errors",
-            "Errors, by where they happened (source, action, status, libvirt).",
+            "Errors, by where they happened: source, libvirt, status, or the stage of a pass"
+            " that raised (load, context, engine).",
             ["stage"],
             registry=self.registry,
         )
@@ -41,6 +42,18 @@ class Metrics:
         self.last_success = Gauge(
             "reconciler_last_success_timestamp_seconds",
             "When the last pass without errors finished.",
+            registry=self.registry,
+        )
+        self.deletions_held_back = Gauge(
+            "reconciler_deletions_held_back",
+            "Deletions the last pass did not make because the revision has unreadable"
+            " files or no objects at all.",
+            registry=self.registry,
+        )
+        self.unreadable_files = Gauge(
+            "reconciler_unreadable_files",
+            "Files of the applied revision that yield no object (broken YAML, a file that"
+            " cannot be read); while there are any, nothing is deleted.",
             registry=self.registry,
         )
 

@@ -15,22 +15,27 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from reconciler import __version__
 from reconciler.api import Node
 from reconciler.config import ConfigError, load_config
+from reconciler.daemon.health import Health
 from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
 from reconciler.daemon.triggers import Triggers
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.engine.reconcile import (
+    PassResult,
+    deletions_held_back,
+    plan_context,
+    reconcile_once,
+)
 from reconciler.loader import LoadResult
 from reconciler.source import SourceError
 from reconciler.status.addresses import read_leases
@@ -44,12 +49,28 @@ _AGENT_TRIGGERS = frozenset({"agent-connected", "agent-disconnected"})
 _LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected", "agent"})
 
 
+# A pass's stages in order: the one after the last finished is where a failure happened.
+_STAGES = ("source", "load", "context", "engine", "status")
+# How much of an exception's message /healthz and the node report repeat (the journal
+# has all of it).
+_MAX_FAILURE_CHARS = 500
+
+
 class _Stages:
     """Where a pass spent its time, for its log line: a slow pass says which part was slow."""
 
     def __init__(self, started: float) -> None:
+        self._started = started
         self._last = started
         self._spent: list[tuple[str, float]] = []
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def unfinished(self) -> str:
+        """The stage that has not finished: where the pass is, or where it failed."""
+        done = {stage for stage, _seconds in self._spent}
+        return next((stage for stage in _STAGES if stage not in done), "status")
 
     def mark(self, stage: str) -> None:
         now = time.monotonic()
@@ -58,28 +79,6 @@ class _Stages:
 
     def __str__(self) -> str:
         return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self._spent)
-
-
-@dataclass
-class Health:
-    libvirt: str = "not connected yet"
-    source: str = "not fetched yet"
-    last_pass: float = 0.0
-    last_error: str = ""
-    revision: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def report(self) -> tuple[bool, dict[str, object]]:
-        healthy = self.libvirt == "ok"
-        return healthy, {
-            "healthy": healthy,
-            "libvirt": self.libvirt,
-            "source": self.source,
-            "revision": self.revision,
-            "lastPass": self.last_pass,
-            "lastError": self.last_error,
-            "version": __version__,
-        }
 
 
 class Daemon:
@@ -101,6 +100,10 @@ class Daemon:
         self._publisher: Any = None
         self._last_key: str | None = None
         self._revision: Any = None
+        # The last failure and held-back deletions logged: each is logged once, not
+        # again at every pass that finds it unchanged.
+        self._logged_failure = ""
+        self._logged_held_back = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -285,13 +288,17 @@ class Daemon:
         assert repository is not None
         if not self._source.publishes_status:
             return None  # a local directory: reports are written beside the manifests
+        branch = self.config.status.branch or repository.branch
         return StatusPublisher(
             repository.url,
-            self.config.status.branch or repository.branch,
+            branch,
             self.config.status.path,
             self.config.node_name,
             self.config.cache_dir / "status",
             environment=self._source.git_env,
+            # Only a status branch of its own may be started: the followed branch,
+            # deleted on the remote, must not come back holding nothing but reports.
+            create_missing_branch=branch != repository.branch,
         )
 
     def _connect_libvirt(self) -> bool:
@@ -382,13 +389,24 @@ class Daemon:
         return revision
 
     def _one_pass(self, reasons: Counter[str]) -> None:
-        started = time.monotonic()
-        stages = _Stages(started)
+        """One pass. Whatever it raises stops here, at its boundary (a pass never dies
+        of its input, issue 12): logged once, shown in /healthz and the node report,
+        and the next trigger tries the newest revision again as usual."""
+        stages = _Stages(time.monotonic())
         why = ", ".join(sorted(reasons))
+        try:
+            self._pass(reasons, why, stages)
+        except Exception as error:
+            self._pass_failed(error, why, stages)
+
+    def _pass(self, reasons: Counter[str], why: str, stages: _Stages) -> None:
         revision = self._update_source(reasons)
         stages.mark("source")
         if revision is None:
             return
+        # Every later trigger (a libvirt event too) tries this revision, even when this
+        # pass fails: never an older one.
+        self._revision = revision
         if set(reasons) <= {"push", "file"} and revision.manifests_key == self._last_key:
             # Our own status commit (or a change outside the manifests): nothing to do.
             log.info("trigger %s: manifests unchanged at %s", why, revision.sha[:12])
@@ -421,26 +439,23 @@ class Daemon:
         if self.config.suspend:
             # Report the host as it is, not as the plan would leave it.
             context = replace(context, anticipate=False)
-        try:
-            result = reconcile_once(context, self._observer, runner, self._progress)
-        except Exception as error:
-            self.metrics.errors.labels(stage="libvirt").inc()
-            self.health.last_error = str(error)
-            log.exception("pass failed")
-            self._connection = None
-            return
+        result = reconcile_once(context, self._observer, runner, self._progress)
         stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
+        held_back = self._deletions_held_back(result)
+        if held_back:
+            errors.insert(0, held_back)
         if revision.stale_error:
             errors.insert(0, revision.stale_error)
         self.health.last_error = "; ".join(errors)
-        self._revision = revision
+        self.health.pass_failure = ""
+        self._logged_failure = ""
         self._publish(result, revision, self.health.last_error, why)
         stages.mark("status")
         self._last_key = revision.manifests_key
         self.health.revision = revision.sha
         self.health.last_pass = time.time()
-        elapsed = time.monotonic() - started
+        elapsed = stages.elapsed()
         self.metrics.pass_seconds.observe(elapsed)
         self.metrics.passes.labels(outcome="error" if errors else "ok").inc()
         self.metrics.revision.info({"revision": revision.sha})
@@ -458,6 +473,41 @@ class Daemon:
             stages,
         )
         self.notifier.status(f"revision {revision.sha[:12]}, {applied} action(s) in last pass")
+
+    def _deletions_held_back(self, result: PassResult) -> str:
+        """Why the pass deleted nothing ("" when it deleted normally): into /healthz, the
+        metrics, and the log once per revision and reason."""
+        held_back = deletions_held_back(result.context, result.plan)
+        unreadable = {finding.path for finding in result.context.unreadable_files}
+        self.metrics.deletions_held_back.set(len(result.plan.held_back))
+        self.metrics.unreadable_files.set(len(unreadable))
+        if held_back and held_back != self._logged_held_back:
+            log.warning("%s", held_back)
+        self._logged_held_back = held_back
+        self.health.held_back = held_back
+        return held_back
+
+    def _pass_failed(self, error: Exception, why: str, stages: _Stages) -> None:
+        stage = stages.unfinished()
+        revision = self._revision
+        at = f"revision {revision.sha[:12]}" if revision is not None else "no revision yet"
+        detail = " ".join(f"{type(error).__name__}: {error}".split())
+        if len(detail) > _MAX_FAILURE_CHARS:
+            detail = detail[:_MAX_FAILURE_CHARS] + "…"
+        failure = f"{stage} at {at}: {detail}"
+        self.metrics.errors.labels(stage=stage).inc()
+        self.metrics.passes.labels(outcome="failed").inc()
+        self.health.pass_failure = failure
+        self.health.last_error = f"pass failed in {failure}"
+        if failure != self._logged_failure:
+            # The traceback once: a revision that fails the same way at every interval
+            # must not flood the journal.
+            log.error("pass (%s) failed in %s", why, failure, exc_info=error)
+            self._logged_failure = failure
+        else:
+            log.warning("pass (%s) failed again in %s at %s, as logged before", why, stage, at)
+        if revision is not None:
+            self._publish_error(revision, self.health.last_error, why)
 
     def _progress(self, line: str) -> None:
         self.heartbeat.beat()
@@ -505,13 +555,13 @@ class Daemon:
         self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")
 
     def _publish_error(self, revision: Any, error: str, why: str) -> None:
-        """When no pass can run (libvirt down), the node's report still says why."""
+        """When no pass can run (libvirt down) or one failed, the node's report still
+        says why."""
         from reconciler.status.reports import write_node_report
 
-        host = self._host()
-
         def write(root: Path) -> list[Path]:
-            return write_node_report(root, host, revision.sha, error)
+            # Here, inside the publisher's guard: a broken connection is one more error.
+            return write_node_report(root, self._host(), revision.sha, error)
 
         self._write_reports(write, revision, f"error ({why})")
 
@@ -519,14 +569,17 @@ class Daemon:
         try:
             if self._publisher is None:
                 write(revision.repo_root / self.config.status.path)
-                return
-            outcome = self._publisher.publish(write, summary)
-            if outcome.committed:
-                log.info("status committed and pushed: %s", self._publisher.last_commit)
+            else:
+                outcome = self._publisher.publish(write, summary)
+                if outcome.committed:
+                    log.info("status committed and pushed: %s", self._publisher.last_commit)
         except Exception as error:
             self.metrics.errors.labels(stage="status").inc()
             self.health.last_error = f"status: {error}"
+            self.health.status_failure = str(error)
             log.error("status: %s", error)
+        else:
+            self.health.status_failure = ""
 
 
 class _Stoppable:

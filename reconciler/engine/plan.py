@@ -129,6 +129,9 @@ class Plan:
     vms: list[VMPlan] = field(default_factory=list)
     statuses: dict[ObjectId, VMStatus] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The deletions a whole revision would make, held back because this one has
+    # unreadable files or no objects at all (SPEC §10): the daemon and `apply` say so.
+    held_back: list[str] = field(default_factory=list)
     # The `status:` documents of the other objects this host reports (operations, disks,
     # attachments: those of the VMs it runs), by object; written beside the VM reports.
     object_reports: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
@@ -147,7 +150,9 @@ class PlanContext:
     inventory: Inventory
     findings: list[Finding]
     broken: frozenset[ObjectId]
-    unreadable_files: bool
+    # The findings of the files that yield no object (broken YAML, a file that cannot be
+    # read): while there is any, the revision may be missing anything, so nothing is deleted.
+    unreadable_files: tuple[Finding, ...]
     topology: TopologyPolicy
     change_table: ChangeTable
     host: HostContext
@@ -753,6 +758,20 @@ def _plan_block_devices(
         result.vms.append(
             VMPlan(stale.owner, Outcome.DELETED, [stale], ["no image of the revision uses it"])
         )
+    if not whole:
+        # What a whole revision would delete, only counted: the operator learns how much
+        # waits for the revision to be readable again.
+        would_delete, _kept, _notes = plan_disk_deletions(
+            devices,
+            context.broken,
+            True,
+            context.disk_records,
+            observation.volumes,
+            observation.domains,
+            undefined,
+        )
+        would_delete += stale_image_volumes(devices.view, context.broken, True, observation.domains)
+        result.held_back.extend(action.describe() for action in would_delete)
     result.notes.extend(notes)
     result.object_reports.update(kept)
     result.object_reports.update(
@@ -969,6 +988,7 @@ def _plan_deletions(
             f"{len(orphans)} domain(s) have no manifest, but this revision has unreadable files"
             " or no objects at all: nothing is deleted"
         )
+        result.held_back.extend(f"undefine domain {observed.name}" for observed in orphans)
         return set()
     for observed in orphans:
         kind, namespace, name = observed.owner  # type: ignore[misc]

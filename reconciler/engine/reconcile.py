@@ -123,7 +123,7 @@ def plan_context(
         inventory=Inventory(result),
         findings=findings,
         broken=frozenset(result.broken),
-        unreadable_files=any(not f.object for f in result.findings),
+        unreadable_files=tuple(f for f in result.findings if not f.object),
         topology=topology,
         change_table=change_table_for(rules, topology),
         host=host,
@@ -140,6 +140,39 @@ def plan_context(
         disk_records=reported_disks(disks_root) if disks_root is not None else {},
         operation_reports=reported_operations(disks_root) if disks_root is not None else {},
     )
+
+
+# How many unreadable files a warning names; the rest are counted (`validate` lists all).
+_NAMED_FILES = 5
+
+
+def deletions_held_back(context: PlanContext, plan: Plan) -> str:
+    """Why this revision deletes nothing, for the log, the node report and `apply`; ""
+    when it deletes normally.
+
+    Unreadable files are named whenever there are any, with or without something to
+    delete right now: no deletion can happen until they are fixed, and an operator
+    deleting a manifest then should not have to guess why nothing goes. A revision
+    without any object is named only when it holds something back: an empty repository
+    on a new host is no problem.
+    """
+    count = len(plan.held_back)
+    held = f"{count} deletion(s) held back" if count else "deletions are held back"
+    revision = f"revision {context.revision[:12]}" if context.revision else "the revision"
+    if context.unreadable_files:
+        first: dict[str, Finding] = {}
+        for finding in sorted(context.unreadable_files):
+            first.setdefault(finding.path, finding)
+        files = [f"{f.path}:{f.line}: {' '.join(f.message.split())}" for f in first.values()]
+        if len(files) > _NAMED_FILES:
+            files[_NAMED_FILES:] = [f"and {len(files) - _NAMED_FILES} more"]
+        return (
+            f"{revision} has {len(first)} unreadable file(s), so nothing is deleted"
+            f" ({held}): {'; '.join(files)}"
+        )
+    if count and not context.inventory.objects:
+        return f"{revision} has no objects at all, so nothing is deleted ({held})"
+    return ""
 
 
 def _volumes(source: DomainSource, host: HostContext) -> dict[tuple[str, str], VolumeFacts]:
@@ -180,7 +213,7 @@ def with_addressing(context: PlanContext, observation: Observation) -> PlanConte
         context.inventory,
         observation.network,
         incomplete_namespaces=incomplete,
-        incomplete_everywhere=context.unreadable_files,
+        incomplete_everywhere=bool(context.unreadable_files),
     )
     return replace(context, addressing=addressing)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
+from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadResult, load_file, manifest_files
 from reconciler.source.revision import Revision
 
@@ -34,7 +36,7 @@ class ManifestCache:
                 if blob is not None and cached is not None and cached[0] == blob:
                     result = cached[1]
                 else:
-                    result = load_file(path, display)
+                    result = _load_guarded(path, display)
                     parsed += 1
                 if blob is not None:
                     files[display] = (blob, result)
@@ -46,3 +48,16 @@ class ManifestCache:
         self._files = files
         self.parsed_last = parsed
         return combined
+
+
+def _load_guarded(path: Path, display: str) -> LoadResult:
+    """The file's LoadResult; a file whose loading raises (a parser's limit reached on
+    hostile input, a bug of ours) is a finding of that file alone, so the daemon's
+    pass goes on with every other file instead of failing whole (issue 12)."""
+    try:
+        return load_file(path, display)
+    except Exception as error:  # anything: one file must never stop the revision
+        result = LoadResult(files=[display])
+        message = f"cannot be loaded: {type(error).__name__}: {error}"
+        result.findings.append(Finding(display, 1, 1, "", message, Rule.YAML))
+        return result

@@ -5,6 +5,11 @@ Several hosts push to one branch at once. A rejected push is never forced and ne
 cherry-picked: the clone is reset to what the remote now holds and the reports are
 written again on top of it, so every host's files survive (each host writes only
 its own reports). A clone left half-done by a killed daemon is reset the same way.
+
+Every push holds a lease on the head it was built on: it lands only while the
+remote's branch is still exactly there. A branch deleted on the remote is therefore
+never recreated holding nothing but status/ (issue 12); only a status branch of its
+own, which holds nothing else, is started when missing.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ _REJECTED = (
 _NO_BRANCH = ("couldn't find remote ref", "not found in upstream")
 # The local name of a status branch that does not exist on the remote yet.
 _NEW_BRANCH = "vmr-new-status-branch"
+# The lease of a push that starts a branch: the remote must not have it yet.
+_ABSENT = ""
 
 
 class PublishError(Exception):
@@ -69,9 +76,12 @@ class StatusPublisher:
         git_env: Mapping[str, str] | None = None,
         environment: Callable[[], dict[str, str]] | None = None,
         attempts: int = 8,
+        create_missing_branch: bool = False,
     ) -> None:
         """git_env: fixed variables for git (credentials); environment: a callable asked
-        before every publish instead, so a rotated token file is picked up."""
+        before every publish instead, so a rotated token file is picked up.
+        create_missing_branch: only for a status branch of its own; the branch the hosts
+        follow is never created (its manifests would be gone)."""
         self.url = url
         self.branch = branch
         self.status_path = status_path.strip("/") or "status"
@@ -82,6 +92,9 @@ class StatusPublisher:
         self._git_env = dict(git_env or {})
         self._environment = environment or dict
         self._redact = Redactor(url)
+        self.create_missing_branch = create_missing_branch
+        # The remote head the clone was last reset to: the lease of the next push.
+        self._fetched_head = _ABSENT
 
     @property
     def status_root(self) -> Path:
@@ -107,8 +120,14 @@ class StatusPublisher:
                 return PublishResult(committed=False, attempts=attempt)
             self._git(env, "add", "-A", "--", self.status_path)
             self._git(env, "commit", "--quiet", "--no-verify", "-m", message)
+            ref = f"refs/heads/{self.branch}"
             failure = self._network(
-                env, "push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}"
+                env,
+                "push",
+                "--quiet",
+                f"--force-with-lease={ref}:{self._fetched_head}",
+                "origin",
+                f"HEAD:{ref}",
             )
             if failure is not None:
                 if not any(word in failure for word in _REJECTED):
@@ -148,14 +167,23 @@ class StatusPublisher:
         if failure is not None:
             if not any(words in failure for words in _NO_BRANCH):
                 raise self._failed("fetch", failure)
+            if not self.create_missing_branch:
+                raise PublishError(
+                    f"{redact_url(self.url)} ({self.branch}): the branch is not on the remote;"
+                    " nothing is pushed until it is back (the hosts never recreate the branch"
+                    " they follow)"
+                )
             # A status branch of its own that nobody has pushed yet: start it empty.
+            self._fetched_head = _ABSENT
             self._git(env, "update-ref", "-d", f"refs/heads/{_NEW_BRANCH}")
             self._git(env, "symbolic-ref", "HEAD", f"refs/heads/{_NEW_BRANCH}")
             self._git(env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
             self._git(env, "clean", "-q", "-fdx")
             return
+        fetched = self._git(env, "rev-parse", f"refs/remotes/origin/{self.branch}")
+        self._fetched_head = fetched.strip()
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
-        self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, f"origin/{self.branch}")
+        self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
         self._git(env, "clean", "-q", "-fdx")
 
     def _git(self, env: dict[str, str], *args: str, timeout: float | None = None) -> str:

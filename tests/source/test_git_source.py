@@ -320,3 +320,18 @@ def test_status_folder_inside_the_sub_path_is_not_a_manifest_change(
 
     assert (second.sha, second.manifests_key) == (applied, first.manifests_key)
     assert second.changed == frozenset()
+
+
+def test_a_branch_deleted_on_the_remote_serves_the_last_revision_stale(
+    remote: Remote, cache_dir: Path
+) -> None:
+    good = remote.commit(MANIFESTS)
+    source = open_git(remote.url, cache_dir)
+    source.update()
+
+    git(remote.bare, "update-ref", "-d", "refs/heads/main")
+    revision = source.update()
+
+    assert revision.sha == good, "not an empty revision: the last one"
+    assert "couldn't find remote ref" in revision.stale_error
+    assert (revision.root / "vms" / "web.yaml").is_file()

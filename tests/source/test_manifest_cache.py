@@ -101,3 +101,17 @@ def test_local_directory_edit_is_parsed_again(tmp_path: Path) -> None:
 
     assert cache.parsed_last == 1
     assert summary(loaded) == summary(load_directory(revision.root))
+
+
+def test_a_file_too_deep_to_load_loses_only_itself(remote: Remote, cache_dir: Path) -> None:
+    # Given a revision with a 10,000-deep list beside valid manifests (issue 12, row 1)
+    remote.commit({**MANIFESTS, "deep.yaml": "a: " + "[" * 10_000 + "]" * 10_000 + "\n"})
+    revision = open_source(repository(remote.url), cache_dir, "status").update()
+
+    # When the daemon's cache loads it
+    loaded = ManifestCache().load(revision)
+
+    # Then the deep file is a finding of its own, without an object, and the rest loads
+    deep = [finding for finding in loaded.findings if finding.path == "deep.yaml"]
+    assert deep and all(not finding.object for finding in deep)
+    assert len(loaded.objects) == 5

@@ -21,7 +21,15 @@ def publisher(
 ) -> StatusPublisher:
     """Host NODE's publisher, with a work dir of its own."""
     work_dir = tmp_path / f"work-{node}"
-    return StatusPublisher(remote.url, branch, "status", node, work_dir, attempts=attempts)
+    return StatusPublisher(
+        remote.url,
+        branch,
+        "status",
+        node,
+        work_dir,
+        attempts=attempts,
+        create_missing_branch=branch != remote.branch,
+    )
 
 
 def node_file(node: str, text: str) -> Write:
@@ -225,3 +233,40 @@ def test_push_declined_by_the_remote_fails_at_once(remote: Remote, tmp_path: Pat
     assert "pre-receive hook declined" in message
     assert "status pushes are closed" in message
     assert "\n" not in message
+
+
+def test_a_followed_branch_deleted_on_the_remote_is_never_recreated(
+    remote: Remote, tmp_path: Path
+) -> None:
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "round: 1\n"), "1 VM")
+    head = remote.head()
+    git(remote.bare, "update-ref", "-d", "refs/heads/main")
+
+    with pytest.raises(PublishError, match="the branch is not on the remote") as raised:
+        status.publish(node_file("hv1", "round: 2\n"), "1 VM")
+
+    assert remote.head() == "", "no push recreated the branch"
+    assert "\n" not in str(raised.value)
+
+    git(remote.bare, "update-ref", "refs/heads/main", head)
+    back = status.publish(node_file("hv1", "round: 2\n"), "1 VM")
+
+    assert back.committed
+    assert git(remote.bare, "rev-parse", "main~1") == head
+    assert "vm.yaml" in remote.files(), "the manifests are there as before"
+
+
+def test_a_branch_deleted_between_fetch_and_push_is_not_recreated(
+    remote: Remote, tmp_path: Path
+) -> None:
+    status = publisher(remote, tmp_path)
+
+    def write_then_branch_deleted(root: Path) -> list[Path]:
+        git(remote.bare, "update-ref", "-d", "refs/heads/main", check=False)
+        return node_file("hv1", "up: true\n")(root)
+
+    with pytest.raises(PublishError, match="the branch is not on the remote"):
+        status.publish(write_then_branch_deleted, "1 VM")
+
+    assert remote.head() == ""

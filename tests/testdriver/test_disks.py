@@ -174,6 +174,11 @@ def test_a_revision_with_an_unreadable_file_deletes_no_disk(host: Host) -> None:
     assert mutations == 0
     assert "vd-default-linux-vm-root.qcow2" in volumes(host)
     assert any("none is deleted" in note for note in result.plan.notes)
+    # ... and counted, for the warning the daemon and `apply` give (issue 12, row 6)
+    assert result.plan.held_back == [
+        "delete volume default-pool/vd-default-linux-vm-root.qcow2"
+        " (its VirtualDisk manifest was deleted)"
+    ]
 
 
 FOREIGN = """<domain type='test'>
