@@ -26,6 +26,9 @@ from urllib.parse import unquote, urlparse
 from reconciler.api import ObjectId
 
 DISK_KIND = "VirtualDisk"
+# Where a host takes image files from unless its configuration says otherwise
+# (imageDirectories): images come from nowhere else (rules/images.py).
+DEFAULT_IMAGE_DIRECTORIES = ("/var/lib/reconciler/images",)
 IMAGE_PREFIXES = {"VirtualImage": "img", "ClusterVirtualImage": "cvi"}
 IMPORTING_SUFFIX = ".importing"
 _SECTOR = 512
