@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class ConfinementError(Exception):
@@ -93,3 +94,43 @@ def _opened_path(descriptor: int) -> str:
         return os.readlink(f"/proc/self/fd/{descriptor}")
     except OSError:
         return ""
+
+
+# --- symlinks of the manifests repository ----------------------------------------------
+
+
+class SymlinkRefused(Exception):
+    """A symlink of the repository that is not followed; the message says why."""
+
+
+_LEADS_OUTSIDE = "is a symbolic link that leads outside the repository; it is not read"
+
+
+def repository_target(path: Path, repository: Path) -> str | None:
+    """Where a symlink of the repository leads, if that is inside it and not under a
+    dot-folder (.git holds the clone's configuration, maybe credentials); else None."""
+    real = resolve_inside(os.path.abspath(path), [os.path.abspath(repository)])
+    if real is None:
+        return None
+    base = os.path.realpath(repository)
+    if any(part.startswith(".") for part in Path(os.path.relpath(real, base)).parts):
+        return None
+    return real
+
+
+def read_repository_link(path: Path, repository: Path) -> str:
+    """The text a symlink of the repository leads to, when that is a file inside it;
+    SymlinkRefused otherwise."""
+    if repository_target(path, repository) is None:
+        raise SymlinkRefused(_LEADS_OUTSIDE)
+    try:
+        # Checked again on the file opened: a link changed since it was resolved is caught.
+        descriptor = open_inside(os.path.abspath(path), [os.path.abspath(repository)])
+    except FileNotFoundError:
+        raise SymlinkRefused("is a symbolic link to a file that does not exist") from None
+    except NotARegularFile:
+        raise SymlinkRefused("is a symbolic link to a folder or device; it is not read") from None
+    except ConfinementError:
+        raise SymlinkRefused(_LEADS_OUTSIDE) from None
+    with os.fdopen(descriptor, encoding="utf-8") as file:
+        return file.read()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 
+from reconciler.confined import resolve_inside
+from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadResult, load_file, manifest_files
 from reconciler.source.revision import Revision
 
@@ -12,17 +15,24 @@ class ManifestCache:
     """Per-file LoadResults keyed by blob id: an unchanged file is never parsed twice.
 
     Safe because a file's LoadResult depends only on its text and display path;
-    cross-file rules (duplicates, references) run later on the combined result.
+    cross-file rules (duplicates, references) run later on the combined result. A
+    symlink's blob is the path it holds, not the text it leads to: symlinks are read
+    again on every load. Symlinks are read only inside the work tree (loader.load_file).
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[str, LoadResult]] = {}
+        self._links: set[str] = set()
         self.parsed_last = 0
 
     def load(self, revision: Revision) -> LoadResult:
         combined = LoadResult()
         files: dict[str, tuple[str, LoadResult]] = {}
+        links: set[str] = set()
         parsed = 0
+        if not _inside_work_tree(revision):
+            self._files, self._links, self.parsed_last = {}, set(), 0
+            return _sub_path_refused(revision)
         # As in load_directory: parsing makes many short-lived objects and no cycles.
         collecting = gc.isenabled()
         gc.disable()
@@ -31,11 +41,18 @@ class ManifestCache:
                 display = path.relative_to(revision.root).as_posix()
                 blob = revision.blobs.get(display)
                 cached = self._files.get(display)
-                if blob is not None and cached is not None and cached[0] == blob:
+                if (
+                    blob is not None
+                    and cached is not None
+                    and cached[0] == blob
+                    and display not in self._links
+                ):
                     result = cached[1]
                 else:
-                    result = load_file(path, display)
+                    result = load_file(path, display, revision.repo_root)
                     parsed += 1
+                    if os.path.islink(path):
+                        links.add(display)
                 if blob is not None:
                     files[display] = (blob, result)
                 combined.extend(result)
@@ -44,5 +61,23 @@ class ManifestCache:
                 gc.enable()
         # Only files of this revision are kept: deleted files do not accumulate.
         self._files = files
+        self._links = links
         self.parsed_last = parsed
         return combined
+
+
+def _inside_work_tree(revision: Revision) -> bool:
+    """Whether the manifests folder (sub_path) is the work tree or a folder inside it: a
+    sub_path committed as a symlink could lead anywhere on the host."""
+    root, tree = os.path.abspath(revision.root), os.path.abspath(revision.repo_root)
+    return (
+        os.path.realpath(root) == os.path.realpath(tree) or resolve_inside(root, [tree]) is not None
+    )
+
+
+def _sub_path_refused(revision: Revision) -> LoadResult:
+    """Nothing loaded, and a finding that makes the revision incomplete (no deletions)."""
+    display = os.path.relpath(revision.root, revision.repo_root)
+    message = "the manifests folder is a symbolic link that leads outside the repository"
+    finding = Finding(display, 1, 1, "", message, Rule.SYMLINK)
+    return LoadResult(findings=[finding], files=[display])
