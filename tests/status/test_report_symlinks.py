@@ -10,7 +10,9 @@ import pytest
 
 from reconciler.api import ObjectId
 from reconciler.status.documents import read_text, write_if_changed
+from reconciler.status.publish import StatusPublisher
 from reconciler.status.reported import reported_disks, reported_nodes
+from tests.gitrepos import Remote, git
 
 SECRET = "S3CR3T-8f14e45fce"
 HOST_FILE_TEXT = (
@@ -94,3 +96,27 @@ def test_a_symlinked_kind_folder_is_replaced_when_a_report_is_written(
     assert not (status_root / "virtualdisks").is_symlink()
     assert report.read_text() == "status: {}\n"
     assert sorted(p.name for p in outside.iterdir()) == ["web.yaml"]
+
+
+def test_a_status_folder_committed_as_a_symlink_is_replaced_not_written_through(
+    remote: Remote, tmp_path: Path, outside: Path
+) -> None:
+    link = remote.author / "status"
+    link.symlink_to(outside)
+    git(remote.author, "add", "--all")
+    git(remote.author, "commit", "--quiet", "-m", "status leads elsewhere")
+    git(remote.author, "push", "--quiet", "origin", f"HEAD:{remote.branch}")
+    publisher = StatusPublisher(remote.url, "main", "status", "hv1", tmp_path / "work")
+
+    result = publisher.publish(lambda root: [_write_node(root)], "1 VM")
+
+    assert result.committed
+    assert remote.show("status/nodes/hv1.yaml") == "up: true"
+    assert sorted(p.name for p in outside.iterdir()) == ["web.yaml"]
+    assert not publisher.status_root.is_symlink()
+
+
+def _write_node(root: Path) -> Path:
+    path = root / "nodes" / "hv1.yaml"
+    write_if_changed(path, "up: true\n")
+    return path
