@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from reconciler.api.meta import Strict
+from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.loader import load_config_text
 
 
@@ -48,7 +49,19 @@ class Config(Strict):
     # The push webhook (POST /hooks/git) is off unless a shared secret is configured.
     webhook_secret_file: Path | None = None
     cache_dir: Path = Path("/var/lib/reconciler")
+    # The only directories image files (file:// URLs, paths) are imported from.
+    image_directories: list[Path] = Field(
+        default_factory=lambda: [Path(d) for d in DEFAULT_IMAGE_DIRECTORIES]
+    )
     suspend: bool = False
+
+    @field_validator("image_directories")
+    @classmethod
+    def _absolute_directories(cls, value: list[Path]) -> list[Path]:
+        for directory in value:
+            if not directory.is_absolute():
+                raise ValueError(f"imageDirectories: {str(directory)!r} is not an absolute path")
+        return value
 
     @field_validator("virtual_machine_cidrs", mode="before")
     @classmethod
@@ -64,13 +77,14 @@ class Config(Strict):
 
 ENV_PREFIX = "RECONCILER_"
 _SECTIONS: dict[str, type[Strict]] = {"repository": RepositoryConfig, "status": StatusConfig}
+_LISTS = frozenset({"virtual_machine_cidrs", "image_directories"})
 
 
 def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`RECONCILER_LIBVIRT_URI=...`, `RECONCILER_REPOSITORY_BRANCH=...`: one setting each.
 
     Names are the settings' snake_case names upper-cased, sections joined by `_`;
-    lists (virtualMachineCIDRs) are comma-separated.
+    lists (virtualMachineCIDRs, imageDirectories) are comma-separated.
     """
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
@@ -82,7 +96,7 @@ def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 overrides.setdefault(section, {})[key[len(section) + 1 :]] = value
                 break
         else:
-            if key == "virtual_machine_cidrs":
+            if key in _LISTS:
                 overrides[key] = [part.strip() for part in value.split(",") if part.strip()]
             elif key in Config.model_fields and key not in _SECTIONS:
                 overrides[key] = value

@@ -18,6 +18,8 @@ class Rule(StrEnum):
     USERDATA_SIZE = "userdata-size"
     IP_RANGE = "ip-range"
     CONFLICT = "conflict"
+    IMAGE_SOURCE = "image-source"
+    SYMLINK = "symlink"
 
 
 @dataclass(frozen=True, order=True)

@@ -23,6 +23,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 
 from reconciler.api import DEFAULT_NAMESPACE, KINDS, FieldError, Manifest, ObjectId
+from reconciler.confined import SymlinkRefused, read_repository_link, repository_target
 from reconciler.findings import Finding, Rule
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -176,13 +177,24 @@ class LoadResult:
 
 
 def manifest_files(root: Path) -> Iterator[Path]:
-    """Every YAML file under root, in a stable order, skipping status/ and dot-folders."""
+    """Every YAML file under root, in a stable order, skipping status/ and dot-folders.
+
+    Symlinked folders are not descended into: one that leads to a folder of the
+    repository has its files read there; one that leads anywhere else is yielded
+    itself, so that load_file reports it (rule symlink) instead of its manifests
+    silently missing from the revision.
+    """
     for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(
-            d
-            for d in subdirs
-            if not d.startswith(".") and not (d in SKIPPED_DIRS and Path(directory) == root)
-        )
+        kept = []
+        for name in sorted(subdirs):
+            if name.startswith(".") or (name in SKIPPED_DIRS and Path(directory) == root):
+                continue
+            path = Path(directory) / name
+            if not os.path.islink(path):
+                kept.append(name)
+            elif repository_target(path, root) is None:
+                yield path
+        subdirs[:] = kept
         for name in sorted(files):
             if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
                 yield Path(directory) / name
@@ -197,23 +209,36 @@ def load_directory(root: Path) -> LoadResult:
     gc.disable()
     try:
         for path in manifest_files(root):
-            result.extend(load_file(path, path.relative_to(root).as_posix()))
+            result.extend(load_file(path, path.relative_to(root).as_posix(), root))
     finally:
         if collecting:
             gc.enable()
     return result
 
 
-def load_file(path: Path, display_path: str) -> LoadResult:
+def load_file(path: Path, display_path: str, repository: Path | None = None) -> LoadResult:
+    """The objects of one file. With `repository`, a symlink is read only when it leads
+    to a file inside it (not under a dot-folder such as .git): any other is a finding
+    (rule symlink) that says neither where it leads nor what is there."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        result = LoadResult(files=[display_path])
-        result.findings.append(
-            Finding(display_path, 1, 1, "", f"cannot read file: {error}", Rule.YAML)
-        )
-        return result
+        if repository is not None and os.path.islink(path):
+            text = read_repository_link(path, repository)
+        else:
+            text = path.read_text(encoding="utf-8")
+    except SymlinkRefused as refusal:
+        return _unreadable(display_path, str(refusal), Rule.SYMLINK)
+    except OSError as error:
+        return _unreadable(display_path, f"cannot read file: {error.strerror}", Rule.YAML)
+    except UnicodeDecodeError as error:
+        return _unreadable(display_path, f"cannot read file: {error}", Rule.YAML)
     return load_text(text, display_path)
+
+
+def _unreadable(display_path: str, message: str, rule: Rule) -> LoadResult:
+    # No object: the revision counts as incomplete, so nothing of it is deleted.
+    result = LoadResult(files=[display_path])
+    result.findings.append(Finding(display_path, 1, 1, "", message, rule))
+    return result
 
 
 def load_text(text: str, display_path: str) -> LoadResult:

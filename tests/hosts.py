@@ -151,6 +151,9 @@ class Host:
     # Only the domains of these namespaces are this host's (none: every owned domain). On a
     # libvirtd shared with other tests, a pass must not take their VMs for deleted ones.
     namespaces: tuple[str, ...] = ()
+    # The host's imageDirectories; None: the folder that holds the repository, where the
+    # tests make their image files (tmp_path).
+    image_directories: tuple[str, ...] | None = None
 
     def write(self, relative: str, text: str) -> Path:
         path = self.repo / relative
@@ -169,6 +172,11 @@ class Host:
             storage_pool=self.storage_pool,
             network=self.network,
             cpu_capacity_millicores=self.capacity_cpus * 1000,
+            image_directories=(
+                self.image_directories
+                if self.image_directories is not None
+                else (str(self.repo.parent),)
+            ),
         )
 
     def reconcile(

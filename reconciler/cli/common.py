@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
 from reconciler.config import Config, ConfigError, load_config
+from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 
 EXIT_USAGE = 2
 
@@ -31,6 +33,28 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="host configuration to take the pool from"
     )
+
+
+def add_image_directory_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-directory",
+        action="append",
+        default=[],
+        metavar="DIR",
+        dest="image_directories",
+        help="a directory image files may come from (repeatable; default: the config's"
+        f" imageDirectories, else {', '.join(DEFAULT_IMAGE_DIRECTORIES)})",
+    )
+
+
+def image_directories_from(args: argparse.Namespace, config: Config | None) -> tuple[str, ...]:
+    """Where image files may come from: --image-directory, else the config's, else the
+    default."""
+    if args.image_directories:
+        return tuple(os.path.abspath(d) for d in args.image_directories)
+    if config is not None:
+        return tuple(str(d) for d in config.image_directories)
+    return DEFAULT_IMAGE_DIRECTORIES
 
 
 def read_config(args: argparse.Namespace) -> Config | None:

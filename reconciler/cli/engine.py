@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api import Node
-from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.cli.common import (
+    add_image_directory_argument,
+    add_pool_arguments,
+    image_directories_from,
+    pool_from,
+    read_config,
+    repository_dir,
+)
 from reconciler.cli.terminal import emit, escaped
 from reconciler.config import Config
 from reconciler.engine.addressing import AddressInputs
@@ -82,6 +89,7 @@ def engine_options(parser: argparse.ArgumentParser, uri_help: str) -> None:
     )
     parser.add_argument("--revision", help="the Git revision applied (default: DIR's HEAD)")
     add_pool_arguments(parser)
+    add_image_directory_argument(parser)
 
 
 def _domain_type(choice: str) -> str:
@@ -114,6 +122,7 @@ def _host(
         cpu_capacity_millicores=capacity_cpus * 1000,
         change_profile=args.profile or (config.change_profile if config else "default"),
         node_labels=tuple(sorted(config.node_labels.items())) if config else (),
+        image_directories=image_directories_from(args, config),
     )
 
 

@@ -9,7 +9,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.common import add_pool_arguments, pool_from, read_config, repository_dir
+from reconciler.cli.common import (
+    add_image_directory_argument,
+    add_pool_arguments,
+    image_directories_from,
+    pool_from,
+    read_config,
+    repository_dir,
+)
 from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
@@ -26,6 +33,7 @@ def register(commands: Any) -> None:
     parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
     add_pool_arguments(parser)
+    add_image_directory_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -33,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     config = read_config(args)
     root: Path = args.dir
     result = load_directory(root)
-    findings = check(result, pool_from(args, config))
+    findings = check(
+        result, pool_from(args, config), image_directories=image_directories_from(args, config)
+    )
     emit(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
     return 1 if findings else 0
 

@@ -177,7 +177,7 @@ def read_inventory(root: Path, status_relative: str | None) -> Inventory:
         relative = path.relative_to(root).as_posix()
         if status_relative and relative.startswith(status_relative + "/"):
             continue
-        loaded = load_file(path, relative)
+        loaded = load_file(path, relative, root)
         # A VM whose manifest fails to validate still exists: its host reports why.
         ids = [obj.id for obj in loaded.objects] + list(loaded.broken)
         vms.update((i.namespace, i.name) for i in ids if i.kind == "VirtualMachine")

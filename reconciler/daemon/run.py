@@ -361,6 +361,7 @@ class Daemon:
             cpu_capacity_millicores=capacity * 1000,
             change_profile=self.config.change_profile,
             node_labels=tuple(sorted(self.config.node_labels.items())),
+            image_directories=tuple(str(d) for d in self.config.image_directories),
         )
 
     def _update_source(self, reasons: Counter[str]) -> Any:

@@ -172,6 +172,9 @@ class EnsureImageVolume(Action):
     source: str
     # An earlier VM of the same pass imports it: this one only makes sure of it.
     shared: bool = False
+    # The host's imageDirectories: the file is read only inside them, checked again
+    # when it is opened (a symlink may have been swapped since the plan).
+    directories: tuple[str, ...] = ()
 
     def describe(self) -> str:
         what = f"{self.image.kind} {self.image.name}"

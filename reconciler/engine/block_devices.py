@@ -90,14 +90,15 @@ class PassDevices:
         volumes: Mapping[tuple[str, str], VolumeFacts],
         image_sources: Mapping[str, ImageSourceFacts],
         pool: str,
+        image_directories: tuple[str, ...] = (),
     ) -> PassDevices:
         index = device_index(inventory, broken)
-        inputs = (inventory, findings, volumes, image_sources, pool)
+        inputs = (inventory, findings, volumes, image_sources, pool, image_directories)
         last = _LAST_VIEW[0] if _LAST_VIEW else None
         if last is not None and all(a is b for a, b in zip(last[0], inputs, strict=True)):
             # The pass's second plan, on the same observation: the same view of the pool.
             return cls(last[1], last[2], index)
-        view = StorageView(inventory, volumes, image_sources, pool, findings)
+        view = StorageView(inventory, volumes, image_sources, pool, findings, image_directories)
         attachments = attachments_by_vm(inventory, findings, view)
         _LAST_VIEW[:] = [(inputs, view, attachments)]
         return cls(view, attachments, index)

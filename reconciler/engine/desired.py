@@ -19,7 +19,7 @@ from reconciler.api import (
 )
 from reconciler.api.vm import OsType
 from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
-from reconciler.engine.volumes import disk_volume_name
+from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES, disk_volume_name
 from reconciler.policies import TopologyPolicy
 from reconciler.provisioning import (
     NetworkConfig,
@@ -57,6 +57,8 @@ class HostContext:
     change_profile: str = "default"
     # This host's labels from its configuration, added to its Node object's.
     node_labels: tuple[tuple[str, str], ...] = ()
+    # The only directories image files may come from (imageDirectories).
+    image_directories: tuple[str, ...] = DEFAULT_IMAGE_DIRECTORIES
 
 
 @dataclass(frozen=True)

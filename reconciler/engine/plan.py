@@ -261,6 +261,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         observation.volumes,
         observation.image_sources,
         context.host.storage_pool,
+        context.host.image_directories,
     )
     capacity = _Capacity(context.host.cpu_capacity_millicores)
     for name, observed in observation.domains.items():

@@ -65,8 +65,9 @@ class DomainSource(Protocol):
         """The network's addresses and DHCP reservations; None when it does not exist."""
         ...
 
-    def image_source(self, path: str) -> ImageSourceFacts:
-        """What an image file on the host holds (format, size), or why it cannot be used."""
+    def image_source(self, path: str, directories: Sequence[str]) -> ImageSourceFacts:
+        """What an image file on the host holds (format, size), or why it cannot be used;
+        a file outside `directories` is not opened."""
         ...
 
 
@@ -116,7 +117,7 @@ def plan_context(
     no disk volume is ever deleted. The operation reports are read from the same root:
     the reports this pass writes over."""
     disks_root = disk_reports_root or status_root
-    findings = check(result, pool, policy_dir)
+    findings = check(result, pool, policy_dir, host.image_directories)
     topology = load_topology_policy(policy_dir)
     rules = load_change_rules(host.change_profile, policy_dir)
     return PlanContext(
@@ -192,14 +193,16 @@ def with_image_sources(
 ) -> Observation:
     """The observation with the files of the images the revision needs and the pool does
     not hold yet: their content names their volume (qcow2, raw, iso). Imported images
-    are never read again."""
+    are never read again, and images a finding refuses (image-source) are never read."""
     index = device_index(context.inventory, context.broken)
+    host = context.host
     paths = images_to_inspect(
-        context.inventory, observation.volumes, context.host.storage_pool, index
+        context.inventory, observation.volumes, host.storage_pool, index, context.findings
     )
     if not paths:
         return observation
-    return replace(observation, image_sources={p: source.image_source(p) for p in sorted(paths)})
+    sources = {p: source.image_source(p, host.image_directories) for p in sorted(paths)}
+    return replace(observation, image_sources=sources)
 
 
 def with_addressing(context: PlanContext, observation: Observation) -> PlanContext:

@@ -156,11 +156,14 @@ class StorageView:
         image_sources: Mapping[str, ImageSourceFacts],
         pool: str,
         findings: list[Finding] | None = None,
+        image_directories: tuple[str, ...] = (),
     ) -> None:
         self.inventory = inventory
         self.volumes = volumes
         self.image_sources = image_sources
         self.pool = pool
+        # Where image files may be read from: handed to the imports, which check again.
+        self.image_directories = image_directories
         self._images: dict[ObjectId, ImageState] = {}
         self._disks: dict[ObjectId, DiskState] = {}
 
@@ -358,7 +361,11 @@ def storage_actions(
             mine.add(image.image_id)
             earlier = image.image_id in planned
             planned.add(image.image_id)
-            actions.append(EnsureImageVolume(owner, view.pool, image.image_id, image.path, earlier))
+            actions.append(
+                EnsureImageVolume(
+                    owner, view.pool, image.image_id, image.path, earlier, view.image_directories
+                )
+            )
 
     for device in devices:
         ref_id = device.ref
@@ -391,9 +398,11 @@ def images_to_inspect(
     volumes: Mapping[tuple[str, str], VolumeFacts],
     pool: str,
     index: DeviceIndex,
+    findings: list[Finding] | None = None,
 ) -> set[str]:
     """The files of the images that VMs, disks or attachments need and that are not
-    imported yet: only these are read before planning (their format names the volume)."""
+    imported yet: only these are read before planning (their format names the volume).
+    An image with a finding (one outside the allowed directories) is not read."""
     wanted = set(index.attached_images)
     for disk_id, image_id in index.disk_images.items():
         volume = disk_volume_name(disk_id)
@@ -401,7 +410,7 @@ def images_to_inspect(
             wanted.add(image_id)
     if not wanted:
         return set()
-    view = StorageView(inventory, volumes, {}, pool)
+    view = StorageView(inventory, volumes, {}, pool, findings)
     paths: set[str] = set()
     for image_id in wanted:
         image = view.image(image_id)

@@ -32,6 +32,9 @@ from reconciler.api.names import FILE_NAME_MAX, FITTED_MARK, fitted
 from reconciler.api.names import disk_volume_name as _disk_volume_name
 
 DISK_KIND = "VirtualDisk"
+# Where a host takes image files from unless its configuration says otherwise
+# (imageDirectories): images come from nowhere else (rules/images.py).
+DEFAULT_IMAGE_DIRECTORIES = ("/var/lib/reconciler/images",)
 IMAGE_PREFIXES = {"VirtualImage": "img", "ClusterVirtualImage": "cvi"}
 IMPORTING_SUFFIX = ".importing"
 _SECTOR = 512

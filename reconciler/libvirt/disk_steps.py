@@ -7,7 +7,7 @@ as mutations); the library raises a StorageError naming pool, volume and file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import libvirt
 
@@ -59,19 +59,27 @@ def import_image(
     conn: libvirt.virConnect, action: EnsureImageVolume, report: Callable[[str], None]
 ) -> int:
     """Import the image unless it is there; holds the pool's lock for the whole upload,
-    so other storage steps of the pool wait for it."""
+    so other storage steps of the pool wait for it. Its file is read only inside the
+    action's directories (the host's imageDirectories), checked as it is opened."""
+    directories = action.directories
     pool = storage_pool(conn, action.pool)
     if find_image_volume(pool, action.image, action.source) is not None:
         return 0
     what = f"{action.image.kind} {action.image.name}"
     try:
-        ensure_image_volume(pool, action.image, action.source, progress=_Progress(what, report))
+        ensure_image_volume(
+            pool,
+            action.image,
+            action.source,
+            directories=directories,
+            progress=_Progress(what, report),
+        )
     except (ImageImportFailed, ImageSourceMissing) as error:
         if not is_test_driver(conn):
             raise
         if isinstance(error, ImageImportFailed) and not _unsupported(error):
             raise
-        _stand_in(pool, action)
+        _stand_in(pool, action, directories)
     return 1
 
 
@@ -115,12 +123,14 @@ def _unsupported(error: ImageImportFailed) -> bool:
     )
 
 
-def _stand_in(pool: libvirt.virStoragePool, action: EnsureImageVolume) -> None:
+def _stand_in(
+    pool: libvirt.virStoragePool, action: EnsureImageVolume, directories: Sequence[str]
+) -> None:
     """On the test driver a volume stands for its content, as every volume there does
     (the seeds too, libvirt/apply.py): the image's volume, of its name and size."""
     path = source_path(action.source)
     try:
-        image = inspect_source(path)
+        image = inspect_source(path, directories)
     except ImageSourceMissing:
         image = simulated_source(path)
     name = image_volume_name(action.image, image.path, image.format)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import libvirt
 
@@ -193,10 +193,11 @@ class Observer:
             raise
         return network_facts(name, bool(network.isActive()), network.XMLDesc(0))
 
-    def image_source(self, path: str) -> ImageSourceFacts:
-        """An image file not imported yet: its format and size, or what is wrong with it."""
+    def image_source(self, path: str, directories: Sequence[str]) -> ImageSourceFacts:
+        """An image file not imported yet: its format and size, or what is wrong with it.
+        A file outside `directories` is not opened, not even simulated on the test driver."""
         try:
-            found = inspect_source(path)
+            found = inspect_source(path, directories)
         except ImageSourceMissing as error:
             if not is_test_driver(self._connection):
                 return ImageSourceFacts(path, problem=str(error))

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
 from reconciler.policies import load_topology_policy
 from reconciler.rules.conflicts import Pool, claim_findings, duplicate_findings, ip_range_findings
 from reconciler.rules.disks import volume_name_findings
+from reconciler.rules.images import image_source_findings
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import reference_findings
 from reconciler.rules.vm_rules import vm_findings
 
 
 def check(
-    result: LoadResult, pool: Pool | None = None, policy_dir: Path | None = None
+    result: LoadResult,
+    pool: Pool | None = None,
+    policy_dir: Path | None = None,
+    image_directories: Sequence[str] = DEFAULT_IMAGE_DIRECTORIES,
 ) -> list[Finding]:
     """Every finding of a loaded revision, sorted by place.
 
     Without a pool (no CIDRs configured) the checks that need one are skipped.
+    `image_directories`: where the host allows image files to come from.
     """
     inventory = Inventory(result)
     findings = list(result.findings)
@@ -28,6 +35,7 @@ def check(
     findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
     findings.extend(claim_findings(inventory))
     findings.extend(volume_name_findings(inventory))
+    findings.extend(image_source_findings(inventory, image_directories))
     if pool:
         findings.extend(ip_range_findings(inventory, pool))
     return sorted(set(findings))

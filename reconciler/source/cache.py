@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
+from reconciler.confined import resolve_inside
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadResult, load_file, manifest_files
 from reconciler.source.revision import Revision
@@ -14,17 +16,24 @@ class ManifestCache:
     """Per-file LoadResults keyed by blob id: an unchanged file is never parsed twice.
 
     Safe because a file's LoadResult depends only on its text and display path;
-    cross-file rules (duplicates, references) run later on the combined result.
+    cross-file rules (duplicates, references) run later on the combined result. A
+    symlink's blob is the path it holds, not the text it leads to: symlinks are read
+    again on every load. Symlinks are read only inside the work tree (loader.load_file).
     """
 
     def __init__(self) -> None:
         self._files: dict[str, tuple[str, LoadResult]] = {}
+        self._links: set[str] = set()
         self.parsed_last = 0
 
     def load(self, revision: Revision) -> LoadResult:
         combined = LoadResult()
         files: dict[str, tuple[str, LoadResult]] = {}
+        links: set[str] = set()
         parsed = 0
+        if not _inside_work_tree(revision):
+            self._files, self._links, self.parsed_last = {}, set(), 0
+            return _sub_path_refused(revision)
         # As in load_directory: parsing makes many short-lived objects and no cycles.
         collecting = gc.isenabled()
         gc.disable()
@@ -33,11 +42,18 @@ class ManifestCache:
                 display = path.relative_to(revision.root).as_posix()
                 blob = revision.blobs.get(display)
                 cached = self._files.get(display)
-                if blob is not None and cached is not None and cached[0] == blob:
+                if (
+                    blob is not None
+                    and cached is not None
+                    and cached[0] == blob
+                    and display not in self._links
+                ):
                     result = cached[1]
                 else:
-                    result = _load_guarded(path, display)
+                    result = _load_guarded(path, display, revision.repo_root)
                     parsed += 1
+                    if os.path.islink(path):
+                        links.add(display)
                 if blob is not None:
                     files[display] = (blob, result)
                 combined.extend(result)
@@ -46,18 +62,36 @@ class ManifestCache:
                 gc.enable()
         # Only files of this revision are kept: deleted files do not accumulate.
         self._files = files
+        self._links = links
         self.parsed_last = parsed
         return combined
 
 
-def _load_guarded(path: Path, display: str) -> LoadResult:
+def _load_guarded(path: Path, display: str, repo_root: Path) -> LoadResult:
     """The file's LoadResult; a file whose loading raises (a parser's limit reached on
     hostile input, a bug of ours) is a finding of that file alone, so the daemon's
     pass goes on with every other file instead of failing whole (issue 12)."""
     try:
-        return load_file(path, display)
+        return load_file(path, display, repo_root)
     except Exception as error:  # anything: one file must never stop the revision
         result = LoadResult(files=[display])
         message = f"cannot be loaded: {type(error).__name__}: {error}"
         result.findings.append(Finding(display, 1, 1, "", message, Rule.YAML))
         return result
+
+
+def _inside_work_tree(revision: Revision) -> bool:
+    """Whether the manifests folder (sub_path) is the work tree or a folder inside it: a
+    sub_path committed as a symlink could lead anywhere on the host."""
+    root, tree = os.path.abspath(revision.root), os.path.abspath(revision.repo_root)
+    return (
+        os.path.realpath(root) == os.path.realpath(tree) or resolve_inside(root, [tree]) is not None
+    )
+
+
+def _sub_path_refused(revision: Revision) -> LoadResult:
+    """Nothing loaded, and a finding that makes the revision incomplete (no deletions)."""
+    display = os.path.relpath(revision.root, revision.repo_root)
+    message = "the manifests folder is a symbolic link that leads outside the repository"
+    finding = Finding(display, 1, 1, "", message, Rule.SYMLINK)
+    return LoadResult(findings=[finding], files=[display])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -165,9 +166,54 @@ def file_signature(path: Path) -> FileSignature | None:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
+# The status tree's folders: a kind's plural, holding reports or namespace folders
+# (addresses.py's lease folder too, named here as importing it would be circular).
+_REPORT_FOLDERS = frozenset(
+    [*(model.PLURAL for model in KINDS.values()), "virtualmachineipaddressleases"]
+)
+
+
+def _tree_folders(path: Path) -> list[Path]:
+    """The folders of the status tree that hold a report (its kind's folder, and its
+    namespace's): not the tree's root, which is the operator's choice (--status-dir) or
+    the clone's."""
+    folders = []
+    folder = path.parent
+    for _ in range(2):
+        if folder.name not in _REPORT_FOLDERS and folder.parent.name not in _REPORT_FOLDERS:
+            break
+        folders.append(folder)
+        folder = folder.parent
+    return folders
+
+
+def _through_symlink(path: Path) -> bool:
+    """Whether a report, or a folder of the status tree holding it, is a symlink.
+
+    A pull request can commit symlinks under status/ as anywhere else; a report read
+    through one would bring a host file's values into the pass and the reports.
+    """
+    return os.path.islink(path) or any(os.path.islink(f) for f in _tree_folders(path))
+
+
+def _read_report(name: str) -> str:
+    """The text of a regular file; O_NOFOLLOW: a symlink swapped in since the check is
+    not followed, O_NONBLOCK: a FIFO does not hang the pass."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    descriptor = os.open(name, flags)
+    with os.fdopen(descriptor, encoding="utf-8") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{name} is not a regular file")
+        return file.read()
+
+
 def read_text(path: Path) -> str | None:
-    """A report file's text; None when it is missing or unreadable."""
+    """A report file's text; None when it is missing, unreadable, or reached through a
+    symlink (treated as absent: never read)."""
     name = os.fspath(path)
+    if _through_symlink(path):
+        _MEMO.files.pop(name, None)
+        return None
     signature = file_signature(path)
     if signature is None:
         _MEMO.files.pop(name, None)
@@ -176,8 +222,7 @@ def read_text(path: Path) -> str | None:
     if known is not None and known[0] == signature:
         return known[1]
     try:
-        with open(name, encoding="utf-8") as file:
-            text = file.read()
+        text = _read_report(name)
     except (OSError, UnicodeDecodeError):
         return None
     # Changed between the stat and the read: the next stat differs, and reads it again.
@@ -220,8 +265,14 @@ def write_if_changed(path: Path, text: str) -> bool:
     """Write only when the bytes differ, so an unchanged pass touches no file."""
     if read_text(path) == text:
         return False
+    # Symlinks committed into the tree are replaced, never written through: a report
+    # goes where its name says, not into a folder or file elsewhere on the host.
+    for folder in reversed(_tree_folders(path)):
+        if os.path.islink(folder):
+            folder.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.unlink(missing_ok=True)
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
     signature = file_signature(path)

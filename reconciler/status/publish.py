@@ -115,6 +115,7 @@ class StatusPublisher:
         message = f"status({self.node_name}): {summary} [skip ci]"
         for attempt in range(1, self.attempts + 1):
             self._sync(env)
+            _unlink_symlinked_folders(self.work_dir, self.status_path)
             write(self.status_root)
             if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
                 return PublishResult(committed=False, attempts=attempt)
@@ -207,6 +208,17 @@ class StatusPublisher:
     def _failed(self, what: str, stderr: str) -> PublishError:
         reason = _reason(stderr)
         return PublishError(f"cannot {what} {redact_url(self.url)} ({self.branch}): {reason}")
+
+
+def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
+    """A status folder (or a folder above it) committed as a symlink is removed, so the
+    reports replace it instead of being read and written wherever it leads."""
+    folder = work_dir
+    for part in Path(status_path).parts:
+        folder = folder / part
+        if folder.is_symlink():
+            folder.unlink()
+            return
 
 
 def _backoff_seconds(attempt: int) -> float:

@@ -62,3 +62,23 @@ def test_a_bad_override_is_named_like_a_bad_file(tmp_path: Path) -> None:
 def test_a_bad_file_says_which_setting(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_config(write(tmp_path, text), environ={})
+
+
+def test_images_come_from_the_default_directory_unless_configured(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, "nodeName: hv1\n"), environ={})
+    configured = load_config(
+        write(tmp_path, "imageDirectories: [/srv/images, /data/isos]\n"), environ={}
+    )
+    overridden = load_config(
+        write(tmp_path, "nodeName: hv1\n"),
+        environ={"RECONCILER_IMAGE_DIRECTORIES": "/srv/a, /srv/b"},
+    )
+
+    assert default.image_directories == [Path("/var/lib/reconciler/images")]
+    assert configured.image_directories == [Path("/srv/images"), Path("/data/isos")]
+    assert overridden.image_directories == [Path("/srv/a"), Path("/srv/b")]
+
+
+def test_a_relative_image_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"imageDirectories.*'images' is not an absolute path"):
+        load_config(write(tmp_path, "imageDirectories: [images]\n"), environ={})

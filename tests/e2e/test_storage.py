@@ -67,12 +67,20 @@ def test_a_qcow2_image_is_uploaded_once_and_every_disk_holds_its_content(
     uploads: list[tuple[int, int]] = []
 
     first = ensure_image_volume(
-        pool, image("ubuntu"), source, progress=lambda *p: uploads.append(p)
+        pool,
+        image("ubuntu"),
+        source,
+        directories=[str(tmp_path)],
+        progress=lambda *p: uploads.append(p),
     )
     uploaded = list(uploads)
     key = pool.storageVolLookupByName(first.name).key()
     again = ensure_image_volume(
-        pool, image("ubuntu"), source, progress=lambda *p: uploads.append(p)
+        pool,
+        image("ubuntu"),
+        source,
+        directories=[str(tmp_path)],
+        progress=lambda *p: uploads.append(p),
     )
     bigger = ensure_disk_volume(pool, disk("big"), 8 * MiB, again)
     same = ensure_disk_volume(pool, disk("same"), None, again)
@@ -94,8 +102,10 @@ def test_raw_and_iso_images_are_kept_byte_for_byte(
     raw = make_raw(tmp_path / "firmware.bin", 2 * MiB)
     iso = make_iso(tmp_path / "installer.img")
 
-    raw_image = ensure_image_volume(pool, image("firmware"), f"file://{raw}")
-    iso_image = ensure_image_volume(pool, image("installer"), iso)
+    raw_image = ensure_image_volume(
+        pool, image("firmware"), f"file://{raw}", directories=[str(tmp_path)]
+    )
+    iso_image = ensure_image_volume(pool, image("installer"), iso, directories=[str(tmp_path)])
     from_iso = ensure_disk_volume(pool, disk("from-iso"), None, iso_image)
 
     assert (raw_image.format, raw_image.cdrom) == (ImageFormat.RAW, False)
@@ -121,9 +131,11 @@ def test_a_cancelled_import_leaves_nothing_and_the_next_one_completes(
         raise _Cancelled(f"stopped at {done} of {total}")
 
     with pytest.raises(_Cancelled):
-        ensure_image_volume(pool, image("cancelled"), source, progress=cancel)
+        ensure_image_volume(
+            pool, image("cancelled"), source, directories=[str(tmp_path)], progress=cancel
+        )
     left = _names(pool) - before
-    imported = ensure_image_volume(pool, image("cancelled"), source)
+    imported = ensure_image_volume(pool, image("cancelled"), source, directories=[str(tmp_path)])
 
     assert left == set()
     assert Path(imported.path).read_bytes() == source.read_bytes()
@@ -146,7 +158,9 @@ def test_an_image_being_imported_is_not_reported_and_asking_does_not_wait(
         asker.join(timeout=5)
         answers.append("waited" if asker.is_alive() else "answered")
 
-    imported = ensure_image_volume(pool, image("busy"), source, progress=ask_from_another_thread)
+    imported = ensure_image_volume(
+        pool, image("busy"), source, directories=[str(tmp_path)], progress=ask_from_another_thread
+    )
 
     assert answers == [None, "answered"]
     assert find_image_volume(pool, image("busy"), source) == imported
@@ -161,7 +175,7 @@ def test_an_import_cut_off_by_a_crash_is_done_again(
     create_volume(pool, f"{stem}.importing", 0, "raw")
     create_volume(pool, f"{stem}.raw", MiB, "raw")
 
-    imported = ensure_image_volume(pool, image("crashed"), source)
+    imported = ensure_image_volume(pool, image("crashed"), source, directories=[str(tmp_path)])
 
     assert Path(imported.path).read_bytes() == source.read_bytes()
     assert f"{stem}.importing" not in _names(pool)
@@ -232,7 +246,9 @@ def test_threads_wanting_one_image_share_one_upload(
     def boot_disk(index: int) -> None:
         start.wait()
         try:
-            made = ensure_image_volume(pool, image("shared"), source, progress=progress)
+            made = ensure_image_volume(
+                pool, image("shared"), source, directories=[str(tmp_path)], progress=progress
+            )
             ensure_disk_volume(pool, disk(f"shared-{index}"), 4 * MiB, made)
         except BaseException as error:
             failures.append(error)

@@ -39,8 +39,13 @@ spec:
     size: 10Gi
 """
 
+# The planner tests' images are files under /srv.
 HOST = HostContext(
-    node_name="hv1", domain_type="qemu", storage_pool="pool", cpu_capacity_millicores=8000
+    node_name="hv1",
+    domain_type="qemu",
+    storage_pool="pool",
+    cpu_capacity_millicores=8000,
+    image_directories=("/srv",),
 )
 
 

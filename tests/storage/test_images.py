@@ -44,7 +44,11 @@ def test_an_imported_image_is_neither_read_nor_uploaded_again(
     uploads: list[tuple[int, int]] = []
 
     found = ensure_image_volume(
-        pool, image("ubuntu"), f"file://{source}", progress=lambda *p: uploads.append(p)
+        pool,
+        image("ubuntu"),
+        f"file://{source}",
+        directories=[str(tmp_path)],
+        progress=lambda *p: uploads.append(p),
     )
 
     assert (found.name, found.format, found.capacity_bytes) == (name, ImageFormat.QCOW2, 3 * MiB)
@@ -71,7 +75,7 @@ def test_a_failed_import_names_pool_volume_and_file_and_leaves_nothing(
     name = image_volume_name(image("disk"), str(source), ImageFormat.RAW)
 
     with pytest.raises(ImageImportFailed) as raised:
-        ensure_image_volume(pool, image("disk"), source)
+        ensure_image_volume(pool, image("disk"), source, directories=[str(tmp_path)])
 
     message = str(raised.value)
     assert POOL in message and name in message and str(source) in message
@@ -92,7 +96,7 @@ def test_an_import_cut_off_by_a_crash_is_not_taken_for_an_image(
 
     assert find_image_volume(pool, image("disk"), source) is None
     with pytest.raises(ImageImportFailed):  # the test driver cannot upload the redo
-        ensure_image_volume(pool, image("disk"), source)
+        ensure_image_volume(pool, image("disk"), source, directories=[str(tmp_path)])
     assert volume_names(pool) == before  # the partial volume went first
 
 
@@ -102,7 +106,7 @@ def test_a_missing_source_file_names_the_pool_and_the_file(
     missing = tmp_path / "gone.qcow2"
 
     with pytest.raises(ImageSourceMissing) as raised:
-        ensure_image_volume(pool, image("gone"), f"file://{missing}")
+        ensure_image_volume(pool, image("gone"), f"file://{missing}", directories=[str(tmp_path)])
 
     assert str(missing) in str(raised.value)
     assert raised.value.pool == POOL
@@ -111,11 +115,13 @@ def test_a_missing_source_file_names_the_pool_and_the_file(
 
 def test_an_image_by_http_is_refused_with_its_url(pool: libvirt.virStoragePool) -> None:
     with pytest.raises(ImageSourceInvalid, match=r"https://example.org/u\.qcow2"):
-        ensure_image_volume(pool, image("u"), "https://example.org/u.qcow2")
+        ensure_image_volume(pool, image("u"), "https://example.org/u.qcow2", directories=[])
 
 
 def test_a_stopped_pool_is_named(pool: libvirt.virStoragePool, tmp_path: Path) -> None:
     pool.destroy()
 
     with pytest.raises(PoolUnavailable, match=f"{POOL}.*not active"):
-        ensure_image_volume(pool, image("u"), make_raw(tmp_path / "u.raw"))
+        ensure_image_volume(
+            pool, image("u"), make_raw(tmp_path / "u.raw"), directories=[str(tmp_path)]
+        )

@@ -76,13 +76,15 @@ def test_format_comes_from_the_content_not_the_file_name(tmp_path: Path) -> None
     iso = make_iso(tmp_path / "installer.bin")
     raw = make_raw(tmp_path / "looks-like.qcow2")
 
-    assert inspect_source(str(qcow2)).format is ImageFormat.QCOW2
-    assert inspect_source(str(iso)).format is ImageFormat.ISO
-    assert inspect_source(str(raw)).format is ImageFormat.RAW
+    assert inspect_source(str(qcow2), [str(tmp_path)]).format is ImageFormat.QCOW2
+    assert inspect_source(str(iso), [str(tmp_path)]).format is ImageFormat.ISO
+    assert inspect_source(str(raw), [str(tmp_path)]).format is ImageFormat.RAW
 
 
 def test_a_qcow2_reports_the_size_a_guest_sees(tmp_path: Path) -> None:
-    source = inspect_source(str(make_qcow2(tmp_path / "u.qcow2", virtual_size=3 * MiB)))
+    source = inspect_source(
+        str(make_qcow2(tmp_path / "u.qcow2", virtual_size=3 * MiB)), [str(tmp_path)]
+    )
 
     assert source.virtual_bytes == 3 * MiB
     assert source.file_bytes < 3 * MiB
@@ -100,7 +102,7 @@ def test_a_qcow2_with_a_backing_file_is_refused(tmp_path: Path) -> None:
     )
 
     with pytest.raises(ImageSourceInvalid, match="backing file") as raised:
-        inspect_source(str(overlay))
+        inspect_source(str(overlay), [str(tmp_path)])
     assert str(overlay) in str(raised.value)
 
 
@@ -108,7 +110,7 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.qcow2"
 
     with pytest.raises(ImageSourceMissing) as raised:
-        inspect_source(str(missing))
+        inspect_source(str(missing), [str(tmp_path)])
 
     assert str(missing) in str(raised.value)
     assert raised.value.path == str(missing)
@@ -119,7 +121,7 @@ def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     empty.touch()
 
     with pytest.raises(ImageSourceInvalid, match="empty"):
-        inspect_source(str(empty))
+        inspect_source(str(empty), [str(tmp_path)])
 
 
 def test_the_volume_of_a_disk_with_the_longest_name_fits_a_file_name() -> None:

@@ -48,6 +48,10 @@ class ImageSourceInvalid(StorageError):
     """The image source is not something this host can import (URL scheme, backing file)."""
 
 
+class ImageSourceRefused(ImageSourceInvalid):
+    """The image file lies outside the host's imageDirectories: it is never read."""
+
+
 class ImageImportFailed(StorageError):
     """Copying an image into the pool failed; nothing of the attempt is left in the pool."""
 

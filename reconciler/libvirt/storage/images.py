@@ -17,13 +17,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import libvirt
 
 from reconciler.api import ObjectId
-from reconciler.libvirt.storage.errors import ImageImportFailed, StorageError
+from reconciler.libvirt.storage.errors import (
+    ImageImportFailed,
+    ImageSourceInvalid,
+    ImageSourceMissing,
+)
 from reconciler.libvirt.storage.lock import pool_lock
 from reconciler.libvirt.storage.naming import (
     ImageFormat,
@@ -39,7 +44,12 @@ from reconciler.libvirt.storage.pools import (
     volume_capacity,
     volume_format,
 )
-from reconciler.libvirt.storage.sources import ImageSource, inspect_source, source_path
+from reconciler.libvirt.storage.sources import (
+    ImageSource,
+    inspect_file,
+    opened_source,
+    source_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +97,14 @@ def ensure_image_volume(
     image_id: ObjectId,
     source: str | os.PathLike[str],
     *,
+    directories: Sequence[str],
     progress: ImportProgress | None = None,
 ) -> ImageVolume:
     """The image's volume, imported from `source` (a path or file:// URL) if not yet there.
 
-    Holds the pool's lock for the whole upload: other jobs in the pool wait.
+    The file is read only if it lies inside `directories` (the host's imageDirectories):
+    else ImageSourceRefused, and no volume is made. Holds the pool's lock for the whole
+    upload: other jobs in the pool wait.
     """
     path = source_path(source)
     with pool_lock(pool):
@@ -105,10 +118,11 @@ def ensure_image_volume(
         else:
             _discard_unfinished(pool, pool_name, stem)
         try:
-            image = inspect_source(path)
-        except StorageError as error:
+            with opened_source(path, directories) as file:
+                image = inspect_file(file, path)
+                return _import(pool, pool_name, stem, image, file, progress)
+        except (ImageSourceMissing, ImageSourceInvalid) as error:
             raise error.located(pool=pool_name, volume=f"{stem}.*") from error
-        return _import(pool, pool_name, stem, image, progress)
 
 
 def _imported(pool: libvirt.virStoragePool, pool_name: str, stem: str) -> ImageVolume | None:
@@ -144,6 +158,7 @@ def _import(
     pool_name: str,
     stem: str,
     image: ImageSource,
+    file: BinaryIO,
     progress: ImportProgress | None,
 ) -> ImageVolume:
     name = f"{stem}.{image.format.value}"
@@ -153,7 +168,7 @@ def _import(
     create_volume(pool, marker_name, 0, "raw")
     try:
         volume = create_volume(pool, name, image.file_bytes, "raw")
-        _upload(pool.connect(), volume, image, progress)
+        _upload(pool.connect(), volume, image, file, progress)
         # Makes libvirt probe the uploaded content, so the volume says qcow2 or
         # iso; a clone would otherwise read a qcow2 file as raw data.
         pool.refresh(0)
@@ -188,21 +203,22 @@ def _upload(
     conn: libvirt.virConnect,
     volume: libvirt.virStorageVol,
     image: ImageSource,
+    source: BinaryIO,
     progress: ImportProgress | None,
 ) -> None:
     stream = conn.newStream(0)
     try:
         volume.upload(stream, 0, image.file_bytes, 0)
         done = 0
-        with open(image.path, "rb") as source:
-            while done < image.file_bytes:
-                chunk = source.read(min(UPLOAD_CHUNK_BYTES, image.file_bytes - done))
-                if not chunk:
-                    raise OSError(f"{image.path} became shorter while it was imported")
-                _send_all(stream, chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, image.file_bytes)
+        source.seek(0)
+        while done < image.file_bytes:
+            chunk = source.read(min(UPLOAD_CHUNK_BYTES, image.file_bytes - done))
+            if not chunk:
+                raise OSError(f"{image.path} became shorter while it was imported")
+            _send_all(stream, chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, image.file_bytes)
         stream.finish()
     except BaseException:
         # The stream may never have started, or be gone already.

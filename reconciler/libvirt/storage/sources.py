@@ -1,14 +1,25 @@
-"""An image's source file on the host: where it is, what format it holds, how big it is."""
+"""An image's source file on the host: where it is, what format it holds, how big it is.
+
+Only files inside the host's image directories are opened (confined.py); a file is
+inspected and uploaded through one descriptor, so what was checked is what is read.
+"""
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
+from reconciler.confined import NotARegularFile, OutsideDirectories, open_inside
 from reconciler.engine.volumes import local_path
-from reconciler.libvirt.storage.errors import ImageSourceInvalid, ImageSourceMissing
+from reconciler.libvirt.storage.errors import (
+    ImageSourceInvalid,
+    ImageSourceMissing,
+    ImageSourceRefused,
+)
 from reconciler.libvirt.storage.naming import ImageFormat
 
 _QCOW2_MAGIC = b"QFI\xfb"
@@ -44,24 +55,51 @@ def source_path(location: str | os.PathLike[str]) -> str:
     )
 
 
-def inspect_source(path: str) -> ImageSource:
-    """Format and sizes of an image file; errors name the file and what is wrong."""
-    file = Path(path)
+def refusal(directories: Sequence[str]) -> str:
+    listed = ", ".join(directories) or "none"
+    return f"the image file is not inside the allowed image directories ({listed}); it is not read"
+
+
+@contextmanager
+def opened_source(path: str, directories: Sequence[str]) -> Iterator[BinaryIO]:
+    """The image file open for reading, only if it lies inside `directories` (confined.py:
+    checked on the path and again on the file opened). Errors name the file as the
+    manifest gives it, never where a symlink leads, and say nothing of its content."""
     try:
-        size = file.stat().st_size
+        descriptor = open_inside(path, directories)
+    except OutsideDirectories:
+        raise ImageSourceRefused(refusal(directories), path=path) from None
+    except NotARegularFile:
+        raise ImageSourceInvalid("the image source is not a regular file", path=path) from None
     except FileNotFoundError:
         raise ImageSourceMissing("the image file does not exist", path=path) from None
     except OSError as error:
-        raise ImageSourceMissing(f"the image file cannot be read: {error}", path=path) from error
-    if not file.is_file():
-        raise ImageSourceInvalid("the image source is not a regular file", path=path)
-    if size == 0:
-        raise ImageSourceInvalid("the image file is empty", path=path)
+        raise ImageSourceMissing(
+            f"the image file cannot be read: {error.strerror}", path=path
+        ) from None
+    with os.fdopen(descriptor, "rb") as file:
+        yield file
+
+
+def inspect_source(path: str, directories: Sequence[str]) -> ImageSource:
+    """Format and sizes of an image file inside `directories`; errors name the file and
+    what is wrong."""
+    with opened_source(path, directories) as file:
+        return inspect_file(file, path)
+
+
+def inspect_file(file: BinaryIO, path: str) -> ImageSource:
+    """Format and sizes of an image file already opened (opened_source)."""
     try:
-        with file.open("rb") as stream:
-            head = stream.read(_ISO_MAGIC_OFFSET + len(_ISO_MAGIC))
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            raise ImageSourceInvalid("the image file is empty", path=path)
+        file.seek(0)
+        head = file.read(_ISO_MAGIC_OFFSET + len(_ISO_MAGIC))
     except OSError as error:
-        raise ImageSourceMissing(f"the image file cannot be read: {error}", path=path) from error
+        raise ImageSourceMissing(
+            f"the image file cannot be read: {error.strerror}", path=path
+        ) from error
     image_format = detect_format(head)
     virtual = _qcow2_virtual_bytes(head, path) if image_format is ImageFormat.QCOW2 else size
     return ImageSource(path, image_format, size, virtual)
