@@ -33,7 +33,7 @@ def test_the_daemon_reports_every_object_with_the_longest_names(
     image = longest.write_image(tmp_path / "image.raw")
     operator.write("all.yaml", longest.manifests(image))
     operator.commit_and_push("every kind with its longest name")
-    cidrs = {"virtualMachineCIDRs": [longest.CIDR]}
+    cidrs = {"virtualMachineCIDRs": [longest.CIDR], "imageDirectories": [str(tmp_path)]}
     daemon = Daemon(tmp_path / "hv", settings(remote, longest.NODE, **cidrs))
     daemons.append(daemon)
 

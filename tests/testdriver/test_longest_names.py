@@ -36,6 +36,8 @@ def apply_command(repo: Path, status: Path) -> list[str]:
         longest.CIDR,
         "--status-dir",
         str(status),
+        "--image-directory",
+        str(repo.parent),
     ]
 
 
@@ -50,7 +52,7 @@ def longest_names_repo(tmp_path: Path) -> Path:
 def test_longest_names_of_every_kind_validate(tmp_path: Path) -> None:
     repo = longest_names_repo(tmp_path)
 
-    assert main(["validate", str(repo)]) == 0
+    assert main(["validate", str(repo), "--image-directory", str(tmp_path)]) == 0
 
 
 def test_apply_writes_a_report_for_every_object_with_the_longest_names(tmp_path: Path) -> None:
