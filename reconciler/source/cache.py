@@ -54,6 +54,9 @@ class ManifestCache:
                     parsed += 1
                     if os.path.islink(path):
                         links.add(display)
+                    if revision.restamp is not None and revision.restamp(path) != blob:
+                        result = _changed_while_read(display)
+                        blob = None  # never kept: read again at the next pass
                 if blob is not None:
                     files[display] = (blob, result)
                 combined.extend(result)
@@ -65,6 +68,14 @@ class ManifestCache:
         self._links = links
         self.parsed_last = parsed
         return combined
+
+
+def _changed_while_read(display: str) -> LoadResult:
+    """A file written while it was read may be cut short: read as it is, a VM missing
+    from it would be deleted. As an unreadable file it holds deletions back instead;
+    the write that changed it triggers the next pass, which reads it whole."""
+    message = "changed while it was being read; it is read again at the next pass"
+    return LoadResult(findings=[Finding(display, 1, 1, "", message, Rule.YAML)], files=[display])
 
 
 def _load_guarded(path: Path, display: str, repo_root: Path) -> LoadResult:

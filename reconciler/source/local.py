@@ -56,6 +56,7 @@ class LocalDirectorySource:
             manifests_key=key,
             changed=changed_manifests(previous, blobs, self._status_relative),
             blobs=MappingProxyType(blobs),
+            restamp=file_stamp,
         )
         self._previous = revision
         return revision
@@ -94,9 +95,16 @@ def _file_stamps(root: Path, status_relative: str | None) -> dict[str, str]:
         relative = path.relative_to(root).as_posix()
         if status_relative and relative.startswith(status_relative + "/"):
             continue
-        try:
-            stat = path.stat()
-        except OSError:
-            continue  # deleted between the walk and the stat: the next update sees it
-        stamps[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        stamp = file_stamp(path)
+        if stamp is not None:  # None: deleted between the walk and the stat
+            stamps[relative] = stamp
     return stamps
+
+
+def file_stamp(path: Path) -> str | None:
+    """Size and mtime: what stands in for a blob id on a plain directory."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}"

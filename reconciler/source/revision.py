@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +31,10 @@ class Revision:
     # Every file under root -> its git blob id (or "size:mtime_ns" on a plain
     # directory): what ManifestCache compares to skip parsing unchanged files.
     blobs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # A plain directory's files can change between their stamps and their reading
+    # (a file half-written, truncated): the stamp of a file as it is now, to compare
+    # after reading it. None for Git, whose checkout holds whole commits.
+    restamp: Callable[[Path], str | None] | None = field(default=None, repr=False, compare=False)
 
 
 def clean_relative(path: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.source import SourceError, open_source
+from reconciler.source import ManifestCache, SourceError, open_source
 from reconciler.source.local import LocalDirectorySource
 from tests.gitrepos import git
 from tests.hosts import vm_yaml
@@ -105,3 +105,38 @@ def test_a_file_being_written_is_read_once_it_is_whole(directory: Path, tmp_path
     assert (revision.root / "vms" / "web.yaml").read_text() == text
     size = revision.blobs["vms/web.yaml"].partition(":")[0]
     assert int(size) == len(text.encode())
+
+
+def test_a_file_cut_short_after_its_stamp_holds_the_revision_back(
+    directory: Path, tmp_path: Path
+) -> None:
+    """The stamps are taken, then an editor truncates the file before rewriting it: read
+    now, the revision would lack the VM and delete it. It is an unreadable file instead."""
+    source = open_local(directory, tmp_path)
+    cache = ManifestCache()
+    revision = source.update()
+    os.utime(directory / "vms" / "web.yaml", ns=(1, 1))  # an old stamp: no settling wait
+    revision = source.update()
+
+    (directory / "vms" / "web.yaml").write_text("")
+    loaded = cache.load(revision)
+
+    assert [obj.model.name for obj in loaded.objects] == ["generic"]
+    assert [(f.path, f.object) for f in loaded.findings] == [("vms/web.yaml", "")]
+    assert "changed while it was being read" in loaded.findings[0].message
+
+
+def test_a_file_cut_short_is_read_again_once_whole(directory: Path, tmp_path: Path) -> None:
+    source = open_local(directory, tmp_path)
+    cache = ManifestCache()
+    os.utime(directory / "vms" / "web.yaml", ns=(1, 1))
+    revision = source.update()
+    (directory / "vms" / "web.yaml").write_text("")
+    cache.load(revision)
+
+    (directory / "vms" / "web.yaml").write_text(vm_yaml("web"))
+    os.utime(directory / "vms" / "web.yaml", ns=(2, 2))
+    loaded = cache.load(source.update())
+
+    assert "web" in {obj.model.name for obj in loaded.objects}
+    assert not loaded.findings
