@@ -23,7 +23,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.api import Node
-from reconciler.config import ConfigError, load_config
+from reconciler.config import ConfigError, load_config, read_webhook_secret
 from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seconds
@@ -86,6 +86,7 @@ class Daemon:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
+        self.webhook_secret = read_webhook_secret(self.config, config_path)
         self.triggers = Triggers()
         self.metrics = Metrics()
         self.health = Health()
@@ -153,6 +154,7 @@ class Daemon:
     def _reload_config(self) -> None:
         try:
             config = load_config(self.config_path)
+            secret = read_webhook_secret(config, self.config_path)
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration: %s", error)
             self.metrics.errors.labels(stage="config").inc()
@@ -160,6 +162,7 @@ class Daemon:
         self.notifier.reloading()
         self._stop_components()
         previous, self.config = self.config, config
+        previous_secret, self.webhook_secret = self.webhook_secret, secret
         self._last_key = None
         self._revision = None
         try:
@@ -167,7 +170,7 @@ class Daemon:
         except (ConfigError, SourceError) as error:
             log.error("reload refused, keeping the running configuration: %s", error)
             self._stop_components()
-            self.config = previous
+            self.config, self.webhook_secret = previous, previous_secret
             self._start_components()
             self.notifier.ready("reload refused; running configuration kept")
             self.triggers.request("reload")
@@ -220,14 +223,7 @@ class Daemon:
         if self._source.local_path is not None:
             self._watch_directory(self._source.local_path)
 
-        secret = None
-        if config.webhook_secret_file is not None:
-            try:
-                secret = config.webhook_secret_file.read_bytes().strip()
-            except OSError as error:
-                raise ConfigError(
-                    f"webhookSecretFile {config.webhook_secret_file}: {error.strerror}"
-                ) from None
+        secret = self.webhook_secret  # read with the configuration: a reload keeps it
         try:
             endpoint = Endpoint(
                 config.listen,
