@@ -116,13 +116,14 @@ def test_a_negative_content_length_is_refused_before_the_body_is_read(served: Se
 
 
 def test_a_non_numeric_content_length_is_a_400_without_a_traceback(
-    served: Served, caplog: pytest.LogCaptureFixture
+    served: Served, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for _ in range(3):
         assert exchange(served.port, HOOK + b"Content-Length: abc\r\n\r\n").status == 400
     assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING] == []
     assert "Traceback" not in caplog.text
+    assert "Traceback" not in capfd.readouterr().err
     assert exchange(served.port, HEALTHZ).status == 200
 
 
