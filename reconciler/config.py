@@ -146,3 +146,33 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
+
+
+# A shared secret is a line of text; a file far longer is the wrong file.
+MAX_WEBHOOK_SECRET_BYTES = 4096
+
+
+def read_webhook_secret(config: Config, config_path: Path) -> bytes | None:
+    """The push webhook's shared secret, or None when `webhookSecretFile` is not set.
+
+    A file that is set but empty or unreadable is an error, never "webhook off": an
+    empty key would be one that anyone can sign with.
+    """
+    path = config.webhook_secret_file
+    if path is None:
+        return None
+    where = f"{config_path}: webhookSecretFile {path}"
+    try:
+        with path.open("rb") as file:
+            secret = file.read(MAX_WEBHOOK_SECRET_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read the webhook secret: {error.strerror}") from None
+    if len(secret) > MAX_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(f"{where}: longer than {MAX_WEBHOOK_SECRET_BYTES} bytes")
+    secret = secret.strip()
+    if not secret:
+        raise ConfigError(
+            f"{where}: the file is empty; write the shared secret into it, or remove"
+            " the setting to turn the webhook off"
+        )
+    return secret

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler.api import Node
-from reconciler.config import ConfigError, load_config
+from reconciler.config import ConfigError, load_config, read_webhook_secret
 from reconciler.daemon.health import Health
 from reconciler.daemon.http import Endpoint
 from reconciler.daemon.metrics import Metrics
@@ -85,6 +85,7 @@ class Daemon:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
+        self.webhook_secret = read_webhook_secret(self.config, config_path)
         self.triggers = Triggers()
         self.metrics = Metrics()
         self.health = Health()
@@ -156,6 +157,7 @@ class Daemon:
     def _reload_config(self) -> None:
         try:
             config = load_config(self.config_path)
+            secret = read_webhook_secret(config, self.config_path)
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration: %s", error)
             self.metrics.errors.labels(stage="config").inc()
@@ -163,6 +165,7 @@ class Daemon:
         self.notifier.reloading()
         self._stop_components()
         previous, self.config = self.config, config
+        previous_secret, self.webhook_secret = self.webhook_secret, secret
         self._last_key = None
         self._revision = None
         try:
@@ -170,7 +173,7 @@ class Daemon:
         except (ConfigError, SourceError) as error:
             log.error("reload refused, keeping the running configuration: %s", error)
             self._stop_components()
-            self.config = previous
+            self.config, self.webhook_secret = previous, previous_secret
             self._start_components()
             self.notifier.ready("reload refused; running configuration kept")
             self.triggers.request("reload")
@@ -223,14 +226,7 @@ class Daemon:
         if self._source.local_path is not None:
             self._watch_directory(self._source.local_path)
 
-        secret = None
-        if config.webhook_secret_file is not None:
-            try:
-                secret = config.webhook_secret_file.read_bytes().strip()
-            except OSError as error:
-                raise ConfigError(
-                    f"webhookSecretFile {config.webhook_secret_file}: {error.strerror}"
-                ) from None
+        secret = self.webhook_secret  # read with the configuration: a reload keeps it
         try:
             endpoint = Endpoint(
                 config.listen,
