@@ -18,6 +18,7 @@ class Rule(StrEnum):
     USERDATA_SIZE = "userdata-size"
     IP_RANGE = "ip-range"
     CONFLICT = "conflict"
+    LIMITS = "limits"
 
 
 @dataclass(frozen=True, order=True)
