@@ -34,6 +34,7 @@ from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
 from reconciler.loader import LoadResult
 from reconciler.source import SourceError
 from reconciler.status.addresses import read_leases
+from reconciler.status.documents import check_reports
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -431,6 +432,8 @@ class Daemon:
             return
         stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
+        if status_root is not None:  # reports that could not be used were skipped: say so
+            errors.extend(check_reports(status_root))
         if revision.stale_error:
             errors.insert(0, revision.stale_error)
         self.health.last_error = "; ".join(errors)

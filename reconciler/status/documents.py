@@ -6,13 +6,17 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
-from reconciler.loader import load_config_text
+from reconciler.findings import Finding, Rule
+from reconciler.status.skipped import note as _note
+from reconciler.status.skipped import noted, report_shape_problem
+from reconciler.yamltext import LoadError, load_config_text, place_finding, policy_limits, too_large
 
 
 def _yaml() -> YAML:
@@ -68,7 +72,8 @@ class _Memo:
     def __init__(self) -> None:
         self.rendered: dict[str, str] = {}
         self.files: dict[str, tuple[FileSignature, str]] = {}
-        self.parsed: dict[str, tuple[str, Any]] = {}
+        # Path -> the text, its value, and why it cannot be used (then the value is None).
+        self.parsed: dict[str, tuple[str, Any, Finding | None]] = {}
         # Text rendered here -> the JSON of the plain document it was rendered from.
         self.sources: dict[str, str] = {}
 
@@ -121,47 +126,92 @@ def file_signature(path: Path) -> FileSignature | None:
 
 
 def read_text(path: Path) -> str | None:
-    """A report file's text; None when it is missing or unreadable."""
+    """A report file's text; None when it is missing, unreadable or too large."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]:
+    """The file's text and signature, or None and why not (no reason when it is gone)."""
     name = os.fspath(path)
     signature = file_signature(path)
     if signature is None:
         _MEMO.files.pop(name, None)
-        return None
+        return None, None, None
     known = _MEMO.files.get(name)
     if known is not None and known[0] == signature:
-        return known[1]
+        return known[1], signature, None
+    limit = policy_limits().max_file_bytes
+    if signature[1] > limit:
+        # Not read at all: a report is a few hundred bytes.
+        return None, signature, place_finding(name, None, too_large(limit), Rule.LIMITS)
     try:
         with open(name, encoding="utf-8") as file:
-            text = file.read()
-    except (OSError, UnicodeDecodeError):
-        return None
+            text = file.read(limit + 1)  # grown since the stat, it is still read only so far
+    except FileNotFoundError:
+        return None, None, None
+    except UnicodeDecodeError as error:
+        return None, signature, place_finding(name, None, f"not UTF-8: {error}", Rule.YAML)
+    except OSError as error:
+        message = f"cannot be read: {error.strerror or error}"
+        return None, signature, place_finding(name, None, message, Rule.YAML)
     # Changed between the stat and the read: the next stat differs, and reads it again.
     _MEMO.trim()
     _MEMO.files[name] = (signature, text)
-    return text
+    return text, signature, None
 
 
 def read_document(path: Path) -> Any:
-    """A report as plain values; None when it is missing or unreadable. Treat the
-    result as read-only: it is shared with later readers of the same text."""
-    text = read_text(path)
-    if text is None:
-        return None
+    """A report as plain values; None when it is missing, or cannot be used: then it is
+    skipped, logged once and named by skipped_reports. Treat the result as read-only:
+    it is shared with later readers of the same text."""
+    text, signature, problem = _read(path)
     name = os.fspath(path)
+    if text is None or signature is None:
+        _note(name, signature, problem)
+        return None
     known = _MEMO.parsed.get(name)
     if known is not None and known[0] == text:
+        _note(name, signature, known[2])
         return known[1]
     source = _MEMO.sources.get(text)
+    value: Any = None
     if source is not None:
         value = json.loads(source)
     else:
         try:
             value = load_config_text(text, name)
-        except ValueError:
-            value = None
+            shape = report_shape_problem(value)
+            if shape is not None:
+                value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
+        except ValueError as error:
+            problem = error.finding if isinstance(error, LoadError) else None
+    _note(name, signature, problem)
     _MEMO.trim()
-    _MEMO.parsed[name] = (text, value)
+    _MEMO.parsed[name] = (text, value, problem)
     return value
+
+
+def skipped_reports(root: Path) -> list[str]:
+    """Every report under root that was skipped as unusable and has not changed since:
+    `ROOT/PATH:LINE:COLUMN: report skipped: why [rule]`, for the node report's lastError."""
+    prefix = os.path.join(os.fspath(root), "")
+    found = []
+    for name, signature, problem in noted():
+        if name.startswith(prefix) and file_signature(Path(name)) == signature:
+            shown = replace(problem, path=f"{root.name}/{name.removeprefix(prefix)}")
+            found.append(f"report skipped: {shown}")
+    return found
+
+
+def check_reports(root: Path) -> list[str]:
+    """Read every report under root (those unchanged since the last read cost a stat)
+    and return skipped_reports(root): a pass names every unusable report, also those
+    only the README or another host's work would have read."""
+    for directory, _subdirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".yaml"):
+                read_document(Path(directory) / name)
+    return skipped_reports(root)
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
