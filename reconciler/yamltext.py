@@ -228,9 +228,10 @@ def _merged(mapping: dict[Any, Any], merged: list[dict[Any, Any]]) -> dict[Any, 
 
 def load_config_text(text: str, display_path: str, limits: Limits | None = None) -> Any:
     """A single-document YAML file as plain values. Raises LoadError (a ValueError) when
-    it is not valid YAML or beyond the limits, and no other exception."""
+    it is not valid YAML or beyond the limits; of its own, no other exception (a broken
+    policies/limits.yaml is a PolicyError, as for every policy file)."""
+    limits = limits or policy_limits()
     try:
-        limits = limits or policy_limits()
         check_size_and_depth(text, limits)
         node = COMPOSER.compose(text)
         return Converter(limits, text).value(node) if node is not None else None

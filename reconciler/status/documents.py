@@ -183,8 +183,8 @@ def read_document(path: Path) -> Any:
             shape = report_shape_problem(value)
             if shape is not None:
                 value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
-        except ValueError as error:
-            problem = error.finding if isinstance(error, LoadError) else None
+        except LoadError as error:
+            problem = error.finding
     _note(name, signature, problem)
     _MEMO.trim()
     _MEMO.parsed[name] = (text, value, problem)
