@@ -175,16 +175,14 @@ def read_document(path: Path) -> Any:
         return known[1]
     source = _MEMO.sources.get(text)
     value: Any = None
-    if source is not None:
-        value = json.loads(source)
+    try:
+        value = json.loads(source) if source is not None else load_config_text(text, name)
+    except LoadError as error:
+        problem = error.finding
     else:
-        try:
-            value = load_config_text(text, name)
-            shape = report_shape_problem(value)
-            if shape is not None:
-                value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
-        except LoadError as error:
-            problem = error.finding
+        shape = report_shape_problem(value)
+        if shape is not None:
+            value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
     _note(name, signature, problem)
     _MEMO.trim()
     _MEMO.parsed[name] = (text, value, problem)
