@@ -115,14 +115,18 @@ def _plain_value(node: Node, depth: int, max_depth: int) -> Any:
     if isinstance(node, MappingNode):
         mapping: dict[Any, Any] = {}
         merged: list[dict[Any, Any]] = []
+        not_text = 0
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 sources = _plain_value(value_node, depth, max_depth)
                 merged.extend(_merge_sources(sources, value_node))
                 continue
             key = _plain_value(key_node, depth, max_depth)
-            if not isinstance(key, Hashable) or key in mapping:
-                _check_key(mapping, key, key_node)
+            if type(key) is not str:
+                not_text += 1
+                _check_key(mapping, key, key_node, not_text)
+            elif key in mapping:
+                raise DuplicateKeyError(key, key_node)
             mapping[key] = _plain_value(value_node, depth, max_depth)
         return _merged(mapping, merged) if merged else mapping
     raise TypeError(f"unexpected YAML node {node!r}")
@@ -194,19 +198,36 @@ class Converter:
     def _mapping(self, node: MappingNode, depth: int) -> dict[Any, Any]:
         mapping: dict[Any, Any] = {}
         merged: list[dict[Any, Any]] = []
+        not_text = 0
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(_merge_sources(self.value(value_node, depth + 1), value_node))
                 continue
             key = self.value(key_node, depth + 1)
-            _check_key(mapping, key, key_node)
+            not_text += type(key) is not str
+            _check_key(mapping, key, key_node, not_text)
             mapping[key] = self.value(value_node, depth + 1)
         return _merged(mapping, merged)
 
 
-def _check_key(mapping: dict[Any, Any], key: Any, key_node: Node) -> None:
+# Numbers (and true, false, null) as keys of one mapping. Unlike text, whose hashes
+# Python randomizes, numbers can be chosen to share one hash: then every key added
+# to the mapping is compared with all before it, and a 4 MiB file of such keys takes
+# minutes. No manifest, report or configuration has even a few such keys.
+MAX_KEYS_NOT_TEXT = 100
+
+
+def _check_key(mapping: dict[Any, Any], key: Any, key_node: Node, not_text: int) -> None:
+    """A key of `mapping` that may be added; `not_text` counts its keys that are not text,
+    this one included."""
     if not isinstance(key, Hashable):
         raise NodeError("a mapping key must be a plain value", key_node)
+    if not_text > MAX_KEYS_NOT_TEXT:
+        raise LimitExceeded(
+            f"more than {MAX_KEYS_NOT_TEXT} keys of one mapping are numbers or other"
+            " values that are not text",
+            key_node.start_mark,
+        )
     if key in mapping:
         raise DuplicateKeyError(str(key), key_node)
 

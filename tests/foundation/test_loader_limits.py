@@ -201,3 +201,23 @@ def test_configuration_texts_have_the_same_limits_and_raise_only_value_errors() 
     for text in (deep_sequence(10_000), alias_bomb()):
         with pytest.raises(ValueError, match=r"config\.yaml:\d+:\d+: .*\[limits\]"):
             load_config_text(text, "config.yaml")
+
+
+def test_a_mapping_of_many_numbers_as_keys_is_refused_before_it_grows_slow() -> None:
+    # Numbers, unlike text, can be chosen to share one hash: each key added would be
+    # compared with every one before it (a 4 MiB file of them took minutes).
+    shared_hash = 2**61 - 1
+    text = "".join(f"{n * shared_hash}: 0\n" for n in range(1, 20_001))
+
+    [finding] = load_text(text, "keys.yaml").findings
+
+    assert (finding.rule, finding.line) == (Rule.LIMITS, 101)
+    assert "more than 100 keys" in finding.message
+
+
+def test_a_few_numbers_as_keys_are_read_as_before() -> None:
+    text = disk_yaml("numbered").replace("metadata:\n", "metadata:\n  labels: {1: one}\n")
+
+    [finding] = load_text(text, "numbered.yaml").findings
+
+    assert finding.rule is Rule.SCHEMA  # a label key must be text; the loader let it through
