@@ -20,6 +20,7 @@ class Rule(StrEnum):
     CONFLICT = "conflict"
     IMAGE_SOURCE = "image-source"
     SYMLINK = "symlink"
+    LIMITS = "limits"
 
 
 @dataclass(frozen=True, order=True)

@@ -1,107 +1,48 @@
 """YAML files -> validated manifest objects that remember where they were written.
 
-Parsing uses libyaml's composer (through ruamel.yaml's C binding) and builds
-plain values from the node tree itself: this keeps each node's line and column
-for error messages at a fifth of the round-trip parser's cost.
+The YAML itself is read by reconciler.yamltext, within the limits of
+policies/limits.yaml. A file beyond them is a `limits` finding of its own, and
+nothing that goes wrong loading one file is an exception to the caller: the file's
+objects are lost, no other file's.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Hashable, Iterator
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.constructor import SafeConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from reconciler.api import DEFAULT_NAMESPACE, KINDS, FieldError, Manifest, ObjectId
 from reconciler.confined import SymlinkRefused, read_repository_link, repository_target
 from reconciler.findings import Finding, Rule
+from reconciler.yamltext import (
+    COMPOSER,
+    Converter,
+    NodeError,
+    check_size_and_depth,
+    failure_finding,
+    place_finding,
+    policy_limits,
+    too_large,
+)
+from reconciler.yamltext import LoadError as LoadError  # re-exported for the config readers
+from reconciler.yamltext import load_config_text as load_config_text  # re-exported, too
+
+if TYPE_CHECKING:
+    from reconciler.policies import Limits
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SKIPPED_DIRS = frozenset({"status"})
 
 Loc = tuple[str | int, ...]
-
-
-class NodeError(Exception):
-    """A document that parses but cannot be turned into plain values; carries the node."""
-
-    def __init__(self, message: str, node: Node) -> None:
-        super().__init__(message)
-        self.node = node
-
-
-class DuplicateKeyError(NodeError):
-    def __init__(self, key: str, node: Node) -> None:
-        super().__init__(f"key {key!r} appears twice in one mapping", node)
-
-
-_STRING_TAGS = frozenset(
-    {"tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
-)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-# A constructor bound to a loader: it needs the resolver for implicit scalar tags.
-_scalar_constructor: SafeConstructor = YAML(typ="safe", pure=True).constructor
-
-
-def _scalar_value(node: ScalarNode) -> Any:
-    try:
-        # Not construct_object: that caches every node in the shared constructor,
-        # which would grow for the life of the daemon.
-        return _scalar_constructor.construct_non_recursive_object(node)
-    except Exception as error:
-        # An explicit tag the value does not fit, such as `!!int ten`. Besides
-        # ValueError, ruamel's constructors raise IndexError or KeyError on an empty
-        # `!!int` or `!!bool`, so every exception here means the same thing.
-        tag = (node.tag or "").removeprefix("tag:yaml.org,2002:")
-        raise NodeError(f"{node.value!r} is not a valid !!{tag}: {error}", node) from None
-
-
-def _merge_sources(node: Node) -> list[dict[Any, Any]]:
-    merged = node_to_value(node)
-    parts = merged if isinstance(merged, list) else [merged]
-    if not all(isinstance(part, dict) for part in parts):
-        raise NodeError("a merge key << takes a mapping or a list of mappings", node)
-    return parts
-
-
-def node_to_value(node: Node) -> Any:
-    """Plain Python value of a composed node; duplicate keys are errors."""
-    if isinstance(node, ScalarNode):
-        tag = node.tag or ""
-        if tag in _STRING_TAGS or not tag.startswith("tag:yaml.org,2002:"):
-            return node.value
-        return _scalar_value(node)
-    if isinstance(node, SequenceNode):
-        return [node_to_value(item) for item in node.value]
-    if isinstance(node, MappingNode):
-        mapping: dict[Any, Any] = {}
-        merged: list[dict[Any, Any]] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                merged.extend(_merge_sources(value_node))
-                continue
-            key = node_to_value(key_node)
-            if not isinstance(key, Hashable):
-                raise NodeError("a mapping key must be a plain value", key_node)
-            if key in mapping:
-                raise DuplicateKeyError(str(key), key_node)
-            mapping[key] = node_to_value(value_node)
-        # Explicit keys win over merged ones, earlier merge sources over later ones.
-        for part in merged:
-            for merged_key, merged_value in part.items():
-                mapping.setdefault(merged_key, merged_value)
-        return mapping
-    raise TypeError(f"unexpected YAML node {node!r}")
 
 
 @dataclass(frozen=True)
@@ -207,13 +148,29 @@ def load_directory(root: Path) -> LoadResult:
     # repository's load time went to it.
     collecting = gc.isenabled()
     gc.disable()
+    limits = policy_limits()
     try:
         for path in manifest_files(root):
-            result.extend(load_file(path, path.relative_to(root).as_posix(), root))
+            display_path = path.relative_to(root).as_posix()
+            refused = _refused_unread(path, display_path, limits)
+            result.extend(refused or load_file(path, display_path, root))
     finally:
         if collecting:
             gc.enable()
     return result
+
+
+def _refused_unread(path: Path, display_path: str, limits: Limits) -> LoadResult | None:
+    """A file too large to load, refused before it is read into memory. Only regular
+    files: where a symbolic link leads is for load_file to judge first."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None  # load_file says why it cannot be read
+    if stat.S_ISREG(info.st_mode) and info.st_size > limits.max_file_bytes:
+        message = too_large(limits.max_file_bytes)
+        return _refused(place_finding(display_path, None, message, Rule.LIMITS))
+    return None
 
 
 def load_file(path: Path, display_path: str, repository: Path | None = None) -> LoadResult:
@@ -236,64 +193,32 @@ def load_file(path: Path, display_path: str, repository: Path | None = None) -> 
 
 def _unreadable(display_path: str, message: str, rule: Rule) -> LoadResult:
     # No object: the revision counts as incomplete, so nothing of it is deleted.
+    return _refused(place_finding(display_path, None, message, rule))
+
+
+def load_text(text: str, display_path: str, limits: Limits | None = None) -> LoadResult:
+    """Objects of every document in a YAML text. A text that is not valid YAML, is beyond
+    the limits, or fails in any other way loses only its own file: never an exception."""
+    limits = limits or policy_limits()
     result = LoadResult(files=[display_path])
-    result.findings.append(Finding(display_path, 1, 1, "", message, rule))
+    try:
+        check_size_and_depth(text, limits)
+        nodes = _compose_all(text)
+        converter = Converter(limits, text)
+        for index, node in enumerate(nodes):
+            _load_document(node, SourceDocument(display_path, text, index), result, converter)
+    except Exception as error:  # a bug met by one file too costs that file, never the pass
+        return _refused(failure_finding(display_path, error))
     return result
 
 
-def load_text(text: str, display_path: str) -> LoadResult:
-    """Objects of every document in a YAML text; a syntax error loses only its own file."""
-    result = LoadResult(files=[display_path])
-    try:
-        nodes = list(_compose_all(text))
-    except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = error.problem or error.context or "invalid YAML"
-        result.findings.append(Finding(display_path, line, column, "", problem, Rule.YAML))
-        return result
-    except YAMLError as error:
-        result.findings.append(Finding(display_path, 1, 1, "", str(error), Rule.YAML))
-        return result
-    for index, node in enumerate(nodes):
-        _load_document(node, SourceDocument(display_path, text, index), result)
-    return result
-
-
-def load_config_text(text: str, display_path: str) -> Any:
-    """A single-document YAML file as plain values; a syntax error raises ValueError."""
-    try:
-        node = _COMPOSER.compose(text)
-        return node_to_value(node) if node is not None else None
-    except (YAMLError, NodeError) as error:
-        raise ValueError(f"{display_path}: {error}") from error
-
-
-class _YAML12Resolver(VersionedResolver):
-    """Resolves implicit tags by YAML 1.2 without asking the parser every time.
-
-    The stock resolver looks the document's version up on each scalar through
-    attribute probes that fail under the C parser: half of all parse time.
-    Manifests are YAML 1.2 (Kubernetes' own reading).
-    """
-
-    @property
-    def processing_version(self) -> tuple[int, int]:
-        return (1, 2)
-
-
-def _composer() -> YAML:
-    yaml = YAML(typ="safe", pure=False)
-    yaml.Resolver = _YAML12Resolver
-    return yaml
-
-
-# Built once: constructing a YAML instance scans for plug-ins on the disk.
-_COMPOSER = _composer()
+def _refused(finding: Finding) -> LoadResult:
+    """A file none of whose objects are loaded, with the one finding that says why."""
+    return LoadResult(findings=[finding], files=[finding.path])
 
 
 def _compose_all(text: str) -> list[Node]:
-    nodes = [node for node in _COMPOSER.compose_all(text) if node is not None]
+    nodes = [node for node in COMPOSER.compose_all(text) if node is not None]
     _remember(text, nodes)
     return nodes
 
@@ -316,11 +241,13 @@ def _composed(text: str) -> list[Node]:
     return nodes if nodes is not None else _compose_all(text)
 
 
-def _load_document(node: Node, source: SourceDocument, result: LoadResult) -> None:
+def _load_document(
+    node: Node, source: SourceDocument, result: LoadResult, converter: Converter
+) -> None:
     path = source.path
     line, column = source.locate(())
     try:
-        raw = node_to_value(node)
+        raw = converter.value(node)
     except NodeError as error:
         mark = error.node.start_mark
         result.findings.append(

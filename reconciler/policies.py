@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from reconciler.api.meta import Strict
-from reconciler.loader import load_config_text
+from reconciler.yamltext import load_config_text
 
 POLICIES_ENV = "RECONCILER_POLICIES"
 
@@ -30,12 +30,36 @@ def default_policy_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "policies"
 
 
+class Limits(Strict):
+    """How much one YAML text (a manifests file, a status report) may ask of the loader."""
+
+    max_file_bytes: int = Field(ge=1)
+    # At most what the loader's own recursion can take with room to spare.
+    max_depth: int = Field(ge=1, le=300)
+    max_alias_expansion: int = Field(ge=0)
+
+
+# For the policy files themselves, limits.yaml among them: the operator wrote them.
+POLICY_FILE_LIMITS = Limits(max_file_bytes=1 << 20, max_depth=64, max_alias_expansion=10_000)
+
+
 def read_policy_file(directory: Path, name: str) -> Any:
     path = directory / name
     try:
-        return load_config_text(path.read_text(encoding="utf-8"), str(path))
+        text = path.read_text(encoding="utf-8")
+        return load_config_text(text, str(path), POLICY_FILE_LIMITS)
     except (OSError, ValueError) as error:
         raise PolicyError(f"{path}: {error}") from error
+
+
+@functools.cache
+def load_limits(directory: Path | None = None) -> Limits:
+    """The loader's limits (policies/limits.yaml), read once per directory."""
+    directory = directory or default_policy_dir()
+    try:
+        return Limits.model_validate(read_policy_file(directory, "limits.yaml"))
+    except ValueError as error:
+        raise PolicyError(f"{directory / 'limits.yaml'}: {error}") from error
 
 
 class CoreBandRange(Strict):

@@ -34,6 +34,7 @@ from reconciler.findings import Finding
 from reconciler.loader import load_directory
 from reconciler.policies import CHANGE_PROFILES
 from reconciler.status.addresses import read_leases
+from reconciler.status.documents import check_reports
 from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
 EXIT_CHANGES = 3
@@ -184,16 +185,19 @@ def run_apply(args: argparse.Namespace) -> int:
     result = outcome
     held_back = deletions_held_back(result.context, result.plan)
     if args.status_dir is not None:
-        errors = "; ".join(
-            ([held_back] if held_back else [])
-            + [f"{e.action.describe()}: {e.error}" for e in result.errors]
-        )
+        errors = ([held_back] if held_back else []) + [
+            f"{e.action.describe()}: {e.error}" for e in result.errors
+        ]
+        # The reports the pass could not use (logged as they were met) were skipped; OUT
+        # may be DIR/status itself.
+        roots = (args.dir / "status", args.status_dir)
+        errors.extend(dict.fromkeys(line for root in roots for line in check_reports(root)))
         write_host_reports(
             args.status_dir,
             result.statuses_plan,
             result.context.host,
             result.context.revision,
-            errors,
+            "; ".join(errors),
             desired_vms(result.context),
             result.context.addressing,
             result.context.addresses.now if result.context.addresses else None,

@@ -39,6 +39,7 @@ from reconciler.engine.reconcile import (
 from reconciler.loader import LoadResult
 from reconciler.source import SourceError
 from reconciler.status.addresses import read_leases
+from reconciler.status.documents import check_reports
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -442,6 +443,8 @@ class Daemon:
         held_back = self._deletions_held_back(result)
         if held_back:
             errors.insert(0, held_back)
+        if status_root is not None:  # reports that could not be used were skipped: say so
+            errors.extend(check_reports(status_root))
         if revision.stale_error:
             errors.insert(0, revision.stale_error)
         self.health.last_error = "; ".join(errors)

@@ -115,7 +115,7 @@ def _read_leases(paths: Iterable[Path]) -> tuple[PreviousLease, ...]:
             continue
         if phase is LeasePhase.BOUND:
             name = ref.get("name") if isinstance(ref, dict) else None
-            found.append(PreviousLease(address, namespace, name or None, phase))
+            found.append(PreviousLease(address, namespace, str(name or "") or None, phase))
             continue
         bound = next(
             (

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ from ruamel.yaml import YAML
 
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
-from reconciler.loader import load_config_text
+from reconciler.findings import Finding, Rule
+from reconciler.status.skipped import note as _note
+from reconciler.status.skipped import noted, report_shape_problem
+from reconciler.yamltext import LoadError, load_config_text, place_finding, policy_limits, too_large
 
 
 def _yaml() -> YAML:
@@ -114,7 +118,8 @@ class _Memo:
     def __init__(self) -> None:
         self.rendered: dict[str, str] = {}
         self.files: dict[str, tuple[FileSignature, str]] = {}
-        self.parsed: dict[str, tuple[str, Any]] = {}
+        # Path -> the text, its value, and why it cannot be used (then the value is None).
+        self.parsed: dict[str, tuple[str, Any, Finding | None]] = {}
         # Text rendered here -> the JSON of the plain document it was rendered from.
         self.sources: dict[str, str] = {}
 
@@ -196,62 +201,107 @@ def _through_symlink(path: Path) -> bool:
     return os.path.islink(path) or any(os.path.islink(f) for f in _tree_folders(path))
 
 
-def _read_report(name: str) -> str:
-    """The text of a regular file; O_NOFOLLOW: a symlink swapped in since the check is
-    not followed, O_NONBLOCK: a FIFO does not hang the pass."""
+def _read_report(name: str, limit: int) -> str:
+    """The text of a regular file, at most `limit` + 1 characters of it; O_NOFOLLOW: a
+    symlink swapped in since the check is not followed, O_NONBLOCK: a FIFO does not hang
+    the pass."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
     descriptor = os.open(name, flags)
     with os.fdopen(descriptor, encoding="utf-8") as file:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise OSError(f"{name} is not a regular file")
-        return file.read()
+        return file.read(limit + 1)  # grown since the stat, it is still read only so far
 
 
 def read_text(path: Path) -> str | None:
-    """A report file's text; None when it is missing, unreadable, or reached through a
-    symlink (treated as absent: never read)."""
+    """A report file's text; None when it is missing, unreadable, too large, or reached
+    through a symlink (treated as absent: never read)."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]:
+    """The file's text and signature, or None and why not (no reason when it is gone or
+    reached through a symlink)."""
     name = os.fspath(path)
     if _through_symlink(path):
         _MEMO.files.pop(name, None)
-        return None
+        return None, None, None
     signature = file_signature(path)
     if signature is None:
         _MEMO.files.pop(name, None)
-        return None
+        return None, None, None
     known = _MEMO.files.get(name)
     if known is not None and known[0] == signature:
-        return known[1]
+        return known[1], signature, None
+    limit = policy_limits().max_file_bytes
+    if signature[1] > limit:
+        # Not read at all: a report is a few hundred bytes.
+        return None, signature, place_finding(name, None, too_large(limit), Rule.LIMITS)
     try:
-        text = _read_report(name)
-    except (OSError, UnicodeDecodeError):
-        return None
+        text = _read_report(name, limit)
+    except FileNotFoundError:
+        return None, None, None
+    except UnicodeDecodeError as error:
+        return None, signature, place_finding(name, None, f"not UTF-8: {error}", Rule.YAML)
+    except OSError as error:
+        message = f"cannot be read: {error.strerror or error}"
+        return None, signature, place_finding(name, None, message, Rule.YAML)
     # Changed between the stat and the read: the next stat differs, and reads it again.
     _MEMO.trim()
     _MEMO.files[name] = (signature, text)
-    return text
+    return text, signature, None
 
 
 def read_document(path: Path) -> Any:
-    """A report as plain values; None when it is missing or unreadable. Treat the
-    result as read-only: it is shared with later readers of the same text."""
-    text = read_text(path)
-    if text is None:
-        return None
+    """A report as plain values; None when it is missing, or cannot be used: then it is
+    skipped, logged once and named by skipped_reports. Treat the result as read-only:
+    it is shared with later readers of the same text."""
+    text, signature, problem = _read(path)
     name = os.fspath(path)
+    if text is None or signature is None:
+        _note(name, signature, problem)
+        return None
     known = _MEMO.parsed.get(name)
     if known is not None and known[0] == text:
+        _note(name, signature, known[2])
         return known[1]
     source = _MEMO.sources.get(text)
-    if source is not None:
-        value = json.loads(source)
+    value: Any = None
+    try:
+        value = json.loads(source) if source is not None else load_config_text(text, name)
+    except LoadError as error:
+        problem = error.finding
     else:
-        try:
-            value = load_config_text(text, name)
-        except ValueError:
-            value = None
+        shape = report_shape_problem(value)
+        if shape is not None:
+            value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
+    _note(name, signature, problem)
     _MEMO.trim()
-    _MEMO.parsed[name] = (text, value)
+    _MEMO.parsed[name] = (text, value, problem)
     return value
+
+
+def skipped_reports(root: Path) -> list[str]:
+    """Every report under root that was skipped as unusable and has not changed since:
+    `ROOT/PATH:LINE:COLUMN: report skipped: why [rule]`, for the node report's lastError."""
+    prefix = os.path.join(os.fspath(root), "")
+    found = []
+    for name, signature, problem in noted():
+        if name.startswith(prefix) and file_signature(Path(name)) == signature:
+            shown = replace(problem, path=f"{root.name}/{name.removeprefix(prefix)}")
+            found.append(f"report skipped: {shown}")
+    return found
+
+
+def check_reports(root: Path) -> list[str]:
+    """Read every report under root (those unchanged since the last read cost a stat)
+    and return skipped_reports(root): a pass names every unusable report, also those
+    only the README or another host's work would have read."""
+    for directory, _subdirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".yaml"):
+                read_document(Path(directory) / name)
+    return skipped_reports(root)
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
