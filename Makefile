@@ -72,6 +72,7 @@ bench: $(STAMPS)/venv
 	$(PY) bench/validate.py
 	$(PY) bench/reconcile.py
 	$(PY) bench/latency.py
+	$(PY) bench/startup.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV)

@@ -1,37 +1,116 @@
-"""`reconciler` command line: argument parsing and printing only."""
+"""`reconciler` command line: argument parsing and printing only.
+
+Start-up imports nothing but argparse: each command's module (and with it libvirt,
+GitPython, the pydantic models or the engine) is imported only when that command is
+the one asked for, so `reconciler --version` and `reconciler --help` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from reconciler import __version__
-from reconciler.cli import console, daemon, engine, get, validate, vm
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    """A command as `reconciler --help` lists it, and where its arguments are added."""
+
+    name: str
+    help: str
+    module: str
+    arguments: str  # the module's function adding the description, arguments and run
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "validate",
+        "check manifests against the schema and the platform's rules",
+        "reconciler.cli.validate",
+        "validate_arguments",
+    ),
+    Command(
+        "plan",
+        "show what a pass would change on this host, changing nothing",
+        "reconciler.cli.engine",
+        "plan_arguments",
+    ),
+    Command(
+        "apply", "run one reconcile pass on this host", "reconciler.cli.engine", "apply_arguments"
+    ),
+    Command(
+        "run",
+        "run the daemon: follow the repository and reconcile this host",
+        "reconciler.cli.daemon",
+        "run_arguments",
+    ),
+    Command(
+        "get",
+        "list objects with the status the hosts report, as `d8 k get` does",
+        "reconciler.cli.get",
+        "get_arguments",
+    ),
+    Command(
+        "describe",
+        "show one VM's spec, status and conditions, as `d8 k describe vm` does",
+        "reconciler.cli.get",
+        "describe_arguments",
+    ),
+    Command(
+        "vm",
+        "start, stop, restart or evict a VM through a VirtualMachineOperation in Git",
+        "reconciler.cli.vm",
+        "vm_arguments",
+    ),
+    Command(
+        "console",
+        "attach to a VM's serial console (^] detaches)",
+        "reconciler.cli.console",
+        "console_arguments",
+    ),
+)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Every command with its one-line help; the arguments only of the command argv
+    names, which is the only command module imported."""
     parser = argparse.ArgumentParser(
         prog="reconciler",
         description="GitOps reconciler for virtual machines on libvirt/KVM hosts.",
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    validate.register(commands)
-    engine.register(commands)
-    daemon.register(commands)
-    get.register(commands)
-    vm.register(commands)
-    console.register(commands)
+    named = command_named(argv)
+    for command in COMMANDS:
+        command_parser = commands.add_parser(command.name, help=command.help)
+        if command.name == named:
+            # Imported here, for start-up speed: only the command that runs pays for it.
+            module = importlib.import_module(command.module)
+            add_arguments: Callable[[argparse.ArgumentParser], None] = getattr(
+                module, command.arguments
+            )
+            add_arguments(command_parser)
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The first word of argv that is not an option: the command, as the top-level
+    options (--help, --version) take no value."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

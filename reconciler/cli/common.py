@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reconciler.config import Config, ConfigError, load_config
 from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
+from reconciler.policies import CHANGE_PROFILES
 
 EXIT_USAGE = 2
 
@@ -45,6 +46,26 @@ def add_image_directory_argument(parser: argparse.ArgumentParser) -> None:
         help="a directory image files may come from (repeatable; default: the config's"
         f" imageDirectories, else {', '.join(DEFAULT_IMAGE_DIRECTORIES)})",
     )
+
+
+def engine_options(parser: argparse.ArgumentParser, uri_help: str) -> None:
+    """The host options of a pass (all but DIR), for every command that runs one."""
+    parser.add_argument("--libvirt-uri", metavar="URI", help=uri_help)
+    parser.add_argument("--storage-pool", metavar="NAME", help="libvirt storage pool for disks")
+    parser.add_argument("--network", metavar="NAME", help="libvirt network for the VMs' NICs")
+    parser.add_argument("--node-name", metavar="NAME", help="this host's name in the fleet")
+    parser.add_argument(
+        "--domain-type",
+        choices=("auto", "kvm", "qemu"),
+        default="auto",
+        help="kvm, qemu (software emulation), or auto: kvm when /dev/kvm is usable",
+    )
+    parser.add_argument(
+        "--profile", choices=sorted(CHANGE_PROFILES), help="change-application profile"
+    )
+    parser.add_argument("--revision", help="the Git revision applied (default: DIR's HEAD)")
+    add_pool_arguments(parser)
+    add_image_directory_argument(parser)
 
 
 def image_directories_from(args: argparse.Namespace, config: Config | None) -> tuple[str, ...]:

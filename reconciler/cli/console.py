@@ -15,21 +15,19 @@ import termios
 import tty
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from reconciler.api import DEFAULT_NAMESPACE
 from reconciler.cli.common import read_config
+from reconciler.libvirt import console as serial
 
 EXIT_FAILED = 1
 ESCAPE = 0x1D  # ^]
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "console",
-        help="attach to a VM's serial console (^] detaches)",
-        description="Attach the terminal to the serial console of VM NAME (libvirt domain"
-        " NAME.NAMESPACE), as `d8 v console` does. Press Ctrl+] to detach.",
+def console_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Attach the terminal to the serial console of VM NAME (libvirt domain"
+        " NAME.NAMESPACE), as `d8 v console` does. Press Ctrl+] to detach."
     )
     parser.add_argument("name", metavar="NAME", help="the VirtualMachine")
     parser.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE, metavar="NAMESPACE")
@@ -54,9 +52,6 @@ def split_at_escape(data: bytes) -> tuple[bytes, bool]:
 def run(args: argparse.Namespace) -> int:
     config = read_config(args)
     uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
-    # Imported here so that the other commands run where libvirt is not installed.
-    from reconciler.libvirt import console as serial
-
     try:
         console = serial.open_console(uri, args.name, args.namespace, force=args.force)
     except serial.ConsoleError as error:

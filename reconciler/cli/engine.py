@@ -12,8 +12,7 @@ from typing import Any
 
 from reconciler.api import Node
 from reconciler.cli.common import (
-    add_image_directory_argument,
-    add_pool_arguments,
+    engine_options,
     image_directories_from,
     pool_from,
     read_config,
@@ -31,8 +30,10 @@ from reconciler.engine.reconcile import (
     reconcile_once,
 )
 from reconciler.findings import Finding
+from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
+from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
-from reconciler.policies import CHANGE_PROFILES
 from reconciler.status.addresses import read_leases
 from reconciler.status.documents import check_reports
 from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
@@ -40,57 +41,34 @@ from reconciler.status.reports import desired_vms, revision_objects, write_host_
 EXIT_CHANGES = 3
 
 
-def register(commands: Any) -> None:
-    plan_parser = commands.add_parser(
-        "plan",
-        help="show what a pass would change on this host, changing nothing",
-        description="Compare the manifests under DIR with the domains libvirt runs and print"
-        " what would be created, changed live, left awaiting restart, restarted or deleted.",
+def plan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Compare the manifests under DIR with the domains libvirt runs and print"
+        " what would be created, changed live, left awaiting restart, restarted or deleted."
     )
-    _engine_arguments(plan_parser)
-    plan_parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    plan_parser.add_argument(
+    _engine_arguments(parser)
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 3 when there are changes, 0 when there are none",
     )
-    plan_parser.set_defaults(run=run_plan)
-    apply_parser = commands.add_parser(
-        "apply",
-        help="run one reconcile pass on this host",
-        description="Apply the manifests under DIR to libvirt once and write status reports.",
-    )
-    _engine_arguments(apply_parser)
-    apply_parser.add_argument(
+    parser.set_defaults(run=run_plan)
+
+
+def apply_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Apply the manifests under DIR to libvirt once and write status reports."
+    _engine_arguments(parser)
+    parser.add_argument(
         "--status-dir", type=Path, metavar="OUT", help="write status reports under OUT"
     )
-    apply_parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    apply_parser.set_defaults(run=run_apply)
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.set_defaults(run=run_apply)
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
     engine_options(parser, "default: the config's, else qemu:///system")
-
-
-def engine_options(parser: argparse.ArgumentParser, uri_help: str) -> None:
-    """The host options of a pass (all but DIR), for every command that runs one."""
-    parser.add_argument("--libvirt-uri", metavar="URI", help=uri_help)
-    parser.add_argument("--storage-pool", metavar="NAME", help="libvirt storage pool for disks")
-    parser.add_argument("--network", metavar="NAME", help="libvirt network for the VMs' NICs")
-    parser.add_argument("--node-name", metavar="NAME", help="this host's name in the fleet")
-    parser.add_argument(
-        "--domain-type",
-        choices=("auto", "kvm", "qemu"),
-        default="auto",
-        help="kvm, qemu (software emulation), or auto: kvm when /dev/kvm is usable",
-    )
-    parser.add_argument(
-        "--profile", choices=sorted(CHANGE_PROFILES), help="change-application profile"
-    )
-    parser.add_argument("--revision", help="the Git revision applied (default: DIR's HEAD)")
-    add_pool_arguments(parser)
-    add_image_directory_argument(parser)
 
 
 def _domain_type(choice: str) -> str:
@@ -101,6 +79,7 @@ def _domain_type(choice: str) -> str:
 
 def _revision(directory: Path) -> str:
     try:
+        # Imported here for start-up speed, and GitPython won't load without a git executable.
         import git
 
         return str(git.Repo(directory, search_parent_directories=True).head.commit.hexsha)
@@ -128,11 +107,6 @@ def _host(
 
 
 def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
-    # Imported here so that `reconciler validate` runs where libvirt is not installed.
-    from reconciler.libvirt.apply import Applier
-    from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
-    from reconciler.libvirt.observe import Observer
-
     config = read_config(args)
     uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
     try:

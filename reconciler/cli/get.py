@@ -27,9 +27,8 @@ from reconciler.api import (
     VirtualMachineIPAddress,
     VirtualMachineOperation,
 )
-from reconciler.cli.common import repository_dir
+from reconciler.cli.common import engine_options, repository_dir
 from reconciler.cli.describe import describe_vm
-from reconciler.cli.engine import engine_options, plan_pass
 from reconciler.cli.tables import Listed, object_table
 from reconciler.cli.terminal import emit, escaped_listed
 from reconciler.loader import load_directory
@@ -90,28 +89,23 @@ def resolve_kind(text: str) -> ResourceKind | None:
     return next((kind for kind in RESOURCE_KINDS if name in kind.names), None)
 
 
-def register(commands: Any) -> None:
-    get_parser = commands.add_parser(
-        "get",
-        help="list objects with the status the hosts report, as `d8 k get` does",
-        description="List the objects of a kind from the status reports and manifests of"
-        " a checkout, or with --libvirt-uri the VMs as a plan pass sees them now.",
+def get_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List the objects of a kind from the status reports and manifests of"
+        " a checkout, or with --libvirt-uri the VMs as a plan pass sees them now."
     )
-    get_parser.add_argument(
-        "kind", metavar="KIND", help="vm, vmclass, vmip, vmipl, vd, vmop or vmbda"
-    )
-    get_parser.add_argument("names", nargs="*", metavar="NAME")
-    get_parser.add_argument("-o", "--output", choices=("wide", "yaml", "json"))
-    _source_arguments(get_parser)
-    get_parser.set_defaults(run=run_get)
-    describe_parser = commands.add_parser(
-        "describe",
-        help="show one VM's spec, status and conditions, as `d8 k describe vm` does",
-    )
-    describe_parser.add_argument("kind", metavar="KIND", help="vm")
-    describe_parser.add_argument("names", nargs=1, metavar="NAME")
-    _source_arguments(describe_parser)
-    describe_parser.set_defaults(run=run_describe)
+    parser.add_argument("kind", metavar="KIND", help="vm, vmclass, vmip, vmipl, vd, vmop or vmbda")
+    parser.add_argument("names", nargs="*", metavar="NAME")
+    parser.add_argument("-o", "--output", choices=("wide", "yaml", "json"))
+    _source_arguments(parser)
+    parser.set_defaults(run=run_get)
+
+
+def describe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", metavar="KIND", help="vm")
+    parser.add_argument("names", nargs=1, metavar="NAME")
+    _source_arguments(parser)
+    parser.set_defaults(run=run_describe)
 
 
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +213,9 @@ def from_libvirt(args: argparse.Namespace, kind: ResourceKind) -> dict[ObjectId,
             file=sys.stderr,
         )
         return EXIT_USAGE
+    # Imported here, for start-up speed: the engine is for --libvirt-uri, not the reports.
+    from reconciler.cli.engine import plan_pass
+
     outcome = plan_pass(args)
     if isinstance(outcome, int):
         return outcome

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from reconciler.cli.common import (
     add_image_directory_argument,
@@ -23,12 +22,10 @@ from reconciler.loader import load_directory
 from reconciler.rules import check
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "validate",
-        help="check manifests against the schema and the platform's rules",
-        description="Check every manifest under DIR; print every problem, not just the first."
-        " Exit 0 when clean, 1 when not.",
+def validate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check every manifest under DIR; print every problem, not just the first."
+        " Exit 0 when clean, 1 when not."
     )
     parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")

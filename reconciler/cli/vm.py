@@ -55,12 +55,10 @@ OPERATIONS_FOLDER = "operations"
 REPORT_FOLDER = "virtualmachineoperations"
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "vm",
-        help="start, stop, restart or evict a VM through a VirtualMachineOperation in Git",
-        description="Commit a VirtualMachineOperation for VM NAME to the repository and push"
-        " it, as `d8 v ACTION NAME` creates one in the cluster. Prints the operation's name.",
+def vm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Commit a VirtualMachineOperation for VM NAME to the repository and push"
+        " it, as `d8 v ACTION NAME` creates one in the cluster. Prints the operation's name."
     )
     parser.add_argument("action", choices=sorted(ACTIONS), metavar="ACTION", help="/".join(ACTIONS))
     parser.add_argument("name", metavar="NAME", help="the VirtualMachine")
