@@ -118,19 +118,27 @@ def repository_target(path: Path, repository: Path) -> str | None:
     return real
 
 
-def read_repository_link(path: Path, repository: Path) -> str:
-    """The text a symlink of the repository leads to, when that is a file inside it;
-    SymlinkRefused otherwise."""
+def open_repository_link(path: Path, repository: Path) -> int:
+    """A read-only descriptor of the file a symlink of the repository leads to, when
+    that is a file inside it; SymlinkRefused otherwise. The caller closes it."""
     if repository_target(path, repository) is None:
         raise SymlinkRefused(_LEADS_OUTSIDE)
     try:
         # Checked again on the file opened: a link changed since it was resolved is caught.
-        descriptor = open_inside(os.path.abspath(path), [os.path.abspath(repository)])
+        return open_inside(os.path.abspath(path), [os.path.abspath(repository)])
     except FileNotFoundError:
         raise SymlinkRefused("is a symbolic link to a file that does not exist") from None
     except NotARegularFile:
         raise SymlinkRefused("is a symbolic link to a folder or device; it is not read") from None
     except ConfinementError:
         raise SymlinkRefused(_LEADS_OUTSIDE) from None
-    with os.fdopen(descriptor, encoding="utf-8") as file:
-        return file.read()
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of `path` if it is a regular file (NotARegularFile if not:
+    a FIFO must not hang the reader, a device must not be read). The caller closes it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise NotARegularFile()
+    return descriptor

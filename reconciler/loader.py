@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,7 +20,13 @@ from pydantic import ValidationError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from reconciler.api import DEFAULT_NAMESPACE, KINDS, FieldError, Manifest, ObjectId
-from reconciler.confined import SymlinkRefused, read_repository_link, repository_target
+from reconciler.confined import (
+    NotARegularFile,
+    SymlinkRefused,
+    open_regular,
+    open_repository_link,
+    repository_target,
+)
 from reconciler.findings import Finding, Rule
 from reconciler.yamltext import (
     COMPOSER,
@@ -148,46 +153,43 @@ def load_directory(root: Path) -> LoadResult:
     # repository's load time went to it.
     collecting = gc.isenabled()
     gc.disable()
-    limits = policy_limits()
     try:
         for path in manifest_files(root):
-            display_path = path.relative_to(root).as_posix()
-            refused = _refused_unread(path, display_path, limits)
-            result.extend(refused or load_file(path, display_path, root))
+            result.extend(load_file(path, path.relative_to(root).as_posix(), root))
     finally:
         if collecting:
             gc.enable()
     return result
 
 
-def _refused_unread(path: Path, display_path: str, limits: Limits) -> LoadResult | None:
-    """A file too large to load, refused before it is read into memory. Only regular
-    files: where a symbolic link leads is for load_file to judge first."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return None  # load_file says why it cannot be read
-    if stat.S_ISREG(info.st_mode) and info.st_size > limits.max_file_bytes:
-        message = too_large(limits.max_file_bytes)
-        return _refused(place_finding(display_path, None, message, Rule.LIMITS))
-    return None
-
-
 def load_file(path: Path, display_path: str, repository: Path | None = None) -> LoadResult:
     """The objects of one file. With `repository`, a symlink is read only when it leads
     to a file inside it (not under a dot-folder such as .git): any other is a finding
-    (rule symlink) that says neither where it leads nor what is there."""
+    (rule symlink) that says neither where it leads nor what is there. At most one byte
+    more than maxFileBytes is read: a file of gigabytes costs no memory."""
+    limit = policy_limits().max_file_bytes
     try:
         if repository is not None and os.path.islink(path):
-            text = read_repository_link(path, repository)
+            descriptor = open_repository_link(path, repository)
         else:
-            text = path.read_text(encoding="utf-8")
+            descriptor = open_regular(path)
+        with os.fdopen(descriptor, "rb") as file:
+            data = file.read(limit + 1)
     except SymlinkRefused as refusal:
         return _unreadable(display_path, str(refusal), Rule.SYMLINK)
+    except NotARegularFile:
+        return _unreadable(display_path, "cannot read file: not a regular file", Rule.YAML)
     except OSError as error:
         return _unreadable(display_path, f"cannot read file: {error.strerror}", Rule.YAML)
+    if len(data) > limit:
+        return _unreadable(display_path, too_large(limit), Rule.LIMITS)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         return _unreadable(display_path, f"cannot read file: {error}", Rule.YAML)
+    # As a file read in text mode: every line break is \n.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return load_text(text, display_path)
 
 

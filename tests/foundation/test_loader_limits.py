@@ -4,12 +4,14 @@ that file's objects (issue 12, rows 1 and 3)."""
 
 from __future__ import annotations
 
+import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from reconciler.findings import Finding, Rule
-from reconciler.loader import LoadResult, load_config_text, load_text
+from reconciler.loader import LoadResult, load_config_text, load_file, load_text
 from reconciler.policies import Limits, PolicyError, load_limits
 from tests.foundation.conftest import ManifestRepo, disk_yaml, docs
 from tests.hostile_yaml import alias_bomb, deep_block_mapping, deep_mapping, deep_sequence
@@ -221,3 +223,45 @@ def test_a_few_numbers_as_keys_are_read_as_before() -> None:
     [finding] = load_text(text, "numbered.yaml").findings
 
     assert finding.rule is Rule.SCHEMA  # a label key must be text; the loader let it through
+
+
+def test_a_sparse_file_of_a_gigabyte_is_refused_having_read_only_the_limit(
+    repo: ManifestRepo,
+) -> None:
+    """The daemon's cache reads each file with load_file: the size limit holds there
+    too, before the file is in memory."""
+    repo.write("good.yaml", disk_yaml("kept"))
+    huge = repo.root / "huge.yaml"
+    with huge.open("wb") as file:
+        file.truncate(1 << 30)  # a gigabyte of holes: costs no disk
+
+    tracemalloc.start()
+    try:
+        result = load_file(huge, "huge.yaml", repo.root)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    _only_limits_finding(result, "huge.yaml")
+    assert peak < 4 * SHIPPED.max_file_bytes
+
+
+def test_a_fifo_among_the_manifests_is_a_finding_not_a_hang(repo: ManifestRepo) -> None:
+    repo.write("good.yaml", disk_yaml("kept"))
+    os.mkfifo(repo.root / "pipe.yaml")
+
+    result = repo.load()
+
+    [finding] = result.findings
+    assert (finding.path, finding.object) == ("pipe.yaml", "")
+    assert "not a regular file" in finding.message
+    assert [obj.model.name for obj in result.objects] == ["kept"]
+
+
+def test_line_breaks_of_every_kind_read_as_in_a_text_file(repo: ManifestRepo) -> None:
+    repo.write("crlf.yaml", disk_yaml("crlf").replace("\n", "\r\n"))
+
+    result = repo.load()
+
+    assert not result.findings
+    assert [obj.model.name for obj in result.objects] == ["crlf"]
