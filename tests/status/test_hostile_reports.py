@@ -14,7 +14,7 @@ from reconciler.api import ObjectId
 from reconciler.ipam.model import LeasePhase, PreviousLease
 from reconciler.policies import load_limits
 from reconciler.status.addresses import lease_path, read_leases
-from reconciler.status.documents import check_reports, read_document
+from reconciler.status.documents import NAMED_REPORTS, check_reports, read_document
 from reconciler.status.reported import reported_disks, reported_nodes
 from reconciler.status.reported_operations import reported_operations
 from reconciler.status.reports import write_host_reports
@@ -158,3 +158,17 @@ def test_a_poisoned_node_report_of_this_host_is_replaced(tmp_path: Path) -> None
     node = read_document(tmp_path / "nodes" / "hv1.yaml")
     assert node["status"]["lastError"] == "an error"
     assert ObjectId("VirtualMachine", "default", "a") in reported_nodes(tmp_path)
+
+
+def test_thousands_of_poisoned_reports_are_named_a_few_then_counted(tmp_path: Path) -> None:
+    """Each name goes into the node report and /healthz: a push of a thousand poisoned
+    reports must not make either a megabyte long."""
+    (tmp_path / VMS).mkdir(parents=True)
+    for number in range(1_000):
+        (tmp_path / VMS / f"vm-{number:04}.yaml").write_text("- a\n", encoding="utf-8")
+
+    skipped = check_reports(tmp_path)
+
+    assert len(skipped) == NAMED_REPORTS + 1
+    assert skipped[0].startswith(f"report skipped: {tmp_path.name}/{VMS}/vm-0000.yaml:1:1:")
+    assert skipped[-1] == f"and {1_000 - NAMED_REPORTS} more report(s) skipped"
