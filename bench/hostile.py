@@ -16,8 +16,15 @@ maxFileBytes. For each, in a repository that holds only that file:
 
 and, for reference, the command on a repository of one valid manifest: the start-up
 every run pays. The target, from the issue: each command under 1 s with one finding.
+
+Then the daemon: `reconciler run` (test driver, a bare remote on disk) on a revision
+of 20 VMs, once clean and once with every case above added (plus the same poisons as
+status reports), its peak memory (VmHWM) once the revision's node report is pushed,
+against the daemon's budget of 150 MiB (bench/latency.py) and against the clean run.
+
 Ratios are reported, never asserted; the exit status is non-zero only when a case
-does not end in exactly one `limits` finding and exit code 1.
+does not end in exactly one `limits` finding and exit code 1, or the poisoned daemon
+does not name the poisoned files in its node report.
 
 Runs this checkout's reconciler (not an installed copy): the repository root is put
 first on the module path, also for the child.
@@ -41,9 +48,13 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.loader import load_text  # noqa: E402
 from reconciler.policies import load_limits  # noqa: E402
+from tests.daemonlab import Daemon, Remote, Workspace, settings, wait_until  # noqa: E402
 from tests.hostile_yaml import alias_bomb, deep_mapping, deep_sequence  # noqa: E402
+from tests.hosts import CLASS, vm_yaml  # noqa: E402
 
 TARGET_SECONDS = 1.0
+DAEMON_BUDGET_MIB = 150.0
+DAEMON_VMS = 20
 VALID = """\
 apiVersion: virtualization.deckhouse.io/v1alpha2
 kind: VirtualDisk
@@ -139,9 +150,71 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(f"{label}: exit {code}, findings {findings}")
             if label not in cases() and code != 0:
                 problems.append(f"{label}: exit {code}, findings {findings}")
+    clean, poisoned, named = daemon_peaks()
+    print(
+        f"daemon peak memory (VmHWM), {DAEMON_VMS} VMs: clean {clean:.0f} MiB, with every"
+        f" poison {poisoned:.0f} MiB ({poisoned / clean:.2f}x clean,"
+        f" {poisoned / DAEMON_BUDGET_MIB:.2f}x the {DAEMON_BUDGET_MIB:.0f} MiB budget)"
+    )
+    if not named:
+        problems.append("the poisoned daemon's node report does not name the poisoned files")
     for problem in problems:
         print(f"bench/hostile.py: {problem}")
     return 1 if problems else 0
+
+
+def daemon_peaks() -> tuple[float, float, bool]:
+    """Peak MiB of a daemon on a clean revision and on a poisoned one; whether the
+    poisoned one's node report named what was refused."""
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-daemon-") as tmp:
+        clean, _ = daemon_peak(Path(tmp) / "clean", poisoned=False)
+        poisoned, last_error = daemon_peak(Path(tmp) / "poisoned", poisoned=True)
+    named = all(f"hostile-{n}.yaml" in last_error for n in range(len(cases())))
+    return clean, poisoned, named
+
+
+def daemon_peak(work: Path, *, poisoned: bool) -> tuple[float, str]:
+    """VmHWM of `reconciler run` once its node report for the pushed revision is in
+    the remote, and that report's lastError."""
+    remote = Remote.create(work / "remote.git")
+    operator = Workspace.clone(remote, work / "operator")
+    operator.write("class.yaml", CLASS)
+    for number in range(DAEMON_VMS):
+        operator.write(f"vms/vm-{number}.yaml", vm_yaml(f"vm-{number}"))
+    if poisoned:
+        for number, make in enumerate(cases().values()):
+            text = make()
+            (operator.path / f"hostile-{number}.yaml").write_text(text, encoding="utf-8")
+            report = operator.path / "status" / "virtualmachines" / "default"
+            report.mkdir(parents=True, exist_ok=True)
+            (report / f"stray-{number}.yaml").write_text(text, encoding="utf-8")
+    head = operator.commit_and_push("the fleet")
+    daemon = Daemon(
+        work / "hv",
+        settings(remote, "hv", **{"repository": {"url": remote.url, "intervalSeconds": 3600}}),
+    )
+    daemon.start()
+    try:
+        daemon.wait_ready()
+
+        def reported() -> dict[str, object] | None:
+            daemon.check_alive()
+            document = remote.document("status/nodes/hv.yaml")
+            status = (document or {}).get("status") or {}
+            return status if status.get("lastAppliedRevision") == head else None
+
+        status = wait_until("the node report of the revision", reported, 300, interval=0.2)
+        assert daemon.process is not None
+        return peak_memory_mib(daemon.process.pid), str(status.get("lastError", ""))
+    finally:
+        daemon.close()
+
+
+def peak_memory_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 if __name__ == "__main__":
