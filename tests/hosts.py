@@ -110,6 +110,14 @@ def vm_yaml(
 HOST_XML = Path(__file__).with_name("testdriver") / "host.xml"
 
 
+def host_options(libvirt_uri: str, node_name: str | None = None) -> list[str]:
+    """The options of `reconciler plan`/`apply` for a test-driver host: its pool
+    `default-pool`, network `default`, domain type qemu (no KVM needed)."""
+    options = ["--libvirt-uri", libvirt_uri, "--storage-pool", "default-pool"]
+    options += ["--network", "default", "--domain-type", "qemu"]
+    return options + (["--node-name", node_name] if node_name else [])
+
+
 def host_with_domain_of(
     path: Path, vm: str, spec: Mapping[str, object], namespace: str = "default"
 ) -> Path:

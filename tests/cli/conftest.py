@@ -14,25 +14,12 @@ import pytest
 
 from reconciler.cli import main
 from reconciler.libvirt.connection import open_connection
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import CLASS, Host, host_options, vm_yaml
 
 SAMPLE_REPO = Path(__file__).resolve().parents[2] / "sample-repo"
 # libvirt test-driver host of tests/testdriver: a pool `default-pool`, a network `default`.
 HOST_XML = Path(__file__).resolve().parents[1] / "testdriver" / "host.xml"
-HOST_OPTIONS = [
-    "--libvirt-uri",
-    "test:///default",
-    "--storage-pool",
-    "default-pool",
-    "--network",
-    "default",
-    "--domain-type",
-    "qemu",
-    "--node-name",
-    "virtlab-pt-1",
-    "--cidr",
-    "10.66.10.0/24",
-]
+HOST_OPTIONS = [*host_options("test:///default", "virtlab-pt-1"), "--cidr", "10.66.10.0/24"]
 
 
 @pytest.fixture(scope="module")

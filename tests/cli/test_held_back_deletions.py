@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from tests.hosts import CLASS, host_with_domain_of, vm_yaml
+from tests.hosts import CLASS, host_options, host_with_domain_of, vm_yaml
 
 
 def repository_with_vm(tmp_path: Path) -> Path:
@@ -25,14 +25,7 @@ def apply(repo: Path, host_xml: Path, *extra: str) -> int:
         [
             "apply",
             str(repo),
-            "--libvirt-uri",
-            f"test://{host_xml}",
-            "--storage-pool",
-            "default-pool",
-            "--network",
-            "default",
-            "--domain-type",
-            "qemu",
+            *host_options(f"test://{host_xml}"),
             *extra,
         ]
     )

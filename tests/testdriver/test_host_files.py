@@ -18,7 +18,7 @@ from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.status.documents import read_document
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import CLASS, Host, host_options, vm_yaml
 from tests.testdriver.conftest import HOST_XML
 from tests.testdriver.test_disks import FROM_IMAGE, volumes
 
@@ -262,18 +262,7 @@ def test_a_symlink_to_a_manifest_of_the_repository_is_applied(host: Host) -> Non
 
 # --- reconciler apply -----------------------------------------------------------------
 
-HOST_OPTIONS = [
-    "--libvirt-uri",
-    f"test://{HOST_XML}",
-    "--storage-pool",
-    "default-pool",
-    "--network",
-    "default",
-    "--domain-type",
-    "qemu",
-    "--node-name",
-    "hv1",
-]
+HOST_OPTIONS = host_options(f"test://{HOST_XML}", "hv1")
 
 
 def test_apply_takes_the_allowed_directories_as_options_and_reports_nothing_refused(

@@ -14,7 +14,7 @@ from reconciler.api.names import FILE_NAME_MAX
 from reconciler.cli import main
 from reconciler.engine.volumes import disk_volume_name
 from tests import longest_names as longest
-from tests.hosts import Host
+from tests.hosts import Host, host_options
 from tests.testdriver.conftest import HOST_XML
 
 
@@ -22,16 +22,7 @@ def apply_command(repo: Path, status: Path) -> list[str]:
     return [
         "apply",
         str(repo),
-        "--libvirt-uri",
-        f"test://{HOST_XML}",
-        "--storage-pool",
-        "default-pool",
-        "--network",
-        "default",
-        "--domain-type",
-        "qemu",
-        "--node-name",
-        longest.NODE,
+        *host_options(f"test://{HOST_XML}", longest.NODE),
         "--cidr",
         longest.CIDR,
         "--status-dir",

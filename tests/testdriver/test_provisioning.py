@@ -15,7 +15,7 @@ from reconciler.cli import main
 from reconciler.engine.actions import DeleteSeedVolume, EnsureSeedVolume
 from reconciler.engine.plan import Outcome
 from reconciler.libvirt.facts import parse_definition
-from tests.hosts import CLASS, Host, vm_yaml
+from tests.hosts import CLASS, Host, host_options, vm_yaml
 from tests.testdriver.conftest import HOST_XML
 
 SECRET_VALUE = "s3cr3t-value-9f2a"
@@ -156,16 +156,7 @@ def test_the_secret_appears_in_no_status_file_log_line_or_plan_output(
     )
     caplog.set_level(logging.DEBUG)
     common = [
-        "--libvirt-uri",
-        f"test://{HOST_XML}",
-        "--storage-pool",
-        "default-pool",
-        "--network",
-        "default",
-        "--domain-type",
-        "qemu",
-        "--node-name",
-        "hv1",
+        *host_options(f"test://{HOST_XML}", "hv1"),
         "--cidr",
         "192.168.122.0/24",
     ]
