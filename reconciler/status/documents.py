@@ -192,13 +192,21 @@ def _tree_folders(path: Path) -> list[Path]:
     return folders
 
 
-def _through_symlink(path: Path) -> bool:
-    """Whether a report, or a folder of the status tree holding it, is a symlink.
+def _report_signature(name: str) -> FileSignature | None:
+    """file_signature of a report; None also when the report is a symlink.
 
     A pull request can commit symlinks under status/ as anywhere else; a report read
-    through one would bring a host file's values into the pass and the reports.
+    through one would bring a host file's values into the pass and the reports. One
+    lstat answers both (a regular file's is its stat): reports are read by the
+    thousand in every pass.
     """
-    return os.path.islink(path) or any(os.path.islink(f) for f in _tree_folders(path))
+    try:
+        info = os.lstat(name)
+    except OSError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _read_report(name: str, limit: int) -> str:
@@ -223,11 +231,8 @@ def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]
     """The file's text and signature, or None and why not (no reason when it is gone or
     reached through a symlink)."""
     name = os.fspath(path)
-    if _through_symlink(path):
-        _MEMO.files.pop(name, None)
-        return None, None, None
-    signature = file_signature(path)
-    if signature is None:
+    signature = _report_signature(name)
+    if signature is None or any(os.path.islink(f) for f in _tree_folders(path)):
         _MEMO.files.pop(name, None)
         return None, None, None
     known = _MEMO.files.get(name)
@@ -299,10 +304,19 @@ def check_reports(root: Path) -> list[str]:
     only the README or another host's work would have read. At most NAMED_REPORTS are
     named, then how many more: anyone who can push can add thousands, and each name
     lands in the node report and /healthz (the log has them all, once each)."""
+    checked = _CHECKED.get(os.fspath(root), {})
+    usable: dict[str, FileSignature] = {}
     for directory, _subdirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".yaml"):
-                read_document(Path(directory) / name)
+        for file_name in files:
+            if not file_name.endswith(".yaml"):
+                continue
+            name = os.path.join(directory, file_name)
+            signature = _report_signature(name)
+            if signature is not None and checked.get(name) == signature:
+                usable[name] = signature  # read and usable before, unchanged since
+            elif read_document(Path(name)) is not None and signature is not None:
+                usable[name] = signature
+    _CHECKED[os.fspath(root)] = usable
     skipped = sorted(skipped_reports(root))
     if len(skipped) > NAMED_REPORTS:
         skipped[NAMED_REPORTS:] = [f"and {len(skipped) - NAMED_REPORTS} more report(s) skipped"]
@@ -310,6 +324,9 @@ def check_reports(root: Path) -> list[str]:
 
 
 NAMED_REPORTS = 5
+# Per status root, the reports check_reports found usable, with their signatures: an
+# unchanged one costs an lstat in the next pass, not a read (thousands of them per pass).
+_CHECKED: dict[str, dict[str, FileSignature]] = {}
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
