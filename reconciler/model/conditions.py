@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.api.operation import OperationType
 
 
 class VMCondition(StrEnum):
@@ -110,7 +113,7 @@ class OperationReason(StrEnum):
     SIGNAL_SENT_SUCCESS = "SignalSentSuccess"
 
     @classmethod
-    def in_progress(cls, operation_type: str) -> OperationReason:
+    def in_progress(cls, operation_type: OperationType) -> OperationReason:
         """`StartInProgress`, `StopInProgress`...: the reason of an operation that acts."""
         return cls(f"{operation_type}InProgress")
 

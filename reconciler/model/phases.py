@@ -72,7 +72,12 @@ class LeasePhase(StrEnum):
     RELEASED = "Released"
 
 
-# dvp-api.md §7.2: an operation in one of these phases is finished; its report stands.
-FINAL_OPERATION_PHASES = frozenset(
-    {OperationPhase.COMPLETED, OperationPhase.FAILED, OperationPhase.SUPERSEDED}
+# The enums whose members no module outside this layer writes as a string (the guard test).
+VOCABULARIES: tuple[type[StrEnum], ...] = (
+    VMPhase,
+    OperationPhase,
+    AttachmentPhase,
+    DiskPhase,
+    VMIPPhase,
+    LeasePhase,
 )
