@@ -469,7 +469,7 @@ def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
     return observed.config.metadata
 
 
-def _phase_of(observed: ObservedDomain | None) -> str:
+def _phase_of(observed: ObservedDomain | None) -> VMPhase:
     return phase_of(observed)  # lifecycle.py: the state and its reason
 
 

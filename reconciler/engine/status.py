@@ -27,7 +27,7 @@ QUIET_PHASES = frozenset({VMPhase.PENDING, VMPhase.STARTING, VMPhase.STOPPED})
 
 @dataclass
 class VMStatus:
-    phase: str = VMPhase.PENDING
+    phase: VMPhase = VMPhase.PENDING
     node_name: str = ""
     conditions: list[Condition] = field(default_factory=list)
     cores: int = 0
@@ -57,7 +57,7 @@ class VMStatus:
                 break
         conditions.append(condition)
 
-    def get(self, kind: str) -> Condition | None:
+    def get(self, kind: VMCondition) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
     @property

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from reconciler.api.network import IPAddressType
-from reconciler.model.conditions import Condition
+from reconciler.model.conditions import AddressCondition, Condition
 
 # Re-exported: the phases moved to the model layer, their importers keep working.
 from reconciler.model.phases import LeasePhase as LeasePhase
@@ -123,7 +123,7 @@ class VMIPStatus:
     virtual_machine: str | None
     generated: bool = False
 
-    def condition(self, kind: str) -> Condition | None:
+    def condition(self, kind: AddressCondition) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
     def as_dict(self, since: str) -> dict[str, Any]:

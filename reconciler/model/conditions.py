@@ -188,9 +188,9 @@ VOCABULARIES: tuple[type[StrEnum], ...] = (
 
 @dataclass(frozen=True)
 class Condition:
-    type: str
+    type: ConditionType
     status: bool
-    reason: str
+    reason: Reason
     message: str = ""
 
     def as_entry(self) -> dict[str, str]:
