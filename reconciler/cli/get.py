@@ -32,6 +32,7 @@ from reconciler.cli.describe import describe_vm
 from reconciler.cli.tables import Listed, object_table
 from reconciler.cli.terminal import emit, escaped_listed
 from reconciler.loader import load_directory
+from reconciler.model.phases import LeasePhase, VMIPPhase
 from reconciler.status.documents import read_document, render, report_object_id
 
 EXIT_NOT_FOUND = 1
@@ -188,11 +189,15 @@ def _add_implied_addresses(
         if kind.kind == LEASE.kind:
             object_id = ObjectId(kind.kind, "", "ip-" + address.replace(".", "-"))
             spec = {"virtualMachineIPAddressRef": {"name": vmip_name, "namespace": vm_id.namespace}}
-            implied = {"phase": "Bound"}
+            implied = {"phase": str(LeasePhase.BOUND)}
             manifest: Mapping[str, Any] | None = {"spec": spec}
         else:
             object_id = ObjectId(kind.kind, vm_id.namespace, vmip_name)
-            implied = {"address": address, "phase": "Attached", "virtualMachineName": vm_id.name}
+            implied = {
+                "address": address,
+                "phase": str(VMIPPhase.ATTACHED),
+                "virtualMachineName": vm_id.name,
+            }
             manifest = None
         known = listed.get(object_id) or Listed(object_id, kind.api_version, manifest=manifest)
         if known.status is None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.api import ObjectId
+from reconciler.model.conditions import DiskCondition
 from reconciler.status.summary import COLUMNS as README_COLUMNS
 from reconciler.status.summary import vm_row
 
@@ -195,7 +196,7 @@ def _vd_wide(listed: Listed) -> list[str]:
         (
             c.get("status")
             for c in status.get("conditions", [])
-            if isinstance(c, Mapping) and c.get("type") == "InUse"
+            if isinstance(c, Mapping) and c.get("type") == DiskCondition.IN_USE
         ),
         None,
     )

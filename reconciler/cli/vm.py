@@ -28,6 +28,8 @@ from reconciler.cli.common import read_config
 from reconciler.cli.terminal import escaped
 from reconciler.config import Config
 from reconciler.loader import load_config_text, load_file, load_text, manifest_files
+from reconciler.model.conditions import OperationCondition
+from reconciler.model.phases import OperationPhase
 from reconciler.source.gitcli import Credentials, GitFailed, is_remote_url
 from reconciler.source.operation_workspace import (
     OperationError,
@@ -50,7 +52,7 @@ ACTIONS = {
     "evict": OperationType.EVICT,
 }
 # dvp-api.md §7.2: Completed, Failed and Superseded are the final phases.
-FAILED_PHASES = frozenset({"Failed", "Superseded"})
+FAILED_PHASES = frozenset({OperationPhase.FAILED, OperationPhase.SUPERSEDED})
 OPERATIONS_FOLDER = "operations"
 REPORT_FOLDER = "virtualmachineoperations"
 
@@ -225,7 +227,7 @@ def parse_report(text: str | None) -> OperationReport | None:
     raw = status.get("conditions")
     conditions = [c for c in raw if isinstance(c, dict)] if isinstance(raw, list) else []
     # Completed carries the verdict; another condition may carry the only message.
-    ordered = sorted(conditions, key=lambda c: c.get("type") != "Completed")
+    ordered = sorted(conditions, key=lambda c: c.get("type") != OperationCondition.COMPLETED)
     chosen = next((c for c in ordered if c.get("message") or c.get("reason")), {})
     # A report is anyone's who can push: what it says reaches a terminal escaped.
     return OperationReport(
@@ -254,7 +256,7 @@ def wait_for(
         if report is not None and report != last:
             print(report.line(name), file=sys.stderr, flush=True)
             last = report
-        if report is not None and report.phase == "Completed":
+        if report is not None and report.phase == OperationPhase.COMPLETED:
             return 0
         if report is not None and report.phase in FAILED_PHASES:
             why = report.message or report.reason or "no reason reported"

@@ -7,6 +7,18 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from reconciler.model.phases import VMPhase
+
+# The phases the gauge always lists, at 0 when no VM is in them.
+_LISTED_PHASES = (
+    VMPhase.PENDING,
+    VMPhase.STARTING,
+    VMPhase.RUNNING,
+    VMPhase.STOPPING,
+    VMPhase.STOPPED,
+    VMPhase.TERMINATING,
+)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -59,7 +71,7 @@ class Metrics:
 
     def phases(self, phases: Iterable[str]) -> None:
         counts = Tally(phases)
-        for phase in ("Pending", "Starting", "Running", "Stopping", "Stopped", "Terminating"):
-            counts.setdefault(phase, 0)
+        for listed in _LISTED_PHASES:
+            counts.setdefault(listed, 0)
         for phase, count in counts.items():
             self.vms_by_phase.labels(phase=phase).set(count)

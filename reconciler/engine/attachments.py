@@ -25,10 +25,18 @@ from reconciler.engine.desired import ATTACHMENT_ALIAS_PREFIX
 from reconciler.engine.domain import DomainSpec, ObservedDomain
 from reconciler.engine.storage import DeviceProblem, ResolvedDevice, StorageView, resolve_device
 from reconciler.findings import Finding, Rule
+from reconciler.model.conditions import AttachmentCondition, AttachmentReason, Condition
+from reconciler.model.phases import AttachmentPhase
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id
 
 KIND = VirtualMachineBlockDeviceAttachment.KIND
+
+# The reason of the condition an attachment waits on while it says so.
+_NOT_READY = {
+    AttachmentCondition.VIRTUAL_MACHINE_READY: AttachmentReason.VIRTUAL_MACHINE_NOT_READY,
+    AttachmentCondition.BLOCK_DEVICE_READY: AttachmentReason.BLOCK_DEVICE_NOT_READY,
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class Attachment:
     device: ResolvedDevice | None = None
     # Pending: what it waits for, and the condition that says so.
     waiting: str = ""
-    waiting_on: str = ""
+    waiting_on: AttachmentCondition | None = None
     # Failed: why it is refused.
     refused: str = ""
 
@@ -89,7 +97,7 @@ def _attachment(
             vm_id,
             target,
             waiting=f"VirtualMachine {vm_id.name} {state}",
-            waiting_on="VirtualMachineReady",
+            waiting_on=AttachmentCondition.VIRTUAL_MACHINE_READY,
         )
     vm = loaded.model
     if vm.spec.os_type is OsType.LEGACY and not vm.spec.enable_paravirtualization:
@@ -104,7 +112,11 @@ def _attachment(
         device = resolve_device(target, view, attachment=object_id.name)
     except DeviceProblem as problem:
         return Attachment(
-            object_id, vm_id, target, waiting=str(problem), waiting_on="BlockDeviceReady"
+            object_id,
+            vm_id,
+            target,
+            waiting=str(problem),
+            waiting_on=AttachmentCondition.BLOCK_DEVICE_READY,
         )
     return Attachment(object_id, vm_id, target, device)
 
@@ -158,48 +170,72 @@ def attachment_report(
     itself is not changed this pass; `requested`: this pass sends the hot-plug.
     """
     vm_name = attachment.vm_id.name
-    conditions: dict[str, tuple[bool, str, str]] = {
-        "BlockDeviceReady": (True, "BlockDeviceReady", ""),
-        "VirtualMachineReady": (True, "VirtualMachineReady", ""),
+    conditions: dict[AttachmentCondition, tuple[bool, AttachmentReason, str]] = {
+        AttachmentCondition.BLOCK_DEVICE_READY: (True, AttachmentReason.BLOCK_DEVICE_READY, ""),
+        AttachmentCondition.VIRTUAL_MACHINE_READY: (
+            True,
+            AttachmentReason.VIRTUAL_MACHINE_READY,
+            "",
+        ),
     }
     if attachment.refused:
-        phase = "Failed"
-        conditions["Attached"] = (False, "Conflict", attachment.refused)
+        phase = AttachmentPhase.FAILED
+        conditions[AttachmentCondition.ATTACHED] = (
+            False,
+            AttachmentReason.CONFLICT,
+            attachment.refused,
+        )
     elif attachment.waiting:
-        phase = "Pending"
+        phase = AttachmentPhase.PENDING
         on = attachment.waiting_on
-        conditions[on] = (False, on.replace("Ready", "NotReady"), attachment.waiting)
-        conditions["Attached"] = (False, "NotAttached", f"waiting: {attachment.waiting}")
+        if on is not None:
+            conditions[on] = (False, _NOT_READY[on], attachment.waiting)
+        conditions[AttachmentCondition.ATTACHED] = (
+            False,
+            AttachmentReason.NOT_ATTACHED,
+            f"waiting: {attachment.waiting}",
+        )
     elif attached_live(observed, source):
-        phase = "Attached"
-        conditions["Attached"] = (True, "Attached", "")
+        phase = AttachmentPhase.ATTACHED
+        conditions[AttachmentCondition.ATTACHED] = (True, AttachmentReason.ATTACHED, "")
     elif vm_blocked:
-        phase = "Pending"
+        phase = AttachmentPhase.PENDING
         message = f"VirtualMachine {vm_name} is not changed: {vm_blocked}"
-        conditions["VirtualMachineReady"] = (False, "VirtualMachineNotReady", message)
-        conditions["Attached"] = (False, "NotAttached", message)
+        conditions[AttachmentCondition.VIRTUAL_MACHINE_READY] = (
+            False,
+            AttachmentReason.VIRTUAL_MACHINE_NOT_READY,
+            message,
+        )
+        conditions[AttachmentCondition.ATTACHED] = (False, AttachmentReason.NOT_ATTACHED, message)
     elif observed is None or not observed.state.active:
-        phase = "Pending"
+        phase = AttachmentPhase.PENDING
         message = f"VirtualMachine {vm_name} is not running; the disk is attached when it starts"
-        conditions["VirtualMachineReady"] = (False, "VirtualMachineNotReady", message)
-        conditions["Attached"] = (False, "NotAttached", message)
+        conditions[AttachmentCondition.VIRTUAL_MACHINE_READY] = (
+            False,
+            AttachmentReason.VIRTUAL_MACHINE_NOT_READY,
+            message,
+        )
+        conditions[AttachmentCondition.ATTACHED] = (False, AttachmentReason.NOT_ATTACHED, message)
     else:
-        phase = "InProgress"
+        phase = AttachmentPhase.IN_PROGRESS
         message = (
             "the hot-plug request is sent in this pass"
             if requested
             else "the hot-plug request was sent; the device is not attached yet"
         )
-        conditions["Attached"] = (False, "AttachmentRequestSent", message)
+        conditions[AttachmentCondition.ATTACHED] = (
+            False,
+            AttachmentReason.ATTACHMENT_REQUEST_SENT,
+            message,
+        )
     return {
-        "phase": phase,
+        "phase": str(phase),
         "virtualMachineName": vm_name,
         "conditions": [_condition(kind, *conditions[kind]) for kind in sorted(conditions)],
     }
 
 
-def _condition(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
-    entry = {"type": kind, "status": "True" if status else "False", "reason": reason}
-    if message:
-        entry["message"] = message
-    return entry
+def _condition(
+    kind: AttachmentCondition, status: bool, reason: AttachmentReason, message: str
+) -> dict[str, str]:
+    return Condition(kind, status, reason, message).as_entry()

@@ -44,7 +44,7 @@ from reconciler.engine.disks import (
     terminating_report,
 )
 from reconciler.engine.domain import DiskDevice, DomainSpec, ObservedDomain, VolumeFacts
-from reconciler.engine.status import Condition, VMStatus
+from reconciler.engine.status import VMStatus
 from reconciler.engine.storage import (
     DeviceNotReady,
     DiskState,
@@ -55,6 +55,18 @@ from reconciler.engine.storage import (
     storage_actions,
 )
 from reconciler.findings import Finding
+from reconciler.model.conditions import (
+    AttachmentCondition,
+    AttachmentReason,
+    ConditionType,
+    DiskCondition,
+    DiskReason,
+    Reason,
+    VMCondition,
+    VMReason,
+    mark_false,
+)
+from reconciler.model.phases import DiskPhase
 from reconciler.rules.disks import size_text
 from reconciler.rules.inventory import Inventory
 
@@ -269,29 +281,46 @@ def explain_failures(
         if isinstance(error, DeviceNotReady):
             status = statuses.get(action.owner)
             if status is not None:
-                status.set(Condition("BlockDevicesReady", False, "BlockDevicesNotReady", error))
+                status.set(
+                    mark_false(
+                        VMCondition.BLOCK_DEVICES_READY, VMReason.BLOCK_DEVICES_NOT_READY, error
+                    )
+                )
         report: dict[str, Any] | None = None
         if isinstance(action, AttachDevice | DetachDevice):
             name = action.attachment
             report = reports.get(ObjectId(ATTACHMENT_KIND, action.owner.namespace, name))
             if report is not None:
-                _set(report, "Attached", "NotAttached", f"{action.describe()} failed: {error}")
+                _set(
+                    report,
+                    AttachmentCondition.ATTACHED,
+                    AttachmentReason.NOT_ATTACHED,
+                    f"{action.describe()} failed: {error}",
+                )
         elif isinstance(action, EnsureDiskVolume):
             report = reports.get(action.disk)
             if report is None:
                 continue
             if action.image is not None and action.image in images:
-                report["phase"] = "Pending"
-                _set(report, "DatasourceReady", "ImageNotReady", images[action.image])
+                report["phase"] = str(DiskPhase.PENDING)
+                _set(
+                    report,
+                    DiskCondition.DATASOURCE_READY,
+                    DiskReason.IMAGE_NOT_READY,
+                    images[action.image],
+                )
             else:
-                report["phase"] = "Failed"
-                _set(report, "Ready", "Provisioning", error)
+                report["phase"] = str(DiskPhase.FAILED)
+                _set(report, DiskCondition.READY, DiskReason.PROVISIONING, error)
 
 
-def _set(report: dict[str, Any], kind: str, reason: str, message: str) -> None:
+def _set(report: dict[str, Any], kind: ConditionType, reason: Reason, message: str) -> None:
     """A False condition in a report, in place of any of its type."""
     conditions = [c for c in report.get("conditions", []) if c.get("type") != kind]
-    conditions.append({"type": kind, "status": "False", "reason": reason, "message": message})
+    # With its message even when empty (Condition.as_entry leaves an empty one out).
+    conditions.append(
+        {"type": str(kind), "status": "False", "reason": str(reason), "message": message}
+    )
     report["conditions"] = sorted(conditions, key=lambda c: str(c.get("type")))
 
 

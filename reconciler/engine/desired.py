@@ -20,6 +20,7 @@ from reconciler.api import (
 from reconciler.api.vm import OsType
 from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES, disk_volume_name
+from reconciler.model.conditions import VMCondition, VMReason
 from reconciler.policies import TopologyPolicy
 from reconciler.provisioning import (
     NetworkConfig,
@@ -90,7 +91,7 @@ class DesiredDomain:
 class NotReady(Exception):
     """A dependency that keeps the VM from being defined; the message says which."""
 
-    def __init__(self, condition: str, reason: str, message: str) -> None:
+    def __init__(self, condition: VMCondition, reason: VMReason, message: str) -> None:
         super().__init__(message)
         self.condition = condition
         self.reason = reason

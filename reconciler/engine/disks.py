@@ -27,6 +27,8 @@ from reconciler.engine.device_index import DeviceIndex
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.storage import DiskState
 from reconciler.engine.volumes import disk_volume_name, is_disk_volume
+from reconciler.model.conditions import Condition, DiskCondition, DiskReason
+from reconciler.model.phases import DiskPhase
 from reconciler.rules.disks import size_text
 
 # The report field that records the protect annotation (not the platform's: its
@@ -89,40 +91,43 @@ def disk_report(
 ) -> dict[str, Any]:
     """The `status:` of a VirtualDisk (dvp-api.md §8.2) as this host has it; `creating`,
     `growing`: the pass makes or grows its volume."""
-    conditions: dict[str, tuple[bool, str, str]] = {}
+    conditions: dict[DiskCondition, tuple[bool, DiskReason, str]] = {}
     observed = disk.observed
     if observed is not None:
-        phase = "Resizing" if growing and anticipate else "Ready"
-        conditions["Ready"] = (True, "Ready", "")
+        phase = DiskPhase.RESIZING if growing and anticipate else DiskPhase.READY
+        conditions[DiskCondition.READY] = (True, DiskReason.READY, "")
     elif disk.problem:
-        phase = "Pending"
-        conditions["Ready"] = (False, "Provisioning", disk.problem)
+        phase = DiskPhase.PENDING
+        conditions[DiskCondition.READY] = (False, DiskReason.PROVISIONING, disk.problem)
     elif creating:
-        phase = "Provisioning"
-        conditions["Ready"] = (False, "Provisioning", "the volume is being created")
+        phase = DiskPhase.PROVISIONING
+        message = "the volume is being created"
+        conditions[DiskCondition.READY] = (False, DiskReason.PROVISIONING, message)
     elif users:
-        phase = "Pending"
+        phase = DiskPhase.PENDING
         names = ", ".join(sorted({user.vm_name for user in users}))
         message = f"created when VirtualMachine {names} can be changed"
-        conditions["Ready"] = (False, "Provisioning", message)
+        conditions[DiskCondition.READY] = (False, DiskReason.PROVISIONING, message)
     else:
-        phase = "WaitForFirstConsumer"
+        phase = DiskPhase.WAIT_FOR_FIRST_CONSUMER
         message = "no VirtualMachine of this host uses the disk yet; created for the first"
-        conditions["Ready"] = (False, "WaitForFirstConsumer", message)
+        conditions[DiskCondition.READY] = (False, DiskReason.WAIT_FOR_FIRST_CONSUMER, message)
     if disk.image is not None and disk.image.problem:
-        conditions["DatasourceReady"] = (False, "ImageNotReady", disk.image.problem)
+        problem = disk.image.problem
+        conditions[DiskCondition.DATASOURCE_READY] = (False, DiskReason.IMAGE_NOT_READY, problem)
     elif disk.from_image:
-        conditions["DatasourceReady"] = (True, "DatasourceReady", "")
+        conditions[DiskCondition.DATASOURCE_READY] = (True, DiskReason.DATASOURCE_READY, "")
     if users:
-        conditions["InUse"] = (True, "AttachedToVirtualMachine", "")
+        conditions[DiskCondition.IN_USE] = (True, DiskReason.ATTACHED_TO_VIRTUAL_MACHINE, "")
     else:
-        conditions["InUse"] = (False, "NotInUse", "")
+        conditions[DiskCondition.IN_USE] = (False, DiskReason.NOT_IN_USE, "")
     if disk.shrink_refused:
-        conditions["Resizing"] = (False, "ShrinkRefused", disk.shrink_refused)
+        refused = disk.shrink_refused
+        conditions[DiskCondition.RESIZING] = (False, DiskReason.SHRINK_REFUSED, refused)
     elif growing:
         wanted = size_text(disk.size_bytes or 0)
-        conditions["Resizing"] = (True, "InProgress", f"growing to {wanted}")
-    status: dict[str, Any] = {"phase": phase}
+        conditions[DiskCondition.RESIZING] = (True, DiskReason.IN_PROGRESS, f"growing to {wanted}")
+    status: dict[str, Any] = {"phase": str(phase)}
     if observed is not None:
         status["capacity"] = _capacity(observed)
     status["target"] = {"persistentVolumeClaimName": disk.volume}
@@ -141,11 +146,10 @@ def _capacity(volume: VolumeFacts) -> str:
     return size_text(volume.capacity_bytes).removesuffix(" bytes")
 
 
-def _condition(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
-    entry = {"type": kind, "status": "True" if status else "False", "reason": reason}
-    if message:
-        entry["message"] = message
-    return entry
+def _condition(
+    kind: DiskCondition, status: bool, reason: DiskReason, message: str
+) -> dict[str, str]:
+    return Condition(kind, status, reason, message).as_entry()
 
 
 @dataclass(frozen=True)
@@ -242,15 +246,15 @@ def _keeper(
 def terminating_report(deletion: Deletion, observed: VolumeFacts | None) -> dict[str, Any]:
     """The report of a deleted disk whose volume is kept for now: kept, so the inventory
     still lists it and the volume goes once nothing holds it any more."""
-    status: dict[str, Any] = {"phase": "Terminating"}
+    status: dict[str, Any] = {"phase": str(DiskPhase.TERMINATING)}
     if observed is not None:
         status["capacity"] = _capacity(observed)
     status["target"] = {"persistentVolumeClaimName": deletion.record.volume}
     status["conditions"] = [
         _condition(
-            "Ready",
+            DiskCondition.READY,
             False,
-            "Terminating",
+            DiskReason.TERMINATING,
             f"the VirtualDisk manifest was deleted; the volume is kept while {deletion.kept}",
         )
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.engine.status import Condition
+from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
 
 # The platform's own words when the instance has no connected agent (controller/vm/
 # internal/agent.go): an operator searching for them finds the same explanation.
@@ -74,14 +74,13 @@ def agent_ready(agent: GuestAgent | None) -> Condition:
     Never a wait: a VM without an agent is managed exactly like one with it.
     """
     if agent is None:
-        return Condition("AgentReady", False, "AgentNotReady", NOT_RUNNING)
+        return mark_false(VMCondition.AGENT_READY, VMReason.AGENT_NOT_READY, NOT_RUNNING)
     if agent.ready:
-        return Condition("AgentReady", True, "AgentReady")
+        return mark_true(VMCondition.AGENT_READY, VMReason.AGENT_READY)
     if agent.connected and agent.error:
-        return Condition(
-            "AgentReady",
-            False,
-            "AgentNotReady",
+        return mark_false(
+            VMCondition.AGENT_READY,
+            VMReason.AGENT_NOT_READY,
             f"the guest agent is connected but does not answer: {agent.error}",
         )
-    return Condition("AgentReady", False, "AgentNotReady", NOT_CONNECTED)
+    return mark_false(VMCondition.AGENT_READY, VMReason.AGENT_NOT_READY, NOT_CONNECTED)

@@ -13,39 +13,41 @@ from reconciler.api import ObjectId
 from reconciler.engine.actions import Action, RestartDomain, StartDomain
 from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState
 from reconciler.engine.guest import DISCONNECTED, agent_ready
-from reconciler.engine.status import Condition, VMStatus
+from reconciler.engine.status import VMStatus
+from reconciler.model.conditions import VMCondition, VMReason, mark_false, mark_true
+from reconciler.model.phases import VMPhase
 from reconciler.policies import TopologyPolicy
 from reconciler.rules.topology import TopologyError, topology_for
 
 # libvirt keeps a domain paused with these reasons while it starts or stops it, for as
 # long as QEMU takes (seconds under TCG): the platform's Starting and Stopping.
 _PAUSED_PHASES = {
-    "starting_up": "Starting",
-    "shutting_down": "Stopping",
-    "migration": "Migrating",
-    "postcopy": "Migrating",
+    "starting_up": VMPhase.STARTING,
+    "shutting_down": VMPhase.STOPPING,
+    "migration": VMPhase.MIGRATING,
+    "postcopy": VMPhase.MIGRATING,
 }
 
 _STATE_PHASES = {
-    PowerState.RUNNING: "Running",
-    PowerState.BLOCKED: "Running",
-    PowerState.PAUSED: "Pause",
-    PowerState.PMSUSPENDED: "Pause",
-    PowerState.SHUTDOWN: "Stopping",
-    PowerState.SHUTOFF: "Stopped",
-    PowerState.CRASHED: "Stopped",
-    PowerState.NOSTATE: "Pending",
+    PowerState.RUNNING: VMPhase.RUNNING,
+    PowerState.BLOCKED: VMPhase.RUNNING,
+    PowerState.PAUSED: VMPhase.PAUSE,
+    PowerState.PMSUSPENDED: VMPhase.PAUSE,
+    PowerState.SHUTDOWN: VMPhase.STOPPING,
+    PowerState.SHUTOFF: VMPhase.STOPPED,
+    PowerState.CRASHED: VMPhase.STOPPED,
+    PowerState.NOSTATE: VMPhase.PENDING,
 }
 
 # The Running condition's reason when libvirt could not start the domain: the platform
 # gives it when the hypervisor side of a VM failed (dvp-api.md §2.3).
-START_FAILED = "InternalVirtualMachineError"
+START_FAILED = VMReason.INTERNAL_VIRTUAL_MACHINE_ERROR
 
 
-def phase_of(observed: ObservedDomain | None) -> str:
+def phase_of(observed: ObservedDomain | None) -> VMPhase:
     """The phase libvirt's view of the domain shows; no domain yet is Pending."""
     if observed is None:
-        return "Pending"
+        return VMPhase.PENDING
     if observed.state is PowerState.PAUSED and observed.reason in _PAUSED_PHASES:
         return _PAUSED_PHASES[observed.reason]
     return _STATE_PHASES[observed.state]
@@ -72,9 +74,11 @@ def start_failed(status: VMStatus, message: str) -> None:
     Pending, as the platform shows a VM whose instance could not be created (§2.2); the
     next pass tries again. A domain that runs after all keeps its phase.
     """
-    if status.phase in ("Stopped", "Pending", "Starting"):
-        status.phase = "Pending"
-        status.set(Condition("Running", False, START_FAILED, f"the VM did not start: {message}"))
+    if status.phase in (VMPhase.STOPPED, VMPhase.PENDING, VMPhase.STARTING):
+        status.phase = VMPhase.PENDING
+        status.set(
+            mark_false(VMCondition.RUNNING, START_FAILED, f"the VM did not start: {message}")
+        )
 
 
 def explain_failed_starts(
@@ -115,7 +119,7 @@ def terminating_status(
     cpu = spec.get("cpu", {}) if isinstance(spec.get("cpu"), dict) else {}
     memory = spec.get("memory", {}) if isinstance(spec.get("memory"), dict) else {}
     status = VMStatus(
-        phase="Terminating",
+        phase=VMPhase.TERMINATING,
         node_name=node_name if active else "",
         cores=int(cpu.get("cores", 0) or 0),
         core_fraction=str(cpu.get("coreFraction", "100%")),
@@ -128,8 +132,8 @@ def terminating_status(
         layout = topology_for(topology, status.cores)
         status.sockets, status.cores_per_socket = layout.sockets, layout.cores_per_socket
     if active:
-        status.set(Condition("Running", True, "Running"))
+        status.set(mark_true(VMCondition.RUNNING, VMReason.RUNNING))
     else:
-        status.set(Condition("Running", False, "NotRunning"))
+        status.set(mark_false(VMCondition.RUNNING, VMReason.NOT_RUNNING))
     report_agent(status, observed)
     return status

@@ -25,6 +25,8 @@ from reconciler.engine.operations import (
 )
 from reconciler.engine.placement import FleetNode, fits
 from reconciler.engine.power import power_decision
+from reconciler.model.conditions import OperationCondition, OperationReason
+from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory
 
 
@@ -40,11 +42,13 @@ def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Ve
     """The report of the operation that acts this pass. `issued`: its action is in the
     plan; `anticipate`: the plan is about to run (else it describes the host after it);
     `why`: what keeps the VM from being changed when it is not issued."""
-    progress = f"{order.type}InProgress"
+    progress = OperationReason.in_progress(order.type)
     if order.step is None:
         if issued and anticipate:
             return DONE
-        return Verdict("InProgress", progress, "done; being recorded", signal_sent=True)
+        return Verdict(
+            OperationPhase.IN_PROGRESS, progress, "done; being recorded", signal_sent=True
+        )
     what = {
         Step.START: "starting the VM",
         Step.STOP: "powering the VM off" if order.force else "shutting the VM down",
@@ -54,12 +58,16 @@ def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Ve
         message = f"{what}: finishing what an earlier pass began"
         if not issued:
             message = f"{message}; waits: {order.waiting or why}"
-        return Verdict("InProgress", progress, message, signal_sent=True)
+        return Verdict(OperationPhase.IN_PROGRESS, progress, message, signal_sent=True)
     if issued and anticipate:
-        return Verdict("InProgress", progress, what)
+        return Verdict(OperationPhase.IN_PROGRESS, progress, what)
     if issued:
-        return Verdict("Pending", "NotReadyToBeExecuted", "not carried out yet")
-    return Verdict("Pending", "NotReadyToBeExecuted", order.waiting or why)
+        return Verdict(
+            OperationPhase.PENDING, OperationReason.NOT_READY_TO_BE_EXECUTED, "not carried out yet"
+        )
+    return Verdict(
+        OperationPhase.PENDING, OperationReason.NOT_READY_TO_BE_EXECUTED, order.waiting or why
+    )
 
 
 def report_operations(
@@ -91,7 +99,9 @@ def report_operations(
                     f"VirtualMachine {vm_id.name} does not exist in namespace {vm_id.namespace}"
                 )
                 for op in pending:
-                    reports[op.id] = Verdict("Failed", "VirtualMachineNotFound", message).status()
+                    reports[op.id] = Verdict(
+                        OperationPhase.FAILED, OperationReason.VIRTUAL_MACHINE_NOT_FOUND, message
+                    ).status()
             continue
         if vm_id not in reported_vms:
             continue  # another host reports the VM and its operations
@@ -99,7 +109,9 @@ def report_operations(
         if loaded is None or vm_plan is None or not isinstance(loaded.model, VirtualMachine):
             why = f"the manifest of VirtualMachine {vm_id.name} is invalid"
             for op in pending:
-                reports[op.id] = Verdict("Pending", "NotReadyToBeExecuted", why).status()
+                reports[op.id] = Verdict(
+                    OperationPhase.PENDING, OperationReason.NOT_READY_TO_BE_EXECUTED, why
+                ).status()
             continue
         vm = loaded.model
         observed = domains.get(f"{vm.name}.{vm.namespace}")
@@ -146,7 +158,7 @@ def explain_operation_failures(
         if report is None or report.get("phase") in FINAL_PHASES:
             continue
         for condition in report.get("conditions", []):
-            if condition.get("type") == "Completed":
+            if condition.get("type") == OperationCondition.COMPLETED:
                 condition["message"] = (
                     f"{action.describe()} failed: {error}; the next pass tries again"
                 )
@@ -159,5 +171,5 @@ def keep_refusals(
     the final plan sees the VM after the pass (just started, say) and could no longer
     say why. The reports keep the first plan's verdicts."""
     for object_id, status in first.items():
-        if object_id.kind == KIND and status.get("phase") == "Failed":
+        if object_id.kind == KIND and status.get("phase") == OperationPhase.FAILED:
             final[object_id] = status

@@ -51,10 +51,14 @@ from reconciler.engine.domain import DomainMetadata, ObservedDomain
 from reconciler.engine.lifecycle import phase_of
 from reconciler.engine.placement import FleetNode
 from reconciler.engine.power import PowerDecision
+from reconciler.model.conditions import Condition, OperationCondition, OperationReason
+from reconciler.model.phases import OperationPhase, VMPhase
 from reconciler.rules.inventory import Inventory
 
 KIND = VirtualMachineOperation.KIND
-FINAL_PHASES = frozenset({"Completed", "Failed", "Superseded"})  # dvp-api.md §7.2
+FINAL_PHASES = frozenset(  # dvp-api.md §7.2
+    {OperationPhase.COMPLETED, OperationPhase.FAILED, OperationPhase.SUPERSEDED}
+)
 
 # dvp-api.md §7.3: the run policies and VM phases each type applies to.
 _ANY_ON = frozenset({RunPolicy.MANUAL, RunPolicy.ALWAYS_ON_UNLESS_STOPPED_MANUALLY})
@@ -66,13 +70,17 @@ _POLICIES = {
     OperationType.MIGRATE: _ANY_ON | {RunPolicy.ALWAYS_ON},
 }
 _PHASES = {
-    OperationType.START: frozenset({"Stopped", "Stopping"}),
-    OperationType.STOP: frozenset({"Running", "Degraded", "Starting", "Pause", "Pending"}),
-    OperationType.RESTART: frozenset({"Running", "Degraded", "Starting", "Pause"}),
-    OperationType.EVICT: frozenset({"Running"}),
-    OperationType.MIGRATE: frozenset({"Running"}),
+    OperationType.START: frozenset({VMPhase.STOPPED, VMPhase.STOPPING}),
+    OperationType.STOP: frozenset(
+        {VMPhase.RUNNING, VMPhase.DEGRADED, VMPhase.STARTING, VMPhase.PAUSE, VMPhase.PENDING}
+    ),
+    OperationType.RESTART: frozenset(
+        {VMPhase.RUNNING, VMPhase.DEGRADED, VMPhase.STARTING, VMPhase.PAUSE}
+    ),
+    OperationType.EVICT: frozenset({VMPhase.RUNNING}),
+    OperationType.MIGRATE: frozenset({VMPhase.RUNNING}),
 }
-_ONLY_WITH_FORCE = {OperationType.STOP: "Stopping", OperationType.RESTART: "Stopping"}
+_ONLY_WITH_FORCE = {OperationType.STOP: VMPhase.STOPPING, OperationType.RESTART: VMPhase.STOPPING}
 # The run-policy flag each type leaves: a Stop keeps an AlwaysOnUnlessStoppedManually VM
 # off (power.py) until a Start, or a Restart, powers it on again.
 _STOPPED_MANUALLY = {
@@ -193,28 +201,24 @@ def operations_by_vm(inventory: Inventory) -> Mapping[ObjectId, tuple[Operation,
 class Verdict:
     """An operation's report: phase and the reason and message of `Completed`."""
 
-    phase: str
-    reason: str
+    phase: OperationPhase
+    reason: OperationReason
     message: str = ""
     signal_sent: bool = False
 
     def status(self) -> dict[str, Any]:
-        completed: dict[str, Any] = {
-            "type": "Completed",
-            "status": "True" if self.phase == "Completed" else "False",
-            "reason": self.reason,
-        }
-        if self.message:
-            completed["message"] = self.message
-        conditions = [completed]
+        done = self.phase == OperationPhase.COMPLETED
+        completed = Condition(OperationCondition.COMPLETED, done, self.reason, self.message)
+        conditions = [completed.as_entry()]
         if self.signal_sent:
-            conditions.append(
-                {"type": "SignalSent", "status": "True", "reason": "SignalSentSuccess"}
+            signal = Condition(
+                OperationCondition.SIGNAL_SENT, True, OperationReason.SIGNAL_SENT_SUCCESS
             )
-        return {"phase": self.phase, "conditions": conditions}
+            conditions.append(signal.as_entry())
+        return {"phase": str(self.phase), "conditions": conditions}
 
 
-DONE = Verdict("Completed", "OperationCompleted", signal_sent=True)
+DONE = Verdict(OperationPhase.COMPLETED, OperationReason.OPERATION_COMPLETED, signal_sent=True)
 
 
 @dataclass(frozen=True)
@@ -283,12 +287,12 @@ def operation_step(
     return actions, order
 
 
-def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) -> str:
+def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) -> VMPhase:
     """The VM's phase when an operation is checked: one the run policy is about to start
     is still Pending; one this pass defines and leaves off is Stopped."""
     if decision is PowerDecision.START and (observed is None or not observed.state.active):
-        return "Pending"
-    return phase_of(observed) if observed is not None else "Stopped"
+        return VMPhase.PENDING
+    return phase_of(observed) if observed is not None else VMPhase.STOPPED
 
 
 def operation_turn(
@@ -317,12 +321,14 @@ def operation_turn(
             verdicts[operation.id] = DONE
         elif state is Record.FAILED:
             verdicts[operation.id] = refusal(operation, policy, phase, targets) or Verdict(
-                "Failed", "OperationFailed", "refused when it was checked; its report was lost"
+                OperationPhase.FAILED,
+                OperationReason.OPERATION_FAILED,
+                "refused when it was checked; its report was lost",
             )
         elif acting is not None:
             verdicts[operation.id] = Verdict(
-                "Pending",
-                "NotReadyToBeExecuted",
+                OperationPhase.PENDING,
+                OperationReason.NOT_READY_TO_BE_EXECUTED,
                 f"waits for VirtualMachineOperation {acting.operation.name} to finish",
             )
         elif state is Record.STARTED:
@@ -336,22 +342,22 @@ def operation_turn(
 
 
 def refusal(
-    operation: Operation, policy: RunPolicy, phase: str, targets: Sequence[FleetNode] = ()
+    operation: Operation, policy: RunPolicy, phase: VMPhase, targets: Sequence[FleetNode] = ()
 ) -> Verdict | None:
     """Why an operation does not apply to its VM now (dvp-api.md §7.3); None when it does."""
     kind = operation.spec.type
     if policy not in _POLICIES[kind]:
         return Verdict(
-            "Failed",
-            "NotApplicableForVirtualMachineRunPolicy",
+            OperationPhase.FAILED,
+            OperationReason.NOT_APPLICABLE_FOR_RUN_POLICY,
             f"{kind} is not applicable for a VirtualMachine with runPolicy {policy}",
         )
     forced_only = _ONLY_WITH_FORCE.get(kind)
     if phase not in _PHASES[kind] and not (phase == forced_only and operation.spec.force):
         without = " without force" if phase == forced_only else ""
         return Verdict(
-            "Failed",
-            "NotApplicableForVirtualMachinePhase",
+            OperationPhase.FAILED,
+            OperationReason.NOT_APPLICABLE_FOR_PHASE,
             f"{kind} is not applicable for a VirtualMachine in phase {phase}{without}",
         )
     if kind in (OperationType.EVICT, OperationType.MIGRATE):
@@ -369,25 +375,25 @@ def _migration_refusal(operation: Operation, targets: Sequence[FleetNode]) -> Ve
     nodes = [n.name for n in targets if all(n.labels.get(k) == v for k, v in selector.items())]
     if not nodes:
         return Verdict(
-            "Failed",
-            "TargetUnschedulable",
+            OperationPhase.FAILED,
+            OperationReason.TARGET_UNSCHEDULABLE,
             "there is nowhere to move the VirtualMachine: no other node of the fleet is"
             " schedulable and matches its placement; it keeps running here",
         )
     return Verdict(
-        "Failed",
-        "OperationFailed",
+        OperationPhase.FAILED,
+        OperationReason.OPERATION_FAILED,
         f"the VirtualMachine is not migratable: moving it to {', '.join(sorted(nodes))} needs"
         " live migration over storage the hosts share, and each host keeps its VMs' disks in"
         " a storage pool of its own; it keeps running here",
     )
 
 
-def _begun(operation: Operation, phase: str) -> Order:
+def _begun(operation: Operation, phase: VMPhase) -> Order:
     kind = operation.spec.type
     step = _STEPS[kind]
     waiting = ""
-    if step is Step.START and phase == "Stopping":
+    if step is Step.START and phase == VMPhase.STOPPING:
         # The guest is still shutting down: starting now would be a no-op, lost once it
         # stops. The shutdown's lifecycle event brings the next pass.
         waiting = "the VM is still stopping; it is started once it has stopped"

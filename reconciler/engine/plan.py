@@ -64,11 +64,13 @@ from reconciler.engine.operation_reports import report_operations
 from reconciler.engine.operations import ReportedOperation, Step, operation_step
 from reconciler.engine.placement import FleetNode, place, reports_here
 from reconciler.engine.power import PowerDecision, power_decision
-from reconciler.engine.status import Condition, VMStatus
+from reconciler.engine.status import VMStatus
 from reconciler.engine.storage import DeviceProblem, ImageSourceFacts
 from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
 from reconciler.memo import IdentityMemo
+from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
+from reconciler.model.phases import VMPhase
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.provisioning import NetworkConfig, seed_volume_prefix
 from reconciler.provisioning.seed import SEED_PREFIX
@@ -294,7 +296,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
                 VMPlan(vm.id, Outcome.BLOCKED, details=[f"not placed: {placement.reason}"])
             )
             status = _base_status(context, vm, None)
-            status.set(Condition("Running", False, "Unschedulable", placement.reason))
+            status.set(mark_false(VMCondition.RUNNING, VMReason.UNSCHEDULABLE, placement.reason))
             result.statuses[vm.id] = status
             continue
         kept = settled.kept(vm.id, domain_name(vm), observation) if settled else None
@@ -375,9 +377,17 @@ def _millicores_of(spec: Mapping[str, object]) -> int:
 
 
 _CONDITION_OF_REFERENCE = (
-    ("VirtualMachineClass", "VirtualMachineClassReady", "VirtualMachineClassNotReady"),
-    ("Secret", "ProvisioningReady", "ProvisioningNotReady"),
-    ("VirtualMachineIPAddress", "VirtualMachineIPAddressReady", "VirtualMachineIPAddressNotReady"),
+    (
+        "VirtualMachineClass",
+        VMCondition.VIRTUAL_MACHINE_CLASS_READY,
+        VMReason.VIRTUAL_MACHINE_CLASS_NOT_READY,
+    ),
+    ("Secret", VMCondition.PROVISIONING_READY, VMReason.PROVISIONING_NOT_READY),
+    (
+        "VirtualMachineIPAddress",
+        VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+        VMReason.VIRTUAL_MACHINE_IP_ADDRESS_NOT_READY,
+    ),
 )
 
 
@@ -386,20 +396,32 @@ def _blocking_conditions(findings: list[Finding]) -> list[Condition]:
     for finding in findings:
         if finding.rule is Rule.SIZING_POLICY:
             conditions.append(
-                Condition("SizingPolicyMatched", False, "SizingPolicyNotMatched", finding.message)
+                mark_false(
+                    VMCondition.SIZING_POLICY_MATCHED,
+                    VMReason.SIZING_POLICY_NOT_MATCHED,
+                    finding.message,
+                )
             )
         elif finding.rule in (Rule.REFERENCE, Rule.CONFLICT):
             for prefix, kind, reason in _CONDITION_OF_REFERENCE:
                 if finding.message.startswith(prefix):
-                    conditions.append(Condition(kind, False, reason, finding.message))
+                    conditions.append(mark_false(kind, reason, finding.message))
                     break
             else:
                 conditions.append(
-                    Condition("BlockDevicesReady", False, "BlockDevicesNotReady", finding.message)
+                    mark_false(
+                        VMCondition.BLOCK_DEVICES_READY,
+                        VMReason.BLOCK_DEVICES_NOT_READY,
+                        finding.message,
+                    )
                 )
         else:
             conditions.append(
-                Condition("ConfigurationApplied", False, "ConfigurationNotApplied", finding.message)
+                mark_false(
+                    VMCondition.CONFIGURATION_APPLIED,
+                    VMReason.CONFIGURATION_NOT_APPLIED,
+                    finding.message,
+                )
             )
     return conditions
 
@@ -431,12 +453,12 @@ def _base_status(
 
 # The conditions every VM starts from (Condition is frozen: shared by all statuses).
 _READY = (
-    Condition("VirtualMachineClassReady", True, "VirtualMachineClassReady"),
-    Condition("BlockDevicesReady", True, "BlockDevicesReady"),
-    Condition("ProvisioningReady", True, "ProvisioningReady"),
+    mark_true(VMCondition.VIRTUAL_MACHINE_CLASS_READY, VMReason.VIRTUAL_MACHINE_CLASS_READY),
+    mark_true(VMCondition.BLOCK_DEVICES_READY, VMReason.BLOCK_DEVICES_READY),
+    mark_true(VMCondition.PROVISIONING_READY, VMReason.PROVISIONING_READY),
 )
-_RUNNING = Condition("Running", True, "Running")
-_NOT_RUNNING = Condition("Running", False, "NotRunning")
+_RUNNING = mark_true(VMCondition.RUNNING, VMReason.RUNNING)
+_NOT_RUNNING = mark_false(VMCondition.RUNNING, VMReason.NOT_RUNNING)
 
 
 def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
@@ -447,7 +469,7 @@ def _running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
     return observed.config.metadata
 
 
-def _phase_of(observed: ObservedDomain | None) -> str:
+def _phase_of(observed: ObservedDomain | None) -> VMPhase:
     return phase_of(observed)  # lifecycle.py: the state and its reason
 
 
@@ -505,10 +527,9 @@ def _plan_vm(
             status.set(condition)
         if vmclass is None:
             status.set(
-                Condition(
-                    "VirtualMachineClassReady",
-                    False,
-                    "VirtualMachineClassNotReady",
+                mark_false(
+                    VMCondition.VIRTUAL_MACHINE_CLASS_READY,
+                    VMReason.VIRTUAL_MACHINE_CLASS_NOT_READY,
                     f"VirtualMachineClass {vm.spec.virtual_machine_class_name}"
                     " is missing or invalid",
                 )
@@ -527,10 +548,14 @@ def _plan_vm(
             block_devices,
         )
     except DeviceProblem as problem:
-        status.set(Condition("BlockDevicesReady", False, "BlockDevicesNotReady", str(problem)))
+        status.set(
+            mark_false(
+                VMCondition.BLOCK_DEVICES_READY, VMReason.BLOCK_DEVICES_NOT_READY, str(problem)
+            )
+        )
         return _blocked(vm, vm_plan, status, observed, str(problem))
     except NotReady as error:
-        status.set(Condition(error.condition, False, error.reason, str(error)))
+        status.set(mark_false(error.condition, error.reason, str(error)))
         return _blocked(vm, vm_plan, status, observed, str(error))
     _fill_resources(status, desired, observed, context.topology)
     status.block_device_refs = block_device_refs(
@@ -660,21 +685,29 @@ def _report_address(context: PlanContext, vm: VirtualMachine, status: VMStatus) 
     decided = addressing.vm(vm) if addressing is not None else None
     if decided is None:
         # No pool configured, or a VM without the Main network: nothing to wait for.
-        status.set(Condition("VirtualMachineIPAddressReady", True, "VirtualMachineIPAddressReady"))
+        status.set(
+            mark_true(
+                VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+                VMReason.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+            )
+        )
         return None
     status.vmip_name = decided.vmip_name
     if decided.address is None:
         status.set(
-            Condition(
-                "VirtualMachineIPAddressReady",
-                False,
-                "VirtualMachineIPAddressNotReady",
+            mark_false(
+                VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+                VMReason.VIRTUAL_MACHINE_IP_ADDRESS_NOT_READY,
                 decided.message,
             )
         )
         return decided
     status.ip_address = decided.address
-    status.set(Condition("VirtualMachineIPAddressReady", True, "VirtualMachineIPAddressReady"))
+    status.set(
+        mark_true(
+            VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY, VMReason.VIRTUAL_MACHINE_IP_ADDRESS_READY
+        )
+    )
     return decided
 
 
@@ -698,10 +731,9 @@ def _plan_address(
     network = observation.network
     if network is None:
         status.set(
-            Condition(
-                "VirtualMachineIPAddressReady",
-                False,
-                "VirtualMachineIPAddressNotReady",
+            mark_false(
+                VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+                VMReason.VIRTUAL_MACHINE_IP_ADDRESS_NOT_READY,
                 f"network {nic.network} does not exist on this host;"
                 " the address cannot be reserved",
             )
@@ -712,10 +744,9 @@ def _plan_address(
         # from DHCP. Said plainly, and (as the platform's NotAssigned) not blocking.
         subnets = ", ".join(str(s) for s in network.subnets) or "none"
         status.set(
-            Condition(
-                "VirtualMachineIPAddressReady",
-                False,
-                "VirtualMachineIPAddressNotAssigned",
+            mark_false(
+                VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
+                VMReason.VIRTUAL_MACHINE_IP_ADDRESS_NOT_ASSIGNED,
                 f"{decided.address} is outside network {network.name}'s subnets ({subnets});"
                 " its DHCP cannot hand it out: make virtualMachineCIDRs match the network",
             )
@@ -827,13 +858,12 @@ def _blocked(
     if observed is not None and power_decision(vm.spec.run_policy, observed) is PowerDecision.START:
         # A stopped VM its run policy would start waits for what blocks it: Pending,
         # not Stopped (dvp-api.md §2.2, "deps not ready and a start was requested").
-        status.phase = "Pending"
+        status.phase = VMPhase.PENDING
     if observed is not None and observed.state.active:
         status.set(
-            Condition(
-                "ConfigurationApplied",
-                False,
-                "ConfigurationNotApplied",
+            mark_false(
+                VMCondition.CONFIGURATION_APPLIED,
+                VMReason.CONFIGURATION_NOT_APPLIED,
                 f"the VM keeps running as it was: {why}",
             )
         )
@@ -859,9 +889,17 @@ def _plan_running_changes(
             c.path for c in restart
         )
         status.set(
-            Condition("AwaitingRestartToApplyConfiguration", True, "ChangesPendingRestart", message)
+            mark_true(
+                VMCondition.AWAITING_RESTART_TO_APPLY_CONFIGURATION,
+                VMReason.CHANGES_PENDING_RESTART,
+                message,
+            )
         )
-        status.set(Condition("ConfigurationApplied", False, "ConfigurationNotApplied", message))
+        status.set(
+            mark_false(
+                VMCondition.CONFIGURATION_APPLIED, VMReason.CONFIGURATION_NOT_APPLIED, message
+            )
+        )
         if vm_plan.outcome is Outcome.UNCHANGED or vm_plan.outcome is Outcome.REDEFINED:
             vm_plan.outcome = Outcome.AWAITING_RESTART
         return True
@@ -911,36 +949,38 @@ def _plan_power(
         vm_plan.actions.append(order.action(vm.id, name, grace))
         if observed is not None and observed.state.active:
             if context.anticipate:
-                status.phase = "Stopping"
+                status.phase = VMPhase.STOPPING
             vm_plan.outcome = Outcome.RESTARTED if order.step is Step.RESTART else Outcome.STOPPED
         return
     if order is not None:
         decision = PowerDecision.START
     if decision is PowerDecision.START and not address_ready:
-        ip_condition = status.get("VirtualMachineIPAddressReady")
+        ip_condition = status.get(VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY)
         why = ip_condition.message if ip_condition else "no address yet"
-        status.phase = "Pending"
-        status.set(Condition("Running", False, "VirtualMachineIPAddressNotReady", why))
+        status.phase = VMPhase.PENDING
+        status.set(
+            mark_false(VMCondition.RUNNING, VMReason.VIRTUAL_MACHINE_IP_ADDRESS_NOT_READY, why)
+        )
         vm_plan.details.append(f"not started: {why}")
         return
     if decision is PowerDecision.START:
         refusal = capacity.admit(desired.requested_millicores)
         if refusal is not None:
-            status.phase = "Pending"
-            status.set(Condition("Running", False, "InsufficientResources", refusal))
+            status.phase = VMPhase.PENDING
+            status.set(mark_false(VMCondition.RUNNING, VMReason.INSUFFICIENT_RESOURCES, refusal))
             vm_plan.details.append(f"not started: {refusal}")
             return
         vm_plan.actions.append(
             order.action(vm.id, name, grace) if order is not None else StartDomain(vm.id, name)
         )
         if context.anticipate:
-            status.phase = "Starting"
+            status.phase = VMPhase.STARTING
         if vm_plan.outcome in (Outcome.UNCHANGED, Outcome.REDEFINED):
             vm_plan.outcome = Outcome.STARTED
     elif decision is PowerDecision.STOP:
         vm_plan.actions.append(StopDomain(vm.id, name, grace))
         if context.anticipate:
-            status.phase = "Stopping"
+            status.phase = VMPhase.STOPPING
         vm_plan.outcome = Outcome.STOPPED
     elif (
         restart_pending
@@ -963,10 +1003,9 @@ def _broken_status(context: PlanContext, object_id: ObjectId, observation: Obser
         (f.message for f in context.findings if f.object == str(object_id)), "manifest is invalid"
     )
     status.set(
-        Condition(
-            "ConfigurationApplied",
-            False,
-            "ConfigurationNotApplied",
+        mark_false(
+            VMCondition.CONFIGURATION_APPLIED,
+            VMReason.CONFIGURATION_NOT_APPLIED,
             f"the manifest is invalid, nothing is changed: {message}",
         )
     )

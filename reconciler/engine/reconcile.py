@@ -42,10 +42,10 @@ from reconciler.engine.plan import (
     change_table_for,
     plan,
 )
-from reconciler.engine.status import Condition
 from reconciler.engine.storage import ImageSourceFacts, images_to_inspect
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
+from reconciler.model.conditions import VMCondition, VMReason, mark_false
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.rules import Inventory, check
 from reconciler.status.reported import reported_disks, reported_nodes
@@ -304,10 +304,9 @@ def reconcile_once(
         status = result.final.statuses.get(outcome.action.owner)
         if status is not None:
             status.set(
-                Condition(
-                    "ConfigurationApplied",
-                    False,
-                    "ConfigurationNotApplied",
+                mark_false(
+                    VMCondition.CONFIGURATION_APPLIED,
+                    VMReason.CONFIGURATION_NOT_APPLIED,
                     f"{outcome.action.describe()} failed: {outcome.error}",
                 )
             )

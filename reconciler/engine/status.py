@@ -1,7 +1,7 @@
 """VM status as the platform reports it: phase, conditions, resources, pending changes.
 
 Conditions follow metav1.Condition with small fixed reason vocabularies
-(reference/dvp-api.md §2.3); `lastTransitionTime` moves only when a
+(reference/dvp-api.md §2.3, reconciler/model/conditions.py); `lastTransitionTime` moves only when a
 condition's status flips, so an unchanged VM has a byte-identical status.
 """
 
@@ -11,35 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.model.conditions import Condition, VMCondition
+from reconciler.model.phases import VMPhase
+
 # Conditions dvp-api.md §2.3 removes in these phases.
 HIDDEN_WHILE_NOT_RUNNING = frozenset(
-    {"ConfigurationApplied", "AwaitingRestartToApplyConfiguration", "AgentReady"}
+    {
+        VMCondition.CONFIGURATION_APPLIED,
+        VMCondition.AWAITING_RESTART_TO_APPLY_CONFIGURATION,
+        VMCondition.AGENT_READY,
+    }
 )
-QUIET_PHASES = frozenset({"Pending", "Starting", "Stopped"})
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: bool
-    reason: str
-    message: str = ""
-
-    def as_dict(self, since: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "type": self.type,
-            "status": "True" if self.status else "False",
-            "reason": self.reason,
-        }
-        if self.message:
-            entry["message"] = self.message
-        entry["lastTransitionTime"] = since
-        return entry
+QUIET_PHASES = frozenset({VMPhase.PENDING, VMPhase.STARTING, VMPhase.STOPPED})
 
 
 @dataclass
 class VMStatus:
-    phase: str = "Pending"
+    phase: VMPhase = VMPhase.PENDING
     node_name: str = ""
     conditions: list[Condition] = field(default_factory=list)
     cores: int = 0
@@ -69,7 +57,7 @@ class VMStatus:
                 break
         conditions.append(condition)
 
-    def get(self, kind: str) -> Condition | None:
+    def get(self, kind: VMCondition) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
     @property
@@ -95,7 +83,7 @@ class VMStatus:
         if self.requested_millicores is not None:
             cpu["requestedCores"] = _millicores_text(self.requested_millicores)
         cpu["topology"] = {"sockets": self.sockets, "coresPerSocket": self.cores_per_socket}
-        document: dict[str, Any] = {"phase": self.phase}
+        document: dict[str, Any] = {"phase": str(self.phase)}
         if self.node_name:
             document["nodeName"] = self.node_name
         if self.ip_address:
@@ -118,3 +106,7 @@ class VMStatus:
 def _millicores_text(millicores: int) -> str:
     # As Kubernetes prints a CPU quantity: whole cores without a suffix.
     return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+# Condition is re-exported while its users move to reconciler.model.conditions.
+__all__ = ["HIDDEN_WHILE_NOT_RUNNING", "QUIET_PHASES", "Condition", "VMStatus"]

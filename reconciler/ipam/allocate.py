@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from reconciler.api.network import IPAddressType
-from reconciler.engine.status import Condition
 from reconciler.ipam.model import (
     Allocation,
     AllocationRequest,
@@ -40,14 +39,9 @@ from reconciler.ipam.naming import (
     probe_start,
 )
 from reconciler.ipam.pool import AddressPool, FreeIndex
+from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
 
 Key = tuple[str, str]
-
-# Condition reasons from dvp-api.md §6.1.
-OUT_OF_RANGE = "VirtualMachineIPAddressIsOutOfTheValidRange"
-ALREADY_LEASED = "VirtualMachineIPAddressLeaseAlreadyExists"
-NOT_READY = "VirtualMachineIPAddressLeaseNotReady"
-NO_VM = "VirtualMachineNotFound"
 
 
 @dataclass(frozen=True)
@@ -71,7 +65,7 @@ class _State:
                 self.free.take(index)
         self.leases: dict[int, _Held] = {}
         self.assigned: dict[Key, int] = {}
-        self.pending: dict[Key, tuple[str, str]] = {}
+        self.pending: dict[Key, tuple[AddressReason, str]] = {}
 
     def bind(self, key: Key, address: int) -> None:
         self.leases[address] = _Held(key[0], key[1], LeasePhase.BOUND)
@@ -195,24 +189,27 @@ def _carry_over(
 def _static(state: _State, key: Key, vmip: VMIPRequest) -> None:
     address = address_int(vmip.static_ip)
     if address is None:
-        state.pending[key] = (OUT_OF_RANGE, f"{vmip.static_ip!r} is not an IPv4 address")
+        state.pending[key] = (
+            AddressReason.OUT_OF_THE_VALID_RANGE,
+            f"{vmip.static_ip!r} is not an IPv4 address",
+        )
         return
     text = address_text(address)
     problem = state.pool.problem(ipaddress.IPv4Address(address))
     if problem:
-        state.pending[key] = (OUT_OF_RANGE, problem)
+        state.pending[key] = (AddressReason.OUT_OF_THE_VALID_RANGE, problem)
         return
     held = state.leases.get(address)
     if held is None:
         state.bind(key, address)
     elif held.phase is LeasePhase.BOUND:
         state.pending[key] = (
-            ALREADY_LEASED,
+            AddressReason.LEASE_ALREADY_EXISTS,
             f"{text} conflicts with vmip {held.namespace}/{held.vmip_name}, which holds it",
         )
     elif held.namespace != key[0]:
         state.pending[key] = (
-            ALREADY_LEASED,
+            AddressReason.LEASE_ALREADY_EXISTS,
             f"{text} belongs to a different namespace ({held.namespace}) until its "
             f"released lease expires",
         )
@@ -229,7 +226,7 @@ def _auto(state: _State, key: Key) -> None:
     released = sum(1 for h in state.leases.values() if h.phase is LeasePhase.RELEASED)
     cidrs = ", ".join(str(c) for c in state.pool.cidrs) or "none"
     state.pending[key] = (
-        NOT_READY,
+        AddressReason.LEASE_NOT_READY,
         f"the pool is exhausted: no free address in {cidrs} "
         f"({len(state.leases)} leased, {released} of them released and retained; "
         f"{len(state.pool.reserved)} reserved)",
@@ -241,14 +238,20 @@ def _vmip_status(
 ) -> VMIPStatus:
     address = state.assigned.get(key)
     if address is not None:
-        bound = Condition("Bound", True, "Bound")
+        bound = mark_true(AddressCondition.BOUND, AddressReason.BOUND)
     else:
-        reason, message = state.pending.get(key, (NOT_READY, "no lease yet"))
-        bound = Condition("Bound", False, reason, message)
+        reason, message = state.pending.get(key, (AddressReason.LEASE_NOT_READY, "no lease yet"))
+        bound = mark_false(AddressCondition.BOUND, reason, message)
     if vm is not None:
-        attached = Condition("Attached", True, "Attached", f"attached to VM {vm}")
+        attached = mark_true(
+            AddressCondition.ATTACHED, AddressReason.ATTACHED, f"attached to VM {vm}"
+        )
     else:
-        attached = Condition("Attached", False, NO_VM, "no VM uses this vmip")
+        attached = mark_false(
+            AddressCondition.ATTACHED,
+            AddressReason.VIRTUAL_MACHINE_NOT_FOUND,
+            "no VM uses this vmip",
+        )
     if address is None:
         phase = VMIPPhase.PENDING
     else:
@@ -311,7 +314,7 @@ def allocate(request: AllocationRequest) -> Allocation:
         elif status.virtual_machine != vm.name:
             message = f"vmip {name} is attached to VM {status.virtual_machine}"
         elif status.address is None:
-            bound = status.condition("Bound")
+            bound = status.condition(AddressCondition.BOUND)
             message = f"vmip {name} is Pending: {bound.message if bound else ''}"
         else:
             address, message = status.address, ""

@@ -10,26 +10,18 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from reconciler.api.network import IPAddressType
-from reconciler.engine.status import Condition
+from reconciler.model.conditions import AddressCondition, Condition
+
+# Re-exported: the phases moved to the model layer, their importers keep working.
+from reconciler.model.phases import LeasePhase as LeasePhase
+from reconciler.model.phases import VMIPPhase as VMIPPhase
 
 # dvp-api.md §6.2: the Helm chart hard-codes VIRTUAL_MACHINE_IP_LEASES_RETENTION_DURATION=10m.
 RETENTION = timedelta(minutes=10)
-
-
-class LeasePhase(StrEnum):
-    BOUND = "Bound"
-    RELEASED = "Released"
-
-
-class VMIPPhase(StrEnum):
-    PENDING = "Pending"
-    BOUND = "Bound"
-    ATTACHED = "Attached"
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,7 @@ class VMIPStatus:
     virtual_machine: str | None
     generated: bool = False
 
-    def condition(self, kind: str) -> Condition | None:
+    def condition(self, kind: AddressCondition) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
     def as_dict(self, since: str) -> dict[str, Any]:

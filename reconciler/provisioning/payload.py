@@ -12,11 +12,10 @@ from enum import StrEnum
 
 from reconciler.api import CLOUD_INIT_SECRET, SYSPREP_SECRET, ObjectId, Secret, VirtualMachine
 from reconciler.api.vm import USERDATA_LIMIT, ProvisioningType, SecretRef
+from reconciler.model.conditions import VMCondition, VMReason
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import CLOUD_INIT_KEYS, SYSPREP_KEYS
 
-CONDITION = "ProvisioningReady"
-REASON_NOT_READY = "ProvisioningNotReady"
 DIGEST_LENGTH = 16
 
 
@@ -72,7 +71,7 @@ def _not_ready(message: str) -> Exception:
     # would make whichever is imported first fail on the other's half-made module.
     from reconciler.engine.desired import NotReady
 
-    return NotReady(CONDITION, REASON_NOT_READY, message)
+    return NotReady(VMCondition.PROVISIONING_READY, VMReason.PROVISIONING_NOT_READY, message)
 
 
 def resolve_provisioning(vm: VirtualMachine, inventory: Inventory) -> ProvisioningPayload | None:

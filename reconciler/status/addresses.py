@@ -19,6 +19,7 @@ from reconciler.api import ObjectId
 from reconciler.engine.addressing import Addressing
 from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
+from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
 from reconciler.status.documents import (
     FileSignature,
     carry_condition_times,
@@ -121,7 +122,7 @@ def _read_leases(paths: Iterable[Path]) -> tuple[PreviousLease, ...]:
             (
                 c
                 for c in status.get("conditions", [])
-                if isinstance(c, dict) and c.get("type") == "Bound"
+                if isinstance(c, dict) and c.get("type") == AddressCondition.BOUND
             ),
             {},
         )
@@ -142,14 +143,13 @@ def _lease_status(lease: Lease, now: str) -> dict[str, Any]:
     if lease.phase is LeasePhase.BOUND:
         if lease.vmip_name:
             ref["name"] = lease.vmip_name
-        condition = {"type": "Bound", "status": "True", "reason": "Bound"}
+        condition = mark_true(AddressCondition.BOUND, AddressReason.BOUND)
     else:
-        condition = {
-            "type": "Bound",
-            "status": "False",
-            "reason": "Released",
-            "message": "its vmip is gone; the namespace keeps the address until retention ends",
-        }
+        condition = mark_false(
+            AddressCondition.BOUND,
+            AddressReason.RELEASED,
+            "its vmip is gone; the namespace keeps the address until retention ends",
+        )
     status: dict[str, Any] = {"phase": str(lease.phase), "address": lease.address}
     status["virtualMachineIPAddressRef"] = ref
     if lease.phase is LeasePhase.RELEASED and lease.vmip_name:
@@ -157,7 +157,7 @@ def _lease_status(lease: Lease, now: str) -> dict[str, Any]:
     since = now
     if lease.phase is LeasePhase.RELEASED and lease.released_at is not None:
         since = timestamp(lease.released_at)
-    status["conditions"] = [{**condition, "lastTransitionTime": since}]
+    status["conditions"] = [condition.as_dict(since)]
     return status
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualMachineOperation
 from reconciler.engine.operations import ReportedOperation
+from reconciler.model.conditions import OperationCondition
 from reconciler.status.documents import read_document, report_object_id
 
 
@@ -29,7 +30,7 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
             (
                 c
                 for c in (conditions if isinstance(conditions, list) else [])
-                if isinstance(c, dict) and c.get("type") == "Completed"
+                if isinstance(c, dict) and c.get("type") == OperationCondition.COMPLETED
             ),
             {},
         )

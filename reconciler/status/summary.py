@@ -8,6 +8,7 @@ from typing import Any
 
 from reconciler import __version__
 from reconciler.api import ObjectId
+from reconciler.model.conditions import VMCondition
 
 COLUMNS = (
     "NAMESPACE",
@@ -45,8 +46,8 @@ def vm_row(object_id: ObjectId, status: Mapping[str, Any], created: str = "") ->
         str(cpu.get("coreFraction", "")),
         str(memory.get("size", "")),
         "True" if status.get("restartAwaitingChanges") else "False",
-        _condition(status, "AgentReady"),
-        _condition(status, "Migratable"),
+        _condition(status, VMCondition.AGENT_READY),
+        _condition(status, VMCondition.MIGRATABLE),
         str(status.get("nodeName", "")),
         str(status.get("ipAddress", "")),
         created,

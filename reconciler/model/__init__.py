@@ -1,0 +1,1 @@
+"""Shared value types: what every layer above speaks in; imports only `reconciler.api`."""
