@@ -26,7 +26,7 @@ from reconciler.engine.actions import Action, DeleteDiskVolume
 from reconciler.engine.device_index import DeviceIndex
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.storage import DiskState
-from reconciler.engine.volumes import disk_volume_name, is_disk_volume
+from reconciler.model.names import disk_volume_name, is_disk_volume
 from reconciler.rules.disks import size_text
 
 # The report field that records the protect annotation (not the platform's: its

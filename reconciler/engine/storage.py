@@ -30,15 +30,14 @@ from reconciler.api.storage import DataSourceType
 from reconciler.engine.actions import Action, EnsureDiskVolume, EnsureImageVolume, ResizeDisk
 from reconciler.engine.device_index import DeviceIndex
 from reconciler.engine.domain import VolumeFacts
-from reconciler.engine.volumes import (
+from reconciler.engine.volumes import local_path, sector_aligned
+from reconciler.findings import Finding
+from reconciler.model.names import (
     ImageFormat,
     disk_volume_name,
     image_volume_stem,
     importing_marker_name,
-    local_path,
-    sector_aligned,
 )
-from reconciler.findings import Finding
 from reconciler.rules.disks import shrink_refusal
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id

@@ -1,0 +1,1 @@
+"""Shared value types: what every layer above the API speaks (imports only `reconciler.api`)."""
