@@ -1,6 +1,6 @@
 """Image volumes that no image of the revision names any more.
 
-An image is imported under a name that hashes its file (volumes.py), so pointing a
+An image is imported under a name that hashes its file (model/names.py), so pointing a
 manifest at a new file imports a new volume and leaves the old one behind, and so
 does deleting the manifest. Such a volume goes once nothing can still need it: the
 revision is whole, no image manifest in it is broken (its file would be unknown), no
