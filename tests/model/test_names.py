@@ -8,7 +8,6 @@ import pytest
 
 from reconciler.api import ObjectId
 from reconciler.api.names import FILE_NAME_MAX, FITTED_MARK
-from reconciler.model.cpu import requested_millicores
 from reconciler.model.names import (
     ImageFormat,
     disk_volume_name,
@@ -75,28 +74,15 @@ def test_a_seed_instance_id_is_the_domain_name_and_a_content_hash() -> None:
 
 def test_the_longest_disk_name_gets_a_fitted_volume_name() -> None:
     volume = disk_volume_name(ObjectId("VirtualDisk", NAMESPACE, ROOT_DISK))
-    assert volume == (
-        "vd-"
-        + NAMESPACE
-        + "-"
-        + ROOT_DISK[: 255 - len("vd--_.qcow2") - 32 - len(NAMESPACE)]
-        + "_48ac2a1ecb8c2a44e4c0575cd7c41fd6.qcow2"
-    )
+    assert volume.startswith(f"vd-{NAMESPACE}-root.xxx")
+    assert volume.endswith("_48ac2a1ecb8c2a44e4c0575cd7c41fd6.qcow2")
+    assert len(volume) == FILE_NAME_MAX
 
 
 def test_the_longest_image_name_gets_a_fitted_stem() -> None:
     stem = image_volume_stem(ObjectId("VirtualImage", NAMESPACE, IMAGE), "/x")
     assert stem.endswith("_ecb5723d47afdd8564006016b6c3fe74-13eea483")
     assert stem.startswith(f"img-{NAMESPACE}-image.xxx")
-
-
-@pytest.mark.parametrize(
-    ("cores", "fraction", "millicores"), [(2, 100, 2000), (3, 33, 990), (1, 5, 50), (4, 25, 1000)]
-)
-def test_requested_millicores_are_cores_times_the_fraction(
-    cores: int, fraction: int, millicores: int
-) -> None:
-    assert requested_millicores(cores, fraction) == millicores
 
 
 # Round trips: every name parses back to what built it.
