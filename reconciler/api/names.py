@@ -59,13 +59,3 @@ def fitted(text: str, budget: int) -> str:
     room = budget - len(FITTED_MARK) - _DIGEST_CHARS
     readable = _NOT_PLAIN.sub("-", text.lower()).lstrip(".-")[:room]
     return f"{readable}{FITTED_MARK}{digest}"
-
-
-DISK_VOLUME_SUFFIX = ".qcow2"
-
-
-def disk_volume_name(namespace: str, name: str) -> str:
-    """A VirtualDisk's volume in the storage pool: `vd-NAMESPACE-NAME.qcow2`, fitted to a
-    file name (a disk of 253 characters would not fit)."""
-    stem = fitted(f"vd-{namespace}-{name}", FILE_NAME_MAX - len(DISK_VOLUME_SUFFIX))
-    return stem + DISK_VOLUME_SUFFIX

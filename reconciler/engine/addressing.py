@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from reconciler.api import ObjectId, VirtualMachine, VirtualMachineIPAddress
-from reconciler.engine.desired import domain_mac
 from reconciler.ipam import allocate
 from reconciler.ipam.manifests import has_main_network, vm_requests, vmip_requests
 from reconciler.ipam.model import (
@@ -26,6 +25,7 @@ from reconciler.ipam.model import (
     VMIPRequest,
 )
 from reconciler.ipam.naming import generated_vmip_name
+from reconciler.model.names import domain_mac, domain_name, domain_owner
 from reconciler.rules.inventory import Inventory
 
 
@@ -77,16 +77,15 @@ class Addressing:
 def reservation_name(vm_id: ObjectId) -> str:
     """The `name` of a VM's reservation: its domain name, which names the host in dnsmasq
     and, with the MAC derived from the same identity, marks the reservation as ours."""
-    return f"{vm_id.name}.{vm_id.namespace}"
+    return domain_name(vm_id)
 
 
 def reservation_owner(reservation: Reservation) -> ObjectId | None:
     """The VM a reservation was made for, if this project made it (its MAC is the one
     derived from the VM its name names); None for anything an operator added by hand."""
-    name, dot, namespace = reservation.name.rpartition(".")
-    if not dot or not name or not namespace:
+    owner = domain_owner(reservation.name)
+    if owner is None:
         return None
-    owner = ObjectId("VirtualMachine", namespace, name)
     return owner if domain_mac(owner) == reservation.mac.lower() else None
 
 

@@ -66,6 +66,7 @@ from reconciler.model.conditions import (
     VMReason,
     mark_false,
 )
+from reconciler.model.names import domain_name
 from reconciler.model.phases import DiskPhase
 from reconciler.rules.disks import size_text
 from reconciler.rules.inventory import Inventory
@@ -164,7 +165,7 @@ def report_devices(
     VM uses is reported by the host that has its volume, else by the fleet's first host."""
     pool = devices.view.pool
     here = {
-        vm_id: domains.get(f"{vm_id.name}.{vm_id.namespace}")
+        vm_id: domains.get(domain_name(vm_id))
         for vm_id in reported_vms
         if vm_id.kind == VirtualMachine.KIND
     }

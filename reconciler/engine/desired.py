@@ -7,7 +7,6 @@ redefinition or a reinstall keeps them.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,8 +18,16 @@ from reconciler.api import (
 )
 from reconciler.api.vm import OsType
 from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
-from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES, disk_volume_name
+from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.model.conditions import VMCondition, VMReason
+from reconciler.model.cpu import requested_millicores
+from reconciler.model.names import (
+    disk_volume_name,
+    domain_mac,
+    domain_name,
+    domain_uuid,
+    seed_volume_name,
+)
 from reconciler.policies import TopologyPolicy
 from reconciler.provisioning import (
     NetworkConfig,
@@ -28,7 +35,6 @@ from reconciler.provisioning import (
     build_seed_iso,
     resolve_provisioning,
     seed_instance_id,
-    seed_volume_name,
 )
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
@@ -42,8 +48,9 @@ if TYPE_CHECKING:
     # storage.py raises this module's NotReady; only its value type is needed here.
     from reconciler.engine.storage import ResolvedDevice
 
-_UUID_NAMESPACE = uuid.UUID("5f3c2a4e-8d1b-4c6a-9e7f-2b0d4a6c8e10")
 TCG_CPU_MODEL = "qemu64"
+# The name tests/storage know a disk's volume by.
+volume_name = disk_volume_name
 
 
 @dataclass(frozen=True)
@@ -95,28 +102,6 @@ class NotReady(Exception):
         super().__init__(message)
         self.condition = condition
         self.reason = reason
-
-
-def domain_name(vm: VirtualMachine) -> str:
-    return f"{vm.name}.{vm.namespace}"
-
-
-def domain_uuid(object_id: ObjectId) -> str:
-    return str(uuid.uuid5(_UUID_NAMESPACE, str(object_id)))
-
-
-def domain_mac(object_id: ObjectId) -> str:
-    digest = hashlib.sha256(str(object_id).encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
-
-
-def volume_name(disk: ObjectId) -> str:
-    return disk_volume_name(disk)
-
-
-def requested_millicores(cores: int, fraction_percent: int) -> int:
-    """dvp-api.md §2.4 requestedCores: ceil(cores x 1000m x fraction / 100)."""
-    return -(-cores * 1000 * fraction_percent // 100)
 
 
 def cpu_shares(millicores: int) -> int:

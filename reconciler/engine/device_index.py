@@ -18,8 +18,8 @@ from reconciler.api import (
     VirtualMachineBlockDeviceAttachment,
 )
 from reconciler.api.storage import DataSourceType
-from reconciler.engine.volumes import disk_volume_name
 from reconciler.memo import IdentityMemo
+from reconciler.model.names import disk_volume_name
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id
 

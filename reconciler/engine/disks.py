@@ -26,8 +26,8 @@ from reconciler.engine.actions import Action, DeleteDiskVolume
 from reconciler.engine.device_index import DeviceIndex
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.storage import DiskState
-from reconciler.engine.volumes import disk_volume_name, is_disk_volume
 from reconciler.model.conditions import Condition, DiskCondition, DiskReason
+from reconciler.model.names import disk_volume_name, is_disk_volume
 from reconciler.model.phases import DiskPhase
 from reconciler.rules.disks import size_text
 

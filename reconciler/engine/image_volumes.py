@@ -1,6 +1,6 @@
 """Image volumes that no image of the revision names any more.
 
-An image is imported under a name that hashes its file (volumes.py), so pointing a
+An image is imported under a name that hashes its file (model/names.py), so pointing a
 manifest at a new file imports a new volume and leaves the old one behind, and so
 does deleting the manifest. Such a volume goes once nothing can still need it: the
 revision is whole, no image manifest in it is broken (its file would be unknown), no
@@ -19,14 +19,13 @@ from reconciler.engine.actions import DeleteImageVolume
 from reconciler.engine.block_devices import domain_sources
 from reconciler.engine.domain import ObservedDomain
 from reconciler.engine.storage import StorageView
-from reconciler.engine.volumes import (
+from reconciler.model.names import (
     IMAGE_PREFIXES,
+    image_kind_of,
     image_stem_of,
     image_volume_prefix,
     image_volume_stem,
 )
-
-_KINDS = {prefix: kind for kind, prefix in IMAGE_PREFIXES.items()}
 
 
 def stale_image_volumes(
@@ -60,6 +59,6 @@ def stale_image_volumes(
     for name, stem in found:
         if stem in wanted or stem.startswith(tuple(unknown)) or f"{pool}/{name}" in in_use:
             continue
-        kind = _KINDS[stem.partition("-")[0]]
+        kind = image_kind_of(stem)
         deletions.append(DeleteImageVolume(ObjectId(kind, "", name), pool, name))
     return deletions

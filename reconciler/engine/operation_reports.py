@@ -26,6 +26,7 @@ from reconciler.engine.operations import (
 from reconciler.engine.placement import FleetNode, fits
 from reconciler.engine.power import power_decision
 from reconciler.model.conditions import OperationCondition, OperationReason
+from reconciler.model.names import domain_name
 from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory
 
@@ -114,7 +115,7 @@ def report_operations(
                 ).status()
             continue
         vm = loaded.model
-        observed = domains.get(f"{vm.name}.{vm.namespace}")
+        observed = domains.get(domain_name(vm))
         decision = power_decision(vm.spec.run_policy, observed)
         targets = _targets(vm, inventory, fleet, local)
         turn = operation_turn(pending, observed, vm.spec.run_policy, decision, reported, targets)

@@ -53,8 +53,6 @@ from reconciler.engine.desired import (
     HostContext,
     NotReady,
     build_domain,
-    domain_mac,
-    domain_name,
 )
 from reconciler.engine.disks import DiskRecord
 from reconciler.engine.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
@@ -70,10 +68,11 @@ from reconciler.findings import Finding, Rule
 from reconciler.ipam.model import VMAddress
 from reconciler.memo import IdentityMemo
 from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
+from reconciler.model.cpu import requested_millicores
+from reconciler.model.names import domain_mac, domain_name, seed_volume_owner, seed_volume_prefix
 from reconciler.model.phases import VMPhase
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
-from reconciler.provisioning import NetworkConfig, seed_volume_prefix
-from reconciler.provisioning.seed import SEED_PREFIX
+from reconciler.provisioning import NetworkConfig
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import TopologyError, topology_for
@@ -113,8 +112,9 @@ class Observation:
         its own up, so this is built once rather than scanned for each."""
         found: dict[str, list[tuple[str, str]]] = {}
         for pool, volume in sorted(self.volumes):
-            if volume.startswith(SEED_PREFIX) and "-" in volume[len(SEED_PREFIX) :]:
-                found.setdefault(volume.rsplit("-", 1)[0] + "-", []).append((pool, volume))
+            owner = seed_volume_owner(volume)
+            if owner is not None:
+                found.setdefault(owner, []).append((pool, volume))
         return {prefix: tuple(volumes) for prefix, volumes in found.items()}
 
 
@@ -250,9 +250,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
             findings_by_object.setdefault(finding.object, []).append(finding)
     vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
     desired_names = {domain_name(vm) for vm in vms} | {
-        f"{broken.name}.{broken.namespace}"
-        for broken in context.broken
-        if broken.kind == "VirtualMachine"
+        domain_name(broken) for broken in context.broken if broken.kind == "VirtualMachine"
     }
     # Deletions go first: the guaranteed CPU they free admits VMs in the same pass.
     deleted = _plan_deletions(context, observation, desired_names, result)
@@ -323,7 +321,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         if broken_id.kind != "VirtualMachine":
             continue
         reported = context.reported_nodes.get(broken_id, "")
-        here = f"{broken_id.name}.{broken_id.namespace}" in observation.domains
+        here = domain_name(broken_id) in observation.domains
         if here or reported == local or (not reported and members[0].name == local):
             result.statuses[broken_id] = _broken_status(context, broken_id, observation)
     _plan_stale_reservations(context, observation, result)
@@ -373,7 +371,7 @@ def _millicores_of(spec: Mapping[str, object]) -> int:
     fraction = str(cpu.get("coreFraction", "100%")).rstrip("%")
     if not isinstance(cores, int) or not fraction.isdigit():
         return 0
-    return -(-cores * 1000 * int(fraction) // 100)
+    return requested_millicores(cores, int(fraction))
 
 
 _CONDITION_OF_REFERENCE = (
@@ -994,7 +992,7 @@ def _plan_power(
 
 
 def _broken_status(context: PlanContext, object_id: ObjectId, observation: Observation) -> VMStatus:
-    observed = observation.domains.get(f"{object_id.name}.{object_id.namespace}")
+    observed = observation.domains.get(domain_name(object_id))
     status = VMStatus(phase=_phase_of(observed))
     if observed is not None and observed.state.active:
         status.node_name = context.host.node_name

@@ -7,7 +7,7 @@ device of a VM is on the host, and the storage steps that make it so, out.
 - An image (VirtualImage, ClusterVirtualImage) is a file on the host, given by path
   or file:// URL, directly or through a chain of objectRefs to other images. It is
   imported into the pool once, under a name that hashes its identity and path
-  (engine/volumes.py), and attached from there read-only: a CD-ROM when its content
+  (model/names.py), and attached from there read-only: a CD-ROM when its content
   is an ISO (dvp-api.md §1.3), else a disk of its own format (qcow2, or raw).
 - A VirtualDisk is the volume `vd-NAMESPACE-NAME.qcow2`: made blank, or as a copy of
   its image grown to its size, once; after that its dataSource no longer matters
@@ -30,15 +30,14 @@ from reconciler.api.storage import DataSourceType
 from reconciler.engine.actions import Action, EnsureDiskVolume, EnsureImageVolume, ResizeDisk
 from reconciler.engine.device_index import DeviceIndex
 from reconciler.engine.domain import VolumeFacts
-from reconciler.engine.volumes import (
+from reconciler.engine.volumes import local_path, sector_aligned
+from reconciler.findings import Finding
+from reconciler.model.names import (
     ImageFormat,
     disk_volume_name,
     image_volume_stem,
     importing_marker_name,
-    local_path,
-    sector_aligned,
 )
-from reconciler.findings import Finding
 from reconciler.rules.disks import shrink_refusal
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id

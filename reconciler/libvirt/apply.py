@@ -51,7 +51,7 @@ from reconciler.libvirt.storage import (
     pool_lock,
 )
 from reconciler.libvirt.storage.pools import create_volume, find_volume
-from reconciler.provisioning.seed import SEED_PREFIX
+from reconciler.model.names import SEED_PREFIX
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
 # the volumes belong to VirtualDisks, not to the VM (SPEC §10). No NVRAM flag:

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import libvirt
 
+from reconciler.api import ObjectId
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.events import start_event_loop
+from reconciler.model import names
 
 CHUNK = 64 * 1024
 
@@ -62,7 +64,7 @@ def open_console(uri: str, name: str, namespace: str, *, force: bool) -> Attache
         connection = open_connection(uri)
     except LibvirtUnavailable as error:
         raise ConsoleError(str(error)) from None
-    domain_name = f"{name}.{namespace}"
+    domain_name = names.domain_name(ObjectId(names.VM_KIND, namespace, name))
     try:
         domain = connection.lookupByName(domain_name)
         if not domain.isActive():

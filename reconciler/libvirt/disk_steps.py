@@ -18,7 +18,6 @@ from reconciler.engine.actions import (
     EnsureImageVolume,
     ResizeDisk,
 )
-from reconciler.engine.volumes import image_volume_name
 from reconciler.libvirt.storage import (
     ImageFormat,
     ImageImportFailed,
@@ -37,6 +36,7 @@ from reconciler.libvirt.storage import (
 )
 from reconciler.libvirt.storage.pools import create_volume, find_volume, volume_capacity
 from reconciler.libvirt.storage.sources import ImageSource
+from reconciler.model.names import image_volume_name
 
 log = logging.getLogger(__name__)
 

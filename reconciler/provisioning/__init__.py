@@ -7,6 +7,8 @@ pool and attaching it as a CD-ROM is the engine's part.
 
 from __future__ import annotations
 
+# The seed volume's names are derived in the model layer; exported here beside the seed.
+from reconciler.model.names import seed_volume_name, seed_volume_prefix
 from reconciler.provisioning.payload import (
     ProvisioningKind,
     ProvisioningPayload,
@@ -19,8 +21,6 @@ from reconciler.provisioning.seed import (
     NetworkConfig,
     build_seed_iso,
     seed_instance_id,
-    seed_volume_name,
-    seed_volume_prefix,
 )
 
 __all__ = [

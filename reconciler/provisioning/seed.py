@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import pycdlib
 
+from reconciler.api import ObjectId
+from reconciler.model import names
 from reconciler.provisioning.payload import ProvisioningKind, ProvisioningPayload, SeedFile
 from reconciler.provisioning.timestamps import with_fixed_timestamps
 
 CIDATA_VOLUME_ID = "cidata"
-# Every seed volume's name starts so; nothing else in a pool may be removed as a seed.
-SEED_PREFIX = "cidata-"
 # KubeVirt labels the sysprep disk it builds for the platform "unattendCD"
 # (pkg/config/sysprep.go); Windows Setup ignores the label, so any would do.
 SYSPREP_VOLUME_ID = "unattendCD"
@@ -55,23 +55,6 @@ class NetworkConfig:
                 raise ValueError(f"{server} is not of the address family of {interface}")
 
 
-def seed_volume_prefix(namespace: str, vm_name: str) -> str:
-    """What every seed volume of one VM is named with, whatever its kind or content.
-
-    The dot keeps names unambiguous: a namespace has no dots, so `a-b`/`c` and `a`/`b-c`
-    cannot meet in one name.
-    """
-    return f"{SEED_PREFIX}{namespace}.{vm_name}-"
-
-
-def seed_volume_name(namespace: str, vm_name: str, image: bytes) -> str:
-    """The storage-pool volume holding a VM's seed image: named by its content, so a
-    changed seed is a new volume (a running guest keeps the one it booted with, and
-    the next boot gets the new one) and an unchanged one is never uploaded again."""
-    digest = hashlib.sha256(image).hexdigest()[:12]
-    return f"{seed_volume_prefix(namespace, vm_name)}{digest}.iso"
-
-
 def seed_instance_id(
     namespace: str, vm_name: str, payload: ProvisioningPayload, network: NetworkConfig | None
 ) -> str:
@@ -86,7 +69,7 @@ def seed_instance_id(
     sha = hashlib.sha256(payload.digest.encode())
     if network is not None:
         sha.update(render_network_config(network).encode())
-    return f"{vm_name}.{namespace}-{sha.hexdigest()[:16]}"
+    return names.seed_instance_id(ObjectId(names.VM_KIND, namespace, vm_name), sha.hexdigest())
 
 
 def render_meta_data(instance_id: str, hostname: str) -> str:

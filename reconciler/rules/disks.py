@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from reconciler.api import VirtualDisk
-from reconciler.api.names import disk_volume_name
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadedObject
+from reconciler.model.names import disk_volume_name
 from reconciler.rules.inventory import Inventory
 
 
@@ -17,7 +17,7 @@ def volume_name_findings(inventory: Inventory) -> Iterator[Finding]:
     host, each VM writing over the other's data; the second one is refused."""
     claims: dict[str, LoadedObject] = {}
     for loaded, disk in inventory.of_kind(VirtualDisk):
-        volume = disk_volume_name(disk.namespace, disk.name)
+        volume = disk_volume_name(disk.id)
         earlier = claims.setdefault(volume, loaded)
         if earlier is not loaded:
             yield loaded.finding(

@@ -1,11 +1,11 @@
-"""Names of the volumes this project creates: reconciler/engine/volumes.py, re-exported.
+"""Names of the volumes this project creates: reconciler/model/names.py, re-exported.
 
 The names are pure values the planner shares with this library (it finds disks
-and images among the observed volumes by them), so they live with the engine,
+and images among the observed volumes by them), so they live in the model layer,
 which imports no libvirt; this module keeps the library's own imports short.
 """
 
-from reconciler.engine.volumes import (
+from reconciler.model.names import (
     DISK_KIND,
     IMAGE_PREFIXES,
     IMPORTING_SUFFIX,
