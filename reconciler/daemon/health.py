@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from reconciler import __version__
 
@@ -24,7 +23,6 @@ class Health:
     status_failure: str = ""
     # Why the last pass deleted nothing (engine.reconcile.deletions_held_back).
     held_back: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
     def reasons(self) -> list[str]:
         reasons = [] if self.libvirt == "ok" else [f"libvirt: {self.libvirt}"]

@@ -23,12 +23,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import make_wsgi_app
 from waitress.server import TcpWSGIServer
 
 from reconciler.daemon.metrics import Metrics
+
+if TYPE_CHECKING:  # typeshed's WSGI types exist for type checkers only
+    from _typeshed.wsgi import InputStream, StartResponse, WSGIApplication, WSGIEnvironment
 
 MAX_WEBHOOK_BODY = 1 << 20
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -39,14 +42,11 @@ _WORKER_THREADS = 2
 
 log = logging.getLogger("reconciler.daemon.http")
 
-StartResponse = Callable[[str, list[tuple[str, str]]], object]
-Environ = dict[str, Any]
-
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]  # waitress has no type hints
     """waitress's server with a deadline per connection and eviction at the cap."""
 
-    def __init__(self, app: Any, sock: socket.socket, timeout: float, cap: int) -> None:
+    def __init__(self, app: WSGIApplication, sock: socket.socket, timeout: float, cap: int) -> None:
         self._timeout = timeout
         self._cap = cap
         super().__init__(
@@ -112,7 +112,7 @@ class Endpoint:
         self._on_push = on_push
         self._health = health
         self._secret = secret or None
-        self._metrics_app = make_wsgi_app(metrics.registry)
+        self._metrics_app: WSGIApplication = make_wsgi_app(metrics.registry)
         # Under a flood waitress says so once per queued request: not worth the journal.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -149,7 +149,7 @@ class Endpoint:
             close_everything()
         server.task_dispatcher.shutdown(timeout=5)
 
-    def _authorized(self, environ: Environ, body: bytes) -> bool:
+    def _authorized(self, environ: WSGIEnvironment, body: bytes) -> bool:
         if self._secret is None:
             return False  # no secret configured: the webhook is off
         # WSGI hands headers over decoded as latin-1: encoding back gives the bytes sent.
@@ -163,19 +163,19 @@ class Endpoint:
             return hmac.compare_digest(signature[7:], expected)
         return False
 
-    def _app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             return self._route(environ, start_response)
         except Exception as error:  # one line, not waitress's traceback per request
             log.error("http %s: %s", environ.get("PATH_INFO", ""), error)
             return _json(start_response, 500, {"error": "internal error"})
 
-    def _route(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == "/metrics":
             if method not in ("GET", "HEAD"):
                 return _json(start_response, 405, {"error": "method not allowed"})
-            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return self._metrics_app(environ, start_response)
         if path == "/healthz":
             if method not in ("GET", "HEAD"):
                 return _json(start_response, 405, {"error": "method not allowed"})
@@ -185,7 +185,8 @@ class Endpoint:
             if method != "POST":
                 return _json(start_response, 405, {"error": "method not allowed"})
             # waitress has read the whole body already, and refused one over the cap.
-            body = environ["wsgi.input"].read(MAX_WEBHOOK_BODY + 1)
+            stream: InputStream = environ["wsgi.input"]
+            body = stream.read(MAX_WEBHOOK_BODY + 1)
             if not self._authorized(environ, body):
                 return _json(start_response, 403, {"error": "missing or wrong secret"})
             self._on_push()

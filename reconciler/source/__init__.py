@@ -3,7 +3,7 @@
 from reconciler.source.cache import ManifestCache
 from reconciler.source.git_source import GitSource
 from reconciler.source.local import LocalDirectorySource
-from reconciler.source.location import open_source
+from reconciler.source.location import Source, open_source
 from reconciler.source.revision import Revision, SourceError
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "LocalDirectorySource",
     "ManifestCache",
     "Revision",
+    "Source",
     "SourceError",
     "open_source",
 ]

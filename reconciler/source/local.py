@@ -39,6 +39,9 @@ class LocalDirectorySource:
     def git_env(self) -> dict[str, str]:
         return {"GIT_TERMINAL_PROMPT": "0"}
 
+    def leave_out_status(self, leave_out: bool) -> None:
+        """Nothing to leave out: the reports are read and written in the directory itself."""
+
     def update(self) -> Revision:
         root = self.directory / self.sub_path if self.sub_path else self.directory
         if not root.is_dir():

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from reconciler.config import RepositoryConfig
 from reconciler.source.git_source import GitSource
 from reconciler.source.gitcli import is_remote_url
 from reconciler.source.local import LocalDirectorySource
+from reconciler.source.revision import Revision
+
+
+class Source(Protocol):
+    """What the daemon asks of a source, whichever kind `open_source` chose."""
+
+    @property
+    def publishes_status(self) -> bool:
+        """Whether reports go to Git (a publisher) rather than beside the manifests."""
+
+    @property
+    def local_path(self) -> Path | None:
+        """The directory to watch for edits; None for a fetched repository."""
+
+    def describe(self) -> str: ...
+
+    def git_env(self) -> dict[str, str]: ...
+
+    def leave_out_status(self, leave_out: bool) -> None: ...
+
+    def update(self) -> Revision: ...
 
 
 def open_source(

@@ -1,0 +1,239 @@
+"""What a running daemon holds open: the source, the status publisher, libvirt, and the
+triggers (interval, file watch, HTTP endpoint, libvirt events) that ask for passes.
+
+Everything here is plumbing: started with a configuration, stopped before a reload or
+at exit. What one pass does with it is in `passes.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer as FileObserver
+
+from reconciler.config import Config, ConfigError
+from reconciler.daemon.health import Health
+from reconciler.daemon.http import Endpoint
+from reconciler.daemon.metrics import Metrics
+from reconciler.daemon.triggers import Triggers
+from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
+from reconciler.libvirt.events import LifecycleWatch
+from reconciler.libvirt.observe import Observer
+from reconciler.source import ManifestCache, Source, open_source
+from reconciler.status.publish import StatusPublisher
+
+log = logging.getLogger("reconciler.daemon")
+
+# Events after which the run policy may have something to do.
+_LIFECYCLE_TRIGGERS = frozenset({"stopped", "crashed", "shutdown", "started", "undefined"})
+# Events after which the VM's report changes (AgentReady, guestOSInfo).
+_AGENT_TRIGGERS = frozenset({"agent-connected", "agent-disconnected"})
+
+
+class Component(Protocol):
+    """Something started with the configuration, stopped before a reload or at exit."""
+
+    def stop(self) -> None: ...
+
+
+class LibvirtConnection(Protocol):
+    """The calls the daemon makes on its libvirt connection itself, named as libvirt
+    names them; everything else goes through reconciler.libvirt (Observer, Applier)."""
+
+    def isAlive(self) -> int: ...
+
+    # [model, memory MiB, CPUs, MHz, NUMA nodes, sockets, cores, threads]
+    def getInfo(self) -> list[str | int]: ...
+
+
+class Libvirt:
+    """The daemon's own connection and the observer reading through it. Kept across
+    reloads while the connection is alive; opened again when it is not."""
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self.connection: LibvirtConnection | None = None
+        self.observer: Observer | None = None
+
+    def connect(self, uri: str) -> Observer | None:
+        """The observer over a live connection, opened again if it was lost; None when
+        libvirt cannot be reached (health says why)."""
+        if self.connection is not None:
+            try:
+                if self.connection.isAlive():
+                    return self.observer
+            except Exception:
+                pass
+            self.connection = None
+        try:
+            self.connection = open_connection(uri)
+        except LibvirtUnavailable as error:
+            self._health.libvirt = str(error)
+            return None
+        self.observer = Observer(self.connection)
+        self._health.libvirt = "ok"
+        return self.observer
+
+    def cpus(self) -> int | None:
+        """The host's CPUs as libvirt counts them; None before the first connection."""
+        if self.connection is None:
+            return None
+        return int(self.connection.getInfo()[2])
+
+
+class _Scheduler:
+    """The interval trigger: apscheduler's scheduler stopped without waiting for a job."""
+
+    def __init__(self, triggers: Triggers, seconds: float) -> None:
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._scheduler.add_job(
+            lambda: triggers.request("interval"),
+            "interval",
+            seconds=seconds,
+            id="interval",
+            max_instances=1,
+            coalesce=True,
+        )
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        self._scheduler.shutdown(wait=False)
+
+
+class _ManifestsChanged(FileSystemEventHandler):
+    """A pass for every change under a local directory, except to reports and `.git`."""
+
+    def __init__(self, root: Path, status_dir: str, triggers: Triggers) -> None:
+        self._root = root
+        self._status_dir = status_dir
+        self._triggers = triggers
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        parts = Path(str(event.src_path)).relative_to(self._root).parts
+        # Our own status files and Git's bookkeeping are not changes of the manifests.
+        if not parts or parts[0] in (self._status_dir, ".git"):
+            return
+        self._triggers.request("file")
+
+
+class Components:
+    """What one configuration opens. `__init__` opens the source and the publisher
+    (ConfigError, SourceError when it cannot); `start` starts the triggers, and `stop`
+    stops whatever of them started."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path,
+        libvirt: Libvirt,
+        triggers: Triggers,
+        metrics: Metrics,
+        health: Health,
+    ) -> None:
+        if config.repository is None:
+            raise ConfigError(f"{config_path}: repository.url is required to run")
+        self.config = config
+        self.libvirt = libvirt
+        self.triggers = triggers
+        self.metrics = metrics
+        self.health = health
+        self._running: list[tuple[str, Component]] = []
+        config.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.source: Source = open_source(
+            config.repository, config.cache_dir / "source", config.status.path
+        )
+        self.cache = ManifestCache()
+        self.publisher = self._make_publisher()
+
+    def start(self, webhook_secret: bytes | None) -> None:
+        config = self.config
+        assert config.repository is not None  # checked in __init__
+        self.libvirt.connect(config.libvirt_uri)
+
+        scheduler = _Scheduler(self.triggers, config.repository.interval_seconds)
+        scheduler.start()
+        self._running.append(("scheduler", scheduler))
+
+        watch = LifecycleWatch(config.libvirt_uri, self._on_domain_event, self._on_libvirt)
+        watch.start()
+        self._running.append(("libvirt-watch", watch))
+
+        if self.source.local_path is not None:
+            self._watch_directory(self.source.local_path)
+
+        try:
+            endpoint = Endpoint(
+                config.listen,
+                self.metrics,
+                lambda: self.triggers.request("push"),
+                self.health.report,
+                webhook_secret,  # read with the configuration: a reload keeps it
+            )
+        except OSError as error:
+            raise ConfigError(f"listen {config.listen}: {error.strerror or error}") from None
+        endpoint.start()
+        self._running.append(("http", endpoint))
+        log.info(
+            "listening on http://%s:%s (metrics, healthz%s)",
+            *endpoint.address,
+            ", webhook" if webhook_secret else "",
+        )
+
+    def stop(self) -> None:
+        for name, component in reversed(self._running):
+            try:
+                component.stop()
+            except Exception as error:  # a component that fails to stop must not block exit
+                log.warning("stopping %s: %s", name, error)
+        self._running.clear()
+
+    def _watch_directory(self, path: Path) -> None:
+        observer = FileObserver()
+        observer.schedule(
+            _ManifestsChanged(path, self.config.status.path, self.triggers),
+            str(path),
+            recursive=True,
+        )
+        observer.daemon = True
+        observer.start()
+        self._running.append(("file-watch", observer))
+
+    def _make_publisher(self) -> StatusPublisher | None:
+        repository = self.config.repository
+        assert repository is not None
+        if not self.source.publishes_status:
+            return None  # a local directory: reports are written beside the manifests
+        branch = self.config.status.branch or repository.branch
+        return StatusPublisher(
+            repository.url,
+            branch,
+            self.config.status.path,
+            self.config.node_name,
+            self.config.cache_dir / "status",
+            environment=self.source.git_env,
+            # Only a status branch of its own may be started: the followed branch,
+            # deleted on the remote, must not come back holding nothing but reports.
+            create_missing_branch=branch != repository.branch,
+        )
+
+    def _on_domain_event(self, domain: str, event: str) -> None:
+        if event in _AGENT_TRIGGERS:
+            observer = self.libvirt.observer
+            if observer is not None:
+                observer.agents.agent_changed(domain)  # ask it again: maybe another boot
+            self.triggers.request("agent")
+        elif event in _LIFECYCLE_TRIGGERS:
+            self.triggers.request("libvirt")
+
+    def _on_libvirt(self, up: bool, why: str) -> None:
+        if up:
+            self.triggers.request("libvirt-reconnected")
+        else:
+            self.health.libvirt = why or "disconnected"
+            log.warning("libvirt: %s", why)
