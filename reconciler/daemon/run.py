@@ -33,13 +33,13 @@ from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import (
     PassResult,
     deletions_held_back,
-    plan_context,
     reconcile_once,
 )
 from reconciler.loader import LoadResult
 from reconciler.source import SourceError
 from reconciler.status.addresses import read_leases
 from reconciler.status.documents import check_reports
+from reconciler.status.pass_inputs import read_plan_context
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -417,7 +417,7 @@ class Daemon:
         loaded = self._cache.load(revision)
         stages.mark("load")
         status_root = self._status_root(revision)
-        context = plan_context(
+        context = read_plan_context(
             loaded,
             self._host(loaded),
             revision.sha,
