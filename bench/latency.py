@@ -87,7 +87,8 @@ import sys, tracemalloc
 sys.path.insert(0, {str(REPO_ROOT)!r})
 from pathlib import Path
 from reconciler.engine.desired import HostContext
-from reconciler.engine.reconcile import plan_context, reconcile_once
+from reconciler.engine.reconcile import reconcile_once
+from reconciler.status.pass_inputs import read_plan_context
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer
@@ -99,7 +100,7 @@ def rss():
 conn = open_connection("test:///default")
 host = HostContext(node_name={node!r}, domain_type="qemu", storage_pool="default-pool",
                    network="default", cpu_capacity_millicores=10**9)
-context = plan_context(load_directory(Path({str(checkout)!r})), host, "bench")
+context = read_plan_context(load_directory(Path({str(checkout)!r})), host, "bench")
 tracemalloc.start()
 before = rss()
 reconcile_once(context, Observer(conn), Applier(conn))

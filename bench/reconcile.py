@@ -55,12 +55,13 @@ from reconciler.engine.actions import DefineDomain, EnsureDiskVolume, SetLiveMet
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX
 from reconciler.engine.plan import PlanContext
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.metadata import metadata_xml
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import LoadResult, load_file, manifest_files
+from reconciler.status.pass_inputs import read_plan_context
 
 HOST_XML = Path(__file__).resolve().parent.parent / "tests" / "testdriver" / "host.xml"
 REPEATS = 3
@@ -341,7 +342,7 @@ class Bench:
             for index in range(count):
                 self.write_vm(repo.root, index, namespace, "AlwaysOn")
             repo.load_all()
-            context = plan_context(repo.result(), self.host(), "bench")
+            context = read_plan_context(repo.result(), self.host(), "bench")
             connection = open_connection(self.uri)
             self.refuse_leftovers(connection, namespace, count)
             try:
@@ -382,7 +383,7 @@ class Bench:
         for index in range(min(REPEATS, count)):
             changed = ObjectId("VirtualMachine", namespace, f"bench-{index}")
             repo.reload(self.write_vm(repo.root, index, namespace, "AlwaysOnUnlessStoppedManually"))
-            context = plan_context(repo.result(), self.host(), "bench")
+            context = read_plan_context(repo.result(), self.host(), "bench")
             seconds, result, applier = self.one_pass(connection, context, observer)
             one = min(one, seconds)
             owners = {action.owner for action in result.plan.actions}

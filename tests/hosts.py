@@ -21,11 +21,12 @@ import libvirt
 from reconciler.engine.addressing import AddressInputs
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import METADATA_NAMESPACE, ObservedDomain
-from reconciler.engine.reconcile import PassResult, plan_context, reconcile_once
+from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.status.addresses import read_leases
+from reconciler.status.pass_inputs import read_plan_context
 from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
 CLASS = """
@@ -193,7 +194,7 @@ class Host:
         """One pass; returns it and the number of libvirt calls that changed something.
 
         `observer`: one kept across passes, as the daemon keeps it (its agent answers)."""
-        context = plan_context(
+        context = read_plan_context(
             load_directory(self.repo),
             self.context,
             revision,

@@ -26,7 +26,6 @@ from reconciler.engine.plan import Outcome, Plan
 from reconciler.engine.reconcile import (
     PassResult,
     deletions_held_back,
-    plan_context,
     reconcile_once,
 )
 from reconciler.findings import Finding
@@ -36,6 +35,7 @@ from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.status.addresses import read_leases
 from reconciler.status.documents import check_reports
+from reconciler.status.pass_inputs import read_plan_context
 from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
 
 EXIT_CHANGES = 3
@@ -120,7 +120,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     pool = pool_from(args, config)
     # The leases of the reports this pass will write over, else of the repository's own.
     status_dir = getattr(args, "status_dir", None) or args.dir / "status"
-    context = plan_context(
+    context = read_plan_context(
         loaded,
         host,
         args.revision or _revision(args.dir),

@@ -23,7 +23,6 @@ from reconciler.engine.desired import HostContext
 from reconciler.engine.reconcile import (
     PassResult,
     deletions_held_back,
-    plan_context,
     reconcile_once,
 )
 from reconciler.libvirt.apply import Applier
@@ -31,6 +30,7 @@ from reconciler.loader import LoadResult
 from reconciler.source import Revision
 from reconciler.status.addresses import read_leases
 from reconciler.status.documents import check_reports
+from reconciler.status.pass_inputs import read_plan_context
 from reconciler.status.publish import Write
 from reconciler.status.reports import (
     desired_vms,
@@ -193,7 +193,7 @@ class Pass:
         loaded = self._components.cache.load(revision)
         stages.mark("load")
         status_root = self._status_root(revision)
-        context = plan_context(
+        context = read_plan_context(
             loaded,
             self._host(loaded),
             revision.sha,

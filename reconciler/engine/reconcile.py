@@ -1,17 +1,18 @@
 """One reconcile pass: observe -> load -> plan -> apply -> observe again -> statuses.
 
-The only engine module that does I/O, through the two narrow interfaces below,
-which `reconciler.libvirt` implements.
+The only engine module that touches the host, through the two narrow interfaces below,
+which `reconciler.libvirt` implements. It reads no file: the policies and the earlier
+reports come in as values (plan_context), read by the pass driver that calls it
+(`read_plan_context`, beside the report files it reads).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol
 
+from reconciler.api import ObjectId
 from reconciler.api.node import Node
 from reconciler.engine.actions import (
     Action,
@@ -30,9 +31,11 @@ from reconciler.engine.addressing import AddressInputs, NetworkFacts, assign
 from reconciler.engine.block_devices import explain_failures
 from reconciler.engine.desired import HostContext
 from reconciler.engine.device_index import device_index
+from reconciler.engine.disks import DiskRecord
 from reconciler.engine.domain import ObservedDomain, VolumeFacts
 from reconciler.engine.lifecycle import explain_failed_starts
 from reconciler.engine.operation_reports import explain_operation_failures, keep_refusals
+from reconciler.engine.operations import ReportedOperation
 from reconciler.engine.placement import fleet
 from reconciler.engine.plan import (
     Observation,
@@ -46,10 +49,8 @@ from reconciler.engine.storage import ImageSourceFacts, images_to_inspect
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
 from reconciler.model.conditions import VMCondition, VMReason, mark_false
-from reconciler.policies import load_change_rules, load_topology_policy
-from reconciler.rules import Inventory, check
-from reconciler.status.reported import reported_disks, reported_nodes
-from reconciler.status.reported_operations import reported_operations
+from reconciler.policies import ChangeRule, TopologyPolicy
+from reconciler.rules import Inventory
 
 
 class DomainSource(Protocol):
@@ -100,33 +101,39 @@ class PassResult:
         return self.final or self.plan
 
 
+@dataclass(frozen=True)
+class EarlierReports:
+    """What the latest reports in Git say, as values the pass driver read
+    (`earlier_reports`): where each VM runs, which disks existed (without
+    them no disk volume is ever deleted) and the VirtualMachineOperations' outcomes (a
+    final one is never run again)."""
+
+    nodes: Mapping[ObjectId, str] = field(default_factory=dict)
+    disks: Mapping[str, DiskRecord] = field(default_factory=dict)
+    operations: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
+
+
 def plan_context(
     result: LoadResult,
     host: HostContext,
     revision: str,
-    pool: Sequence[ipaddress.IPv4Network] = (),
-    policy_dir: Path | None = None,
-    status_root: Path | None = None,
+    *,
+    findings: list[Finding],
+    topology: TopologyPolicy,
+    change_rules: Sequence[ChangeRule],
+    earlier: EarlierReports = EarlierReports(),
     addresses: AddressInputs | None = None,
-    disk_reports_root: Path | None = None,
 ) -> PlanContext:
-    """Everything a plan needs besides the observation; status_root holds the fleet's
-    latest reports, which keep each VM on the host that runs it. `addresses` turns on
-    IP address management (the pool, the last leases, the clock). The disk reports
-    (under disk_reports_root, else status_root) tell which disks existed: without them
-    no disk volume is ever deleted. The operation reports are read from the same root:
-    the reports this pass writes over."""
-    disks_root = disk_reports_root or status_root
-    findings = check(result, pool, policy_dir, host.image_directories)
-    topology = load_topology_policy(policy_dir)
-    rules = load_change_rules(host.change_profile, policy_dir)
+    """Everything a plan needs besides the observation, from values only: the revision's
+    `findings` (rules.check), the policies and the earlier reports. `addresses` turns
+    on IP address management (the pool, the last leases, the clock)."""
     return PlanContext(
         inventory=Inventory(result),
         findings=findings,
         broken=frozenset(result.broken),
         unreadable_files=tuple(f for f in result.findings if not f.object),
         topology=topology,
-        change_table=change_table_for(rules, topology),
+        change_table=change_table_for(change_rules, topology),
         host=host,
         revision=revision,
         fleet=tuple(
@@ -136,10 +143,10 @@ def plan_context(
                 dict(host.node_labels),
             )
         ),
-        reported_nodes=reported_nodes(status_root) if status_root is not None else {},
+        reported_nodes=earlier.nodes,
         addresses=addresses if addresses is not None and addresses.pool else None,
-        disk_records=reported_disks(disks_root) if disks_root is not None else {},
-        operation_reports=reported_operations(disks_root) if disks_root is not None else {},
+        disk_records=earlier.disks,
+        operation_reports=earlier.operations,
     )
 
 

@@ -7,8 +7,8 @@ import textwrap
 from reconciler.engine.desired import HostContext
 from reconciler.engine.domain import DefinitionView, DomainSpec, ObservedDomain, PowerState
 from reconciler.engine.plan import Observation, PlanContext
-from reconciler.engine.reconcile import plan_context
 from reconciler.loader import LoadResult, load_text
+from reconciler.status.pass_inputs import read_plan_context
 from tests.hosts import CLASS
 
 VM = """
@@ -75,7 +75,7 @@ def revision(*documents: str) -> LoadResult:
 
 
 def context_for(result: LoadResult, host: HostContext = HOST) -> PlanContext:
-    return plan_context(result, host, revision="rev1")
+    return read_plan_context(result, host, revision="rev1")
 
 
 def observed_as_defined(

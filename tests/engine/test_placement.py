@@ -8,7 +8,7 @@ from reconciler.api import ObjectId
 from reconciler.engine.actions import DefineDomain
 from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Observation, Outcome, plan
-from reconciler.engine.reconcile import plan_context
+from reconciler.status.pass_inputs import read_plan_context
 from tests.engine.conftest import HOST, empty, observed_as_defined, revision, vm_yaml
 
 NODE = """
@@ -31,7 +31,7 @@ def host(name: str) -> HostContext:
 
 
 def planned_on(name: str, documents: list[str], observation: Observation | None = None):  # type: ignore[no-untyped-def]
-    context = plan_context(revision(*documents), host(name), "rev1")
+    context = read_plan_context(revision(*documents), host(name), "rev1")
     return plan(context, observation or empty())
 
 
@@ -71,8 +71,8 @@ def test_node_selector_and_unschedulable_nodes_are_respected() -> None:
 
 def test_a_vm_running_here_stays_here() -> None:
     documents = [node("hv1"), node("hv2", unschedulable="true"), vm_yaml("a")]
-    context = plan_context(revision(*documents), host("hv2"), "rev1")
-    desired = plan(plan_context(revision(*documents), host("hv1"), "rev1"), empty())
+    context = read_plan_context(revision(*documents), host("hv2"), "rev1")
+    desired = plan(read_plan_context(revision(*documents), host("hv1"), "rev1"), empty())
     spec = next(a.spec for a in desired.actions if isinstance(a, DefineDomain))
     observed = Observation({spec.name: observed_as_defined(spec)}, {})
     result = plan(context, observed)
@@ -84,7 +84,7 @@ def test_the_reported_node_keeps_the_vm() -> None:
     documents = [node("hv1"), node("hv2")] + [vm_yaml(f"vm{i}") for i in range(6)]
     first = vms(planned_on("hv1", documents))
     moved = next(iter(first))
-    context = plan_context(revision(*documents), host("hv2"), "rev1")
+    context = read_plan_context(revision(*documents), host("hv2"), "rev1")
     context = replace(context, reported_nodes={ObjectId("VirtualMachine", "default", moved): "hv2"})
     assert moved in vms(plan(context, empty()))
 

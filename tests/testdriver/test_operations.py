@@ -15,12 +15,13 @@ from ruamel.yaml import YAML
 
 from reconciler.cli.vm import parse_report
 from reconciler.engine.operations import Record, records
-from reconciler.engine.reconcile import plan_context, reconcile_once
+from reconciler.engine.reconcile import reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.observe import Observer
 from reconciler.libvirt.operation_record import write_record
 from reconciler.loader import load_directory
+from reconciler.status.pass_inputs import read_plan_context
 from tests.hosts import Host, vm_yaml
 
 VMOP = """
@@ -211,7 +212,7 @@ def test_the_record_is_written_before_the_power_step_and_the_new_instance_carrie
     running_vm(host)
     request(host, RESTART, "Restart")
     applier = WatchingApplier(host.connection)
-    context = plan_context(
+    context = read_plan_context(
         load_directory(host.repo), host.context, "rev1", disk_reports_root=host.repo / "status"
     )
 
