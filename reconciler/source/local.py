@@ -65,31 +65,29 @@ class LocalDirectorySource:
         return revision
 
     def _settled_stamps(self, root: Path) -> dict[str, str]:
-        """The files' stamps once nothing has been written for SETTLE_SECONDS.
+        """The files' stamps once they hold still: unchanged since the last revision, or
+        the same twice SETTLE_SECONDS apart.
 
         A file is not written atomically: read half-way (truncated, not yet rewritten)
         it would be a complete revision without its objects, and their VMs and disks
         would be deleted. Git sources never see this (a checkout is of whole commits);
-        here a file still being written is waited for, at most MAX_SETTLE_SECONDS.
+        here a change is looked at twice before it is read, at most MAX_SETTLE_SECONDS.
+        Stamps compared, not the age of modification times: a truncation was seen to
+        keep a file's mtime while its size dropped to 0.
         """
         deadline = time.monotonic() + MAX_SETTLE_SECONDS
-        while True:
-            blobs = _file_stamps(root, self._status_relative)
-            newest = max((_mtime_ns(stamp) for stamp in blobs.values()), default=0)
-            quiet = time.time() - newest / 1e9
-            if quiet >= SETTLE_SECONDS or time.monotonic() >= deadline:
-                return blobs
-            time.sleep(SETTLE_SECONDS - quiet)
+        blobs = _file_stamps(root, self._status_relative)
+        earlier = self._previous.blobs if self._previous is not None else None
+        while blobs != earlier and time.monotonic() < deadline:
+            time.sleep(SETTLE_SECONDS)
+            earlier, blobs = blobs, _file_stamps(root, self._status_relative)
+        return blobs
 
 
-# How long the manifests must have been left alone before they are read, and the most a
-# pass waits for that (a file rewritten without pause is read after it anyway).
+# How long a changed set of files must hold still before it is read, and the most a
+# pass waits for that (files rewritten without pause are read after it anyway).
 SETTLE_SECONDS = 0.5
 MAX_SETTLE_SECONDS = 10.0
-
-
-def _mtime_ns(stamp: str) -> int:
-    return int(stamp.rpartition(":")[2])
 
 
 def _file_stamps(root: Path, status_relative: str | None) -> dict[str, str]:

@@ -107,6 +107,35 @@ def test_a_file_being_written_is_read_once_it_is_whole(directory: Path, tmp_path
     assert int(size) == len(text.encode())
 
 
+def test_a_file_truncated_without_a_new_mtime_is_read_once_it_is_whole(
+    directory: Path, tmp_path: Path
+) -> None:
+    """Seen on ext4: a file emptied by a writer kept its old modification time, so it
+    looked long settled while empty. The change itself (the size) is what is waited on."""
+    import threading
+    import time
+
+    source = open_local(directory, tmp_path)
+    web = directory / "vms" / "web.yaml"
+    old = web.stat()
+    source.update()
+    text = vm_yaml("web", cores=2)
+    web.write_text("")
+    os.utime(web, ns=(old.st_atime_ns, old.st_mtime_ns))
+
+    def finish() -> None:
+        time.sleep(0.3)
+        web.write_text(text)
+        os.utime(web, ns=(old.st_atime_ns, old.st_mtime_ns))
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    revision = source.update()
+    writer.join()
+
+    assert revision.blobs["vms/web.yaml"] == f"{len(text.encode())}:{old.st_mtime_ns}"
+
+
 def test_a_file_cut_short_after_its_stamp_holds_the_revision_back(
     directory: Path, tmp_path: Path
 ) -> None:
