@@ -181,6 +181,8 @@ def load_file(path: Path, display_path: str, repository: Path | None = None) -> 
         return _unreadable(display_path, "cannot read file: not a regular file", Rule.YAML)
     except OSError as error:
         return _unreadable(display_path, f"cannot read file: {error.strerror}", Rule.YAML)
+    except Exception as error:  # a bug met by this file costs the file, never the pass
+        return _refused(failure_finding(display_path, error))
     if len(data) > limit:
         return _unreadable(display_path, too_large(limit), Rule.LIMITS)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-from pathlib import Path
 
 from reconciler.confined import resolve_inside
 from reconciler.findings import Finding, Rule
@@ -50,7 +49,7 @@ class ManifestCache:
                 ):
                     result = cached[1]
                 else:
-                    result = _load_guarded(path, display, revision.repo_root)
+                    result = load_file(path, display, revision.repo_root)
                     parsed += 1
                     if os.path.islink(path):
                         links.add(display)
@@ -76,19 +75,6 @@ def _changed_while_read(display: str) -> LoadResult:
     the write that changed it triggers the next pass, which reads it whole."""
     message = "changed while it was being read; it is read again at the next pass"
     return LoadResult(findings=[Finding(display, 1, 1, "", message, Rule.YAML)], files=[display])
-
-
-def _load_guarded(path: Path, display: str, repo_root: Path) -> LoadResult:
-    """The file's LoadResult; a file whose loading raises (a parser's limit reached on
-    hostile input, a bug of ours) is a finding of that file alone, so the daemon's
-    pass goes on with every other file instead of failing whole (issue 12)."""
-    try:
-        return load_file(path, display, repo_root)
-    except Exception as error:  # anything: one file must never stop the revision
-        result = LoadResult(files=[display])
-        message = f"cannot be loaded: {type(error).__name__}: {error}"
-        result.findings.append(Finding(display, 1, 1, "", message, Rule.YAML))
-        return result
 
 
 def _inside_work_tree(revision: Revision) -> bool:
