@@ -86,9 +86,9 @@ def driver_share_mib(checkout: Path, node: str) -> float:
 import sys, tracemalloc
 sys.path.insert(0, {str(REPO_ROOT)!r})
 from pathlib import Path
-from reconciler.engine.desired import HostContext
+from reconciler.engine.vm.desired import HostContext
 from reconciler.engine.reconcile import reconcile_once
-from reconciler.status.pass_inputs import read_plan_context
+from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer

@@ -51,17 +51,17 @@ import libvirt
 
 import reconciler.libvirt.apply as apply_module
 from reconciler.api import ObjectId
-from reconciler.engine.actions import DefineDomain, EnsureDiskVolume, SetLiveMetadata
-from reconciler.engine.desired import HostContext
-from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX
 from reconciler.engine.plan import PlanContext
 from reconciler.engine.reconcile import PassResult, reconcile_once
+from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.metadata import metadata_xml
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import LoadResult, load_file, manifest_files
-from reconciler.status.pass_inputs import read_plan_context
+from reconciler.model.actions import DefineDomain, EnsureDiskVolume, SetLiveMetadata
+from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX
+from reconciler.reports.pass_inputs import read_plan_context
 
 HOST_XML = Path(__file__).resolve().parent.parent / "tests" / "testdriver" / "host.xml"
 REPEATS = 3

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from reconciler.api.meta import Strict
-from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.loader import load_config_text
+from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 
 
 class ConfigError(Exception):

@@ -18,16 +18,16 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
-from reconciler.engine.addressing import AddressInputs
-from reconciler.engine.desired import HostContext
-from reconciler.engine.domain import METADATA_NAMESPACE, ObservedDomain
+from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.reconcile import PassResult, reconcile_once
+from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
-from reconciler.status.addresses import read_leases
-from reconciler.status.pass_inputs import read_plan_context
-from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
+from reconciler.model.domain import METADATA_NAMESPACE, ObservedDomain
+from reconciler.reports.addresses import read_leases
+from reconciler.reports.pass_inputs import read_plan_context
+from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
 
 CLASS = """
 apiVersion: virtualization.deckhouse.io/v1alpha2

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.api.names import DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, VM_NAME_MAX
 from reconciler.ipam.naming import generated_vmip_name
-from reconciler.status.documents import read_document
+from reconciler.reports.documents import read_document
 
 
 def longest(prefix: str, length: int) -> str:

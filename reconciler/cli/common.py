@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from reconciler.config import Config, ConfigError, load_config
-from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
+from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.policies import CHANGE_PROFILES
 
 EXIT_USAGE = 2

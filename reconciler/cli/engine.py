@@ -20,23 +20,23 @@ from reconciler.cli.common import (
 )
 from reconciler.cli.terminal import emit, escaped
 from reconciler.config import Config
-from reconciler.engine.addressing import AddressInputs
-from reconciler.engine.desired import HostContext
+from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.plan import Outcome, Plan
 from reconciler.engine.reconcile import (
     PassResult,
     deletions_held_back,
     reconcile_once,
 )
+from reconciler.engine.vm.desired import HostContext
 from reconciler.findings import Finding
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
-from reconciler.status.addresses import read_leases
-from reconciler.status.documents import check_reports
-from reconciler.status.pass_inputs import read_plan_context
-from reconciler.status.reports import desired_vms, revision_objects, write_host_reports
+from reconciler.reports.addresses import read_leases
+from reconciler.reports.documents import check_reports
+from reconciler.reports.pass_inputs import read_plan_context
+from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
 
 EXIT_CHANGES = 3
 

@@ -33,7 +33,7 @@ from reconciler.cli.tables import Listed, object_table
 from reconciler.cli.terminal import emit, escaped_listed
 from reconciler.loader import load_directory
 from reconciler.model.phases import LeasePhase, VMIPPhase
-from reconciler.status.documents import read_document, render, report_object_id
+from reconciler.reports.documents import read_document, render, report_object_id
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2

@@ -15,8 +15,8 @@ from typing import Any
 
 from reconciler.api import ObjectId
 from reconciler.model.conditions import DiskCondition
-from reconciler.status.summary import COLUMNS as README_COLUMNS
-from reconciler.status.summary import vm_row
+from reconciler.reports.summary import COLUMNS as README_COLUMNS
+from reconciler.reports.summary import vm_row
 
 # kubectl's tabwriter: cells padded by three spaces, a column at least six wide.
 PADDING = 3

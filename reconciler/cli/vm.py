@@ -30,6 +30,7 @@ from reconciler.config import Config
 from reconciler.loader import load_config_text, load_file, load_text, manifest_files
 from reconciler.model.conditions import OperationCondition
 from reconciler.model.phases import OperationPhase
+from reconciler.reports.documents import render, status_path
 from reconciler.source.gitcli import Credentials, GitFailed, is_remote_url
 from reconciler.source.operation_workspace import (
     OperationError,
@@ -39,7 +40,6 @@ from reconciler.source.operation_workspace import (
     open_workspace,
 )
 from reconciler.source.revision import clean_relative, status_inside
-from reconciler.status.documents import render, status_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

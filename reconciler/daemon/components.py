@@ -23,8 +23,8 @@ from reconciler.daemon.triggers import Triggers
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.events import LifecycleWatch
 from reconciler.libvirt.observe import Observer
+from reconciler.reports.publish import StatusPublisher
 from reconciler.source import ManifestCache, Source, open_source
-from reconciler.status.publish import StatusPublisher
 
 log = logging.getLogger("reconciler.daemon")
 

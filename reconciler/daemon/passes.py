@@ -18,26 +18,26 @@ from pathlib import Path
 from reconciler.api import Node
 from reconciler.daemon.components import Components
 from reconciler.daemon.notify import Notifier
-from reconciler.engine.addressing import AddressInputs
-from reconciler.engine.desired import HostContext
+from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.reconcile import (
     PassResult,
     deletions_held_back,
     reconcile_once,
 )
+from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.loader import LoadResult
-from reconciler.source import Revision
-from reconciler.status.addresses import read_leases
-from reconciler.status.documents import check_reports
-from reconciler.status.pass_inputs import read_plan_context
-from reconciler.status.publish import Write
-from reconciler.status.reports import (
+from reconciler.reports.addresses import read_leases
+from reconciler.reports.documents import check_reports
+from reconciler.reports.pass_inputs import read_plan_context
+from reconciler.reports.publish import Write
+from reconciler.reports.tree import (
     desired_vms,
     revision_objects,
     write_host_reports,
     write_node_report,
 )
+from reconciler.source import Revision
 
 log = logging.getLogger("reconciler.daemon")
 

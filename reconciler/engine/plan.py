@@ -17,7 +17,39 @@ from typing import Any
 
 from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
-from reconciler.engine.actions import (
+from reconciler.engine.devices.block_devices import (
+    PassDevices,
+    block_device_refs,
+    plan_disk_deletions,
+    report_devices,
+)
+from reconciler.engine.devices.disks import DiskRecord
+from reconciler.engine.devices.image_volumes import stale_image_volumes
+from reconciler.engine.devices.storage import DeviceProblem, ImageSourceFacts
+from reconciler.engine.fleet.placement import FleetNode, place, reports_here
+from reconciler.engine.network.addressing import (
+    Addressing,
+    AddressInputs,
+    NetworkFacts,
+    reservation_name,
+    reservation_owner,
+    reservations_by_mac,
+)
+from reconciler.engine.operations.execute import ReportedOperation, Step, operation_step
+from reconciler.engine.operations.status import report_operations
+from reconciler.engine.vm.changes import ChangeTable, compare_specs
+from reconciler.engine.vm.desired import (
+    DesiredDomain,
+    HostContext,
+    NotReady,
+    build_domain,
+)
+from reconciler.engine.vm.lifecycle import phase_of, report_agent, terminating_status
+from reconciler.engine.vm.power import PowerDecision, power_decision
+from reconciler.findings import Finding, Rule
+from reconciler.ipam.model import VMAddress
+from reconciler.memo import IdentityMemo
+from reconciler.model.actions import (
     Action,
     DefineDomain,
     DeleteSeedVolume,
@@ -33,44 +65,12 @@ from reconciler.engine.actions import (
     StopDomain,
     UndefineDomain,
 )
-from reconciler.engine.addressing import (
-    Addressing,
-    AddressInputs,
-    NetworkFacts,
-    reservation_name,
-    reservation_owner,
-    reservations_by_mac,
-)
-from reconciler.engine.block_devices import (
-    PassDevices,
-    block_device_refs,
-    plan_disk_deletions,
-    report_devices,
-)
-from reconciler.engine.changes import ChangeTable, compare_specs
-from reconciler.engine.desired import (
-    DesiredDomain,
-    HostContext,
-    NotReady,
-    build_domain,
-)
-from reconciler.engine.disks import DiskRecord
-from reconciler.engine.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
-from reconciler.engine.image_volumes import stale_image_volumes
-from reconciler.engine.lifecycle import phase_of, report_agent, terminating_status
-from reconciler.engine.operation_reports import report_operations
-from reconciler.engine.operations import ReportedOperation, Step, operation_step
-from reconciler.engine.placement import FleetNode, place, reports_here
-from reconciler.engine.power import PowerDecision, power_decision
-from reconciler.engine.status import VMStatus
-from reconciler.engine.storage import DeviceProblem, ImageSourceFacts
-from reconciler.findings import Finding, Rule
-from reconciler.ipam.model import VMAddress
-from reconciler.memo import IdentityMemo
 from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
 from reconciler.model.cpu import requested_millicores
+from reconciler.model.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
 from reconciler.model.names import domain_mac, domain_name, seed_volume_owner, seed_volume_prefix
 from reconciler.model.phases import VMPhase
+from reconciler.model.status import VMStatus
 from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
 from reconciler.provisioning import NetworkConfig
 from reconciler.rules.inventory import Inventory

@@ -14,7 +14,27 @@ from typing import Protocol
 
 from reconciler.api import ObjectId
 from reconciler.api.node import Node
-from reconciler.engine.actions import (
+from reconciler.engine.devices.block_devices import explain_failures
+from reconciler.engine.devices.device_index import device_index
+from reconciler.engine.devices.disks import DiskRecord
+from reconciler.engine.devices.storage import ImageSourceFacts, images_to_inspect
+from reconciler.engine.fleet.placement import fleet
+from reconciler.engine.network.addressing import AddressInputs, NetworkFacts, assign
+from reconciler.engine.operations.execute import ReportedOperation
+from reconciler.engine.operations.status import explain_operation_failures, keep_refusals
+from reconciler.engine.plan import (
+    Observation,
+    Plan,
+    PlanContext,
+    Settled,
+    change_table_for,
+    plan,
+)
+from reconciler.engine.vm.desired import HostContext
+from reconciler.engine.vm.lifecycle import explain_failed_starts
+from reconciler.findings import Finding
+from reconciler.loader import LoadResult
+from reconciler.model.actions import (
     Action,
     DefineDomain,
     DeleteDiskVolume,
@@ -27,28 +47,8 @@ from reconciler.engine.actions import (
     ReserveAddress,
     ResizeDisk,
 )
-from reconciler.engine.addressing import AddressInputs, NetworkFacts, assign
-from reconciler.engine.block_devices import explain_failures
-from reconciler.engine.desired import HostContext
-from reconciler.engine.device_index import device_index
-from reconciler.engine.disks import DiskRecord
-from reconciler.engine.domain import ObservedDomain, VolumeFacts
-from reconciler.engine.lifecycle import explain_failed_starts
-from reconciler.engine.operation_reports import explain_operation_failures, keep_refusals
-from reconciler.engine.operations import ReportedOperation
-from reconciler.engine.placement import fleet
-from reconciler.engine.plan import (
-    Observation,
-    Plan,
-    PlanContext,
-    Settled,
-    change_table_for,
-    plan,
-)
-from reconciler.engine.storage import ImageSourceFacts, images_to_inspect
-from reconciler.findings import Finding
-from reconciler.loader import LoadResult
 from reconciler.model.conditions import VMCondition, VMReason, mark_false
+from reconciler.model.domain import ObservedDomain, VolumeFacts
 from reconciler.policies import ChangeRule, TopologyPolicy
 from reconciler.rules import Inventory
 

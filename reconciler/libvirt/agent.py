@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from reconciler.engine.guest import DISCONNECTED, GuestAgent, GuestOSInfo
+from reconciler.model.guest import DISCONNECTED, GuestAgent, GuestOSInfo
 
 CONNECTED = "connected"
 RETRY_SECONDS = 10.0

@@ -13,7 +13,21 @@ from functools import singledispatchmethod
 
 import libvirt
 
-from reconciler.engine.actions import (
+from reconciler.engine.devices.storage import DeviceNotReady
+from reconciler.engine.operations.execute import Record
+from reconciler.libvirt import attach, disk_steps
+from reconciler.libvirt.metadata import metadata_xml
+from reconciler.libvirt.observe import network_facts, state_of
+from reconciler.libvirt.operation_record import NotOurDomain, write_record
+from reconciler.libvirt.render import render_domain
+from reconciler.libvirt.storage import (
+    ImageSourceInvalid,
+    ImageSourceMissing,
+    StorageError,
+    pool_lock,
+)
+from reconciler.libvirt.storage.pools import create_volume, find_volume
+from reconciler.model.actions import (
     Action,
     AttachDevice,
     CarryOutOperation,
@@ -36,21 +50,7 @@ from reconciler.engine.actions import (
     StopDomain,
     UndefineDomain,
 )
-from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX, PowerState
-from reconciler.engine.operations import Record
-from reconciler.engine.storage import DeviceNotReady
-from reconciler.libvirt import attach, disk_steps
-from reconciler.libvirt.metadata import metadata_xml
-from reconciler.libvirt.observe import network_facts, state_of
-from reconciler.libvirt.operation_record import NotOurDomain, write_record
-from reconciler.libvirt.render import render_domain
-from reconciler.libvirt.storage import (
-    ImageSourceInvalid,
-    ImageSourceMissing,
-    StorageError,
-    pool_lock,
-)
-from reconciler.libvirt.storage.pools import create_volume, find_volume
+from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX, PowerState
 from reconciler.model.names import SEED_PREFIX
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:

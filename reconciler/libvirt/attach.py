@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import libvirt
 
-from reconciler.engine.actions import AttachDevice, DetachDevice
-from reconciler.engine.domain import DiskDevice
 from reconciler.libvirt.render import render_disk
+from reconciler.model.actions import AttachDevice, DetachDevice
+from reconciler.model.domain import DiskDevice
 
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG

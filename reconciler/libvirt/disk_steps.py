@@ -11,13 +11,6 @@ from collections.abc import Callable, Sequence
 
 import libvirt
 
-from reconciler.engine.actions import (
-    DeleteDiskVolume,
-    DeleteImageVolume,
-    EnsureDiskVolume,
-    EnsureImageVolume,
-    ResizeDisk,
-)
 from reconciler.libvirt.storage import (
     ImageFormat,
     ImageImportFailed,
@@ -36,6 +29,13 @@ from reconciler.libvirt.storage import (
 )
 from reconciler.libvirt.storage.pools import create_volume, find_volume, volume_capacity
 from reconciler.libvirt.storage.sources import ImageSource
+from reconciler.model.actions import (
+    DeleteDiskVolume,
+    DeleteImageVolume,
+    EnsureDiskVolume,
+    EnsureImageVolume,
+    ResizeDisk,
+)
 from reconciler.model.names import image_volume_name
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from reconciler.engine.domain import DefinitionView, DomainFacts
 from reconciler.libvirt.metadata import parse_metadata
 from reconciler.libvirt.render import GUEST_AGENT_CHANNEL
+from reconciler.model.domain import DefinitionView, DomainFacts
 
 # libvirt keeps the aliases a user gives devices only with this prefix; ours mark the
 # disks hot-plugged for attachments (engine/attachments.py).

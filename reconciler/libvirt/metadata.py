@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX, DomainMetadata
+from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX, DomainMetadata
 
 ET.register_namespace(METADATA_PREFIX, METADATA_NAMESPACE)
 

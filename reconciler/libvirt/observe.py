@@ -8,14 +8,14 @@ from collections.abc import Collection, Mapping, Sequence
 
 import libvirt
 
-from reconciler.engine.addressing import NetworkFacts, Reservation
-from reconciler.engine.domain import DefinitionView, ObservedDomain, PowerState, VolumeFacts
-from reconciler.engine.guest import GuestAgent
-from reconciler.engine.storage import ImageSourceFacts
+from reconciler.engine.devices.storage import ImageSourceFacts
+from reconciler.engine.network.addressing import NetworkFacts, Reservation
 from reconciler.libvirt.agent import GuestAgents
 from reconciler.libvirt.disk_steps import is_test_driver, simulated_source
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.storage import ImageSourceMissing, StorageError, inspect_source
+from reconciler.model.domain import DefinitionView, ObservedDomain, PowerState, VolumeFacts
+from reconciler.model.guest import GuestAgent
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,

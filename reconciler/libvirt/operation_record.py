@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import libvirt
 
-from reconciler.engine.domain import METADATA_NAMESPACE, METADATA_PREFIX
-from reconciler.engine.operations import Record, recorded
+from reconciler.engine.operations.execute import Record, recorded
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.metadata import metadata_xml
+from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX
 
 
 class NotOurDomain(Exception):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from reconciler.engine.domain import (
+from reconciler.libvirt.metadata import OPERATION, OPERATIONS, metadata_fields
+from reconciler.model.domain import (
     METADATA_NAMESPACE,
     METADATA_PREFIX,
     DiskDevice,
@@ -12,7 +13,6 @@ from reconciler.engine.domain import (
     DomainSpec,
     Nic,
 )
-from reconciler.libvirt.metadata import OPERATION, OPERATIONS, metadata_fields
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 

@@ -69,7 +69,7 @@ def _not_ready(message: str) -> Exception:
     # Imported here, not at the top: the engine that raises NotReady is also the
     # module that will call into provisioning, and a top-level import each way
     # would make whichever is imported first fail on the other's half-made module.
-    from reconciler.engine.desired import NotReady
+    from reconciler.engine.vm.desired import NotReady
 
     return NotReady(VMCondition.PROVISIONING_READY, VMReason.PROVISIONING_NOT_READY, message)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
+from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.policies import load_topology_policy
 from reconciler.rules.conflicts import Pool, claim_findings, duplicate_findings, ip_range_findings
 from reconciler.rules.disks import volume_name_findings

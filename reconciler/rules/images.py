@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from reconciler.api import ClusterVirtualImage, VirtualImage
 from reconciler.api.storage import DataSourceType
 from reconciler.confined import resolve_inside
-from reconciler.engine.volumes import local_path
 from reconciler.findings import Finding, Rule
+from reconciler.model.volumes import local_path
 from reconciler.rules.inventory import Inventory
 
 URL_FIELD = ("spec", "dataSource", "http", "url")

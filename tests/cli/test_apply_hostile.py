@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.status.documents import read_document
+from reconciler.reports.documents import read_document
 from tests.cli.conftest import HOST_OPTIONS, SAMPLE_REPO
 from tests.hostile_yaml import alias_bomb, deep_mapping, deep_sequence
 

@@ -15,7 +15,7 @@ import pytest
 from reconciler.api import ObjectId
 from reconciler.cli import main
 from reconciler.cli.vm import parse_report
-from reconciler.status.documents import render, status_path
+from reconciler.reports.documents import render, status_path
 from tests.cli.conftest import HOST_OPTIONS
 from tests.hosts import CLASS, vm_yaml
 

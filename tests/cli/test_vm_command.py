@@ -21,7 +21,7 @@ import pytest
 from reconciler.api import ObjectId, VirtualMachineOperation
 from reconciler.cli import main
 from reconciler.loader import load_text
-from reconciler.status.documents import render, status_document
+from reconciler.reports.documents import render, status_document
 from tests.gitrepos import git
 from tests.hosts import CLASS, vm_yaml
 

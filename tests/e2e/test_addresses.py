@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from reconciler.libvirt.observe import Observer
-from reconciler.status.documents import read_document
+from reconciler.reports.documents import read_document
 from tests.hosts import Host, vm_yaml
 
 from .lab import (

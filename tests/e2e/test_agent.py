@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.engine.guest import NOT_CONNECTED
 from reconciler.libvirt.events import LifecycleWatch
 from reconciler.libvirt.observe import Observer
+from reconciler.model.guest import NOT_CONNECTED
 from tests.daemonlab import Daemon, Remote, Workspace
 from tests.hosts import CLASS, Host, NamespaceObserver, vm_yaml
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
-from reconciler.engine.desired import HostContext
-from reconciler.engine.domain import DefinitionView, DomainSpec, ObservedDomain, PowerState
 from reconciler.engine.plan import Observation, PlanContext
+from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult, load_text
-from reconciler.status.pass_inputs import read_plan_context
+from reconciler.model.domain import DefinitionView, DomainSpec, ObservedDomain, PowerState
+from reconciler.reports.pass_inputs import read_plan_context
 from tests.hosts import CLASS
 
 VM = """

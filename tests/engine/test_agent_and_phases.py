@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import Action, DefineDomain, StartDomain, StopDomain, UndefineDomain
-from reconciler.engine.domain import DomainSpec, ObservedDomain, PowerState
-from reconciler.engine.guest import DISCONNECTED, GuestAgent, GuestOSInfo
-from reconciler.engine.lifecycle import explain_failed_starts, phase_of
 from reconciler.engine.plan import Observation, PlanContext, plan
+from reconciler.engine.vm.lifecycle import explain_failed_starts, phase_of
+from reconciler.model.actions import Action, DefineDomain, StartDomain, StopDomain, UndefineDomain
+from reconciler.model.domain import DomainSpec, ObservedDomain, PowerState
+from reconciler.model.guest import DISCONNECTED, GuestAgent, GuestOSInfo
 from tests.engine.conftest import context_for, empty, observed_as_defined, revision, vm_yaml
 
 LINUX_VM = ObjectId("VirtualMachine", "default", "linux-vm")

@@ -7,7 +7,11 @@ from dataclasses import replace
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import (
+from reconciler.engine.devices.disks import DiskRecord
+from reconciler.engine.devices.storage import ImageSourceFacts
+from reconciler.engine.plan import Observation, Outcome, Plan, PlanContext, plan
+from reconciler.loader import LoadResult, load_text
+from reconciler.model.actions import (
     AttachDevice,
     DefineDomain,
     DeleteDiskVolume,
@@ -19,12 +23,8 @@ from reconciler.engine.actions import (
     StartDomain,
     UndefineDomain,
 )
-from reconciler.engine.disks import DiskRecord
-from reconciler.engine.domain import DomainSpec, PowerState, VolumeFacts
-from reconciler.engine.plan import Observation, Outcome, Plan, PlanContext, plan
-from reconciler.engine.storage import ImageSourceFacts
-from reconciler.engine.volumes import ImageFormat, image_volume_name
-from reconciler.loader import LoadResult, load_text
+from reconciler.model.domain import DomainSpec, PowerState, VolumeFacts
+from reconciler.model.volumes import ImageFormat, image_volume_name
 from tests.engine.conftest import context_for, empty, observed_as_defined, revision, vm_yaml
 
 POOL = "pool"

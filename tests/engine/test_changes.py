@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.engine.changes import ChangeTable, compare_specs
 from reconciler.engine.plan import change_table_for
+from reconciler.engine.vm.changes import ChangeTable, compare_specs
 from reconciler.policies import ChangeAction, load_change_rules, load_topology_policy
 
 TOPOLOGY = load_topology_policy()

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.engine import desired
-from reconciler.engine.actions import DefineDomain, EnsureDiskVolume
 from reconciler.engine.plan import Observation, plan
+from reconciler.engine.vm import desired
 from reconciler.loader import LoadResult, load_text
+from reconciler.model.actions import DefineDomain, EnsureDiskVolume
 from tests.engine.conftest import CLASS, context_for, empty, observed_as_defined, vm_yaml
 
 LINUX_VM = ObjectId("VirtualMachine", "default", "linux-vm")

@@ -1,6 +1,6 @@
 """The engine decides from values only (issue 13): it neither imports the report files'
 package nor opens a file; policies and earlier reports are read by the pass driver
-(reconciler/status/pass_inputs.py) and handed in. A read inside the engine is how a
+(reconciler/reports/pass_inputs.py) and handed in. A read inside the engine is how a
 "pure" plan came to depend on what happened to be on disk."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ RECONCILER = Path(__file__).resolve().parents[2] / "reconciler"
 ENGINE = RECONCILER / "engine"
 
 # Modules whose import alone says the code reads or writes files.
-FILE_MODULES = ("reconciler.status", "pathlib", "io", "os", "shutil", "tempfile")
+FILE_MODULES = ("reconciler.reports", "pathlib", "io", "os", "shutil", "tempfile")
 # Calls that read a file: the builtin, Path's readers, the policy loaders.
 FILE_CALLS = frozenset(
     {
@@ -40,7 +40,7 @@ def file_access(source: str) -> list[str]:
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            # `from reconciler import status` imports the package too.
+            # `from reconciler import reports` imports the package too.
             modules = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Call):
             called = node.func
@@ -68,7 +68,7 @@ def engine_file_access(engine: Path) -> list[str]:
 
 def test_the_engine_imports_no_report_module_and_reads_no_file() -> None:
     assert engine_file_access(ENGINE) == [], (
-        "read files in the pass driver (reconciler/status/pass_inputs.py) and pass values"
+        "read files in the pass driver (reconciler/reports/pass_inputs.py) and pass values"
     )
 
 
@@ -77,29 +77,29 @@ def test_the_scan_finds_a_status_import_planted_in_the_engine(tmp_path: Path) ->
     shutil.copytree(ENGINE, engine)
     planted = engine / "reconcile.py"
     planted.write_text(
-        planted.read_text() + "\nfrom reconciler.status.reported import reported_nodes\n"
+        planted.read_text() + "\nfrom reconciler.reports.reported import reported_nodes\n"
     )
 
     found = engine_file_access(engine)
 
     assert found == [
         f"engine/reconcile.py:{len(planted.read_text().splitlines())}: imports "
-        "reconciler.status.reported"
+        "reconciler.reports.reported"
     ]
 
 
 def test_the_scan_finds_every_way_of_reading_a_file() -> None:
     source = (
-        "import reconciler.status\n"
-        "from reconciler import status\n"
+        "import reconciler.reports\n"
+        "from reconciler import reports\n"
         "from pathlib import Path\n"
         "text = open('policies/x.yaml').read()\n"
         "data = Path('status').read_text()\n"
         "rules = load_change_rules('default', None)\n"
     )
     assert file_access(source) == [
-        "1: imports reconciler.status",
-        "2: imports reconciler.status",
+        "1: imports reconciler.reports",
+        "2: imports reconciler.reports",
         "3: imports pathlib",
         "4: calls open",
         "5: calls read_text",
@@ -111,7 +111,7 @@ def test_the_scan_leaves_values_alone() -> None:
     source = (
         "from reconciler.policies import ChangeRule, TopologyPolicy\n"
         "from reconciler.status_words import phase\n"
-        "from reconciler.engine import status\n"
+        "from reconciler.model import status\n"
         "status.set(condition)\n"
         "reports = EarlierReports(nodes={})\n"
     )

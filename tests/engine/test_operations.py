@@ -6,16 +6,16 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.engine.actions import (
+from reconciler.engine.operations.execute import ReportedOperation, order_key
+from reconciler.engine.operations.status import explain_operation_failures
+from reconciler.engine.plan import Observation, Outcome, plan
+from reconciler.model.actions import (
     CarryOutOperation,
     DefineDomain,
     SetLiveMetadata,
     StartDomain,
 )
-from reconciler.engine.domain import PowerState
-from reconciler.engine.operation_reports import explain_operation_failures
-from reconciler.engine.operations import ReportedOperation, order_key
-from reconciler.engine.plan import Observation, Outcome, plan
+from reconciler.model.domain import PowerState
 from tests.engine.conftest import context_for, revision, vm_yaml
 from tests.engine.vmops import (
     DOMAIN,

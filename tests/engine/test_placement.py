@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import DefineDomain
-from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Observation, Outcome, plan
-from reconciler.status.pass_inputs import read_plan_context
+from reconciler.engine.vm.desired import HostContext
+from reconciler.model.actions import DefineDomain
+from reconciler.reports.pass_inputs import read_plan_context
 from tests.engine.conftest import HOST, empty, observed_as_defined, revision, vm_yaml
 
 NODE = """

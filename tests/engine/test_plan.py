@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import (
+from reconciler.engine.plan import Observation, Outcome, plan
+from reconciler.engine.vm.desired import HostContext
+from reconciler.loader import LoadResult, load_text
+from reconciler.model.actions import (
     DefineDomain,
     EnsureDiskVolume,
     RestartDomain,
@@ -15,10 +18,7 @@ from reconciler.engine.actions import (
     StopDomain,
     UndefineDomain,
 )
-from reconciler.engine.desired import HostContext
-from reconciler.engine.domain import DomainSpec, PowerState, VolumeFacts
-from reconciler.engine.plan import Observation, Outcome, plan
-from reconciler.loader import LoadResult, load_text
+from reconciler.model.domain import DomainSpec, PowerState, VolumeFacts
 from tests.engine.conftest import (
     HOST,
     context_for,

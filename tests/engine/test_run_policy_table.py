@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.actions import CarryOutOperation, DefineDomain, StartDomain, StopDomain
-from reconciler.engine.domain import PowerState
 from reconciler.engine.plan import Observation, PlanContext, plan
+from reconciler.model.actions import CarryOutOperation, DefineDomain, StartDomain, StopDomain
+from reconciler.model.domain import PowerState
 from tests.engine.vmops import (
     DOMAIN,
     LINUX_VM,

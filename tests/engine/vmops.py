@@ -12,7 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import (
+from reconciler.engine.operations.execute import Record, ReportedOperation, recorded
+from reconciler.engine.operations.status import keep_refusals
+from reconciler.engine.plan import Observation, Plan, PlanContext, plan
+from reconciler.model.actions import (
     Action,
     CarryOutOperation,
     DefineDomain,
@@ -21,16 +24,13 @@ from reconciler.engine.actions import (
     StartDomain,
     StopDomain,
 )
-from reconciler.engine.domain import (
+from reconciler.model.domain import (
     DefinitionView,
     DomainMetadata,
     ObservedDomain,
     PowerState,
     VolumeFacts,
 )
-from reconciler.engine.operation_reports import keep_refusals
-from reconciler.engine.operations import Record, ReportedOperation, recorded
-from reconciler.engine.plan import Observation, Plan, PlanContext, plan
 from tests.engine.conftest import context_for, observed_as_defined, revision, vm_yaml
 
 DOMAIN = "linux-vm.default"

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from reconciler.api import ObjectId, VirtualDisk
 from reconciler.api.names import FILE_NAME_MAX, fitted
-from reconciler.status.documents import report_object_id, status_path
+from reconciler.reports.documents import report_object_id, status_path
 
 ROOT = Path("/srv/repo/status")
 

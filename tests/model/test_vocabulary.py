@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from reconciler.model import conditions, phases
-from reconciler.status.documents import render
+from reconciler.reports.documents import render
 
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"
 MODEL = PACKAGE / "model"

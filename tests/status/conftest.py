@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.engine.desired import HostContext
 from reconciler.engine.plan import Plan
-from reconciler.engine.status import Condition, VMStatus
+from reconciler.engine.vm.desired import HostContext
+from reconciler.model.status import Condition, VMStatus
 from tests.gitrepos import Remote
 
 MANIFEST = """\

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.loader import load_config_text
-from reconciler.status.documents import read_document, render, write_if_changed
-from reconciler.status.skipped import report_shape_problem
+from reconciler.reports.documents import read_document, render, write_if_changed
+from reconciler.reports.skipped import report_shape_problem
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 SCALARS = st.one_of(

@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.status.addresses import read_leases
-from reconciler.status.documents import (
+from reconciler.reports.addresses import read_leases
+from reconciler.reports.documents import (
     NAMED_REPORTS,
     check_reports,
     read_document,
     skipped_reports,
 )
-from reconciler.status.reported import reported_disks, reported_nodes
-from reconciler.status.reported_operations import reported_operations
-from reconciler.status.reports import write_host_reports
+from reconciler.reports.reported import reported_disks, reported_nodes
+from reconciler.reports.reported_operations import reported_operations
+from reconciler.reports.tree import write_host_reports
 from tests.foundation.test_hostile_properties import HOSTILE_TEXT, MEMORY_BOUND
 from tests.status.conftest import host, plan_of, vm
 

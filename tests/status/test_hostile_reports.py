@@ -13,11 +13,11 @@ import pytest
 from reconciler.api import ObjectId
 from reconciler.ipam.model import LeasePhase, PreviousLease
 from reconciler.policies import load_limits
-from reconciler.status.addresses import lease_path, read_leases
-from reconciler.status.documents import NAMED_REPORTS, check_reports, read_document
-from reconciler.status.reported import reported_disks, reported_nodes
-from reconciler.status.reported_operations import reported_operations
-from reconciler.status.reports import write_host_reports
+from reconciler.reports.addresses import lease_path, read_leases
+from reconciler.reports.documents import NAMED_REPORTS, check_reports, read_document
+from reconciler.reports.reported import reported_disks, reported_nodes
+from reconciler.reports.reported_operations import reported_operations
+from reconciler.reports.tree import write_host_reports
 from tests.hostile_yaml import alias_bomb, deep_mapping, deep_sequence
 from tests.status.conftest import host, plan_of, vm
 
@@ -106,7 +106,7 @@ def test_a_skipped_report_is_logged_once_however_often_it_is_read(
     path.parent.mkdir(parents=True)
     path.write_text(alias_bomb(), encoding="utf-8")
 
-    with caplog.at_level(logging.WARNING, logger="reconciler.status"):
+    with caplog.at_level(logging.WARNING, logger="reconciler.reports"):
         for _ in range(3):
             assert read_document(path) is None
             check_reports(tmp_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.status.publish import PublishError, StatusPublisher
-from reconciler.status.reports import write_host_reports
+from reconciler.reports.publish import PublishError, StatusPublisher
+from reconciler.reports.tree import write_host_reports
 from tests.gitrepos import Remote, git
 from tests.status.conftest import host, plan_of
 

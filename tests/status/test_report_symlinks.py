@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.status.documents import read_text, write_if_changed
-from reconciler.status.publish import StatusPublisher
-from reconciler.status.reported import reported_disks, reported_nodes
+from reconciler.reports.documents import read_text, write_if_changed
+from reconciler.reports.publish import StatusPublisher
+from reconciler.reports.reported import reported_disks, reported_nodes
 from tests.gitrepos import Remote, git
 
 SECRET = "S3CR3T-8f14e45fce"

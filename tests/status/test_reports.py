@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.status.documents import read_document
-from reconciler.status.reports import write_host_reports
+from reconciler.reports.documents import read_document
+from reconciler.reports.tree import write_host_reports
 from tests.status.conftest import host, plan_of, running, vm
 
 VMS = Path("virtualmachines") / "default"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.desired import volume_name
+from reconciler.engine.vm.desired import volume_name
 from reconciler.libvirt.storage import (
     ImageFormat,
     ImageSourceInvalid,

@@ -13,9 +13,9 @@ import libvirt
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.engine.guest import NOT_CONNECTED
 from reconciler.libvirt.agent import GuestAgents
 from reconciler.libvirt.observe import Observer
+from reconciler.model.guest import NOT_CONNECTED
 from tests.hosts import Host, vm_yaml
 
 

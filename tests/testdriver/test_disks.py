@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.engine.actions import DeleteDiskVolume, EnsureImageVolume
 from reconciler.libvirt.facts import parse_definition
-from reconciler.status.documents import read_document
+from reconciler.model.actions import DeleteDiskVolume, EnsureImageVolume
+from reconciler.reports.documents import read_document
 from tests.hosts import Host, vm_yaml
 
 IMAGE = """

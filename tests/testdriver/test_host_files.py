@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.engine.actions import EnsureImageVolume
 from reconciler.engine.reconcile import observe, with_image_sources
 from reconciler.findings import Rule
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer
-from reconciler.status.documents import read_document
+from reconciler.model.actions import EnsureImageVolume
+from reconciler.reports.documents import read_document
 from tests.hosts import CLASS, Host, host_options, vm_yaml
 from tests.testdriver.conftest import HOST_XML
 from tests.testdriver.test_disks import FROM_IMAGE, volumes

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from reconciler.api import ObjectId
-from reconciler.engine.domain import PowerState
 from reconciler.engine.plan import plan
 from reconciler.engine.reconcile import observe
 from reconciler.libvirt import apply as apply_module
 from reconciler.libvirt.observe import Observer
 from reconciler.libvirt.render import render_domain
+from reconciler.model.domain import PowerState
 from tests.hosts import Host, vm_yaml
 
 

@@ -14,14 +14,14 @@ import libvirt
 from ruamel.yaml import YAML
 
 from reconciler.cli.vm import parse_report
-from reconciler.engine.operations import Record, records
+from reconciler.engine.operations.execute import Record, records
 from reconciler.engine.reconcile import reconcile_once
 from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.observe import Observer
 from reconciler.libvirt.operation_record import write_record
 from reconciler.loader import load_directory
-from reconciler.status.pass_inputs import read_plan_context
+from reconciler.reports.pass_inputs import read_plan_context
 from tests.hosts import Host, vm_yaml
 
 VMOP = """

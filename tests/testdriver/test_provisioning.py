@@ -12,9 +12,9 @@ import libvirt
 import pytest
 
 from reconciler.cli import main
-from reconciler.engine.actions import DeleteSeedVolume, EnsureSeedVolume
 from reconciler.engine.plan import Outcome
 from reconciler.libvirt.facts import parse_definition
+from reconciler.model.actions import DeleteSeedVolume, EnsureSeedVolume
 from tests.hosts import CLASS, Host, host_options, vm_yaml
 from tests.testdriver.conftest import HOST_XML
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.render import render_domain
+from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from tests.testdriver.conftest import HOST_XML
 
 GOLDEN = Path(__file__).parent.parent / "golden"

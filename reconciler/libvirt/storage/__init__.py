@@ -5,7 +5,6 @@ the pool, the volume and the file. Volumes are named by naming.py; only those
 names are ever changed or deleted.
 """
 
-from reconciler.engine.volumes import sector_aligned
 from reconciler.libvirt.storage.disks import (
     DiskVolume,
     delete_disk_volume,
@@ -43,6 +42,7 @@ from reconciler.libvirt.storage.naming import (
     is_project_volume,
 )
 from reconciler.libvirt.storage.sources import detect_format, inspect_source, source_path
+from reconciler.model.volumes import sector_aligned
 
 __all__ = [
     "DiskSmallerThanImage",

@@ -13,7 +13,6 @@ import libvirt
 
 from reconciler.api import ObjectId
 from reconciler.api.storage import PROTECT_ANNOTATION
-from reconciler.engine.volumes import sector_aligned
 from reconciler.libvirt.storage.errors import (
     DiskSmallerThanImage,
     ForeignVolume,
@@ -37,6 +36,7 @@ from reconciler.libvirt.storage.pools import (
     volume_users,
     volume_xml,
 )
+from reconciler.model.volumes import sector_aligned
 
 DISK_FORMAT = "qcow2"
 

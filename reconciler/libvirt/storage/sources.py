@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from reconciler.confined import NotARegularFile, OutsideDirectories, open_inside
-from reconciler.engine.volumes import local_path
 from reconciler.libvirt.storage.errors import (
     ImageSourceInvalid,
     ImageSourceMissing,
     ImageSourceRefused,
 )
 from reconciler.libvirt.storage.naming import ImageFormat
+from reconciler.model.volumes import local_path
 
 _QCOW2_MAGIC = b"QFI\xfb"
 # ISO 9660: the first volume descriptor sits at sector 16 (0x8000); its

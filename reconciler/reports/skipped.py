@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.findings import Finding
 
-log = logging.getLogger("reconciler.status")
+log = logging.getLogger("reconciler.reports")
 
 Signature = tuple[int, int, int, int]
 

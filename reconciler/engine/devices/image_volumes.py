@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.api import ClusterVirtualImage, ObjectId, VirtualImage
-from reconciler.engine.actions import DeleteImageVolume
-from reconciler.engine.block_devices import domain_sources
-from reconciler.engine.domain import ObservedDomain
-from reconciler.engine.storage import StorageView
+from reconciler.engine.devices.block_devices import domain_sources
+from reconciler.engine.devices.storage import StorageView
+from reconciler.model.actions import DeleteImageVolume
+from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import (
     IMAGE_PREFIXES,
     image_kind_of,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from reconciler.engine.guest import GuestAgent
+from reconciler.model.guest import GuestAgent
 
 METADATA_NAMESPACE = "https://vm-reconciler.io/xmlns/domain/1"
 METADATA_PREFIX = "vmr"

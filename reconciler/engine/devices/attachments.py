@@ -20,12 +20,17 @@ from typing import Any
 
 from reconciler.api import ObjectId, VirtualMachine, VirtualMachineBlockDeviceAttachment
 from reconciler.api.vm import OsType
-from reconciler.engine.actions import Action, AttachDevice, DetachDevice
-from reconciler.engine.desired import ATTACHMENT_ALIAS_PREFIX
-from reconciler.engine.domain import DomainSpec, ObservedDomain
-from reconciler.engine.storage import DeviceProblem, ResolvedDevice, StorageView, resolve_device
+from reconciler.engine.devices.storage import (
+    DeviceProblem,
+    ResolvedDevice,
+    StorageView,
+    resolve_device,
+)
+from reconciler.engine.vm.desired import ATTACHMENT_ALIAS_PREFIX
 from reconciler.findings import Finding, Rule
+from reconciler.model.actions import Action, AttachDevice, DetachDevice
 from reconciler.model.conditions import AttachmentCondition, AttachmentReason, Condition
+from reconciler.model.domain import DomainSpec, ObservedDomain
 from reconciler.model.phases import AttachmentPhase
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualDisk, VirtualMachine
-from reconciler.engine.disks import PROTECTED_FIELD, DiskRecord
-from reconciler.status.documents import read_document, report_object_id
+from reconciler.engine.devices.disks import PROTECTED_FIELD, DiskRecord
+from reconciler.reports.documents import read_document, report_object_id
 
 
 def reported_nodes(status_root: Path) -> dict[ObjectId, str]:

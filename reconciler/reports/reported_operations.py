@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualMachineOperation
-from reconciler.engine.operations import ReportedOperation
+from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.model.conditions import OperationCondition
-from reconciler.status.documents import read_document, report_object_id
+from reconciler.reports.documents import read_document, report_object_id
 
 
 def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:

@@ -22,11 +22,11 @@ from reconciler.api import (
     VirtualMachineBlockDeviceAttachment,
 )
 from reconciler.api.storage import PROTECT_ANNOTATION
-from reconciler.engine.actions import Action, DeleteDiskVolume
-from reconciler.engine.device_index import DeviceIndex
-from reconciler.engine.domain import ObservedDomain, VolumeFacts
-from reconciler.engine.storage import DiskState
+from reconciler.engine.devices.device_index import DeviceIndex
+from reconciler.engine.devices.storage import DiskState
+from reconciler.model.actions import Action, DeleteDiskVolume
 from reconciler.model.conditions import Condition, DiskCondition, DiskReason
+from reconciler.model.domain import ObservedDomain, VolumeFacts
 from reconciler.model.names import disk_volume_name, is_disk_volume
 from reconciler.model.phases import DiskPhase
 from reconciler.rules.disks import size_text

@@ -17,10 +17,9 @@ from reconciler.api import (
     VirtualMachineClass,
 )
 from reconciler.api.vm import OsType
-from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
-from reconciler.engine.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.model.conditions import VMCondition, VMReason
 from reconciler.model.cpu import requested_millicores
+from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.model.names import (
     disk_volume_name,
     domain_mac,
@@ -28,6 +27,7 @@ from reconciler.model.names import (
     domain_uuid,
     seed_volume_name,
 )
+from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.policies import TopologyPolicy
 from reconciler.provisioning import (
     NetworkConfig,
@@ -46,7 +46,7 @@ ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
 
 if TYPE_CHECKING:
     # storage.py raises this module's NotReady; only its value type is needed here.
-    from reconciler.engine.storage import ResolvedDevice
+    from reconciler.engine.devices.storage import ResolvedDevice
 
 TCG_CPU_MODEL = "qemu64"
 # The name tests/storage know a disk's volume by.

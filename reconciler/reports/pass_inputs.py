@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.engine.addressing import AddressInputs
-from reconciler.engine.desired import HostContext
+from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.plan import PlanContext
 from reconciler.engine.reconcile import EarlierReports, plan_context
+from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
+from reconciler.reports.reported import reported_disks, reported_nodes
+from reconciler.reports.reported_operations import reported_operations
 from reconciler.rules import Pool, check
-from reconciler.status.reported import reported_disks, reported_nodes
-from reconciler.status.reported_operations import reported_operations
 
 
 def earlier_reports(status_root: Path | None, disk_reports_root: Path | None) -> EarlierReports:

@@ -9,9 +9,8 @@ from typing import Any, Protocol
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
-from reconciler.engine.actions import Action, CarryOutOperation
-from reconciler.engine.domain import ObservedDomain
-from reconciler.engine.operations import (
+from reconciler.engine.fleet.placement import FleetNode, fits
+from reconciler.engine.operations.execute import (
     DONE,
     FINAL_PHASES,
     KIND,
@@ -23,9 +22,10 @@ from reconciler.engine.operations import (
     operation_turn,
     operations_by_vm,
 )
-from reconciler.engine.placement import FleetNode, fits
-from reconciler.engine.power import power_decision
+from reconciler.engine.vm.power import power_decision
+from reconciler.model.actions import Action, CarryOutOperation
 from reconciler.model.conditions import OperationCondition, OperationReason
+from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name
 from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory

@@ -16,8 +16,8 @@ from ruamel.yaml import YAML
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
-from reconciler.status.skipped import note as _note
-from reconciler.status.skipped import noted, report_shape_problem
+from reconciler.reports.skipped import note as _note
+from reconciler.reports.skipped import noted, report_shape_problem
 from reconciler.yamltext import LoadError, load_config_text, place_finding, policy_limits, too_large
 
 

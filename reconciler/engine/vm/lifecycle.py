@@ -10,12 +10,12 @@ import contextlib
 from collections.abc import Mapping, Sequence
 
 from reconciler.api import ObjectId
-from reconciler.engine.actions import Action, RestartDomain, StartDomain
-from reconciler.engine.domain import DomainMetadata, ObservedDomain, PowerState
-from reconciler.engine.guest import DISCONNECTED, agent_ready
-from reconciler.engine.status import VMStatus
+from reconciler.model.actions import Action, RestartDomain, StartDomain
 from reconciler.model.conditions import VMCondition, VMReason, mark_false, mark_true
+from reconciler.model.domain import DomainMetadata, ObservedDomain, PowerState
+from reconciler.model.guest import DISCONNECTED, agent_ready
 from reconciler.model.phases import VMPhase
+from reconciler.model.status import VMStatus
 from reconciler.policies import TopologyPolicy
 from reconciler.rules.topology import TopologyError, topology_for
 

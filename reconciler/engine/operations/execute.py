@@ -46,12 +46,12 @@ from typing import Any
 
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine, VirtualMachineOperation
 from reconciler.api.operation import OperationType, VirtualMachineOperationSpec
-from reconciler.engine.actions import Action, CarryOutOperation
-from reconciler.engine.domain import DomainMetadata, ObservedDomain
-from reconciler.engine.lifecycle import phase_of
-from reconciler.engine.placement import FleetNode
-from reconciler.engine.power import PowerDecision
+from reconciler.engine.fleet.placement import FleetNode
+from reconciler.engine.vm.lifecycle import phase_of
+from reconciler.engine.vm.power import PowerDecision
+from reconciler.model.actions import Action, CarryOutOperation
 from reconciler.model.conditions import Condition, OperationCondition, OperationReason
+from reconciler.model.domain import DomainMetadata, ObservedDomain
 from reconciler.model.phases import OperationPhase, VMPhase
 from reconciler.rules.inventory import Inventory
 

@@ -19,22 +19,14 @@ from reconciler.api import (
     VirtualMachine,
     VirtualMachineBlockDeviceAttachment,
 )
-from reconciler.engine.actions import (
-    Action,
-    AttachDevice,
-    DetachDevice,
-    EnsureDiskVolume,
-    EnsureImageVolume,
-    ResizeDisk,
-)
-from reconciler.engine.attachments import (
+from reconciler.engine.devices.attachments import (
     Attachment,
     attachment_report,
     attachments_by_vm,
     hotplug_actions,
 )
-from reconciler.engine.device_index import DeviceIndex, device_index
-from reconciler.engine.disks import (
+from reconciler.engine.devices.device_index import DeviceIndex, device_index
+from reconciler.engine.devices.disks import (
     DeletionCheck,
     DiskRecord,
     decide_deletions,
@@ -43,9 +35,7 @@ from reconciler.engine.disks import (
     orphan_volumes,
     terminating_report,
 )
-from reconciler.engine.domain import DiskDevice, DomainSpec, ObservedDomain, VolumeFacts
-from reconciler.engine.status import VMStatus
-from reconciler.engine.storage import (
+from reconciler.engine.devices.storage import (
     DeviceNotReady,
     DiskState,
     ImageSourceFacts,
@@ -55,6 +45,14 @@ from reconciler.engine.storage import (
     storage_actions,
 )
 from reconciler.findings import Finding
+from reconciler.model.actions import (
+    Action,
+    AttachDevice,
+    DetachDevice,
+    EnsureDiskVolume,
+    EnsureImageVolume,
+    ResizeDisk,
+)
 from reconciler.model.conditions import (
     AttachmentCondition,
     AttachmentReason,
@@ -66,8 +64,10 @@ from reconciler.model.conditions import (
     VMReason,
     mark_false,
 )
+from reconciler.model.domain import DiskDevice, DomainSpec, ObservedDomain, VolumeFacts
 from reconciler.model.names import domain_name
 from reconciler.model.phases import DiskPhase
+from reconciler.model.status import VMStatus
 from reconciler.rules.disks import size_text
 from reconciler.rules.inventory import Inventory
 

@@ -27,17 +27,17 @@ from reconciler.api import (
     VirtualImage,
 )
 from reconciler.api.storage import DataSourceType
-from reconciler.engine.actions import Action, EnsureDiskVolume, EnsureImageVolume, ResizeDisk
-from reconciler.engine.device_index import DeviceIndex
-from reconciler.engine.domain import VolumeFacts
-from reconciler.engine.volumes import local_path, sector_aligned
+from reconciler.engine.devices.device_index import DeviceIndex
 from reconciler.findings import Finding
+from reconciler.model.actions import Action, EnsureDiskVolume, EnsureImageVolume, ResizeDisk
+from reconciler.model.domain import VolumeFacts
 from reconciler.model.names import (
     ImageFormat,
     disk_volume_name,
     image_volume_stem,
     importing_marker_name,
 )
+from reconciler.model.volumes import local_path, sector_aligned
 from reconciler.rules.disks import shrink_refusal
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id

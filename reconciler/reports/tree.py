@@ -16,11 +16,11 @@ from typing import Any
 
 from reconciler.api import ObjectId
 from reconciler.api.node import NODE_API_VERSION, Node
-from reconciler.engine.addressing import Addressing
-from reconciler.engine.desired import HostContext
+from reconciler.engine.network.addressing import Addressing
 from reconciler.engine.plan import Plan, PlanContext
-from reconciler.status.addresses import timestamp, write_address_reports
-from reconciler.status.documents import (
+from reconciler.engine.vm.desired import HostContext
+from reconciler.reports.addresses import timestamp, write_address_reports
+from reconciler.reports.documents import (
     carry_condition_times,
     read_document,
     read_previous,
@@ -30,7 +30,7 @@ from reconciler.status.documents import (
     status_path,
     write_if_changed,
 )
-from reconciler.status.summary import fleet_readme, node_status
+from reconciler.reports.summary import fleet_readme, node_status
 
 VM_FOLDER = "virtualmachines"
 NODE_KIND = Node.KIND

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api import ObjectId
-from reconciler.engine.addressing import Addressing
+from reconciler.engine.network.addressing import Addressing
 from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
-from reconciler.status.documents import (
+from reconciler.reports.documents import (
     FileSignature,
     carry_condition_times,
     file_signature,

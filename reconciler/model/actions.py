@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId
-from reconciler.engine.domain import DiskDevice, DomainMetadata, DomainSpec
+from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from reconciler.api import RunPolicy
-from reconciler.engine.domain import ObservedDomain
+from reconciler.model.domain import ObservedDomain
 
 # libvirt's shut-off reason when the guest powered itself off.
 GUEST_SHUTDOWN = "shutdown"

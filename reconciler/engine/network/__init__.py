@@ -1,0 +1,2 @@
+"""Addresses: the allocation every host computes alike and the DHCP reservations
+that deliver it."""

@@ -1,0 +1,1 @@
+"""VirtualMachineOperations: carrying each out once, and their reports."""
