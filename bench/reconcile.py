@@ -63,7 +63,7 @@ from reconciler.model.actions import DefineDomain, EnsureDiskVolume, SetLiveMeta
 from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX
 from reconciler.reports.pass_inputs import read_plan_context
 
-HOST_XML = Path(__file__).resolve().parent.parent / "tests" / "testdriver" / "host.xml"
+HOST_XML = Path(__file__).resolve().parent.parent / "tests" / "libvirt" / "host.xml"
 REPEATS = 3
 # Issue 3, "Done when": the ratios at 1,000 VMs.
 TARGETS = {"cold": 3.0, "no-op": 5.0, "one": 5.0}

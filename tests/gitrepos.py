@@ -2,7 +2,7 @@
 and operators' workspaces.
 
 The one harness behind the source and status tests (tests/source/conftest.py,
-tests/status/conftest.py), the daemon and end-to-end tests and bench/latency.py (through
+tests/reports/conftest.py), the daemon and end-to-end tests and bench/latency.py (through
 tests/daemonlab.py, which re-exports it). Git is the real `git`.
 """
 

@@ -107,8 +107,8 @@ def vm_yaml(
     )
 
 
-# The test driver's host of tests/testdriver: a pool `default-pool`, a network `default`.
-HOST_XML = Path(__file__).with_name("testdriver") / "host.xml"
+# The test driver's host of tests/libvirt: a pool `default-pool`, a network `default`.
+HOST_XML = Path(__file__).with_name("libvirt") / "host.xml"
 
 
 def host_options(libvirt_uri: str, node_name: str | None = None) -> list[str]:

@@ -133,7 +133,7 @@ _MEMO = _Memo()
 
 
 # Line breaks YAML knows beyond \n (as JSON escapes them): ruamel.yaml does not read a
-# string holding one back as it was written (tests/status/test_documents_roundtrip.py).
+# string holding one back as it was written (tests/reports/test_documents_roundtrip.py).
 _LOSSY = ("\\u0085", "\\u2028", "\\u2029")
 
 

@@ -17,8 +17,8 @@ from reconciler.libvirt.connection import open_connection
 from tests.hosts import CLASS, Host, host_options, vm_yaml
 
 SAMPLE_REPO = Path(__file__).resolve().parents[2] / "sample-repo"
-# libvirt test-driver host of tests/testdriver: a pool `default-pool`, a network `default`.
-HOST_XML = Path(__file__).resolve().parents[1] / "testdriver" / "host.xml"
+# libvirt test-driver host of tests/libvirt: a pool `default-pool`, a network `default`.
+HOST_XML = Path(__file__).resolve().parents[1] / "libvirt" / "host.xml"
 HOST_OPTIONS = [*host_options("test:///default", "virtlab-pt-1"), "--cidr", "10.66.10.0/24"]
 
 

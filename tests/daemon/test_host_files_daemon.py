@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.daemon.test_daemon_process import vm_reports
 from tests.daemonlab import Daemon, Remote, Workspace, settings, wait_until
 from tests.hosts import vm_yaml
-from tests.testdriver.test_host_files import IMAGE, SECRET, SECRET_TEXT, vm_from
+from tests.libvirt.test_host_files import IMAGE, SECRET, SECRET_TEXT, vm_from
 
 
 def status_tree_text(remote: Remote) -> str:

@@ -1,7 +1,7 @@
 """The storage library on a real libvirtd: what the test driver cannot do.
 
 Uploads into volumes, copies that carry an image's content, growing a volume
-offline and under a running QEMU (tests/storage has the rest on the test driver).
+offline and under a running QEMU (tests/libvirt/storage has the rest on the test driver).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from reconciler.libvirt.storage import (
 )
 from reconciler.libvirt.storage import images as images_module
 from reconciler.libvirt.storage.pools import create_volume
-from tests.storage.conftest import MiB, disk, image, make_iso, make_qcow2, make_raw
+from tests.libvirt.storage.conftest import MiB, disk, image, make_iso, make_qcow2, make_raw
 
 from .lab import LabPool, remove_domains
 

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from reconciler.engine.devices.storage import ResolvedDevice
 
 TCG_CPU_MODEL = "qemu64"
-# The name tests/storage know a disk's volume by.
+# The name tests/libvirt/storage know a disk's volume by.
 volume_name = disk_volume_name
 
 

@@ -1,0 +1,272 @@
+"""Publishing status reports into a real bare remote: commit as the host, retry lost races."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.reports.publish import PublishError, StatusPublisher
+from reconciler.reports.tree import write_host_reports
+from tests.gitrepos import Remote, git
+from tests.reports.conftest import host, plan_of
+
+Write = Callable[[Path], list[Path]]
+
+
+def publisher(
+    remote: Remote, tmp_path: Path, node: str = "hv1", *, branch: str = "main", attempts: int = 8
+) -> StatusPublisher:
+    """Host NODE's publisher, with a work dir of its own."""
+    work_dir = tmp_path / f"work-{node}"
+    return StatusPublisher(
+        remote.url,
+        branch,
+        "status",
+        node,
+        work_dir,
+        attempts=attempts,
+        create_missing_branch=branch != remote.branch,
+    )
+
+
+def node_file(node: str, text: str) -> Write:
+    """A write that puts `text` into status/nodes/NODE.yaml."""
+
+    def write(root: Path) -> list[Path]:
+        path = root / "nodes" / f"{node}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            return []
+        path.write_text(text, encoding="utf-8")
+        return [path]
+
+    return write
+
+
+def test_first_publish_commits_as_the_host_with_skip_ci(remote: Remote, tmp_path: Path) -> None:
+    result = publisher(remote, tmp_path).publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert result.committed
+    assert result.commit == remote.head()
+    log = git(remote.bare, "log", "-1", "--format=%an <%ae>%n%cn <%ce>%n%s", "main")
+    assert log.splitlines() == [
+        "vm-reconciler on hv1 <vm-reconciler@hv1>",
+        "vm-reconciler on hv1 <vm-reconciler@hv1>",
+        "status(hv1): 1 VM [skip ci]",
+    ]
+    assert remote.show("status/nodes/hv1.yaml") == "up: true"
+    assert "vm.yaml" in remote.files()  # the manifests are untouched
+
+
+def test_identical_second_publish_makes_no_commit(remote: Remote, tmp_path: Path) -> None:
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    head = remote.head()
+
+    result = status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert not result.committed
+    assert result.commit is None
+    assert remote.head() == head
+    assert status.last_commit == head
+
+
+def test_status_root_holds_the_fleets_latest_reports(remote: Remote, tmp_path: Path) -> None:
+    publisher(remote, tmp_path, "hv2").publish(node_file("hv2", "up: true\n"), "hv2")
+    status = publisher(remote, tmp_path, "hv1")
+
+    status.publish(node_file("hv1", "up: true\n"), "hv1")
+
+    assert (status.status_root / "nodes" / "hv2.yaml").read_text(encoding="utf-8") == "up: true\n"
+
+
+def test_push_lost_to_a_concurrent_push_is_redone_on_the_new_head(
+    remote: Remote, tmp_path: Path
+) -> None:
+    calls: list[Path] = []
+
+    def write_racing(root: Path) -> list[Path]:
+        if not calls:  # someone pushes between our fetch and our push
+            remote.push_manifest("other.yaml", "kind: Other\n")
+        calls.append(root)
+        return node_file("hv1", "up: true\n")(root)
+
+    result = publisher(remote, tmp_path).publish(write_racing, "1 VM")
+
+    assert result.committed and result.attempts == 2
+    assert len(calls) == 2  # the reports were written again on the fresh tree
+    assert {"other.yaml", "vm.yaml", "status/nodes/hv1.yaml"} <= set(remote.files())
+    assert git(remote.bare, "rev-parse", "main~1") == git(remote.author, "rev-parse", "HEAD")
+
+
+def test_two_hosts_publishing_at_once_lose_no_report(remote: Remote, tmp_path: Path) -> None:
+    rounds = 10
+    failures: list[BaseException] = []
+
+    def run(node: str) -> None:
+        # With the daemon's default attempts: jittered backoff must keep two hosts
+        # pushing in a tight loop from starving each other.
+        status = publisher(remote, tmp_path, node)
+        try:
+            for number in range(rounds):
+                written = write_both(node, number)
+                assert status.publish(written, f"round {number}").committed
+        except BaseException as error:  # a thread's failure is asserted by the test
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(node,)) for node in ("hv1", "hv2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not failures
+    assert remote.show("status/nodes/hv1.yaml") == "round: 9"
+    assert remote.show("status/nodes/hv2.yaml") == "round: 9"
+    for node in ("hv1", "hv2"):
+        subjects = git(remote.bare, "log", "--format=%s", "main", f"--author=on {node} ")
+        assert len(subjects.splitlines()) == rounds
+    hv1_vms = remote.show("status/virtualmachines/default/vm-hv1-9.yaml") or ""
+    assert "nodeName: hv1" in hv1_vms
+    assert "vm-hv2-9" in (remote.show("status/README.md") or "")
+
+
+def write_both(node: str, number: int) -> Write:
+    """The host's node file and its real VM reports (with the shared README)."""
+
+    def write(root: Path) -> list[Path]:
+        changed = write_host_reports(root, plan_of(node, f"vm-{node}-{number}"), host(node), "rev")
+        return changed + node_file(node, f"round: {number}\n")(root)
+
+    return write
+
+
+def test_missing_status_branch_is_created_holding_only_status(
+    remote: Remote, tmp_path: Path
+) -> None:
+    main = remote.head()
+    status = publisher(remote, tmp_path, branch="status")
+
+    first = status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    again = status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    changed = status.publish(node_file("hv1", "up: false\n"), "1 VM")
+
+    assert first.committed and not again.committed and changed.committed
+    assert remote.files("status") == ["status/nodes/hv1.yaml"]
+    assert remote.head() == main
+    assert git(remote.bare, "rev-parse", "status~1") == first.commit
+    assert git(remote.bare, "rev-list", "--count", "status") == "2"
+
+
+def test_half_done_earlier_attempt_is_discarded(remote: Remote, tmp_path: Path) -> None:
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    # A daemon killed mid-pass: a stray file, an uncommitted edit, a held index lock.
+    (status.status_root / "nodes" / "stray.yaml").write_text("x: 1\n", encoding="utf-8")
+    (status.status_root / "nodes" / "hv1.yaml").write_text("half", encoding="utf-8")
+    (status.work_dir / ".git" / "index.lock").write_text("", encoding="utf-8")
+    head = remote.head()
+
+    result = status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert not result.committed
+    assert remote.head() == head
+    assert not (status.status_root / "nodes" / "stray.yaml").exists()
+
+
+def test_unreachable_remote_raises_a_readable_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.git"
+    status = StatusPublisher(f"file://{missing}", "main", "status", "hv1", tmp_path / "work")
+
+    with pytest.raises(PublishError) as raised:
+        status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    message = str(raised.value)
+    assert message.startswith(f"cannot fetch file://{missing} (main): ")
+    assert "\n" not in message
+
+
+def test_credentials_never_appear_in_the_error(tmp_path: Path) -> None:
+    url = "https://user:s3cret@127.0.0.1:9/repo.git"  # port 9: nothing listens
+    status = StatusPublisher(url, "main", "status", "hv1", tmp_path / "work", git_env={"A": "1"})
+
+    with pytest.raises(PublishError) as raised:
+        status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert "s3cret" not in str(raised.value)
+    assert "https://127.0.0.1:9/repo.git" in str(raised.value)
+
+
+def test_push_lost_every_time_gives_up_after_the_attempts(remote: Remote, tmp_path: Path) -> None:
+    races: list[int] = []
+
+    def write_always_racing(root: Path) -> list[Path]:
+        races.append(len(races))
+        remote.push_manifest("other.yaml", f"race: {len(races)}\n")
+        return node_file("hv1", "up: true\n")(root)
+
+    with pytest.raises(PublishError, match="rejected 3 times in a row"):
+        publisher(remote, tmp_path, attempts=3).publish(write_always_racing, "1 VM")
+
+    assert len(races) == 3
+    assert remote.show("status/nodes/hv1.yaml") is None
+
+
+def test_push_declined_by_the_remote_fails_at_once(remote: Remote, tmp_path: Path) -> None:
+    hook = remote.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'status pushes are closed' >&2\nexit 1\n", encoding="utf-8")
+    hook.chmod(0o755)
+    calls: list[Path] = []
+
+    def write(root: Path) -> list[Path]:
+        calls.append(root)
+        return node_file("hv1", "up: true\n")(root)
+
+    with pytest.raises(PublishError, match="cannot push to") as raised:
+        publisher(remote, tmp_path).publish(write, "1 VM")
+
+    assert len(calls) == 1
+    message = str(raised.value)
+    assert "pre-receive hook declined" in message
+    assert "status pushes are closed" in message
+    assert "\n" not in message
+
+
+def test_a_followed_branch_deleted_on_the_remote_is_never_recreated(
+    remote: Remote, tmp_path: Path
+) -> None:
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "round: 1\n"), "1 VM")
+    head = remote.head()
+    git(remote.bare, "update-ref", "-d", "refs/heads/main")
+
+    with pytest.raises(PublishError, match="the branch is not on the remote") as raised:
+        status.publish(node_file("hv1", "round: 2\n"), "1 VM")
+
+    assert remote.head() == "", "no push recreated the branch"
+    assert "\n" not in str(raised.value)
+
+    git(remote.bare, "update-ref", "refs/heads/main", head)
+    back = status.publish(node_file("hv1", "round: 2\n"), "1 VM")
+
+    assert back.committed
+    assert git(remote.bare, "rev-parse", "main~1") == head
+    assert "vm.yaml" in remote.files(), "the manifests are there as before"
+
+
+def test_a_branch_deleted_between_fetch_and_push_is_not_recreated(
+    remote: Remote, tmp_path: Path
+) -> None:
+    status = publisher(remote, tmp_path)
+
+    def write_then_branch_deleted(root: Path) -> list[Path]:
+        git(remote.bare, "update-ref", "-d", "refs/heads/main", check=False)
+        return node_file("hv1", "up: true\n")(root)
+
+    with pytest.raises(PublishError, match="the branch is not on the remote"):
+        status.publish(write_then_branch_deleted, "1 VM")
+
+    assert remote.head() == ""

@@ -1,0 +1,139 @@
+"""The status/ tree several hosts write into: each its own reports, one shared README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.reports.documents import read_document
+from reconciler.reports.tree import write_host_reports
+from tests.reports.conftest import host, plan_of, running, vm
+
+VMS = Path("virtualmachines") / "default"
+
+
+def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path) -> None:
+    plan = plan_of("hv1", "a", "b")
+    first = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    second = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+
+    assert tmp_path / VMS / "a.yaml" in first
+    assert tmp_path / "nodes" / "hv1.yaml" in first
+    assert tmp_path / "README.md" in first
+    assert second == []
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_report_holds_the_vm_status_and_creation_time(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+
+    document = read_document(tmp_path / VMS / "a.yaml")
+
+    assert document["kind"] == "VirtualMachine"
+    assert document["metadata"] == {
+        "name": "a",
+        "namespace": "default",
+        "creationTimestamp": "2024-01-01T00:00:00Z",
+    }
+    assert document["status"]["nodeName"] == "hv1"
+    assert document["status"]["phase"] == "Running"
+
+
+def test_condition_time_is_carried_over_from_the_previous_report(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+    since = read_document(tmp_path / VMS / "a.yaml")["status"]["conditions"][0]
+
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev2")
+
+    now = read_document(tmp_path / VMS / "a.yaml")["status"]["conditions"][0]
+    assert now["lastTransitionTime"] == since["lastTransitionTime"]
+
+
+def test_vm_deleted_from_the_repository_loses_its_report(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+    write_host_reports(tmp_path, plan_of("hv2", "gone"), host("hv2"), "rev1")
+
+    changed = write_host_reports(
+        tmp_path, plan_of("hv1", "a"), host("hv1"), "rev2", desired_vms={vm("a")}
+    )
+
+    assert tmp_path / VMS / "gone.yaml" in changed
+    assert not (tmp_path / VMS / "gone.yaml").exists()
+    assert (tmp_path / VMS / "a.yaml").exists()
+
+
+def test_vm_this_host_no_longer_reports_loses_its_report(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a", "moved"), host("hv1"), "rev1")
+
+    changed = write_host_reports(
+        tmp_path, plan_of("hv1", "a"), host("hv1"), "rev2", desired_vms={vm("a"), vm("moved")}
+    )
+
+    assert tmp_path / VMS / "moved.yaml" in changed
+    assert not (tmp_path / VMS / "moved.yaml").exists()
+
+
+def test_unreadable_revision_removes_no_report(tmp_path: Path) -> None:
+    # desired_vms=None: a file could not be read, so a VM missing from the plan may
+    # only be unreadable and still running; neither its report nor anyone's goes.
+    write_host_reports(tmp_path, plan_of("hv1", "a", "unreadable"), host("hv1"), "rev1")
+    write_host_reports(tmp_path, plan_of("hv2", "theirs"), host("hv2"), "rev1")
+
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev2", desired_vms=None)
+
+    assert (tmp_path / VMS / "unreadable.yaml").exists()
+    assert (tmp_path / VMS / "theirs.yaml").exists()
+
+
+def test_another_hosts_report_is_kept(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv2", "theirs"), host("hv2"), "rev1")
+    theirs = (tmp_path / VMS / "theirs.yaml").read_bytes()
+
+    write_host_reports(
+        tmp_path,
+        plan_of("hv1", "mine"),
+        host("hv1"),
+        "rev1",
+        desired_vms={vm("mine"), vm("theirs")},
+    )
+    write_host_reports(tmp_path, plan_of("hv1", "mine"), host("hv1"), "rev2")
+
+    assert (tmp_path / VMS / "theirs.yaml").read_bytes() == theirs
+
+
+def test_readme_lists_every_hosts_vms_and_every_host(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "1111111111111111")
+    write_host_reports(tmp_path, plan_of("hv2", "b", "c"), host("hv2"), "2222222222222222", "boom")
+
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+
+    assert "| default | a | Running |" in readme
+    assert "| default | b | Running |" in readme
+    assert "| default | c | Running |" in readme
+    assert "| hv1 | 1 | 111111111111 |   |" in readme
+    assert "| hv2 | 2 | 222222222222 | boom |" in readme
+    header = readme.split("| NAMESPACE")[0]
+    assert "hv1" not in header and "hv2" not in header
+
+
+def test_readme_is_the_same_whichever_host_regenerates_it(tmp_path: Path) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+    write_host_reports(tmp_path, plan_of("hv2", "b"), host("hv2"), "rev1")
+    by_hv2 = (tmp_path / "README.md").read_bytes()
+
+    changed = write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+
+    assert changed == []
+    assert (tmp_path / "README.md").read_bytes() == by_hv2
+
+
+def test_namespace_folder_goes_with_its_last_report(tmp_path: Path) -> None:
+    plan = plan_of("hv1", "a")
+    plan.statuses[vm("b", "team")] = running("hv1")
+    write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev2", desired_vms={vm("a")})
+
+    assert not (tmp_path / "virtualmachines" / "team").exists()
+    assert (tmp_path / VMS / "a.yaml").exists()
