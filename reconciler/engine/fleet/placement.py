@@ -56,7 +56,7 @@ def fleet(nodes: Iterable[Node], local: str, local_labels: Mapping[str, str]) ->
     return sorted(members, key=lambda member: member.name)
 
 
-def _requirement_holds(requirement: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
+def requirement_holds(requirement: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
     value = labels.get(requirement.key)
     match requirement.operator:
         case "In":
@@ -84,14 +84,14 @@ def fits(vm: VirtualMachine, vmclass: VirtualMachineClass | None, node: FleetNod
         selector = vmclass.spec.node_selector
         if any(labels.get(key) != value for key, value in selector.match_labels.items()):
             return False
-        if not all(_requirement_holds(r, labels) for r in selector.match_expressions):
+        if not all(requirement_holds(r, labels) for r in selector.match_expressions):
             return False
     affinity = vm.spec.affinity.node_affinity if vm.spec.affinity else None
     required = affinity.required_during_scheduling_ignored_during_execution if affinity else None
     if required is not None and required.node_selector_terms:
         # Terms are ORed, the expressions of one term ANDed (Kubernetes' rule).
         return any(
-            all(_requirement_holds(r, labels) for r in term.match_expressions)
+            all(requirement_holds(r, labels) for r in term.match_expressions)
             for term in required.node_selector_terms
         )
     return True

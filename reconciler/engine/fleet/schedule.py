@@ -1,0 +1,400 @@
+"""The fleet's schedule: which host each VM belongs on, computed alike by every host.
+
+A pure function of values every host reads the same way (the revision's VMs and
+classes, the fleet's hosts with their labels and capacity, and where the reports say
+each VM is), so two hosts never pick different homes for one VM and no coordinator
+is needed. Rules, in the platform's terms (dvp-virtual-machines.txt, "Placement of
+virtual machines on nodes"):
+
+- A VM that is somewhere stays there. Whether its rules still hold there is reported
+  beside it (`rules_hold`): the change profile decides what follows (a restart moves
+  it, or a live migration does).
+- Every other VM goes to a schedulable host that satisfies all its strict rules: the
+  VM's nodeSelector, required node affinity and its class's nodeSelector; required
+  VM affinity (a VM matching the term already in the same topology domain, or none
+  anywhere while the VM matches its own term, as Kubernetes allows the first of a
+  group); required VM anti-affinity, both its own and that of the VMs already there;
+  and guaranteed capacity: the requested CPU (cores x coreFraction) and memory of the
+  VMs meant to run there stay within the host's capacity.
+- Among those, soft rules score (preferred node affinity, preferred VM affinity and
+  anti-affinity, by weight); the rendezvous hash of (VM, host) breaks ties, so the
+  answer is stable when hosts come and go.
+- VMs are placed in the order of their ids, in rounds until nothing more can be
+  placed, so a VM whose affinity names a VM placed later still finds it.
+- A VM no host can take is left out with the strict rule that excluded the last
+  candidates, for its Pending condition.
+
+Topology domains: `kubernetes.io/hostname` is the host's name; any other key is the
+host's label of that name (a host without the label is in no domain). Namespaces
+carry no labels here, so an empty namespaceSelector means every namespace and any
+other one matches none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.api import ObjectId, VirtualMachine
+from reconciler.api.scheduling import (
+    LabelSelector,
+    LabelSelectorRequirement,
+    NodeSelectorTerm,
+    VirtualMachineAndPodAffinityTerm,
+)
+from reconciler.api.vm import RunPolicy
+from reconciler.api.vmclass import VirtualMachineClass
+from reconciler.engine.fleet.placement import FleetNode, fits, requirement_holds
+from reconciler.model.cpu import requested_millicores
+
+HOSTNAME_KEY = "kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class FleetHost:
+    """A host as the schedule sees it; a capacity of None is not known and not limited."""
+
+    node: FleetNode
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One VM to place: its manifest, its class, and what it reserves while it runs."""
+
+    vm: VirtualMachine
+    vmclass: VirtualMachineClass | None
+    millicores: int
+    memory_bytes: int
+    reserves: bool  # a VM that never runs (AlwaysOff) takes no capacity
+
+    @classmethod
+    def of(cls, vm: VirtualMachine, vmclass: VirtualMachineClass | None) -> Demand:
+        return cls(
+            vm,
+            vmclass,
+            requested_millicores(vm.spec.cpu.cores, vm.spec.cpu.core_fraction.value),
+            vm.spec.memory.size.bytes,
+            vm.spec.run_policy is not RunPolicy.ALWAYS_OFF,
+        )
+
+
+@dataclass(frozen=True)
+class Home:
+    """Where a VM belongs: `host` "" when none can take it, `rule` then names why."""
+
+    host: str
+    reason: str
+    rules_hold: bool = True
+    rule: str = ""
+
+
+@dataclass
+class _Load:
+    millicores: int = 0
+    memory_bytes: int = 0
+
+
+@dataclass
+class _State:
+    """Who is where while the schedule is worked out."""
+
+    hosts: Mapping[str, FleetHost]
+    loads: dict[str, _Load] = field(default_factory=dict)
+    where: dict[ObjectId, str] = field(default_factory=dict)
+    placed: dict[ObjectId, Demand] = field(default_factory=dict)
+    # The placed VMs with a strict anti-affinity: checked against every newcomer.
+    refusing: dict[ObjectId, Demand] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, hosts: Sequence[FleetHost]) -> _State:
+        # Sorted by name: the rule a waiting VM reports must not depend on reading order.
+        ordered = sorted(hosts, key=lambda h: h.name)
+        return cls({h.name: h for h in ordered}, {h.name: _Load() for h in ordered})
+
+    def take(self, host: str, demand: Demand) -> None:
+        vm_id = demand.vm.id
+        self.where[vm_id] = host
+        self.placed[vm_id] = demand
+        if demand.reserves:
+            self.loads[host].millicores += demand.millicores
+            self.loads[host].memory_bytes += demand.memory_bytes
+        if _anti_affinity_terms(demand.vm):
+            self.refusing[vm_id] = demand
+
+    def others(self, vm_id: ObjectId) -> list[tuple[Demand, FleetHost]]:
+        return [
+            (demand, self.hosts[self.where[other]])
+            for other, demand in self.placed.items()
+            if other != vm_id
+        ]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    homes: Mapping[ObjectId, Home]
+    hosts: Sequence[FleetHost]
+    demands: Mapping[ObjectId, Demand]
+
+    def home_of(self, vm_id: ObjectId) -> Home | None:
+        return self.homes.get(vm_id)
+
+
+def schedule(
+    demands: Iterable[Demand], hosts: Sequence[FleetHost], current: Mapping[ObjectId, str]
+) -> Schedule:
+    """Every VM's home; `current`: the host each VM is on now, as reported."""
+    state = _State.empty(hosts)
+    homes: dict[ObjectId, Home] = {}
+    waiting: list[Demand] = []
+    ordered = sorted(demands, key=lambda d: d.vm.id)
+    for demand in ordered:
+        where = current.get(demand.vm.id, "")
+        if where in state.hosts:
+            state.take(where, demand)
+        else:
+            waiting.append(demand)
+    for vm_id, where in state.where.items():
+        broken = _strict_rule_broken(state.placed[vm_id], state.hosts[where], state, placed=True)
+        homes[vm_id] = Home(where, f"runs on {where}", rules_hold=not broken, rule=broken)
+    while waiting:
+        still: list[Demand] = []
+        for demand in waiting:
+            chosen, rule = _best_host(demand, state, exclude=())
+            if chosen is None:
+                still.append(demand)
+                homes[demand.vm.id] = Home(
+                    "", f"no host of the fleet can take it: {rule}", rule=rule
+                )
+                continue
+            state.take(chosen.name, demand)
+            homes[demand.vm.id] = Home(chosen.name, f"placed on {chosen.name}")
+        if len(still) == len(waiting):
+            break
+        waiting = still
+    return Schedule(homes, list(state.hosts.values()), {d.vm.id: d for d in ordered})
+
+
+def target_for(vm_id: ObjectId, planned: Schedule) -> Home:
+    """Where to move a placed VM, never its own host; host "" with the rule when none fits.
+
+    Every host computes it from the same values, so a migration's target is agreed
+    without a word between them.
+    """
+    demand = planned.demands[vm_id]
+    source = planned.homes[vm_id].host if vm_id in planned.homes else ""
+    state = _State.empty(planned.hosts)
+    for other, home in planned.homes.items():
+        if home.host and other != vm_id:
+            state.take(home.host, planned.demands[other])
+    chosen, rule = _best_host(demand, state, exclude=(source,))
+    if chosen is None:
+        return Home("", f"no other host of the fleet can take it: {rule}", rule=rule)
+    return Home(chosen.name, f"moves to {chosen.name}")
+
+
+def _best_host(
+    demand: Demand, state: _State, exclude: Iterable[str]
+) -> tuple[FleetHost | None, str]:
+    excluded = set(exclude)
+    candidates = [h for h in state.hosts.values() if h.name not in excluded and h.node.schedulable]
+    if not candidates:
+        return None, "no schedulable host"
+    rule = ""
+    fitting: list[FleetHost] = []
+    for host in candidates:
+        broken = _strict_rule_broken(demand, host, state, placed=False)
+        if broken:
+            rule = rule or broken
+        else:
+            fitting.append(host)
+    if not fitting:
+        return None, rule
+    best = max(fitting, key=lambda h: (_preference(demand, h, state), _score(demand.vm.id, h.name)))
+    return best, ""
+
+
+def _strict_rule_broken(demand: Demand, host: FleetHost, state: _State, *, placed: bool) -> str:
+    """The first strict rule `host` breaks for `demand`, "" when it keeps them all.
+
+    `placed`: the VM is already counted on `host` (checking a VM where it runs).
+    """
+    vm = demand.vm
+    if not fits(vm, demand.vmclass, host.node):
+        return "nodeSelector, required node affinity or the class's nodeSelector"
+    load = state.loads[host.name]
+    adds = demand.reserves and not placed
+    cpu = load.millicores + (demand.millicores if adds else 0)
+    if host.cpu_millicores is not None and cpu > host.cpu_millicores:
+        return f"guaranteed CPU: {host.name} has {host.cpu_millicores}m"
+    memory = load.memory_bytes + (demand.memory_bytes if adds else 0)
+    if host.memory_bytes is not None and memory > host.memory_bytes:
+        return f"guaranteed memory: {host.name} has {host.memory_bytes} bytes"
+    affinity = vm.spec.affinity
+    together = affinity.virtual_machine_and_pod_affinity if affinity else None
+    apart = _anti_affinity_terms(vm)
+    if together is None and not apart and not state.refusing:
+        return ""
+    others = state.others(vm.id)
+    for term in together.required_during_scheduling_ignored_during_execution if together else []:
+        if not _affinity_holds(vm, term, host, others):
+            return f"virtualMachineAndPodAffinity (topologyKey {term.topology_key})"
+    for term in apart:
+        if _neighbours(vm, term, host, others):
+            return f"virtualMachineAndPodAntiAffinity (topologyKey {term.topology_key})"
+    # Anti-affinity is kept both ways, as Kubernetes keeps it: a VM already there that
+    # refuses this one's company keeps it out.
+    for other_id, other in state.refusing.items():
+        if other_id == vm.id:
+            continue
+        other_host = state.hosts[state.where[other_id]]
+        for term in _anti_affinity_terms(other.vm):
+            if _same_domain(term.topology_key, host, other_host) and _selects(term, other.vm, vm):
+                return f"virtualMachineAndPodAntiAffinity of {other_id}"
+    return ""
+
+
+def _anti_affinity_terms(vm: VirtualMachine) -> list[VirtualMachineAndPodAffinityTerm]:
+    affinity = vm.spec.affinity
+    apart = affinity.virtual_machine_and_pod_anti_affinity if affinity else None
+    return list(apart.required_during_scheduling_ignored_during_execution) if apart else []
+
+
+def _preference(demand: Demand, host: FleetHost, state: _State) -> int:
+    affinity = demand.vm.spec.affinity
+    if affinity is None:
+        return 0
+    total = 0
+    if affinity.node_affinity is not None:
+        for (
+            preferred
+        ) in affinity.node_affinity.preferred_during_scheduling_ignored_during_execution:
+            if _term_holds(preferred.preference, host.node.labels):
+                total += preferred.weight
+    together = affinity.virtual_machine_and_pod_affinity
+    apart = affinity.virtual_machine_and_pod_anti_affinity
+    if together is None and apart is None:
+        return total
+    others = state.others(demand.vm.id)
+    for weighted in (
+        together.preferred_during_scheduling_ignored_during_execution if together else []
+    ):
+        if _neighbours(demand.vm, weighted.virtual_machine_and_pod_affinity_term, host, others):
+            total += weighted.weight
+    for weighted in apart.preferred_during_scheduling_ignored_during_execution if apart else []:
+        if _neighbours(demand.vm, weighted.virtual_machine_and_pod_affinity_term, host, others):
+            total -= weighted.weight
+    return total
+
+
+def _affinity_holds(
+    vm: VirtualMachine,
+    term: VirtualMachineAndPodAffinityTerm,
+    host: FleetHost,
+    others: list[tuple[Demand, FleetHost]],
+) -> bool:
+    if _neighbours(vm, term, host, others):
+        return True
+    # The first VM of a group that must stay together may go anywhere.
+    anywhere = any(_selects(term, vm, other.vm) for other, _ in others)
+    return not anywhere and _selects(term, vm, vm) and _domain(term.topology_key, host) is not None
+
+
+def _neighbours(
+    vm: VirtualMachine,
+    term: VirtualMachineAndPodAffinityTerm,
+    host: FleetHost,
+    others: list[tuple[Demand, FleetHost]],
+) -> bool:
+    """Whether a VM the term selects is in the topology domain of `host`."""
+    return any(
+        _same_domain(term.topology_key, host, other_host) and _selects(term, vm, other.vm)
+        for other, other_host in others
+    )
+
+
+def _selects(
+    term: VirtualMachineAndPodAffinityTerm, owner: VirtualMachine, other: VirtualMachine
+) -> bool:
+    """Whether `owner`'s term selects the VM `other`."""
+    if not _namespace_selected(term, owner, other.id.namespace):
+        return False
+    selector = term.label_selector
+    if selector is None:
+        return False  # Kubernetes: a term without a selector selects nothing
+    requirements = list(selector.match_expressions)
+    for key in term.match_label_keys:
+        if key in owner.metadata.labels:
+            requirements.append(
+                LabelSelectorRequirement(
+                    key=key, operator="In", values=[owner.metadata.labels[key]]
+                )
+            )
+    for key in term.mismatch_label_keys:
+        if key in owner.metadata.labels:
+            requirements.append(
+                LabelSelectorRequirement(
+                    key=key, operator="NotIn", values=[owner.metadata.labels[key]]
+                )
+            )
+    return _labels_match(
+        LabelSelector(match_labels=selector.match_labels, match_expressions=requirements),
+        other.metadata.labels,
+    )
+
+
+def _namespace_selected(
+    term: VirtualMachineAndPodAffinityTerm, owner: VirtualMachine, namespace: str
+) -> bool:
+    if namespace in term.namespaces:
+        return True
+    selector = term.namespace_selector
+    if selector is not None:
+        return not selector.match_labels and not selector.match_expressions
+    return not term.namespaces and namespace == owner.id.namespace
+
+
+def _labels_match(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
+        return False
+    for requirement in selector.match_expressions:
+        value = labels.get(requirement.key)
+        match requirement.operator:
+            case "In":
+                ok = value is not None and value in requirement.values
+            case "NotIn":
+                ok = value is None or value not in requirement.values
+            case "Exists":
+                ok = value is not None
+            case _:
+                ok = value is None
+        if not ok:
+            return False
+    return True
+
+
+def _term_holds(term: NodeSelectorTerm, labels: Mapping[str, str]) -> bool:
+    return all(requirement_holds(r, labels) for r in term.match_expressions)
+
+
+def _domain(key: str, host: FleetHost | None) -> str | None:
+    if host is None:
+        return None
+    if key == HOSTNAME_KEY:
+        return host.name
+    return host.node.labels.get(key)
+
+
+def _same_domain(key: str, one: FleetHost, other: FleetHost) -> bool:
+    domain = _domain(key, one)
+    return domain is not None and domain == _domain(key, other)
+
+
+def _score(vm_id: ObjectId, host: str) -> bytes:
+    return hashlib.sha256(f"{vm_id}\0{host}".encode()).digest()
