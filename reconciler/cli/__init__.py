@@ -71,6 +71,12 @@ COMMANDS: tuple[Command, ...] = (
         "vm_arguments",
     ),
     Command(
+        "node",
+        "drain or uncordon a host through its Node manifest in Git",
+        "reconciler.cli.node",
+        "node_arguments",
+    ),
+    Command(
         "console",
         "attach to a VM's serial console (^] detaches)",
         "reconciler.cli.console",

@@ -25,13 +25,13 @@ from reconciler.api import (
     VirtualMachineOperation,
 )
 from reconciler.cli.common import read_config
+from reconciler.cli.repository import add_repository_arguments, target_from
 from reconciler.cli.terminal import escaped
-from reconciler.config import Config
 from reconciler.loader import load_config_text, load_file, load_text, manifest_files
 from reconciler.model.conditions import OperationCondition
 from reconciler.model.phases import OperationPhase
 from reconciler.reports.documents import render, status_path
-from reconciler.source.gitcli import Credentials, GitFailed, is_remote_url
+from reconciler.source.gitcli import GitFailed
 from reconciler.source.operation_workspace import (
     OperationError,
     ReportUnreachable,
@@ -39,7 +39,7 @@ from reconciler.source.operation_workspace import (
     Workspace,
     open_workspace,
 )
-from reconciler.source.revision import clean_relative, status_inside
+from reconciler.source.revision import status_inside
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -77,48 +77,8 @@ def vm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interval", type=float, default=2.0, metavar="SECONDS", help="--wait's fetch interval"
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--repo", metavar="URL_OR_PATH", help="the repository to clone and push")
-    where.add_argument(
-        "--dir", type=Path, metavar="DIR", help="an existing checkout to commit in and push from"
-    )
-    parser.add_argument(
-        "--branch", metavar="BRANCH", help="default: the config's, else the remote's"
-    )
-    parser.add_argument(
-        "--sub-path", metavar="PATH", help="the manifests folder in the repository (default: root)"
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="the daemon's configuration to take them from"
-    )
+    add_repository_arguments(parser)
     parser.set_defaults(run=run)
-
-
-# --- Where the operation goes ---------------------------------------------------------------
-
-
-def target_from(args: argparse.Namespace, config: Config | None) -> Target | None:
-    """The command line over the daemon's configuration; None when no repository is named."""
-    repository = config.repository if config else None
-    url = args.repo or (repository.url if repository and args.dir is None else "")
-    if not url and args.dir is None:
-        return None
-    if url and not is_remote_url(url):
-        url = str(Path(url).expanduser().resolve())  # git runs in another directory
-    status = config.status if config else None
-    return Target(
-        url=url,
-        checkout=args.dir.resolve() if args.dir is not None else None,
-        branch=args.branch or (repository.branch if repository else None),
-        sub_path=clean_relative(args.sub_path or (repository.sub_path if repository else "")),
-        status_path=clean_relative(status.path if status else "status") or "status",
-        status_branch=status.branch if status else None,
-        credentials=Credentials(
-            url,
-            repository.ssh_key_file if repository else None,
-            repository.token_file if repository else None,
-        ),
-    )
 
 
 # --- The manifest -------------------------------------------------------------------------

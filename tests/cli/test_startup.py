@@ -21,7 +21,7 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 # arguments: libvirt-python, GitPython, the pydantic models, the planner.
 HEAVY = ("libvirt", "git", "pydantic", "reconciler.engine")
 # Runs `reconciler ARGS...` as main does, then prints the modules loaded on a last line.
-COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "console")
+COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "node", "console")
 PROBE = """\
 import sys
 from reconciler.cli import main
