@@ -11,12 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from reconciler.api.meta import Strict
+from reconciler.model.errors import PermanentError
 from reconciler.yamltext import load_config_text
 
 POLICIES_ENV = "RECONCILER_POLICIES"
 
 
-class PolicyError(Exception):
+class PolicyError(PermanentError):
     """A policies file that cannot be used; names the file and what is wrong."""
 
 
