@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
+from reconciler.api import ObjectId, RestartApprovalMode, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.devices.block_devices import (
     PassDevices,
@@ -1057,4 +1057,4 @@ def _plan_deletions(
     return {observed.name for observed in orphans}
 
 
-__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "Settled", "plan"]
+__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "Settled", "plan"]

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.vm.desired import volume_name
-from reconciler.libvirt.storage import (
+from reconciler.libvirt.storage import ImageSourceInvalid, ImageSourceMissing, inspect_source
+from reconciler.model.names import (
     ImageFormat,
-    ImageSourceInvalid,
-    ImageSourceMissing,
     disk_volume_name,
     image_volume_name,
     image_volume_stem,
-    inspect_source,
     is_project_volume,
 )
 from tests.storage.conftest import MiB, cluster_image, disk, image, make_iso, make_qcow2, make_raw
@@ -25,7 +22,7 @@ from tests.storage.conftest import MiB, cluster_image, disk, image, make_iso, ma
 def test_a_disk_volume_has_the_name_the_engine_renders_into_the_domain() -> None:
     name = disk_volume_name(disk("data", "prod"))
 
-    assert name == volume_name(disk("data", "prod")) == "vd-prod-data.qcow2"
+    assert name == "vd-prod-data.qcow2"
     assert is_project_volume(name)
 
 

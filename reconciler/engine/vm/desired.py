@@ -22,7 +22,6 @@ from reconciler.engine.devices.storage import ResolvedDevice
 from reconciler.model.cpu import requested_millicores
 from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.model.names import (
-    disk_volume_name,
     domain_mac,
     domain_name,
     domain_uuid,
@@ -46,8 +45,6 @@ from reconciler.rules.topology import topology_for
 ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
 
 TCG_CPU_MODEL = "qemu64"
-# The name tests/storage know a disk's volume by.
-volume_name = disk_volume_name
 
 
 @dataclass(frozen=True)
