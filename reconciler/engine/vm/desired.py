@@ -22,6 +22,7 @@ from reconciler.engine.devices.storage import ResolvedDevice
 from reconciler.model.cpu import requested_millicores
 from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.model.names import (
+    ATTACHMENT_ALIAS_PREFIX,
     domain_mac,
     domain_name,
     domain_uuid,
@@ -39,10 +40,6 @@ from reconciler.provisioning import (
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import topology_for
-
-# The alias of a hot-plugged disk: libvirt keeps user aliases (prefix "ua-") in both
-# definitions, so the running instance tells which disks an attachment brought.
-ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
 
 TCG_CPU_MODEL = "qemu64"
 
