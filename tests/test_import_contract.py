@@ -1,16 +1,23 @@
 """The import contract of pyproject.toml ([tool.importlinter], run by `make lint`): the
 layers of docs/architecture.md only point down, libvirt-python is imported only under
 reconciler/libvirt/, and the engine imports nothing that does I/O. Each planted import
-below is one a maintainer could write by mistake; the check must name it."""
+below is one a maintainer could write by mistake; the check must name it.
+
+No import hides inside a function either (that is how two-way imports used to hold),
+except where the command line imports a command's modules when it runs, for start-up
+speed, saying so on the line above."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RECONCILER = ROOT / "reconciler"
+CLI = RECONCILER / "cli"
 FUTURE = "from __future__ import annotations\n"
 
 
@@ -80,3 +87,56 @@ def test_the_engine_importing_os_breaks_the_contract(tmp_path: Path) -> None:
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "reconciler.engine is not allowed to import os" in checked.stdout
     assert f"reconciler.engine.vm.power -> os (l.{line})" in checked.stdout
+
+
+def imports_inside_functions(source: str) -> list[int]:
+    """The lines of imports made while a function runs: import statements in a function
+    body, and importlib.import_module or __import__ calls anywhere."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines.extend(
+                inner.lineno
+                for inner in ast.walk(node)
+                if isinstance(inner, ast.Import | ast.ImportFrom)
+            )
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in (
+            "importlib.import_module",
+            "__import__",
+        ):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_no_import_is_made_inside_a_function_outside_the_command_line() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted(RECONCILER.rglob("*.py"))
+        if CLI not in path.parents
+        for line in imports_inside_functions(path.read_text(encoding="utf-8"))
+    ]
+
+    assert found == []
+
+
+def test_every_import_the_command_line_makes_when_it_runs_says_it_is_for_start_up() -> None:
+    unexplained = []
+    for path in sorted(CLI.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for line in imports_inside_functions("\n".join(lines)):
+            above = lines[line - 2].strip()
+            if not (above.startswith("#") and "start-up" in above):
+                unexplained.append(f"{path.relative_to(ROOT)}:{line}")
+
+    assert unexplained == []
+
+
+def test_the_scan_finds_imports_made_inside_a_function() -> None:
+    source = (
+        "import json\n"
+        "def load():\n"
+        "    from reconciler.policies import load_limits\n"
+        "    return importlib.import_module('git')\n"
+    )
+
+    assert imports_inside_functions(source) == [3, 4]
