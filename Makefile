@@ -42,6 +42,7 @@ lint: $(STAMPS)/venv
 	$(VENV)/bin/ruff check reconciler tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check reconciler tests $(wildcard bench)
 	$(VENV)/bin/mypy reconciler
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: $(STAMPS)/venv
 	$(VENV)/bin/pytest -q --ignore=tests/e2e

@@ -32,12 +32,12 @@ from reconciler.api.network import IPAddressType
 from reconciler.ipam import (
     Allocation,
     AllocationRequest,
-    LeasePhase,
     PreviousLease,
     VMIPRequest,
     VMRequest,
     allocate,
 )
+from reconciler.model.phases import LeasePhase
 
 TARGET_SECONDS = 1.0
 POOL = ipaddress.IPv4Network("10.0.0.0/16")

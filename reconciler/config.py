@@ -12,10 +12,11 @@ from pydantic import Field, ValidationError, field_validator
 
 from reconciler.api.meta import Strict
 from reconciler.loader import load_config_text
+from reconciler.model.errors import PermanentError
 from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 
 
-class ConfigError(Exception):
+class ConfigError(PermanentError):
     """A configuration that cannot be used; the message says which setting and why."""
 
 

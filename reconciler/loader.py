@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
+from reconciler import yamltext
 from reconciler.api import DEFAULT_NAMESPACE, KINDS, FieldError, Manifest, ObjectId
 from reconciler.confined import (
     NotARegularFile,
@@ -28,21 +29,17 @@ from reconciler.confined import (
     repository_target,
 )
 from reconciler.findings import Finding, Rule
+from reconciler.policies import load_limits
 from reconciler.yamltext import (
     COMPOSER,
     Converter,
+    Limits,
     NodeError,
     check_size_and_depth,
     failure_finding,
     place_finding,
-    policy_limits,
     too_large,
 )
-from reconciler.yamltext import LoadError as LoadError  # re-exported for the config readers
-from reconciler.yamltext import load_config_text as load_config_text  # re-exported, too
-
-if TYPE_CHECKING:
-    from reconciler.policies import Limits
 
 YAML_SUFFIXES = (".yaml", ".yml")
 SKIPPED_DIRS = frozenset({"status"})
@@ -162,12 +159,19 @@ def load_directory(root: Path) -> LoadResult:
     return result
 
 
+def load_config_text(text: str, display_path: str) -> Any:
+    """A single-document YAML file (the configuration, a report) as plain values, within
+    policies/limits.yaml. Raises LoadError (a ValueError) when it is not valid YAML or
+    beyond the limits, PolicyError when limits.yaml itself cannot be used."""
+    return yamltext.load_config_text(text, display_path, load_limits())
+
+
 def load_file(path: Path, display_path: str, repository: Path | None = None) -> LoadResult:
     """The objects of one file. With `repository`, a symlink is read only when it leads
     to a file inside it (not under a dot-folder such as .git): any other is a finding
     (rule symlink) that says neither where it leads nor what is there. At most one byte
     more than maxFileBytes is read: a file of gigabytes costs no memory."""
-    limit = policy_limits().max_file_bytes
+    limit = load_limits().max_file_bytes
     try:
         if repository is not None and os.path.islink(path):
             descriptor = open_repository_link(path, repository)
@@ -203,7 +207,7 @@ def _unreadable(display_path: str, message: str, rule: Rule) -> LoadResult:
 def load_text(text: str, display_path: str, limits: Limits | None = None) -> LoadResult:
     """Objects of every document in a YAML text. A text that is not valid YAML, is beyond
     the limits, or fails in any other way loses only its own file: never an exception."""
-    limits = limits or policy_limits()
+    limits = limits or load_limits()
     result = LoadResult(files=[display_path])
     try:
         check_size_and_depth(text, limits)

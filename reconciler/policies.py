@@ -11,12 +11,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from reconciler.api.meta import Strict
-from reconciler.yamltext import load_config_text
+from reconciler.model.errors import PermanentError
+from reconciler.yamltext import Limits, load_config_text
 
 POLICIES_ENV = "RECONCILER_POLICIES"
 
 
-class PolicyError(Exception):
+class PolicyError(PermanentError):
     """A policies file that cannot be used; names the file and what is wrong."""
 
 
@@ -28,15 +29,6 @@ def default_policy_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parent.parent / "policies"
-
-
-class Limits(Strict):
-    """How much one YAML text (a manifests file, a status report) may ask of the loader."""
-
-    max_file_bytes: int = Field(ge=1)
-    # At most what the loader's own recursion can take with room to spare.
-    max_depth: int = Field(ge=1, le=300)
-    max_alias_expansion: int = Field(ge=0)
 
 
 # For the policy files themselves, limits.yaml among them: the operator wrote them.

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from pydantic import Field
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -23,10 +24,21 @@ from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from reconciler.api.meta import Strict
 from reconciler.findings import Finding, Rule
 
-if TYPE_CHECKING:
-    from reconciler.policies import Limits
+
+class Limits(Strict):
+    """How much one YAML text (a manifests file, a status report) may ask of the loader.
+
+    The operator's are policies/limits.yaml (`policies.load_limits`); this module only
+    enforces the ones it is given.
+    """
+
+    max_file_bytes: int = Field(ge=1)
+    # At most what the loader's own recursion can take with room to spare.
+    max_depth: int = Field(ge=1, le=300)
+    max_alias_expansion: int = Field(ge=0)
 
 
 class NodeError(Exception):
@@ -247,11 +259,9 @@ def _merged(mapping: dict[Any, Any], merged: list[dict[Any, Any]]) -> dict[Any, 
     return mapping
 
 
-def load_config_text(text: str, display_path: str, limits: Limits | None = None) -> Any:
+def load_config_text(text: str, display_path: str, limits: Limits) -> Any:
     """A single-document YAML file as plain values. Raises LoadError (a ValueError) when
-    it is not valid YAML or beyond the limits; of its own, no other exception (a broken
-    policies/limits.yaml is a PolicyError, as for every policy file)."""
-    limits = limits or policy_limits()
+    it is not valid YAML or beyond the limits; no other exception."""
     try:
         check_size_and_depth(text, limits)
         node = COMPOSER.compose(text)
@@ -282,13 +292,6 @@ def failure_finding(display_path: str, error: Exception) -> Finding:
 def place_finding(display_path: str, mark: Mark | None, message: str, rule: Rule) -> Finding:
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     return Finding(display_path, line, column, "", message, rule)
-
-
-def policy_limits() -> Limits:
-    # Imported here: policies reads its own files with this module.
-    from reconciler.policies import load_limits
-
-    return load_limits()
 
 
 def check_size_and_depth(text: str, limits: Limits) -> None:

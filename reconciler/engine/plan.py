@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from reconciler.api import ObjectId, RestartApprovalMode, RunPolicy, VirtualMachine
+from reconciler.api import ObjectId, RestartApprovalMode, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.devices.block_devices import (
     PassDevices,
@@ -38,12 +38,7 @@ from reconciler.engine.network.addressing import (
 from reconciler.engine.operations.execute import ReportedOperation, Step, operation_step
 from reconciler.engine.operations.status import report_operations
 from reconciler.engine.vm.changes import ChangeTable, compare_specs
-from reconciler.engine.vm.desired import (
-    DesiredDomain,
-    HostContext,
-    NotReady,
-    build_domain,
-)
+from reconciler.engine.vm.desired import DesiredDomain, HostContext, build_domain
 from reconciler.engine.vm.lifecycle import phase_of, report_agent, terminating_status
 from reconciler.engine.vm.power import PowerDecision, power_decision
 from reconciler.findings import Finding, Rule
@@ -68,6 +63,7 @@ from reconciler.model.actions import (
 from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
 from reconciler.model.cpu import requested_millicores
 from reconciler.model.domain import DomainMetadata, DomainSpec, ObservedDomain, VolumeFacts
+from reconciler.model.errors import NotReady
 from reconciler.model.names import domain_mac, domain_name, seed_volume_owner, seed_volume_prefix
 from reconciler.model.phases import VMPhase
 from reconciler.model.status import VMStatus
@@ -1061,4 +1057,4 @@ def _plan_deletions(
     return {observed.name for observed in orphans}
 
 
-__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "RunPolicy", "Settled", "plan"]
+__all__ = ["Observation", "Outcome", "Plan", "PlanContext", "Settled", "plan"]

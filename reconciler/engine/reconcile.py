@@ -49,6 +49,7 @@ from reconciler.model.actions import (
 )
 from reconciler.model.conditions import VMCondition, VMReason, mark_false
 from reconciler.model.domain import ObservedDomain, VolumeFacts
+from reconciler.model.errors import ReconcileError, RetryableError
 from reconciler.policies import ChangeRule, TopologyPolicy
 from reconciler.rules import Inventory
 
@@ -73,15 +74,20 @@ class DomainSource(Protocol):
 
 
 class ActionRunner(Protocol):
-    def run(self, action: Action) -> str | None:
-        """Carry out one action; the error message, or None on success."""
+    def run(self, action: Action) -> None:
+        """Carry out one action. A failure of it raises a ReconcileError (its message
+        names what failed); the pass goes on. Anything else raised is a bug."""
         ...
+
+
+class SkippedAfterFailure(RetryableError):
+    """An action not tried because an earlier one of its object failed."""
 
 
 @dataclass
 class ActionOutcome:
     action: Action
-    error: str | None
+    error: ReconcileError | None
 
 
 @dataclass
@@ -94,7 +100,7 @@ class PassResult:
 
     @property
     def errors(self) -> list[ActionOutcome]:
-        return [outcome for outcome in self.applied if outcome.error]
+        return [outcome for outcome in self.applied if outcome.error is not None]
 
     @property
     def statuses_plan(self) -> Plan:
@@ -296,12 +302,17 @@ def reconcile_once(
         for action in vm_plan.actions:
             if failed:
                 # An object's later steps depend on its earlier ones.
-                result.applied.append(ActionOutcome(action, "skipped after an earlier failure"))
+                skipped = SkippedAfterFailure("skipped after an earlier failure")
+                result.applied.append(ActionOutcome(action, skipped))
                 continue
             progress(f"[{len(result.applied) + 1}/{total}] {action.describe()}")
-            error = runner.run(action)
-            result.applied.append(ActionOutcome(action, error))
-            failed = error is not None
+            try:
+                runner.run(action)
+            except ReconcileError as error:
+                result.applied.append(ActionOutcome(action, error))
+                failed = True
+            else:
+                result.applied.append(ActionOutcome(action, None))
     after = _observe_after(source, context.host, observation, [o.action for o in result.applied])
     if after.image_sources is not observation.image_sources:
         after = replace(after, image_sources=observation.image_sources)
@@ -317,8 +328,9 @@ def reconcile_once(
                     f"{outcome.action.describe()} failed: {outcome.error}",
                 )
             )
-    failures = [(o.action, o.error or "") for o in result.errors]
-    explain_failed_starts(result.final.statuses, failures)
+    failures = [(o.action, o.error) for o in result.errors if o.error is not None]
+    messages = [(action, str(error)) for action, error in failures]
+    explain_failed_starts(result.final.statuses, messages)
     explain_failures(result.final.statuses, result.final.object_reports, failures)
-    explain_operation_failures(result.final.object_reports, failures)
+    explain_operation_failures(result.final.object_reports, messages)
     return result

@@ -23,10 +23,8 @@ from reconciler.ipam.model import (
     Allocation,
     AllocationRequest,
     Lease,
-    LeasePhase,
     PreviousLease,
     VMAddress,
-    VMIPPhase,
     VMIPRequest,
     VMIPStatus,
     VMRequest,
@@ -40,6 +38,7 @@ from reconciler.ipam.naming import (
 )
 from reconciler.ipam.pool import AddressPool, FreeIndex
 from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
+from reconciler.model.phases import LeasePhase, VMIPPhase
 
 Key = tuple[str, str]
 

@@ -15,10 +15,7 @@ from typing import Any
 
 from reconciler.api.network import IPAddressType
 from reconciler.model.conditions import AddressCondition, Condition
-
-# Re-exported: the phases moved to the model layer, their importers keep working.
-from reconciler.model.phases import LeasePhase as LeasePhase
-from reconciler.model.phases import VMIPPhase as VMIPPhase
+from reconciler.model.phases import LeasePhase, VMIPPhase
 
 # dvp-api.md §6.2: the Helm chart hard-codes VIRTUAL_MACHINE_IP_LEASES_RETENTION_DURATION=10m.
 RETENTION = timedelta(minutes=10)

@@ -13,19 +13,13 @@ from functools import singledispatchmethod
 
 import libvirt
 
-from reconciler.engine.devices.storage import DeviceNotReady
 from reconciler.engine.operations.execute import Record
 from reconciler.libvirt import attach, disk_steps
 from reconciler.libvirt.metadata import metadata_xml
 from reconciler.libvirt.observe import network_facts, state_of
 from reconciler.libvirt.operation_record import NotOurDomain, write_record
 from reconciler.libvirt.render import render_domain
-from reconciler.libvirt.storage import (
-    ImageSourceInvalid,
-    ImageSourceMissing,
-    StorageError,
-    pool_lock,
-)
+from reconciler.libvirt.storage import ImageSourceInvalid, ImageSourceMissing, pool_lock
 from reconciler.libvirt.storage.pools import create_volume, find_volume
 from reconciler.model.actions import (
     Action,
@@ -51,6 +45,7 @@ from reconciler.model.actions import (
     UndefineDomain,
 )
 from reconciler.model.domain import METADATA_NAMESPACE, METADATA_PREFIX, PowerState
+from reconciler.model.errors import DeviceNotReady, RetryableError
 from reconciler.model.names import SEED_PREFIX
 
 # Undefining drops a managed-save image and snapshot bookkeeping, never a disk:
@@ -66,7 +61,7 @@ _UNDEFINE_FLAGS = (
 
 
 class Applier:
-    """Runs actions; returns the error message of a failed one instead of raising.
+    """Runs actions; a failed one raises a ReconcileError naming what failed.
 
     `mutations` counts the calls that change something in libvirt, so tests and
     benchmarks can show that a pass with nothing to do changes nothing.
@@ -89,19 +84,16 @@ class Applier:
         self._progress = progress or log.info
         self.mutations = 0
 
-    def run(self, action: Action) -> str | None:
+    def run(self, action: Action) -> None:
+        """Carry out one action. Raises ApplyError (libvirt or this host refused it),
+        a StorageError, or DeviceNotReady for an image's file (the VM waits)."""
         try:
             self._run(action)
         except libvirt.libvirtError as error:
-            return str(error.get_error_message() or error)
-        except ApplyError as error:
-            return str(error)
+            raise ApplyError(str(error.get_error_message() or error)) from error
         except (ImageSourceMissing, ImageSourceInvalid) as error:
             # The image's file, not the host: the VM waits (BlockDevicesReady False).
-            return DeviceNotReady(str(error))
-        except StorageError as error:
-            return str(error)
-        return None
+            raise DeviceNotReady(str(error)) from error
 
     @singledispatchmethod
     def _run(self, action: Action) -> None:
@@ -399,5 +391,6 @@ def _upload(connection: libvirt.virConnect, volume: libvirt.virStorageVol, data:
         raise
 
 
-class ApplyError(Exception):
-    """An action that cannot be carried out, with the reason an operator needs."""
+class ApplyError(RetryableError):
+    """An action libvirt or this host refused, with the reason an operator needs; the
+    next pass tries it again."""

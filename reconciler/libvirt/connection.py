@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import libvirt
 
+from reconciler.model.errors import RetryableError
 
-class LibvirtUnavailable(Exception):
+
+class LibvirtUnavailable(RetryableError):
     """libvirt could not be reached at the given URI."""
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 import libvirt
 
 from reconciler.libvirt.storage import (
-    ImageFormat,
     ImageImportFailed,
     ImageSourceMissing,
     PoolUnavailable,
@@ -36,7 +35,7 @@ from reconciler.model.actions import (
     EnsureImageVolume,
     ResizeDisk,
 )
-from reconciler.model.names import image_volume_name
+from reconciler.model.names import ImageFormat, image_volume_name
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,9 @@ IMAGE_PREFIXES = {"VirtualImage": "img", "ClusterVirtualImage": "cvi"}
 IMPORTING_SUFFIX = ".importing"
 # Every seed volume's name starts so; nothing else in a pool may be removed as a seed.
 SEED_PREFIX = "cidata-"
+# The alias of a hot-plugged disk: libvirt keeps user aliases (prefix "ua-") in both
+# definitions, so the running instance tells which disks an attachment brought.
+ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
 
 _UUID_NAMESPACE = uuid.UUID("5f3c2a4e-8d1b-4c6a-9e7f-2b0d4a6c8e10")
 _IMAGE_KINDS = {prefix: kind for kind, prefix in IMAGE_PREFIXES.items()}

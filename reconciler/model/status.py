@@ -109,4 +109,4 @@ def _millicores_text(millicores: int) -> str:
 
 
 # Condition is re-exported while its users move to reconciler.model.conditions.
-__all__ = ["HIDDEN_WHILE_NOT_RUNNING", "QUIET_PHASES", "Condition", "VMStatus"]
+__all__ = ["HIDDEN_WHILE_NOT_RUNNING", "QUIET_PHASES", "VMStatus"]

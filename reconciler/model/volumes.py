@@ -1,16 +1,11 @@
 """Where an image's file is, and the sizes libvirt reports: pure values.
 
-The names of the volumes this project creates are derived in reconciler/model/names.py;
-the three below are re-exported for the tests that import them from here.
+The names of the volumes this project creates are derived in reconciler/model/names.py.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote, urlparse
-
-from reconciler.model.names import ImageFormat as ImageFormat
-from reconciler.model.names import disk_volume_name as disk_volume_name
-from reconciler.model.names import image_volume_name as image_volume_name
 
 # Where a host takes image files from unless its configuration says otherwise
 # (imageDirectories): images come from nowhere else (rules/images.py).

@@ -7,8 +7,6 @@ pool and attaching it as a CD-ROM is the engine's part.
 
 from __future__ import annotations
 
-# The seed volume's names are derived in the model layer; exported here beside the seed.
-from reconciler.model.names import seed_volume_name, seed_volume_prefix
 from reconciler.provisioning.payload import (
     ProvisioningKind,
     ProvisioningPayload,
@@ -33,6 +31,4 @@ __all__ = [
     "build_seed_iso",
     "resolve_provisioning",
     "seed_instance_id",
-    "seed_volume_name",
-    "seed_volume_prefix",
 ]

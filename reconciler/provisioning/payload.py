@@ -13,6 +13,7 @@ from enum import StrEnum
 from reconciler.api import CLOUD_INIT_SECRET, SYSPREP_SECRET, ObjectId, Secret, VirtualMachine
 from reconciler.api.vm import USERDATA_LIMIT, ProvisioningType, SecretRef
 from reconciler.model.conditions import VMCondition, VMReason
+from reconciler.model.errors import NotReady
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import CLOUD_INIT_KEYS, SYSPREP_KEYS
 
@@ -65,12 +66,7 @@ def payload_digest(kind: ProvisioningKind, files: tuple[SeedFile, ...]) -> str:
     return sha.hexdigest()[:DIGEST_LENGTH]
 
 
-def _not_ready(message: str) -> Exception:
-    # Imported here, not at the top: the engine that raises NotReady is also the
-    # module that will call into provisioning, and a top-level import each way
-    # would make whichever is imported first fail on the other's half-made module.
-    from reconciler.engine.vm.desired import NotReady
-
+def _not_ready(message: str) -> NotReady:
     return NotReady(VMCondition.PROVISIONING_READY, VMReason.PROVISIONING_NOT_READY, message)
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from reconciler.api import ObjectId
 from reconciler.engine.network.addressing import Addressing
-from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
+from reconciler.ipam.model import Allocation, Lease, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
+from reconciler.model.phases import LeasePhase
 from reconciler.reports.documents import (
     FileSignature,
     carry_condition_times,

@@ -16,9 +16,11 @@ from ruamel.yaml import YAML
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
+from reconciler.loader import load_config_text
+from reconciler.policies import load_limits
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
-from reconciler.yamltext import LoadError, load_config_text, place_finding, policy_limits, too_large
+from reconciler.yamltext import LoadError, place_finding, too_large
 
 
 def _yaml() -> YAML:
@@ -238,7 +240,7 @@ def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]
     known = _MEMO.files.get(name)
     if known is not None and known[0] == signature:
         return known[1], signature, None
-    limit = policy_limits().max_file_bytes
+    limit = load_limits().max_file_bytes
     if signature[1] > limit:
         # Not read at all: a report is a few hundred bytes.
         return None, signature, place_finding(name, None, too_large(limit), Rule.LIMITS)

@@ -23,6 +23,7 @@ from pathlib import Path
 from git import Git
 from git.exc import GitCommandError
 
+from reconciler.model.errors import RetryableError
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     GitFailed,
@@ -50,7 +51,7 @@ _NEW_BRANCH = "vmr-new-status-branch"
 _ABSENT = ""
 
 
-class PublishError(Exception):
+class PublishError(RetryableError):
     """The reports could not be pushed; the message is redacted and says why."""
 
 

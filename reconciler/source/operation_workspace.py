@@ -17,6 +17,7 @@ from typing import Protocol
 from git import Git
 from git.exc import GitCommandError
 
+from reconciler.model.errors import RetryableError
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     Credentials,
@@ -35,7 +36,7 @@ class OperationError(Exception):
     """The operation could not be committed; the message says why (redacted)."""
 
 
-class ReportUnreachable(Exception):
+class ReportUnreachable(RetryableError):
     """The status branch could not be fetched just now (the message says why, redacted);
     one that does not exist yet is no report, not this."""
 

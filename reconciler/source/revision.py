@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from reconciler.loader import SKIPPED_DIRS, YAML_SUFFIXES
+from reconciler.model.errors import RetryableError
 
 
-class SourceError(Exception):
+class SourceError(RetryableError):
     """No revision can be served: the message says which repository and why (redacted)."""
 
 

@@ -16,18 +16,17 @@ import libvirt
 import pytest
 
 from reconciler.libvirt.storage import (
-    ImageFormat,
     ShrinkRefused,
     VolumeInUse,
     delete_disk_volume,
     ensure_disk_volume,
     ensure_image_volume,
     find_image_volume,
-    image_volume_stem,
     resize_disk,
 )
 from reconciler.libvirt.storage import images as images_module
 from reconciler.libvirt.storage.pools import create_volume
+from reconciler.model.names import ImageFormat, image_volume_stem
 from tests.libvirt.storage.conftest import MiB, disk, image, make_iso, make_qcow2, make_raw
 
 from .lab import LabPool, remove_domains

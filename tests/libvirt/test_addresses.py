@@ -14,11 +14,11 @@ import libvirt
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.engine.vm.desired import domain_mac
 from reconciler.ipam.naming import generated_vmip_name, probe_start
 from reconciler.ipam.pool import AddressPool
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer
+from reconciler.model.names import domain_mac
 from reconciler.reports.documents import read_document
 from tests.hosts import Host, vm_yaml
 from tests.libvirt.conftest import HOST_XML

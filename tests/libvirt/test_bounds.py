@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from reconciler.api import ObjectId
 from reconciler.api.quantity import MAX_DISK_BYTES, MAX_MEMORY_BYTES
-from reconciler.model.volumes import disk_volume_name
+from reconciler.model.names import disk_volume_name
 from tests.hosts import Host, vm_yaml
 
 OPEN_CLASS = """

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.engine.reconcile import reconcile_once
+from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.facts import parse_definition
-from reconciler.model.actions import DeleteDiskVolume, EnsureImageVolume
+from reconciler.libvirt.observe import Observer
+from reconciler.loader import load_directory
+from reconciler.model.actions import Action, DeleteDiskVolume, EnsureImageVolume
 from reconciler.reports.documents import read_document
+from reconciler.reports.pass_inputs import read_plan_context
 from tests.hosts import Host, vm_yaml
 
 IMAGE = """
@@ -100,6 +105,47 @@ def test_an_unusable_image_file_leaves_the_vm_pending_with_a_message(
         " the image file is empty"
     )
     assert mutations == 0
+    assert host.connection.listAllDomains(0)[0].name() == "test", "nothing was defined"
+
+
+class ApplierEmptyingTheImageFile(Applier):
+    """The applier, with the image's file emptied just before the image is imported: a
+    file changed between planning and applying."""
+
+    def __init__(self, host: Host, image_file: Path) -> None:
+        super().__init__(host.connection, poll_seconds=0.05)
+        self.image_file = image_file
+
+    def run(self, action: Action) -> None:
+        if isinstance(action, EnsureImageVolume):
+            self.image_file.write_bytes(b"")
+        super().run(action)
+
+
+def test_an_image_file_emptied_before_its_import_leaves_the_vm_waiting_with_a_message(
+    host: Host, tmp_path: Path
+) -> None:
+    source = tmp_path / "ubuntu.raw"
+    source.write_bytes(b"\0" * 512)
+    host.write("image.yaml", IMAGE.format(path=source))
+    host.write("a.yaml", vm_from_image("a"))
+    context = read_plan_context(
+        load_directory(host.repo), host.context, "rev1", disk_reports_root=host.repo / "status"
+    )
+
+    result = reconcile_once(
+        context, Observer(host.connection), ApplierEmptyingTheImageFile(host, source)
+    )
+
+    failed, *skipped = result.errors
+    assert isinstance(failed.action, EnsureImageVolume)
+    assert [str(o.error) for o in skipped] == ["skipped after an earlier failure"] * 3
+    status = next(iter(result.statuses_plan.statuses.values()))
+    condition = status.get("BlockDevicesReady")
+    assert condition is not None and not condition.status
+    assert condition.reason == "BlockDevicesNotReady"
+    assert condition.message == str(failed.error)
+    assert condition.message.endswith(f"({source}): the image file is empty")
     assert host.connection.listAllDomains(0)[0].name() == "test", "nothing was defined"
 
 

@@ -17,6 +17,7 @@ from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.model.actions import EnsureImageVolume
+from reconciler.model.errors import DeviceNotReady
 from reconciler.reports.documents import read_document
 from tests.hosts import CLASS, Host, host_options, vm_yaml
 from tests.libvirt.conftest import HOST_XML
@@ -183,9 +184,11 @@ def test_an_image_swapped_for_a_symlink_after_planning_is_refused_when_opened(
     source.unlink()
     source.symlink_to(secret_file)
 
-    error = Applier(host.connection).run(importing)
+    with pytest.raises(DeviceNotReady) as refused:
+        Applier(host.connection).run(importing)
 
-    assert error is not None and OUTSIDE in error
+    error = str(refused.value)
+    assert OUTSIDE in error
     assert_nothing_of(secret_file, error)
     assert not any(name.startswith("cvi-ubuntu-") for name in volumes(host))
 
@@ -205,9 +208,10 @@ def test_a_folder_swapped_for_a_symlink_after_planning_is_refused_when_opened(
     release.rmdir()
     release.symlink_to(secret_file.parent)
 
-    error = Applier(host.connection).run(importing)
+    with pytest.raises(DeviceNotReady) as refused:
+        Applier(host.connection).run(importing)
 
-    assert error is not None and OUTSIDE in error
+    assert OUTSIDE in str(refused.value)
     assert not any(name.startswith("cvi-ubuntu-") for name in volumes(host))
 
 

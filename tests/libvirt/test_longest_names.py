@@ -12,7 +12,7 @@ from pathlib import Path
 from reconciler.api import ObjectId
 from reconciler.api.names import FILE_NAME_MAX
 from reconciler.cli import main
-from reconciler.model.volumes import disk_volume_name
+from reconciler.model.names import disk_volume_name
 from tests import longest_names as longest
 from tests.hosts import Host, host_options
 from tests.libvirt.conftest import HOST_XML

@@ -167,7 +167,7 @@ def test_missing_pool_fails_that_vm_only(host: Host) -> None:
     host.write("vm.yaml", vm_yaml())
     result, _ = host.reconcile()
     assert result.errors
-    assert "no-such-pool" in (result.errors[0].error or "")
+    assert "no-such-pool" in str(result.errors[0].error)
     status = status_of(result)
     assert conditions(status)["ConfigurationApplied"] is False
     names = [d.name() for d in host.connection.listAllDomains(0)]

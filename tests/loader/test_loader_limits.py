@@ -12,7 +12,8 @@ import pytest
 
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadResult, load_config_text, load_file, load_text
-from reconciler.policies import Limits, PolicyError, load_limits
+from reconciler.policies import PolicyError, load_limits
+from reconciler.yamltext import Limits
 from tests.conftest import ManifestRepo, disk_yaml, docs
 from tests.hostile_yaml import alias_bomb, deep_block_mapping, deep_mapping, deep_sequence
 

@@ -10,8 +10,8 @@ import traceback
 import pytest
 
 from reconciler.api import VirtualMachine
-from reconciler.engine.vm.desired import NotReady
 from reconciler.loader import load_text
+from reconciler.model.errors import NotReady
 from reconciler.provisioning import ProvisioningKind, ProvisioningPayload, resolve_provisioning
 from reconciler.rules.inventory import Inventory
 

@@ -13,6 +13,7 @@ import pytest
 from pycdlib.dr import DirectoryRecord
 from ruamel.yaml import YAML
 
+from reconciler.model.names import seed_volume_name
 from reconciler.provisioning import (
     NetworkConfig,
     ProvisioningKind,
@@ -20,7 +21,6 @@ from reconciler.provisioning import (
     SeedFile,
     build_seed_iso,
     seed_instance_id,
-    seed_volume_name,
 )
 
 USER_DATA = b"#cloud-config\nhostname: web\n"

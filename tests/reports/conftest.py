@@ -10,7 +10,8 @@ import pytest
 from reconciler.api import ObjectId
 from reconciler.engine.plan import Plan
 from reconciler.engine.vm.desired import HostContext
-from reconciler.model.status import Condition, VMStatus
+from reconciler.model.conditions import Condition
+from reconciler.model.status import VMStatus
 from tests.gitrepos import Remote
 
 MANIFEST = """\

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.api import ObjectId
-from reconciler.ipam.model import LeasePhase, PreviousLease
+from reconciler.ipam.model import PreviousLease
+from reconciler.model.phases import LeasePhase
 from reconciler.policies import load_limits
 from reconciler.reports.addresses import lease_path, read_leases
 from reconciler.reports.documents import NAMED_REPORTS, check_reports, read_document

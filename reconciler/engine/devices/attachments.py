@@ -26,11 +26,11 @@ from reconciler.engine.devices.storage import (
     StorageView,
     resolve_device,
 )
-from reconciler.engine.vm.desired import ATTACHMENT_ALIAS_PREFIX
 from reconciler.findings import Finding, Rule
 from reconciler.model.actions import Action, AttachDevice, DetachDevice
 from reconciler.model.conditions import AttachmentCondition, AttachmentReason, Condition
 from reconciler.model.domain import DomainSpec, ObservedDomain
+from reconciler.model.names import ATTACHMENT_ALIAS_PREFIX
 from reconciler.model.phases import AttachmentPhase
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import device_id

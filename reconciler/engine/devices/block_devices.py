@@ -36,7 +36,6 @@ from reconciler.engine.devices.disks import (
     terminating_report,
 )
 from reconciler.engine.devices.storage import (
-    DeviceNotReady,
     DiskState,
     ImageSourceFacts,
     ResolvedDevice,
@@ -60,11 +59,10 @@ from reconciler.model.conditions import (
     DiskCondition,
     DiskReason,
     Reason,
-    VMCondition,
-    VMReason,
     mark_false,
 )
 from reconciler.model.domain import DiskDevice, DomainSpec, ObservedDomain, VolumeFacts
+from reconciler.model.errors import NotReady, ReconcileError
 from reconciler.model.names import domain_name
 from reconciler.model.phases import DiskPhase
 from reconciler.model.status import VMStatus
@@ -271,22 +269,18 @@ def plan_disk_deletions(
 def explain_failures(
     statuses: Mapping[ObjectId, VMStatus],
     reports: dict[ObjectId, dict[str, Any]],
-    failures: Iterable[tuple[Action, str]],
+    failures: Iterable[tuple[Action, ReconcileError]],
 ) -> None:
     """Put what failed into the reports the pass writes: a missing or invalid image file
     into its VM's BlockDevicesReady, a failed hot-plug into its attachment, a disk that
     could not be made (or whose image could not be imported) into the disk's report."""
     failures = list(failures)
-    images = {a.image: e for a, e in failures if isinstance(a, EnsureImageVolume)}
+    images = {a.image: str(e) for a, e in failures if isinstance(a, EnsureImageVolume)}
     for action, error in failures:
-        if isinstance(error, DeviceNotReady):
+        if isinstance(error, NotReady):
             status = statuses.get(action.owner)
             if status is not None:
-                status.set(
-                    mark_false(
-                        VMCondition.BLOCK_DEVICES_READY, VMReason.BLOCK_DEVICES_NOT_READY, error
-                    )
-                )
+                status.set(mark_false(error.condition, error.reason, str(error)))
         report: dict[str, Any] | None = None
         if isinstance(action, AttachDevice | DetachDevice):
             name = action.attachment
@@ -312,7 +306,7 @@ def explain_failures(
                 )
             else:
                 report["phase"] = str(DiskPhase.FAILED)
-                _set(report, DiskCondition.READY, DiskReason.PROVISIONING, error)
+                _set(report, DiskCondition.READY, DiskReason.PROVISIONING, str(error))
 
 
 def _set(report: dict[str, Any], kind: ConditionType, reason: Reason, message: str) -> None:

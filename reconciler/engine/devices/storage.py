@@ -31,6 +31,7 @@ from reconciler.engine.devices.device_index import DeviceIndex
 from reconciler.findings import Finding
 from reconciler.model.actions import Action, EnsureDiskVolume, EnsureImageVolume, ResizeDisk
 from reconciler.model.domain import VolumeFacts
+from reconciler.model.errors import DeviceNotReady
 from reconciler.model.names import (
     ImageFormat,
     disk_volume_name,
@@ -56,13 +57,6 @@ class ImageSourceFacts:
     # Why the file cannot be imported (missing, unreadable, a qcow2 with a backing
     # file), naming the file; empty when it can.
     problem: str = ""
-
-
-class DeviceNotReady(str):
-    """An action's error that is a block device's, not the host's: an image file that
-    is missing or invalid. Reported as the VM's BlockDevicesReady False."""
-
-    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -134,8 +128,9 @@ class ResolvedDevice(NamedTuple):
     attachment: str = ""
 
 
-class DeviceProblem(Exception):
-    """A block device the VM cannot have yet; the message says which and why."""
+class DeviceProblem(DeviceNotReady):
+    """A block device the VM cannot have yet, found while planning; the message says
+    which and why."""
 
 
 # Disks found in a pool at the size their manifest asks for, by the very manifest object

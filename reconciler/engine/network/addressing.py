@@ -19,13 +19,13 @@ from reconciler.ipam.manifests import has_main_network, vm_requests, vmip_reques
 from reconciler.ipam.model import (
     Allocation,
     AllocationRequest,
-    LeasePhase,
     PreviousLease,
     VMAddress,
     VMIPRequest,
 )
 from reconciler.ipam.naming import generated_vmip_name
 from reconciler.model.names import domain_mac, domain_name, domain_owner
+from reconciler.model.phases import LeasePhase
 from reconciler.rules.inventory import Inventory
 
 

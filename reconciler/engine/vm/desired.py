@@ -7,8 +7,9 @@ redefinition or a reinstall keeps them.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from reconciler.api import (
     CPUType,
@@ -17,11 +18,11 @@ from reconciler.api import (
     VirtualMachineClass,
 )
 from reconciler.api.vm import OsType
-from reconciler.model.conditions import VMCondition, VMReason
+from reconciler.engine.devices.storage import ResolvedDevice
 from reconciler.model.cpu import requested_millicores
 from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.model.names import (
-    disk_volume_name,
+    ATTACHMENT_ALIAS_PREFIX,
     domain_mac,
     domain_name,
     domain_uuid,
@@ -40,17 +41,7 @@ from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import topology_for
 
-# The alias of a hot-plugged disk: libvirt keeps user aliases (prefix "ua-") in both
-# definitions, so the running instance tells which disks an attachment brought.
-ATTACHMENT_ALIAS_PREFIX = "ua-vmbda-"
-
-if TYPE_CHECKING:
-    # storage.py raises this module's NotReady; only its value type is needed here.
-    from reconciler.engine.devices.storage import ResolvedDevice
-
 TCG_CPU_MODEL = "qemu64"
-# The name tests/libvirt/storage know a disk's volume by.
-volume_name = disk_volume_name
 
 
 @dataclass(frozen=True)
@@ -93,15 +84,6 @@ class DesiredDomain:
     topology_sockets: int
     topology_cores_per_socket: int
     seeds: tuple[SeedVolume, ...] = ()
-
-
-class NotReady(Exception):
-    """A dependency that keeps the VM from being defined; the message says which."""
-
-    def __init__(self, condition: VMCondition, reason: VMReason, message: str) -> None:
-        super().__init__(message)
-        self.condition = condition
-        self.reason = reason
 
 
 def cpu_shares(millicores: int) -> int:
@@ -326,8 +308,6 @@ def _seeds(
 
 
 def _canonical(value: Any) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

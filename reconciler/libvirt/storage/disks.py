@@ -25,7 +25,6 @@ from reconciler.libvirt.storage.errors import (
 )
 from reconciler.libvirt.storage.images import ImageVolume
 from reconciler.libvirt.storage.lock import pool_lock
-from reconciler.libvirt.storage.naming import disk_volume_name, is_disk_volume, is_project_volume
 from reconciler.libvirt.storage.pools import (
     create_volume,
     delete_quietly,
@@ -36,6 +35,7 @@ from reconciler.libvirt.storage.pools import (
     volume_users,
     volume_xml,
 )
+from reconciler.model.names import disk_volume_name, is_disk_volume, is_project_volume
 from reconciler.model.volumes import sector_aligned
 
 DISK_FORMAT = "qcow2"

@@ -1,9 +1,15 @@
-"""What can go wrong with volumes and images, each error naming the pool, volume and file."""
+"""What can go wrong with volumes and images, each error naming the pool, volume and file.
+
+Each is also retryable (the pool or the volume may change by the next pass) or
+permanent (until the manifest or the file changes): reconciler/model/errors.py.
+"""
 
 from __future__ import annotations
 
+from reconciler.model.errors import PermanentError, ReconcileError, RetryableError
 
-class StorageError(Exception):
+
+class StorageError(ReconcileError):
     """A storage step that did not happen; the message says where and why.
 
     `pool`, `volume` and `path` (the volume's file, or an image's source file)
@@ -36,15 +42,15 @@ def _located(message: str, pool: str | None, volume: str | None, path: str | Non
     return f"{where}: {message}" if where else message
 
 
-class PoolUnavailable(StorageError):
+class PoolUnavailable(StorageError, RetryableError):
     """The storage pool is not defined or not started."""
 
 
-class ImageSourceMissing(StorageError):
+class ImageSourceMissing(StorageError, RetryableError):
     """The file an image is made from is not there (the VM waits: BlockDevicesReady False)."""
 
 
-class ImageSourceInvalid(StorageError):
+class ImageSourceInvalid(StorageError, PermanentError):
     """The image source is not something this host can import (URL scheme, backing file)."""
 
 
@@ -52,29 +58,29 @@ class ImageSourceRefused(ImageSourceInvalid):
     """The image file lies outside the host's imageDirectories: it is never read."""
 
 
-class ImageImportFailed(StorageError):
+class ImageImportFailed(StorageError, RetryableError):
     """Copying an image into the pool failed; nothing of the attempt is left in the pool."""
 
 
-class DiskSmallerThanImage(StorageError):
+class DiskSmallerThanImage(StorageError, PermanentError):
     """A disk asks for less room than the image it is made from holds."""
 
 
-class ShrinkRefused(StorageError):
+class ShrinkRefused(StorageError, PermanentError):
     """A disk may only grow (dvp-api.md §8.2): shrinking would cut off the guest's data."""
 
 
-class VolumeProtected(StorageError):
+class VolumeProtected(StorageError, PermanentError):
     """The disk's manifest asks to keep the volume even when the manifest goes."""
 
 
-class VolumeInUse(StorageError):
+class VolumeInUse(StorageError, RetryableError):
     """A domain still uses the volume."""
 
 
-class ForeignVolume(StorageError):
+class ForeignVolume(StorageError, PermanentError):
     """The volume is not one this project creates, so it is never changed or deleted."""
 
 
-class VolumeMissing(StorageError):
+class VolumeMissing(StorageError, RetryableError):
     """A volume the call needs is not in the pool."""

@@ -3,7 +3,7 @@
 An image is immutable once imported: a later call finds its volume and neither
 reads nor copies the source file again, even if that file has changed or gone
 since (VMs keep starting from what was imported). Pointing the manifest at
-another path gives a new volume name (naming.py), so a change in Git is a new
+another path gives a new volume name (model/names.py), so a change in Git is a new
 image; changing a file in place is not noticed, as re-pushing a container tag
 would not be by a running cluster.
 
@@ -30,11 +30,6 @@ from reconciler.libvirt.storage.errors import (
     ImageSourceMissing,
 )
 from reconciler.libvirt.storage.lock import pool_lock
-from reconciler.libvirt.storage.naming import (
-    ImageFormat,
-    image_volume_stem,
-    importing_marker_name,
-)
 from reconciler.libvirt.storage.pools import (
     create_volume,
     delete_quietly,
@@ -50,6 +45,7 @@ from reconciler.libvirt.storage.sources import (
     opened_source,
     source_path,
 )
+from reconciler.model.names import ImageFormat, image_volume_stem, importing_marker_name
 
 log = logging.getLogger(__name__)
 

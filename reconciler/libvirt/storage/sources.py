@@ -19,7 +19,7 @@ from reconciler.libvirt.storage.errors import (
     ImageSourceMissing,
     ImageSourceRefused,
 )
-from reconciler.libvirt.storage.naming import ImageFormat
+from reconciler.model.names import ImageFormat
 from reconciler.model.volumes import local_path
 
 _QCOW2_MAGIC = b"QFI\xfb"

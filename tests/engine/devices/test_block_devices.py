@@ -24,7 +24,7 @@ from reconciler.model.actions import (
     UndefineDomain,
 )
 from reconciler.model.domain import DomainSpec, PowerState, VolumeFacts
-from reconciler.model.volumes import ImageFormat, image_volume_name
+from reconciler.model.names import ImageFormat, image_volume_name
 from tests.engine.conftest import context_for, empty, observed_as_defined, revision, vm_yaml
 
 POOL = "pool"

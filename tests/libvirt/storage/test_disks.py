@@ -14,13 +14,12 @@ import pytest
 
 from reconciler.libvirt.storage import (
     DiskSmallerThanImage,
-    ImageFormat,
     ImageVolume,
     PoolUnavailable,
     ensure_disk_volume,
-    image_volume_name,
 )
 from reconciler.libvirt.storage.pools import create_volume, volume_format
+from reconciler.model.names import ImageFormat, image_volume_name
 from tests.libvirt.storage.conftest import POOL, MiB, disk, image, volume_names
 
 

@@ -14,17 +14,15 @@ import libvirt
 import pytest
 
 from reconciler.libvirt.storage import (
-    ImageFormat,
     ImageImportFailed,
     ImageSourceInvalid,
     ImageSourceMissing,
     PoolUnavailable,
     ensure_image_volume,
     find_image_volume,
-    image_volume_name,
-    image_volume_stem,
 )
 from reconciler.libvirt.storage.pools import create_volume
+from reconciler.model.names import ImageFormat, image_volume_name, image_volume_stem
 from tests.libvirt.storage.conftest import POOL, MiB, image, make_qcow2, make_raw, volume_names
 
 

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.vm.desired import volume_name
-from reconciler.libvirt.storage import (
+from reconciler.libvirt.storage import ImageSourceInvalid, ImageSourceMissing, inspect_source
+from reconciler.model.names import (
     ImageFormat,
-    ImageSourceInvalid,
-    ImageSourceMissing,
     disk_volume_name,
     image_volume_name,
     image_volume_stem,
-    inspect_source,
     is_project_volume,
 )
 from tests.libvirt.storage.conftest import (
@@ -33,7 +30,7 @@ from tests.libvirt.storage.conftest import (
 def test_a_disk_volume_has_the_name_the_engine_renders_into_the_domain() -> None:
     name = disk_volume_name(disk("data", "prod"))
 
-    assert name == volume_name(disk("data", "prod")) == "vd-prod-data.qcow2"
+    assert name == "vd-prod-data.qcow2"
     assert is_project_volume(name)
 
 
