@@ -32,6 +32,12 @@ The fixtures, and how an engine-level test uses them:
   test's namespace. A module overrides it by requesting `host` in its own `host` fixture.
 - `e2e_session` (session): the session's token and work directory, for fixtures a test
   module builds itself (see test_guest_boots.py for a module-scoped running domain).
+- `fleet` (module): two more libvirt hosts, A and B, each its own libvirtd in private
+  namespaces joined by a veth (tests/e2e/fleet.py; it needs no qemu:///system). Reach a
+  host with `fleet.a.uri` (or `.connect()`); a migration's destination is
+  `fleet.b.peer_uri` (`qemu+tcp://hostB/system`). Each host has a `default` dir pool at
+  /var/lib/libvirt/images (`host.outside(path)` is where that is from here), and
+  `fleet.guest` is the tiny guest, readable by both. See test_fleet_migration.py.
 
 A start takes about 0.5 s in libvirtd and 5 s more until the guest agent answers (with
 scripts/start-libvirtd.sh's /dev/kvm fix; without it libvirt re-probes QEMU on every

@@ -13,7 +13,8 @@ what a peer-to-peer migration is given. The shared qemu:///system is never conta
 Teardown SIGKILLs each `unshare` (it ignores SIGTERM); `--kill-child` then kills the
 namespace's PID 1, and with it every process of the namespace (libvirtd, QEMU); the
 veth goes with its network namespace. The folder is removed last. `unshare` also gets
-SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a killed pytest leaves no host.
+SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a killed pytest leaves no
+host running; the next lab removes the folder such a run left behind.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import base64
 import contextlib
 import ctypes
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -55,6 +57,8 @@ PRIVATE_FOLDERS = (
 # Where each host's `default` dir pool keeps its volumes, as the host sees it.
 IMAGES = "/var/lib/libvirt/images"
 LIBVIRTD_LOG = "/var/log/libvirt/libvirtd.log"
+LAB_PREFIX = "vmr-fleet-"
+OWNER = "owner.pid"  # the test process's PID, in the lab's folder
 # Measured: libvirtd answers 1-2 s after its namespace starts; a busy machine is slower.
 HOST_START_TIMEOUT_S = 60.0
 
@@ -136,6 +140,18 @@ def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the test process dies, whatever killed it."""
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _remove_abandoned_labs(base: Path) -> None:
+    """Remove the folders of labs whose test process was killed: their namespaces died
+    with it (PR_SET_PDEATHSIG), but nothing was left to remove the folder."""
+    for folder in base.glob(LAB_PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue  # being created right now, or not a lab's
+        if not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(*command: str) -> None:
@@ -246,8 +262,10 @@ def fleet_lab(guest_dir: Path, base: Path) -> Iterator[Fleet]:
             f"the fleet lab needs {', '.join(missing)}: run `make deps` (Debian packages"
             " util-linux, iproute2, libvirt-daemon-system, qemu-utils)"
         )
-    folder = Path(tempfile.mkdtemp(prefix="vmr-fleet-", dir=base))
+    _remove_abandoned_labs(base)
+    folder = Path(tempfile.mkdtemp(prefix=LAB_PREFIX, dir=base))
     folder.chmod(0o755)  # QEMU runs as libvirt-qemu and must reach the guest and disks
+    (folder / OWNER).write_text(str(os.getpid()), encoding="ascii")
     veth = f"vmrf{secrets.token_hex(3)}"  # 10 characters + a/b: under IFNAMSIZ
     unshares: list[subprocess.Popen[bytes]] = []
     connections: list[libvirt.virConnect] = []

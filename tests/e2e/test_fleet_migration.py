@@ -12,6 +12,7 @@ A, and B without it. Test guests stay idle while they migrate (fleet-lab.md, pit
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,10 +71,20 @@ def connections(fleet: Fleet) -> Iterator[tuple[libvirt.virConnect, libvirt.virC
             conn.close()
 
 
-def boot_guest(fleet: Fleet, conn: libvirt.virConnect, disk_mib: int, data_mib: int) -> Guest:
+def boot_guest(
+    fleet: Fleet, conn: libvirt.virConnect, disk_mib: int, data_mib: int, *, shared: bool = False
+) -> Guest:
+    """A guest on A with a qcow2 disk in A's pool, or (`shared`) in the lab's shared folder."""
     name = fleet.new_name()
-    path = create_qcow2(fleet.a, name, disk_mib, data_mib)
-    domain = conn.defineXML(guest_domain_xml(name, fleet.guest, disk_xml(path)))
+    if shared:
+        path = str(fleet.shared / f"{name}.qcow2")
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", path, f"{disk_mib}M"], check=True
+        )
+        disk = disk_xml(path, cache="none")  # no host page cache between the two hosts
+    else:
+        disk = disk_xml(create_qcow2(fleet.a, name, disk_mib, data_mib))
+    domain = conn.defineXML(guest_domain_xml(name, fleet.guest, disk))
     domain.setMetadata(
         libvirt.VIR_DOMAIN_METADATA_ELEMENT,
         METADATA,
@@ -92,6 +103,7 @@ def remove_guest(fleet: Fleet, connections: tuple[libvirt.virConnect, ...], name
         remove_domains(conn, lambda candidate: candidate == name)
     for host in fleet.hosts:
         host.outside(f"/var/lib/libvirt/images/{name}.qcow2").unlink(missing_ok=True)
+    (fleet.shared / f"{name}.qcow2").unlink(missing_ok=True)
 
 
 def domain_names(conn: libvirt.virConnect) -> list[str]:
@@ -255,6 +267,29 @@ def test_auto_converge_asked_for_is_set_in_qemu_for_the_migration(
         capabilities = migration_capabilities(fleet.a, since)
         assert any(caps.get("auto-converge") for caps in capabilities), capabilities
         assert connections[1].lookupByName(guest.name).isActive()
+    finally:
+        remove_guest(fleet, connections, guest.name)
+
+
+def test_a_guest_on_a_shared_directory_moves_by_its_memory_only(
+    fleet: Fleet, connections: tuple[libvirt.virConnect, libvirt.virConnect]
+) -> None:
+    # given a guest whose disk is in a plain directory both hosts see, a marker on it
+    a, b = connections
+    guest = boot_guest(fleet, a, disk_mib=64, data_mib=0, shared=True)
+    try:
+        guest_output(guest.source, f"echo {MARKER} | dd of=/dev/vda conv=fsync 2>/dev/null")
+        # when it migrates as shared-directory storage (libvirt 9.0 needs UNSAFE for it)
+        request = MigrationRequest(fleet.b.peer_uri, storage=StorageMode.SHARED_DIRECTORY)
+        LiveMigration(guest.source, request).run()
+        # then it runs on B from the same file, the same boot; no disk was copied into B
+        domain = b.lookupByName(guest.name)
+        assert str(fleet.shared / f"{guest.name}.qcow2") in domain.XMLDesc(0)
+        assert guest_output(domain, f"head -c {len(MARKER)} /dev/vda") == MARKER
+        assert guest_output(domain, "cat /proc/sys/kernel/random/boot_id").strip() == (
+            guest.boot_id
+        )
+        assert not fleet.b.outside(f"/var/lib/libvirt/images/{guest.name}.qcow2").exists()
     finally:
         remove_guest(fleet, connections, guest.name)
 
