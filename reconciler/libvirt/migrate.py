@@ -152,6 +152,36 @@ class MigrationProgress:
         return text
 
 
+class StallWatch:
+    """How long the data left to move has not shrunk, within the current stage.
+
+    Copying the disks and moving memory are two stages: when memory starts, the data
+    left jumps up from the disks' last zero, which is no stall. Within the memory stage
+    a new pass is no progress by itself: a guest dirtying memory as fast as it is sent
+    goes pass after pass with as much left each time, which is what not converging is.
+    """
+
+    def __init__(self, started: float) -> None:
+        self._since = started
+        self._least: int | None = None
+        self._in_memory = False
+
+    def update(self, reading: MigrationProgress, now: float) -> None:
+        if reading.data_total <= 0:
+            return  # still preparing the destination: nothing known to shrink yet
+        in_memory = reading.memory_iteration > 0
+        if in_memory != self._in_memory:
+            self._in_memory, self._least, self._since = in_memory, None, now
+        if self._least is None or reading.data_remaining < self._least:
+            self._least, self._since = reading.data_remaining, now
+
+    def stalled_for(self, now: float) -> float:
+        return now - self._since
+
+    def describe(self) -> str:
+        return "the data left" if self._least is None else f"{self._least // _MIB} MiB left"
+
+
 # ---------------------------------------------------------------- outcomes
 
 
@@ -234,8 +264,7 @@ class LiveMigration:
         worker = threading.Thread(target=self._migrate, name=f"migrate-{self._name}", daemon=True)
         worker.start()
         last: MigrationProgress | None = None
-        least_remaining: int | None = None
-        shrunk_at = started
+        stall = StallWatch(started)
         while True:
             worker.join(poll_s)
             if not worker.is_alive():
@@ -248,16 +277,12 @@ class LiveMigration:
             if reading is not None:
                 last = reading
                 on_progress(reading)
-                if reading.data_total > 0 and (
-                    least_remaining is None or reading.data_remaining < least_remaining
-                ):
-                    least_remaining, shrunk_at = reading.data_remaining, now
+                stall.update(reading, now)
             if now - started > self.request.time_limit_s:
                 self._abort(f"did not complete within {self.request.time_limit_s:g} s")
-            elif now - shrunk_at > self.request.progress_timeout_s:
-                left = f"{least_remaining // _MIB} MiB" if least_remaining is not None else "all"
+            elif stall.stalled_for(now) > self.request.progress_timeout_s:
                 self._abort(
-                    f"not converging: {left} left to move did not shrink"
+                    f"not converging: {stall.describe()} did not shrink"
                     f" for {self.request.progress_timeout_s:g} s"
                 )
         return self._outcome(self._clock() - started, last)
@@ -290,7 +315,7 @@ class LiveMigration:
         if aborted and self._abort_reason is not None:
             raise MigrationTimedOut(self._name, self._abort_reason, last) from error
         if aborted:
-            raise MigrationCancelled(self._name, f"aborted by another client: {message}")
+            raise MigrationCancelled(self._name, f"aborted by another client: {message}") from error
         raise MigrationFailed(self._name, message, error.get_error_code()) from error
 
 

@@ -29,6 +29,7 @@ from reconciler.libvirt.migrate import (
     MigrationResult,
     MigrationTimedOut,
     StorageMode,
+    abort_outgoing_migration,
 )
 
 from .fleet import (
@@ -317,28 +318,68 @@ def assert_still_on_a(guest: Guest, connections: tuple[libvirt.virConnect, ...])
     assert guest.name not in domain_names(b)
 
 
+class Running:
+    """A migration run on a thread of its own; `outcome` is its result or exception."""
+
+    def __init__(self, migration: LiveMigration) -> None:
+        self.copying = threading.Event()
+        self.outcome: list[BaseException | MigrationResult] = []
+        self._migration = migration
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        def seen(progress: MigrationProgress) -> None:
+            if copying(progress):
+                self.copying.set()
+
+        try:
+            self.outcome.append(self._migration.run(seen, poll_s=0.1))
+        except Exception as error:  # handed to the test's thread
+            self.outcome.append(error)
+
+    def wait_until_copying(self) -> None:
+        assert self.copying.wait(60), f"the migration never started copying: {self.outcome}"
+
+    def end(self) -> BaseException | MigrationResult:
+        self._thread.join(60)
+        assert len(self.outcome) == 1, "the migration did not end"
+        return self.outcome[0]
+
+
 def test_a_cancelled_migration_leaves_the_guest_running_on_a(
     fleet: Fleet, connections: tuple[libvirt.virConnect, libvirt.virConnect], big_guest: Guest
 ) -> None:
     # given a migration copying the guest's disk to B
     migration = LiveMigration(big_guest.source, MigrationRequest(fleet.b.peer_uri))
-    copying_seen = threading.Event()
-    outcome: list[BaseException | MigrationResult] = []
-
-    def migrate() -> None:
-        try:
-            outcome.append(migration.run(lambda p: copying_seen.set() if copying(p) else None, 0.1))
-        except Exception as error:  # handed to the test thread
-            outcome.append(error)
-
-    worker = threading.Thread(target=migrate)
-    worker.start()
-    assert copying_seen.wait(60), "the migration never started copying"
+    running = Running(migration)
+    running.wait_until_copying()
     # when another thread cancels it
     migration.cancel()
-    worker.join(60)
     # then it ends as cancelled, the guest running on A the same boot, B without it
-    assert len(outcome) == 1 and isinstance(outcome[0], MigrationCancelled), outcome
+    outcome = running.end()
+    assert isinstance(outcome, MigrationCancelled), outcome
+    assert outcome.reason == "cancelled on request"
+    assert_still_on_a(big_guest, connections)
+
+
+def test_a_migration_aborted_from_another_connection_is_cancelled_too(
+    fleet: Fleet, connections: tuple[libvirt.virConnect, libvirt.virConnect], big_guest: Guest
+) -> None:
+    # given a migration copying the guest's disk to B
+    running = Running(LiveMigration(big_guest.source, MigrationRequest(fleet.b.peer_uri)))
+    running.wait_until_copying()
+    # when another client of A (a restarted daemon, say) aborts the domain's migration
+    other = fleet.a.connect()
+    try:
+        assert abort_outgoing_migration(other.lookupByName(big_guest.name))
+    finally:
+        other.close()
+    # then the migration ends as cancelled, with libvirt's words, and the guest is on A
+    outcome = running.end()
+    assert isinstance(outcome, MigrationCancelled), outcome
+    assert outcome.reason.startswith("aborted by another client: ")
+    assert "canceled by client" in outcome.reason
     assert_still_on_a(big_guest, connections)
 
 

@@ -20,6 +20,7 @@ from reconciler.libvirt.migrate import (
     MigrationFailed,
     MigrationProgress,
     MigrationRequest,
+    StallWatch,
     StorageMode,
     abort_outgoing_migration,
     completion_limit_s,
@@ -118,6 +119,46 @@ def test_progress_during_a_memory_pass_shows_the_throttle() -> None:
 
 def test_no_job_is_no_progress() -> None:
     assert MigrationProgress.from_job_stats({"type": libvirt.VIR_DOMAIN_JOB_NONE}) is None
+
+
+def reading(left_mib: int, memory_pass: int = 0, total_mib: int = 1000) -> MigrationProgress:
+    total, left = total_mib << 20, left_mib << 20
+    return MigrationProgress(0.0, total, total - left, left, 0, 0, memory_pass, 0)
+
+
+def test_data_left_that_shrinks_is_progress() -> None:
+    watch = StallWatch(started=0.0)
+    for second, left in enumerate([900, 700, 400, 100]):
+        watch.update(reading(left), now=float(second))
+
+    assert watch.stalled_for(now=3.0) == 0.0
+
+
+def test_memory_starting_after_the_disks_is_no_stall() -> None:
+    # the disks are copied (nothing left of them), then memory: more is left than before
+    watch = StallWatch(started=0.0)
+    watch.update(reading(0, memory_pass=0), now=5.0)
+    watch.update(reading(300, memory_pass=1, total_mib=1300), now=6.0)
+    watch.update(reading(200, memory_pass=2, total_mib=1300), now=7.0)
+
+    assert watch.stalled_for(now=7.0) == 0.0
+
+
+def test_memory_passes_leaving_as_much_each_time_are_a_stall() -> None:
+    watch = StallWatch(started=0.0)
+    watch.update(reading(300, memory_pass=1), now=1.0)
+    for memory_pass in range(2, 10):
+        watch.update(reading(300, memory_pass=memory_pass), now=float(memory_pass))
+
+    assert watch.stalled_for(now=9.0) == 8.0
+    assert watch.describe() == "300 MiB left"
+
+
+def test_preparing_the_destination_counts_from_the_start() -> None:
+    watch = StallWatch(started=0.0)
+    watch.update(reading(0, total_mib=0), now=4.0)
+
+    assert watch.stalled_for(now=4.0) == 4.0
 
 
 def test_a_migration_libvirt_refuses_is_migration_failed_in_its_words(
