@@ -127,6 +127,7 @@ class Migrated:
     guest: Guest
     uptime_before: float
     result: MigrationResult
+    progress: list[MigrationProgress]  # the readings run() handed on while it ran
     events_a: list[tuple[int, int]]
     events_b: list[tuple[int, int]]
     capabilities: list[dict[str, bool]]  # what A's libvirtd set in QEMU meanwhile
@@ -145,7 +146,9 @@ def migrated(
         watches = DomainEvents(fleet.a), DomainEvents(fleet.b)
         since = log_size(fleet.a)
         try:
-            result = LiveMigration(guest.source, MigrationRequest(fleet.b.peer_uri)).run()
+            progress: list[MigrationProgress] = []
+            migration = LiveMigration(guest.source, MigrationRequest(fleet.b.peer_uri))
+            result = migration.run(progress.append, poll_s=0.1)
             # The last events may trail the call by a moment.
             wait_until(
                 f"the hosts' last events; A saw {watches[0].seen}, B {watches[1].seen}",
@@ -159,6 +162,7 @@ def migrated(
             guest,
             before,
             result,
+            progress,
             watches[0].of(guest.name),
             watches[1].of(guest.name),
             migration_capabilities(fleet.a, since),
@@ -225,11 +229,25 @@ def test_the_destination_keeps_the_completed_jobs_statistics(
 ) -> None:
     domain = connections[1].lookupByName(migrated.guest.name)
 
-    stats = domain.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    # Without KEEP_COMPLETED, libvirt forgets them once read.
+    stats = domain.jobStats(
+        libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
+    )
 
     assert stats["type"] == libvirt.VIR_DOMAIN_JOB_COMPLETED
     assert stats["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
     assert stats["memory_processed"] > 0 and stats["memory_remaining"] == 0
+
+
+def test_the_source_reported_the_jobs_progress_up_to_the_memory_passes(
+    migrated: Migrated,
+) -> None:
+    lines = [reading.line() for reading in migrated.progress]
+
+    assert lines and lines[0].startswith("preparing the destination"), lines
+    assert migrated.result.last_progress == migrated.progress[-1]
+    assert migrated.progress[-1].memory_iteration >= 1, lines
+    assert lines[-1].startswith("memory pass "), lines
 
 
 def test_both_hosts_tell_of_the_migration_in_their_lifecycle_events(migrated: Migrated) -> None:
