@@ -19,10 +19,8 @@ host running; the next lab removes the folder such a run left behind.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -34,13 +32,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
-from reconciler.libvirt.events import start_event_loop
-
-from .lab import TestGuest, agent_command, tiny_domain_xml, wait_until
+from .lab import TestGuest, wait_until
 
 # Tools the lab runs; all but libvirt's come with util-linux and iproute2 (Makefile).
 TOOLS = ("unshare", "nsenter", "ip", "bash", "libvirtd", "virtlogd", "qemu-img", "qemu-io")
@@ -118,6 +113,8 @@ class Fleet:
     guest: TestGuest
     hosts: tuple[FleetHost, FleetHost]
     shared: Path  # a plain directory both hosts see at the same path
+    # The lab's own connections to A and B, open for its lifetime.
+    connections: tuple[libvirt.virConnect, libvirt.virConnect]
     _serial: Iterator[int] = field(default_factory=lambda: iter(range(1, 1 << 30)))
 
     @property
@@ -303,16 +300,19 @@ def fleet_lab(guest_dir: Path, base: Path) -> Iterator[Fleet]:
             ),
             hosts=(hosts[0], hosts[1]),
             shared=shared,
+            connections=(connections[0], connections[1]),
         )
     finally:
         for conn in connections:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
-        _stop(unshares)
-        # Only left in this namespace when setup failed before moving it; else it went
-        # with the namespaces.
-        subprocess.run(["ip", "link", "del", f"{veth}a"], capture_output=True, check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            _stop(unshares)
+        finally:
+            # Only left in this namespace when setup failed before moving it; else it
+            # went with the namespaces.
+            subprocess.run(["ip", "link", "del", f"{veth}a"], capture_output=True, check=False)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _stop(unshares: list[subprocess.Popen[bytes]]) -> None:
@@ -330,97 +330,3 @@ def _stop(unshares: list[subprocess.Popen[bytes]]) -> None:
         if time.monotonic() > deadline:
             raise FleetLabError(f"the lab's namespaces outlived their unshare: {init_pids}")
         time.sleep(0.05)
-
-
-# ---------------------------------------------------------------- guests
-
-
-def disk_xml(path: str, *, cache: str | None = None) -> str:
-    """A qcow2 virtio disk `vda` at `path`, as the host sees it."""
-    cache_attr = f" cache={quoteattr(cache)}" if cache else ""
-    return (
-        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'{cache_attr}/>"
-        f"<source file={quoteattr(path)}/><target dev='vda' bus='virtio'/></disk>"
-    )
-
-
-def guest_domain_xml(name: str, guest: TestGuest, disk: str) -> str:
-    """The tiny guest with one disk; its console goes to the host's private log folder."""
-    xml = tiny_domain_xml(name, guest, console_log=Path(f"/var/log/libvirt/qemu/{name}.console"))
-    return xml.replace("<devices>", f"<devices>\n    {disk}", 1)
-
-
-def create_qcow2(host: FleetHost, name: str, size_mib: int, pattern_mib: int = 0) -> str:
-    """A qcow2 volume in the host's `default` pool; its first `pattern_mib` MiB hold data
-    (0xa5 bytes, which no copy can skip as zeroes). Returns its path as the host sees it."""
-    inside = f"{IMAGES}/{escape(name)}.qcow2"
-    path = host.outside(inside)
-    _run("qemu-img", "create", "-q", "-f", "qcow2", str(path), f"{size_mib}M")
-    if pattern_mib:
-        _run("qemu-io", "-f", "qcow2", "-c", f"write -q -P 0xa5 0 {pattern_mib}M", str(path))
-    return inside
-
-
-def guest_output(domain: libvirt.virDomain, script: str, timeout: float = 30.0) -> str:
-    """Run `sh -c script` in the guest through its agent; its standard output."""
-    started = agent_command(
-        domain, "guest-exec", path="/bin/sh", arg=["-c", script], **{"capture-output": True}
-    )
-
-    def exited() -> dict[str, object] | None:
-        status: dict[str, object] = agent_command(domain, "guest-exec-status", pid=started["pid"])
-        return status if status.get("exited") else None
-
-    status = wait_until(f"{script!r} in {domain.name()}", exited, timeout, interval=0.1)
-    if status.get("exitcode") != 0:
-        raise AssertionError(f"{script!r} in {domain.name()} ended with {status}")
-    return base64.b64decode(str(status.get("out-data", ""))).decode()
-
-
-class DomainEvents:
-    """The lifecycle events (event, detail) of one host's domains, as libvirt sends them."""
-
-    def __init__(self, host: FleetHost) -> None:
-        start_event_loop()  # before the connection opens, or it gets no events
-        self.seen: list[tuple[str, int, int]] = []
-        self._conn = host.connect()
-        self._id = self._conn.domainEventRegisterAny(
-            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._event, None
-        )
-
-    def _event(
-        self, _conn: object, domain: libvirt.virDomain, event: int, detail: int, _opaque: object
-    ) -> None:
-        self.seen.append((domain.name(), event, detail))
-
-    def of(self, name: str) -> list[tuple[int, int]]:
-        return [(event, detail) for domain, event, detail in self.seen if domain == name]
-
-    def close(self) -> None:
-        with contextlib.suppress(libvirt.libvirtError):
-            self._conn.domainEventDeregisterAny(self._id)
-            self._conn.close()
-
-
-def migration_capabilities(host: FleetHost, since: int) -> list[dict[str, bool]]:
-    """The migration capabilities the host's libvirtd set in QEMU after byte `since` of its
-    log (`log_size`), one dict per `migrate-set-capabilities` command.
-
-    libvirt 9.0 shows auto-converge nowhere else until QEMU throttles, which an idle
-    guest never makes it do; the lab's libvirtd logs its QMP commands for this.
-    """
-    with host.outside(LIBVIRTD_LOG).open("rb") as log:
-        log.seek(since)
-        text = log.read().decode(errors="replace")
-    found = []
-    for line in text.splitlines():
-        if "QEMU_MONITOR_SEND_MSG" not in line or "migrate-set-capabilities" not in line:
-            continue
-        # The message ends the line: QMP commands end in CRLF, " fd=" follows on the next.
-        command, _end = json.JSONDecoder().raw_decode(line.partition(" msg=")[2])
-        found.append({c["capability"]: c["state"] for c in command["arguments"]["capabilities"]})
-    return found
-
-
-def log_size(host: FleetHost) -> int:
-    return host.outside(LIBVIRTD_LOG).stat().st_size
