@@ -37,7 +37,8 @@ import libvirt
 
 from .lab import TestGuest, wait_until
 
-# Tools the lab runs; all but libvirt's come with util-linux and iproute2 (Makefile).
+# Tools the lab runs: util-linux (essential), iproute2, libvirt-daemon-system and
+# qemu-utils, all in the Makefile's DEB_PACKAGES; the tests run as root, as all of e2e.
 TOOLS = ("unshare", "nsenter", "ip", "bash", "libvirtd", "virtlogd", "qemu-img", "qemu-io")
 HOSTS = (("hostA", "10.77.0.1"), ("hostB", "10.77.0.2"))
 # The folders each host gets a private copy of, as (name in the host's folder, mount point).
