@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from reconciler.api.libvirt_uri import check_libvirt_uri
 from reconciler.api.meta import INT32_MAX, Manifest, Strict
 from reconciler.api.quantity import MemorySize
 
@@ -20,6 +21,13 @@ class NodeCapacity(Strict):
 class NodeSpec(Strict):
     capacity: NodeCapacity = Field(default_factory=NodeCapacity)
     unschedulable: bool = False
+    # How the other hosts' libvirtd reach this host's, to migrate VMs to it.
+    libvirt_uri: str | None = None
+
+    @field_validator("libvirt_uri")
+    @classmethod
+    def _libvirt_uri_the_fleet_can_use(cls, value: str | None) -> str | None:
+        return None if value is None else check_libvirt_uri(value)
 
 
 class Node(Manifest):

@@ -101,6 +101,7 @@ class OperationReason(StrEnum):
     VIRTUAL_MACHINE_NOT_FOUND = "VirtualMachineNotFound"
     NOT_APPLICABLE_FOR_RUN_POLICY = "NotApplicableForVirtualMachineRunPolicy"
     NOT_APPLICABLE_FOR_PHASE = "NotApplicableForVirtualMachinePhase"
+    NOT_APPLICABLE_FOR_LIVE_MIGRATION_POLICY = "NotApplicableForLiveMigrationPolicy"
     TARGET_UNSCHEDULABLE = "TargetUnschedulable"
     OPERATION_COMPLETED = "OperationCompleted"
     OPERATION_FAILED = "OperationFailed"

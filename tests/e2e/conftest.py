@@ -32,6 +32,12 @@ The fixtures, and how an engine-level test uses them:
   test's namespace. A module overrides it by requesting `host` in its own `host` fixture.
 - `e2e_session` (session): the session's token and work directory, for fixtures a test
   module builds itself (see test_guest_boots.py for a module-scoped running domain).
+- `fleet` (module): two more libvirt hosts, A and B, each its own libvirtd in private
+  namespaces joined by a veth (tests/e2e/fleet.py; it needs no qemu:///system). Reach a
+  host with `fleet.a.uri` (or `.connect()`); a migration's destination is
+  `fleet.b.peer_uri` (`qemu+tcp://hostB/system`). Each host has a `default` dir pool at
+  /var/lib/libvirt/images (`host.outside(path)` is where that is from here), and
+  `fleet.guest` is the tiny guest, readable by both. See test_fleet_migration.py.
 
 A start takes about 0.5 s in libvirtd and 5 s more until the guest agent answers (with
 scripts/start-libvirtd.sh's /dev/kvm fix; without it libvirt re-probes QEMU on every
@@ -58,6 +64,7 @@ import pytest
 
 from tests.hosts import CLASS, Host
 
+from .fleet import Fleet, FleetLabError, fleet_lab
 from .lab import (
     LabNetwork,
     LabPool,
@@ -148,16 +155,22 @@ def e2e_session(system_conn: libvirt.virConnect) -> Iterator[E2ESession]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def guest(e2e_session: E2ESession) -> TestGuest:
-    """The tiny guest's kernel and initramfs; fails with instructions when not built."""
-    kernel, initrd = GUEST_DIR / "vmlinuz", GUEST_DIR / "initrd.img"
-    if not (kernel.is_file() and initrd.is_file() and (GUEST_DIR / "build.key").is_file()):
+def require_built_guest() -> None:
+    """Fail, saying what to run, unless tests/guest/build-guest.sh has built the guest."""
+    names = ("vmlinuz", "initrd.img", "build.key", "kernel-release")
+    if not all((GUEST_DIR / name).is_file() for name in names):
         pytest.fail(
             f"the test guest is not built in {GUEST_DIR}.\n"
             "Run `make e2e-deps`, or as root: tests/guest/build-guest.sh",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def guest(e2e_session: E2ESession) -> TestGuest:
+    """The tiny guest's kernel and initramfs; fails with instructions when not built."""
+    require_built_guest()
+    kernel, initrd = GUEST_DIR / "vmlinuz", GUEST_DIR / "initrd.img"
     # A private copy in the world-readable work directory: libvirt relabels the files
     # it boots, and the cache may sit under a directory libvirt-qemu cannot enter.
     target = e2e_session.workdir / "guest"
@@ -219,3 +232,16 @@ def host(
         network=e2e_network.name,
         namespaces=(e2e_namespace,),
     )
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    """Two libvirt hosts, A and B, each in namespaces of its own (tests/e2e/fleet.py), for
+    one module; it needs no qemu:///system. Up in about a second; gone after the module,
+    processes, veth and folder, whatever the tests did."""
+    require_built_guest()
+    try:
+        with fleet_lab(GUEST_DIR, WORKDIR_BASE) as lab:
+            yield lab
+    except FleetLabError as error:
+        pytest.fail(f"the fleet lab: {error}", pytrace=False)
