@@ -16,12 +16,15 @@ import libvirt
 from reconciler.engine.operations.execute import Record
 from reconciler.libvirt import attach, disk_steps
 from reconciler.libvirt.metadata import metadata_xml
+from reconciler.libvirt.migrate import MigrationRequest, StorageMode
+from reconciler.libvirt.migrations import Migrations
 from reconciler.libvirt.observe import network_facts, state_of
 from reconciler.libvirt.operation_record import NotOurDomain, write_record
 from reconciler.libvirt.render import render_domain
 from reconciler.libvirt.storage import ImageSourceInvalid, ImageSourceMissing, pool_lock
 from reconciler.libvirt.storage.pools import create_volume, find_volume
 from reconciler.model.actions import (
+    AbortMigration,
     Action,
     AttachDevice,
     CarryOutOperation,
@@ -33,6 +36,7 @@ from reconciler.model.actions import (
     EnsureDiskVolume,
     EnsureImageVolume,
     EnsureSeedVolume,
+    MigrateDomain,
     ReleaseAddress,
     ReserveAddress,
     ResizeDisk,
@@ -75,6 +79,7 @@ class Applier:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         progress: Callable[[str], None] | None = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self._connection = connection
         self._poll = poll_seconds
@@ -82,6 +87,11 @@ class Applier:
         self._sleep = sleep
         # Where a long step (an image upload) says how far it is; the log by default.
         self._progress = progress or log.info
+        # Live migrations outlast a pass in the daemon; by default (one-shot) each is
+        # carried out to its end before run() returns.
+        self.migrations = migrations or Migrations(
+            connection, blocking=True, progress=self._progress
+        )
         self.mutations = 0
 
     def run(self, action: Action) -> None:
@@ -330,9 +340,34 @@ class Applier:
             domain.create()
         self._record(domain, action, Record.COMPLETED)
 
-    def _record(self, domain: libvirt.virDomain, action: CarryOutOperation, record: Record) -> None:
+    @_run.register
+    def _(self, action: MigrateDomain) -> None:
+        domain = self._connection.lookupByName(action.domain)
+        # Recorded first: the record travels with the domain, and a daemon killed while
+        # libvirt migrates finds it on whichever host the guest is then.
+        self._record(domain, action, Record.STARTED)
+        request = MigrationRequest(
+            action.target_uri,
+            StorageMode(action.storage),
+            action.auto_converge,
+            time_limit_s=0,  # the platform's 800 s per GiB of what it moves
+        )
+        self.mutations += 1
+        self.migrations.start(action.domain, action.operation, action.target_node, request)
+
+    @_run.register
+    def _(self, action: AbortMigration) -> None:
+        if self.migrations.cancel(action.domain):
+            self.mutations += 1
+
+    def _record(
+        self,
+        domain: libvirt.virDomain,
+        action: CarryOutOperation | MigrateDomain,
+        record: Record,
+    ) -> None:
         try:
-            flag = action.stopped_manually
+            flag = action.stopped_manually if isinstance(action, CarryOutOperation) else None
             self.mutations += write_record(domain, action.operation, record, flag)
         except NotOurDomain as error:
             raise ApplyError(str(error)) from error

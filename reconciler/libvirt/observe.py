@@ -13,8 +13,15 @@ from reconciler.engine.network.addressing import NetworkFacts, Reservation
 from reconciler.libvirt.agent import GuestAgents
 from reconciler.libvirt.disk_steps import is_test_driver, simulated_source
 from reconciler.libvirt.facts import parse_definition
+from reconciler.libvirt.migrate import MigrationProgress
 from reconciler.libvirt.storage import ImageSourceMissing, StorageError, inspect_source
-from reconciler.model.domain import DefinitionView, ObservedDomain, PowerState, VolumeFacts
+from reconciler.model.domain import (
+    DefinitionView,
+    MigrationJob,
+    ObservedDomain,
+    PowerState,
+    VolumeFacts,
+)
 from reconciler.model.guest import GuestAgent
 
 _STATES = {
@@ -126,6 +133,7 @@ class Observer:
             config=config,
             live=live,
             agent=self._agent(domain, name, live) if ours else None,
+            migration=_migration(domain, config) if live is not None else None,
         )
 
     def _agent(
@@ -226,3 +234,22 @@ def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
             if mac and host_ip:
                 reservations.append(Reservation(mac.lower(), host_ip, host.get("name", "")))
     return NetworkFacts(name, active, tuple(gateways), tuple(reservations), tuple(subnets))
+
+
+def _migration(domain: libvirt.virDomain, config: DefinitionView) -> MigrationJob | None:
+    """The outgoing migration of a running domain, asked of libvirt only while one of its
+    operations is recorded as started: a migration is begun only after that record, and
+    thousands of domains without one cost no call."""
+    meta = config.metadata
+    if meta is None or not any(e.endswith(":started") for e in meta.completed_operations):
+        return None
+    try:
+        stats = domain.jobStats()
+    except libvirt.libvirtError:
+        return None  # gone, or the job ended while we asked
+    if stats.get("operation") != libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+        return None
+    progress = MigrationProgress.from_job_stats(stats)
+    if progress is None:
+        return None
+    return MigrationJob(progress.percent, progress.line())

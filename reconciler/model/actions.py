@@ -291,3 +291,38 @@ class CarryOutOperation(Action):
         how = "force off" if self.force else f"shut down (grace {self.grace_seconds}s)"
         then = ", then start" if self.step == "restart" else ""
         return f"{how}{then} {self.domain} ({vmop})"
+
+
+@dataclass(frozen=True)
+class MigrateDomain(Action):
+    """A VirtualMachineOperation's live migration (Evict, Migrate) of a running domain to
+    another host of the fleet, recorded as started in the domain's next-boot metadata
+    first. The record travels with the domain: the destination finds it there and reports
+    the operation Completed; a migration that fails records it failed on the source."""
+
+    domain: str
+    operation: str  # NAMESPACE/NAME
+    target_node: str
+    target_uri: str  # the destination as the source's libvirtd reaches it (Node libvirtUri)
+    storage: str = "copy"  # libvirt/migrate.py StorageMode: copy, shared, shared-directory
+    auto_converge: bool = False
+
+    def describe(self) -> str:
+        converge = ", auto-converge" if self.auto_converge else ""
+        return (
+            f"live-migrate {self.domain} to {self.target_node} ({self.storage} storage"
+            f"{converge}; vmop {self.operation})"
+        )
+
+
+@dataclass(frozen=True)
+class AbortMigration(Action):
+    """Cancel a domain's outgoing live migration: its operation was deleted while it ran,
+    as deleting a vmop cancels it on the platform. The guest keeps running here."""
+
+    domain: str
+    operation: str  # NAMESPACE/NAME
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"cancel the live migration of {self.domain} (vmop {self.operation}: {self.reason})"

@@ -176,6 +176,14 @@ class DefinitionView:
 
 
 @dataclass(frozen=True)
+class MigrationJob:
+    """An outgoing live migration libvirt runs for a domain, as its job statistics say."""
+
+    percent: int
+    progress: str  # e.g. "copying disks: 23% (60 of 256 MiB)"
+
+
+@dataclass(frozen=True)
 class ObservedDomain:
     name: str
     uuid: str
@@ -186,6 +194,8 @@ class ObservedDomain:
     live: DefinitionView | None  # the running instance, when active
     # The running instance's guest agent; None when the domain is not running.
     agent: GuestAgent | None = None
+    # The live migration leaving this host; None when none runs.
+    migration: MigrationJob | None = None
 
     @property
     def owner(self) -> tuple[str, str, str] | None:

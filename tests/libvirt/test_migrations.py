@@ -1,0 +1,65 @@
+"""Live migrations begun by a pass (libvirt/migrations.py), on libvirt's test driver: the
+driver cannot migrate, so these show what happens when a migration fails (the fleet lab's
+end-to-end tests show the ones that succeed, tests/e2e/test_fleet_*.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import libvirt
+
+from reconciler.api import ObjectId
+from reconciler.engine.operations.execute import Record, records
+from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.facts import parse_definition
+from reconciler.libvirt.migrations import Migrations
+from reconciler.model.actions import AbortMigration, MigrateDomain
+from tests.hosts import Host
+from tests.libvirt.test_operations import running_vm
+
+OPERATION = "default/evict-linux-vm-1718000000"
+VM = ObjectId("VirtualMachine", "default", "linux-vm")
+
+
+def recorded(host: Host) -> dict[str, Record]:
+    meta = parse_definition(host.domain().XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).metadata
+    return records(meta)
+
+
+def migrate(host: Host, migrations: Migrations) -> None:
+    applier = Applier(host.connection, migrations=migrations)
+    applier.run(MigrateDomain(VM, host.domain().name(), OPERATION, "hv2", "qemu+tcp://hv2/system"))
+
+
+def test_a_failed_migration_leaves_the_guest_running_here_and_records_why(host: Host) -> None:
+    # given a running VM
+    started = running_vm(host)
+    # when a one-shot pass migrates it and libvirt refuses
+    migrations = Migrations(host.connection, blocking=True, progress=lambda _line: None)
+    migrate(host, migrations)
+    # then the guest runs here as the same instance, its operation recorded failed with why
+    assert host.domain().isActive() and int(host.domain().ID()) == started
+    assert recorded(host)[OPERATION] is Record.FAILED
+    assert migrations.failures()[OPERATION]
+    assert not migrations.running(host.domain().name())
+
+
+def test_a_daemon_pass_goes_on_while_its_migration_runs_and_hears_when_it_ends(
+    host: Host,
+) -> None:
+    # given a daemon's migrations that call back when one ends
+    running_vm(host)
+    ended = threading.Event()
+    migrations = Migrations(host.connection, on_end=ended.set, progress=lambda _line: None)
+    # when a pass begins one
+    migrate(host, migrations)
+    # then the pass returned at once and the end is heard
+    assert ended.wait(10)
+    assert recorded(host)[OPERATION] is Record.FAILED
+
+
+def test_cancelling_when_no_migration_runs_changes_nothing(host: Host) -> None:
+    running_vm(host)
+    applier = Applier(host.connection)
+    applier.run(AbortMigration(VM, host.domain().name(), OPERATION, "deleted"))
+    assert applier.mutations == 0 and host.domain().isActive()
