@@ -8,6 +8,7 @@ at exit. What one pass does with it is in `passes.py`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.triggers import Triggers
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.events import LifecycleWatch
+from reconciler.libvirt.migrations import Migrations
 from reconciler.libvirt.observe import Observer
 from reconciler.reports.publish import StatusPublisher
 from reconciler.source import ManifestCache, Source, open_source
@@ -54,10 +56,13 @@ class Libvirt:
     """The daemon's own connection and the observer reading through it. Kept across
     reloads while the connection is alive; opened again when it is not."""
 
-    def __init__(self, health: Health) -> None:
+    def __init__(self, health: Health, on_migration_end: Callable[[], None]) -> None:
         self._health = health
+        self._on_migration_end = on_migration_end
         self.connection: LibvirtConnection | None = None
         self.observer: Observer | None = None
+        # Live migrations outlast the pass that begins them (libvirt/migrations.py).
+        self.migrations: Migrations | None = None
 
     def connect(self, uri: str) -> Observer | None:
         """The observer over a live connection, opened again if it was lost; None when
@@ -75,6 +80,7 @@ class Libvirt:
             self._health.libvirt = str(error)
             return None
         self.observer = Observer(self.connection)
+        self.migrations = Migrations(self.connection, on_end=self._on_migration_end)
         self._health.libvirt = "ok"
         return self.observer
 

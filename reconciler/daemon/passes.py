@@ -207,7 +207,11 @@ class Pass:
         )
         stages.mark("context")
         connection = self._libvirt.connection
-        runner = None if self.config.suspend else Applier(connection, progress=self._progress)
+        runner = (
+            None
+            if self.config.suspend
+            else Applier(connection, progress=self._progress, migrations=self._libvirt.migrations)
+        )
         if self.config.suspend:
             # Report the host as it is, not as the plan would leave it.
             context = replace(context, anticipate=False)

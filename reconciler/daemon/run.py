@@ -44,7 +44,7 @@ class Daemon:
         # Replaced by a pinging one when systemd asks for a watchdog.
         self.heartbeat = Heartbeat(self.notifier, 3600.0)
         self._reload = threading.Event()
-        self._libvirt = Libvirt(self.health)
+        self._libvirt = Libvirt(self.health, lambda: self.triggers.request("migration"))
         self._components: Components | None = None
         self._memory = PassMemory()
 
