@@ -26,7 +26,7 @@ from reconciler.engine.devices.storage import (
     StorageView,
     resolve_device,
 )
-from reconciler.engine.vm.desired import ATTACHMENT_ALIAS_PREFIX
+from reconciler.engine.vm.disk_layout import ATTACHMENT_ALIAS_PREFIX
 from reconciler.findings import Finding, Rule
 from reconciler.model.actions import Action, AttachDevice, DetachDevice
 from reconciler.model.conditions import AttachmentCondition, AttachmentReason, Condition
