@@ -27,9 +27,9 @@ from reconciler.engine.plan import (
     Plan,
     PlanContext,
     Settled,
-    change_table_for,
     plan,
 )
+from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.desired import HostContext
 from reconciler.engine.vm.lifecycle import explain_failed_starts
 from reconciler.findings import Finding

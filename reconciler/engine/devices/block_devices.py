@@ -89,9 +89,8 @@ class PassDevices:
     view: StorageView
     attachments: dict[ObjectId, list[Attachment]]
     index: DeviceIndex
-    # VMs whose plan stopped before their devices were decided, and why.
-    blocked: dict[ObjectId, str] = field(default_factory=dict)
-    # Images an earlier VM of the pass imports.
+    # Images an earlier VM of the pass imports: the one accumulator of the pass's VMs,
+    # kept here as storage_actions reads and adds to it for each VM in turn.
     imported: set[ObjectId] = field(default_factory=set)
 
     @classmethod
@@ -147,9 +146,6 @@ class PassDevices:
     ) -> list[Action]:
         return hotplug_actions(vm_id, spec, observed)
 
-    def block(self, vm_id: ObjectId, why: str) -> None:
-        self.blocked[vm_id] = why
-
 
 def report_devices(
     devices: PassDevices,
@@ -158,11 +154,13 @@ def report_devices(
     domains: Mapping[str, ObservedDomain],
     actions: Sequence[Action],
     *,
+    held: Mapping[ObjectId, str],
     first_member: bool,
     anticipate: bool,
 ) -> dict[ObjectId, dict[str, Any]]:
     """The reports of the disks and attachments of the VMs this host reports; a disk no
-    VM uses is reported by the host that has its volume, else by the fleet's first host."""
+    VM uses is reported by the host that has its volume, else by the fleet's first host.
+    `held`: the VMs whose devices this pass does not change, and why."""
     pool = devices.view.pool
     here = {
         vm_id: domains.get(domain_name(vm_id))
@@ -181,7 +179,7 @@ def report_devices(
                     attachment,
                     here[vm_id],
                     source,
-                    vm_blocked=devices.blocked.get(vm_id, ""),
+                    vm_blocked=held.get(vm_id, ""),
                     requested=anticipate and attachment.object_id.name in requested,
                 )
         elif vm_id not in inventory and first_member:
