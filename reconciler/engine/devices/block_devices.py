@@ -1,5 +1,5 @@
 """The planner's block-device work for one pass: what plan.py asks of storage.py,
-attachments.py and disks.py, kept here so plan.py only calls in.
+vm_devices.py, attachments.py and disks.py, kept here so the planner's steps only call in.
 
 Per VM: its devices (blockDeviceRefs, then its attachments' devices), the storage
 steps they need (images imported, disks made or grown) and the hot-plug steps of a
@@ -39,11 +39,9 @@ from reconciler.engine.devices.storage import (
     DeviceNotReady,
     DiskState,
     ImageSourceFacts,
-    ResolvedDevice,
     StorageView,
-    static_devices,
-    storage_actions,
 )
+from reconciler.engine.devices.vm_devices import ResolvedDevice, static_devices, storage_actions
 from reconciler.findings import Finding
 from reconciler.model.actions import (
     Action,
@@ -116,7 +114,7 @@ class PassDevices:
         return cls(view, attachments, index)
 
     def devices(self, vm_id: ObjectId) -> tuple[ResolvedDevice, ...]:
-        """The VM's devices in the order the domain lists them; DeviceProblem (storage.py)
+        """The VM's devices in the order the domain lists them; DeviceProblem (vm_devices.py)
         for a blockDeviceRef it cannot have yet. Attachments that cannot be attached
         now only wait: they do not hold up their VM."""
         static = static_devices(self.index.vm_devices.get(vm_id, ()), self.view)

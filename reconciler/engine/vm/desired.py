@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from reconciler.api import (
     CPUType,
@@ -17,6 +17,7 @@ from reconciler.api import (
     VirtualMachineClass,
 )
 from reconciler.api.vm import OsType
+from reconciler.engine.devices.vm_devices import ResolvedDevice
 from reconciler.engine.vm.disk_layout import attached_disks, own_disks, seed_cdrom
 from reconciler.engine.vm.seeds import SeedVolume, provisioning_seeds
 from reconciler.model.conditions import VMCondition, VMReason
@@ -34,10 +35,6 @@ from reconciler.provisioning import NetworkConfig
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import topology_for
-
-if TYPE_CHECKING:
-    # storage.py raises this module's NotReady; only its value type is needed here.
-    from reconciler.engine.devices.storage import ResolvedDevice
 
 TCG_CPU_MODEL = "qemu64"
 # The name tests/storage know a disk's volume by.
@@ -104,7 +101,7 @@ def build_domain(
     """The domain a valid VM should be; NotReady when a dependency is missing.
 
     `network_config`: the VM's static address for its cloud-init seed, if it has one.
-    `devices`: its block devices as the host has them (storage.static_devices, then the
+    `devices`: its block devices as the host has them (vm_devices.static_devices, then the
     attachments' devices). Served from `_MEMO` when every input is the very object of
     an earlier call, and the devices are equal.
     """
@@ -144,7 +141,7 @@ _Inputs = tuple[
     str,
     tuple[object, ...],
     "NetworkConfig | None",
-    "tuple[ResolvedDevice, ...]",
+    tuple[ResolvedDevice, ...],
 ]
 
 

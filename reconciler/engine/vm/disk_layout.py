@@ -8,15 +8,12 @@ lists them (block devices, the seed CD-ROM, then the hot-plugged ones).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from reconciler.api import VirtualMachine
 from reconciler.api.vm import OsType
+from reconciler.engine.devices.vm_devices import ResolvedDevice
 from reconciler.model.domain import DiskDevice
-
-if TYPE_CHECKING:
-    # storage.py raises desired.py's NotReady; only its value type is needed here.
-    from reconciler.engine.devices.storage import ResolvedDevice
 
 # The alias of a hot-plugged disk: libvirt keeps user aliases (prefix "ua-") in both
 # definitions, so the running instance tells which disks an attachment brought.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.devices.block_devices import PassDevices, block_device_refs
-from reconciler.engine.devices.storage import DeviceProblem
+from reconciler.engine.devices.vm_devices import DeviceProblem
 from reconciler.engine.network.vm_address import address_report, reserve_address, seed_network
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPlan
 from reconciler.engine.vm.capacity import Capacity
