@@ -11,17 +11,13 @@ from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.fleet.placement import FleetNode, fits
 from reconciler.engine.operations.execute import (
-    DONE,
     FINAL_PHASES,
     KIND,
-    Order,
     ReportedOperation,
-    Step,
-    Verdict,
     operation_key,
-    operation_turn,
     operations_by_vm,
 )
+from reconciler.engine.operations.turn import DONE, Order, Step, Verdict, operation_turn
 from reconciler.engine.plan_types import PlanContext, VMPlan
 from reconciler.engine.vm.power import power_decision
 from reconciler.model.actions import Action, CarryOutOperation

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.api import RestartApprovalMode, VirtualMachine
-from reconciler.engine.operations.execute import Step, operation_step
+from reconciler.engine.operations.turn import Step, operation_step
 from reconciler.engine.plan_types import Outcome, PlanContext
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.power import PowerDecision, power_decision
