@@ -31,11 +31,9 @@ from reconciler.engine.plan_types import (
 from reconciler.engine.vm.capacity import capacity_in_use
 from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.plan_vm import SUSPEND_ANNOTATION, plan_vm
-from reconciler.engine.vm.status import base_status, broken_status
+from reconciler.engine.vm.status import broken_status, unplaced_status
 from reconciler.findings import Finding
-from reconciler.model.conditions import VMCondition, VMReason, mark_false
 from reconciler.model.names import domain_name
-from reconciler.model.status import VMStatus
 
 
 def plan(context: PlanContext, observation: Observation, settled: Settled | None = None) -> Plan:
@@ -68,12 +66,14 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     )
     findings = _findings_by_object(context.findings)
     held: dict[ObjectId, str] = {}
+    # The VMs this host reports, in the revision's order (their actions run in it), each
+    # admitted to the CPU the earlier ones left.
     for vm, placement in assignment.here:
         if not placement.node:
             vm_plans.append(
                 VMPlan(vm.id, Outcome.BLOCKED, details=[f"not placed: {placement.reason}"])
             )
-            statuses[vm.id] = _unplaced_status(context, vm, placement.reason)
+            statuses[vm.id] = unplaced_status(vm, placement.reason, context.topology, local)
             continue
         kept = settled.kept(vm.id, domain_name(vm), observation) if settled else None
         if kept is not None:
@@ -86,6 +86,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
             held[vm.id] = planned.held
         vm_plans.append(planned.plan)
         statuses[vm.id] = planned.status
+    # A VM whose manifest is invalid is reported, never changed.
     for broken_id in sorted(context.broken):
         if broken_id.kind == VirtualMachine.KIND and reports_broken_here(
             broken_id,
@@ -98,6 +99,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
             found = findings.get(str(broken_id), ())
             statuses[broken_id] = broken_status(broken_id, observed, found, local)
     vm_plans = release_stale_reservations(context, observation.network, vm_plans)
+    # After the VMs: their plans say which volumes are made and which domains let go.
     volumes = pass_volumes(
         context,
         observation,
@@ -108,8 +110,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         held=held,
     )
     vm_plans.extend(volumes.vms)
-    object_reports = volumes.object_reports
-    object_reports.update(report_operations(context, domains, vm_plans, statuses))
+    operations = report_operations(context, domains, vm_plans, statuses)
     notes = [*deletions.notes, *volumes.notes]
     if assignment.elsewhere:
         notes.append(f"{assignment.elsewhere} VM(s) are placed on other hosts of the fleet")
@@ -120,7 +121,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         statuses=statuses,
         notes=notes,
         held_back=[*deletions.held_back, *volumes.held_back],
-        object_reports=object_reports,
+        object_reports={**volumes.object_reports, **operations},
     )
 
 
@@ -130,14 +131,6 @@ def _findings_by_object(findings: list[Finding]) -> dict[str, list[Finding]]:
         if finding.object:
             by_object.setdefault(finding.object, []).append(finding)
     return by_object
-
-
-def _unplaced_status(context: PlanContext, vm: VirtualMachine, why: str) -> VMStatus:
-    """A VM no node of the fleet can take: reported Pending, with why, by the fleet's
-    first node."""
-    status = base_status(vm, None, context.topology, context.host.node_name)
-    status.set(mark_false(VMCondition.RUNNING, VMReason.UNSCHEDULABLE, why))
-    return status
 
 
 __all__ = [

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.devices.block_devices import PassDevices, block_device_refs
-from reconciler.engine.devices.vm_devices import DeviceProblem
+from reconciler.engine.devices.vm_devices import DeviceProblem, ResolvedDevice
 from reconciler.engine.network.vm_address import address_report, reserve_address, seed_network
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPlan
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.definition import definition
-from reconciler.engine.vm.desired import NotReady, build_domain
+from reconciler.engine.vm.desired import DesiredDomain, NotReady, build_domain
 from reconciler.engine.vm.power import PowerDecision, power_decision
 from reconciler.engine.vm.power_step import PowerInputs, plan_power
 from reconciler.engine.vm.running import running_changes
@@ -28,11 +28,13 @@ from reconciler.engine.vm.seeds import seed_actions
 from reconciler.engine.vm.status import base_status, blocking_conditions, resources_of
 from reconciler.findings import Finding
 from reconciler.model.actions import Action, ResizeDisk
-from reconciler.model.conditions import VMCondition, VMReason, mark_false
+from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false
 from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name, seed_volume_prefix
 from reconciler.model.phases import VMPhase
 from reconciler.model.status import VMStatus
+from reconciler.provisioning import NetworkConfig
+from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 
 # Per-VM suspend: the daemon keeps reporting the VM but changes nothing of it.
@@ -89,50 +91,23 @@ def _plan_vm(
     address = address_report(context.addressing, vm)
     status.set(address.condition)
     status.vmip_name, status.ip_address = address.vmip_name, address.ip_address
+    class_model, class_missing = _vm_class(context.inventory, vm)
     blocking = blocking_conditions(findings)
-    vmclass = context.inventory.get(
-        ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
-    )
-    class_model = vmclass.model if vmclass is not None else None
-    if not isinstance(class_model, VirtualMachineClass):
-        class_model = None
+    if class_missing is not None:
+        blocking.append(class_missing)
     # What the spec asks for, until the running instance's own figures replace it.
     status.core_fraction = str(effective_core_fraction(vm.spec, class_model))
     if blocking or class_model is None:
         for condition in blocking:
             status.set(condition)
-        if vmclass is None:
-            status.set(
-                mark_false(
-                    VMCondition.VIRTUAL_MACHINE_CLASS_READY,
-                    VMReason.VIRTUAL_MACHINE_CLASS_NOT_READY,
-                    f"VirtualMachineClass {vm.spec.virtual_machine_class_name}"
-                    " is missing or invalid",
-                )
-            )
         return _blocked(vm, status, observed, capacity, "its manifest breaks a rule")
-    try:
-        block_devices = devices.devices(vm.id)
-        desired = build_domain(
-            vm,
-            class_model,
-            context.inventory,
-            context.topology,
-            context.host,
-            context.revision,
-            seed_network(vm.id, address.decided, observation.network),
-            block_devices,
-        )
-    except DeviceProblem as problem:
-        status.set(
-            mark_false(
-                VMCondition.BLOCK_DEVICES_READY, VMReason.BLOCK_DEVICES_NOT_READY, str(problem)
-            )
-        )
-        return _blocked(vm, status, observed, capacity, str(problem))
-    except NotReady as error:
-        status.set(mark_false(error.condition, error.reason, str(error)))
-        return _blocked(vm, status, observed, capacity, str(error))
+    built = _desired(
+        context, vm, class_model, seed_network(vm.id, address.decided, observation.network), devices
+    )
+    if isinstance(built, Condition):
+        status.set(built)
+        return _blocked(vm, status, observed, capacity, built.message)
+    block_devices, desired = built
     resources = resources_of(desired, observed, context.topology, status.memory)
     status.cores, status.core_fraction = resources.cores, resources.core_fraction
     status.memory, status.requested_millicores = resources.memory, resources.requested_millicores
@@ -194,6 +169,50 @@ def _plan_vm(
     if power.detail:
         details.append(power.detail)
     return PlannedVM(VMPlan(vm.id, power.outcome, actions, details), status, power.capacity)
+
+
+def _vm_class(
+    inventory: Inventory, vm: VirtualMachine
+) -> tuple[VirtualMachineClass | None, Condition | None]:
+    """The VM's class, if valid; the condition that says so when it is missing."""
+    loaded = inventory.get(ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name))
+    if loaded is None:
+        return None, mark_false(
+            VMCondition.VIRTUAL_MACHINE_CLASS_READY,
+            VMReason.VIRTUAL_MACHINE_CLASS_NOT_READY,
+            f"VirtualMachineClass {vm.spec.virtual_machine_class_name} is missing or invalid",
+        )
+    model = loaded.model
+    return (model if isinstance(model, VirtualMachineClass) else None), None
+
+
+def _desired(
+    context: PlanContext,
+    vm: VirtualMachine,
+    vmclass: VirtualMachineClass,
+    network_config: NetworkConfig | None,
+    devices: PassDevices,
+) -> tuple[tuple[ResolvedDevice, ...], DesiredDomain] | Condition:
+    """The VM's devices and the domain it should be; or the condition that says which
+    dependency it waits for (its message is why the VM is not applied)."""
+    try:
+        block_devices = devices.devices(vm.id)
+        desired = build_domain(
+            vm,
+            vmclass,
+            context.inventory,
+            context.topology,
+            context.host,
+            context.revision,
+            network_config,
+            block_devices,
+        )
+    except DeviceProblem as problem:
+        reason = VMReason.BLOCK_DEVICES_NOT_READY
+        return mark_false(VMCondition.BLOCK_DEVICES_READY, reason, str(problem))
+    except NotReady as error:
+        return mark_false(error.condition, error.reason, str(error))
+    return block_devices, desired
 
 
 def _blocked(

@@ -55,6 +55,16 @@ def base_status(
     return status
 
 
+def unplaced_status(
+    vm: VirtualMachine, why: str, topology: TopologyPolicy, node_name: str
+) -> VMStatus:
+    """A VM no node of the fleet can take: reported Pending, with why, by the fleet's
+    first node."""
+    status = base_status(vm, None, topology, node_name)
+    status.set(mark_false(VMCondition.RUNNING, VMReason.UNSCHEDULABLE, why))
+    return status
+
+
 def broken_status(
     object_id: ObjectId,
     observed: ObservedDomain | None,
