@@ -158,7 +158,12 @@ def _plan_vm(
         ip_condition = status.get(VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY)
         address_wait = ip_condition.message if ip_condition else "no address yet"
     inputs = PowerInputs(
-        vm, desired.spec.name, observed, desired.requested_millicores, restart_pending, address_wait
+        vm,
+        desired.spec.name,
+        observed,
+        requested_millicores=desired.requested_millicores,
+        restart_pending=restart_pending,
+        address_wait=address_wait,
     )
     power = plan_power(context, inputs, capacity, outcome)
     actions.extend(power.actions)
