@@ -73,10 +73,12 @@ class Observation:
         return {prefix: tuple(volumes) for prefix, volumes in found.items()}
 
 
-@dataclass(frozen=True)
+@dataclass
 class VMPlan:
     """One object's part of the plan: its actions in the order they run, and what
-    `reconciler plan` says about them. Made once, when its steps are decided."""
+    `reconciler plan` says about them. Made once, when its steps are decided, and not
+    changed after (not frozen only because a frozen dataclass is slower to make, and
+    one is made for every VM on every pass)."""
 
     object_id: ObjectId
     outcome: Outcome

@@ -8,7 +8,7 @@ actions.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.engine.network.addressing import (
@@ -29,8 +29,7 @@ _ADDRESS_READY = mark_true(
 )
 
 
-@dataclass(frozen=True)
-class AddressReport:
+class AddressReport(NamedTuple):
     """The VM's vmip and address as its status shows them, whatever else keeps it from
     running; `decided`: the pass's allocation for it (None: it needs none)."""
 
@@ -40,11 +39,14 @@ class AddressReport:
     ip_address: str = ""
 
 
+_NO_ADDRESS_NEEDED = AddressReport(None, _ADDRESS_READY)
+
+
 def address_report(addressing: Addressing | None, vm: VirtualMachine) -> AddressReport:
     decided = addressing.vm(vm) if addressing is not None else None
     if decided is None:
         # No pool configured, or a VM without the Main network: nothing to wait for.
-        return AddressReport(None, _ADDRESS_READY)
+        return _NO_ADDRESS_NEEDED
     if decided.address is None:
         waiting = mark_false(
             VMCondition.VIRTUAL_MACHINE_IP_ADDRESS_READY,
@@ -55,8 +57,7 @@ def address_report(addressing: Addressing | None, vm: VirtualMachine) -> Address
     return AddressReport(decided, _ADDRESS_READY, decided.vmip_name, decided.address)
 
 
-@dataclass(frozen=True)
-class AddressStep:
+class AddressStep(NamedTuple):
     """The VM's DHCP reservation on the host's network. `ready` False: the VM has to
     wait for an address before it may start; `condition`: a new IP condition, if any."""
 

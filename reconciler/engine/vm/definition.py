@@ -3,7 +3,8 @@ or the definition was edited by hand, and left alone when it is what the spec sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from reconciler.api import ObjectId
 from reconciler.engine.plan_types import Outcome
@@ -12,8 +13,7 @@ from reconciler.model.actions import DefineDomain
 from reconciler.model.domain import DomainMetadata, DomainSpec, ObservedDomain
 
 
-@dataclass(frozen=True)
-class Definition:
+class Definition(NamedTuple):
     """The spec the domain is to have (with the bookkeeping its definition carries),
     and the definition this pass makes, if any."""
 

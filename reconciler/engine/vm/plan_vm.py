@@ -4,13 +4,15 @@ power_step.py), put together here into the VM's actions, outcome and status.
 
 The status is built in this one place: a step returns the conditions and phase it
 decides, and they are set in the order the steps run (a later one replaces an
-earlier one of its type).
+earlier one of its type). The steps' values are NamedTuples: one of each is made for
+every VM on every pass, and a tuple is made several times faster than a frozen
+dataclass (the plan is on the hot path of a daemon pass).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
@@ -41,8 +43,7 @@ from reconciler.rules.sizing import effective_core_fraction
 SUSPEND_ANNOTATION = "reconciler.vm-gitops.io/suspend"
 
 
-@dataclass(frozen=True)
-class PlannedVM:
+class PlannedVM(NamedTuple):
     plan: VMPlan
     status: VMStatus
     # The host's capacity after the VM: with its share in use when the plan starts it.

@@ -7,7 +7,7 @@ Values in, a decision out: the VM's plan (plan_vm.py) puts it in its status and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.api import RestartApprovalMode, VirtualMachine
 from reconciler.engine.operations.turn import Step, operation_step
@@ -20,8 +20,7 @@ from reconciler.model.domain import ObservedDomain
 from reconciler.model.phases import VMPhase
 
 
-@dataclass(frozen=True)
-class PowerInputs:
+class PowerInputs(NamedTuple):
     """What the step reads of one VM besides the pass's context."""
 
     vm: VirtualMachine
@@ -34,8 +33,7 @@ class PowerInputs:
     address_wait: str | None
 
 
-@dataclass(frozen=True)
-class PowerStep:
+class PowerStep(NamedTuple):
     actions: tuple[Action, ...]
     outcome: Outcome
     capacity: Capacity

@@ -4,8 +4,8 @@ change-application table (changes.py) says."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from reconciler.api import ObjectId
 from reconciler.engine.vm.changes import ChangeTable, compare_specs
@@ -16,8 +16,7 @@ from reconciler.model.domain import ObservedDomain
 from reconciler.policies import ChangeAction
 
 
-@dataclass(frozen=True)
-class RunningChanges:
+class RunningChanges(NamedTuple):
     """Either the changes that wait for a restart (`restart_awaiting`, with the
     conditions that say so) or the live actions that apply the others."""
 

@@ -71,6 +71,8 @@ def seed_actions(
         for seed in seeds
         if (seed.pool, seed.volume) not in volumes
     ]
+    if not existing:
+        return actions  # no seed of the VM in the pools: none to remove
     # Disk sources read back from libvirt are "pool/volume" for pool volumes.
     in_use = {f"{seed.pool}/{seed.volume}" for seed in seeds}
     if observed is not None:

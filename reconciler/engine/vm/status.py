@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.engine.vm.capacity import millicores_of
@@ -139,8 +139,7 @@ def blocking_conditions(findings: Sequence[Finding]) -> list[Condition]:
     return conditions
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(NamedTuple):
     """status.resources: of the running instance when there is one, else of the spec."""
 
     cores: int
