@@ -17,7 +17,8 @@ from reconciler.api.node import Node
 from reconciler.engine.devices.block_devices import explain_failures
 from reconciler.engine.devices.device_index import device_index
 from reconciler.engine.devices.disks import DiskRecord
-from reconciler.engine.devices.storage import ImageSourceFacts, images_to_inspect
+from reconciler.engine.devices.storage import ImageSourceFacts
+from reconciler.engine.devices.vm_devices import images_to_inspect
 from reconciler.engine.fleet.placement import fleet
 from reconciler.engine.network.addressing import AddressInputs, NetworkFacts, assign
 from reconciler.engine.operations.execute import ReportedOperation
@@ -27,9 +28,9 @@ from reconciler.engine.plan import (
     Plan,
     PlanContext,
     Settled,
-    change_table_for,
     plan,
 )
+from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.desired import HostContext
 from reconciler.engine.vm.lifecycle import explain_failed_starts
 from reconciler.findings import Finding

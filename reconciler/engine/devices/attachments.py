@@ -20,12 +20,8 @@ from typing import Any
 
 from reconciler.api import ObjectId, VirtualMachine, VirtualMachineBlockDeviceAttachment
 from reconciler.api.vm import OsType
-from reconciler.engine.devices.storage import (
-    DeviceProblem,
-    ResolvedDevice,
-    StorageView,
-    resolve_device,
-)
+from reconciler.engine.devices.storage import StorageView
+from reconciler.engine.devices.vm_devices import DeviceProblem, ResolvedDevice, resolve_device
 from reconciler.findings import Finding, Rule
 from reconciler.model.actions import Action, AttachDevice, DetachDevice
 from reconciler.model.conditions import AttachmentCondition, AttachmentReason, Condition

@@ -1,5 +1,5 @@
 """The planner's block-device work for one pass: what plan.py asks of storage.py,
-attachments.py and disks.py, kept here so plan.py only calls in.
+vm_devices.py, attachments.py and disks.py, kept here so the planner's steps only call in.
 
 Per VM: its devices (blockDeviceRefs, then its attachments' devices), the storage
 steps they need (images imported, disks made or grown) and the hot-plug steps of a
@@ -38,11 +38,9 @@ from reconciler.engine.devices.disks import (
 from reconciler.engine.devices.storage import (
     DiskState,
     ImageSourceFacts,
-    ResolvedDevice,
     StorageView,
-    static_devices,
-    storage_actions,
 )
+from reconciler.engine.devices.vm_devices import ResolvedDevice, static_devices, storage_actions
 from reconciler.findings import Finding
 from reconciler.model.actions import (
     Action,
@@ -87,9 +85,8 @@ class PassDevices:
     view: StorageView
     attachments: dict[ObjectId, list[Attachment]]
     index: DeviceIndex
-    # VMs whose plan stopped before their devices were decided, and why.
-    blocked: dict[ObjectId, str] = field(default_factory=dict)
-    # Images an earlier VM of the pass imports.
+    # Images an earlier VM of the pass imports: the one accumulator of the pass's VMs,
+    # kept here as storage_actions reads and adds to it for each VM in turn.
     imported: set[ObjectId] = field(default_factory=set)
 
     @classmethod
@@ -115,7 +112,7 @@ class PassDevices:
         return cls(view, attachments, index)
 
     def devices(self, vm_id: ObjectId) -> tuple[ResolvedDevice, ...]:
-        """The VM's devices in the order the domain lists them; DeviceProblem (storage.py)
+        """The VM's devices in the order the domain lists them; DeviceProblem (vm_devices.py)
         for a blockDeviceRef it cannot have yet. Attachments that cannot be attached
         now only wait: they do not hold up their VM."""
         static = static_devices(self.index.vm_devices.get(vm_id, ()), self.view)
@@ -145,9 +142,6 @@ class PassDevices:
     ) -> list[Action]:
         return hotplug_actions(vm_id, spec, observed)
 
-    def block(self, vm_id: ObjectId, why: str) -> None:
-        self.blocked[vm_id] = why
-
 
 def report_devices(
     devices: PassDevices,
@@ -156,11 +150,13 @@ def report_devices(
     domains: Mapping[str, ObservedDomain],
     actions: Sequence[Action],
     *,
+    held: Mapping[ObjectId, str],
     first_member: bool,
     anticipate: bool,
 ) -> dict[ObjectId, dict[str, Any]]:
     """The reports of the disks and attachments of the VMs this host reports; a disk no
-    VM uses is reported by the host that has its volume, else by the fleet's first host."""
+    VM uses is reported by the host that has its volume, else by the fleet's first host.
+    `held`: the VMs whose devices this pass does not change, and why."""
     pool = devices.view.pool
     here = {
         vm_id: domains.get(domain_name(vm_id))
@@ -179,7 +175,7 @@ def report_devices(
                     attachment,
                     here[vm_id],
                     source,
-                    vm_blocked=devices.blocked.get(vm_id, ""),
+                    vm_blocked=held.get(vm_id, ""),
                     requested=anticipate and attachment.object_id.name in requested,
                 )
         elif vm_id not in inventory and first_member:

@@ -19,7 +19,7 @@ exactly one host explains why.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.api import ObjectId, VirtualMachine
@@ -104,7 +104,7 @@ def _score(vm_id: ObjectId, node: str) -> bytes:
 def place(
     vm: VirtualMachine,
     vmclass: VirtualMachineClass | None,
-    members: list[FleetNode],
+    members: Sequence[FleetNode],
     running_here: bool,
     local: str,
     reported_node: str = "",
@@ -125,7 +125,7 @@ def place(
     return Placement(chosen.name, f"placed on {chosen.name}")
 
 
-def reports_here(placement: Placement, members: list[FleetNode], local: str) -> bool:
+def reports_here(placement: Placement, members: Sequence[FleetNode], local: str) -> bool:
     """Whether this host plans and reports the VM."""
     if placement.node:
         return placement.node == local

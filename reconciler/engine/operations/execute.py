@@ -21,73 +21,30 @@ Exactly once. The domain's next-boot metadata lists its VM's operations
 is final and never looked at again, so losing the status tree, or the domain with its
 VM, loses nothing. A power step is recorded as started *before* it is taken and as
 completed right after (libvirt/apply.py). A daemon killed in between leaves "started",
-and the next pass finishes the step rather than begin it again, judging by the domain:
+and the next pass finishes the step rather than begin it again (turn.py).
 
-- Start: running means done; shut off means the start is still to make.
-- Stop: shut off means done; running means the stop is still to make, unless that
-  instance was started after the record (someone started it again since).
-- Restart: an instance started after the record means done (its live metadata, the
-  next-boot metadata copied at start, lists the operation); an older running instance
-  means the restart never began; shut off means it was cut between its stop and its
-  start, so it is started.
-
-A power step that failed stays "started" and the next pass tries it again the same way;
-deleting the operation's manifest gives it up, as deleting a vmop does on the platform.
+This module holds the operations of a revision and their record; turn.py decides what
+each VM's operations do in a pass.
 """
 
 from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
 
-from reconciler.api import ObjectId, RunPolicy, VirtualMachine, VirtualMachineOperation
-from reconciler.api.operation import OperationType, VirtualMachineOperationSpec
-from reconciler.engine.fleet.placement import FleetNode
-from reconciler.engine.vm.lifecycle import phase_of
-from reconciler.engine.vm.power import PowerDecision
-from reconciler.model.actions import Action, CarryOutOperation
-from reconciler.model.conditions import Condition, OperationCondition, OperationReason
-from reconciler.model.domain import DomainMetadata, ObservedDomain
-from reconciler.model.phases import OperationPhase, VMPhase
+from reconciler.api import ObjectId, VirtualMachine, VirtualMachineOperation
+from reconciler.api.operation import VirtualMachineOperationSpec
+from reconciler.model.domain import DomainMetadata
+from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory
 
 KIND = VirtualMachineOperation.KIND
 FINAL_PHASES = frozenset(  # dvp-api.md §7.2
     {OperationPhase.COMPLETED, OperationPhase.FAILED, OperationPhase.SUPERSEDED}
 )
-
-# dvp-api.md §7.3: the run policies and VM phases each type applies to.
-_ANY_ON = frozenset({RunPolicy.MANUAL, RunPolicy.ALWAYS_ON_UNLESS_STOPPED_MANUALLY})
-_POLICIES = {
-    OperationType.START: _ANY_ON,
-    OperationType.STOP: _ANY_ON,
-    OperationType.RESTART: _ANY_ON | {RunPolicy.ALWAYS_ON},
-    OperationType.EVICT: _ANY_ON | {RunPolicy.ALWAYS_ON},
-    OperationType.MIGRATE: _ANY_ON | {RunPolicy.ALWAYS_ON},
-}
-_PHASES = {
-    OperationType.START: frozenset({VMPhase.STOPPED, VMPhase.STOPPING}),
-    OperationType.STOP: frozenset(
-        {VMPhase.RUNNING, VMPhase.DEGRADED, VMPhase.STARTING, VMPhase.PAUSE, VMPhase.PENDING}
-    ),
-    OperationType.RESTART: frozenset(
-        {VMPhase.RUNNING, VMPhase.DEGRADED, VMPhase.STARTING, VMPhase.PAUSE}
-    ),
-    OperationType.EVICT: frozenset({VMPhase.RUNNING}),
-    OperationType.MIGRATE: frozenset({VMPhase.RUNNING}),
-}
-_ONLY_WITH_FORCE = {OperationType.STOP: VMPhase.STOPPING, OperationType.RESTART: VMPhase.STOPPING}
-# The run-policy flag each type leaves: a Stop keeps an AlwaysOnUnlessStoppedManually VM
-# off (power.py) until a Start, or a Restart, powers it on again.
-_STOPPED_MANUALLY = {
-    OperationType.START: False,
-    OperationType.STOP: True,
-    OperationType.RESTART: False,
-}
 
 
 class Record(StrEnum):
@@ -96,19 +53,6 @@ class Record(StrEnum):
     STARTED = "started"
     COMPLETED = "completed"
     FAILED = "failed"
-
-
-class Step(StrEnum):
-    START = "start"
-    STOP = "stop"
-    RESTART = "restart"
-
-
-_STEPS = {
-    OperationType.START: Step.START,
-    OperationType.STOP: Step.STOP,
-    OperationType.RESTART: Step.RESTART,
-}
 
 
 @dataclass(frozen=True)
@@ -192,239 +136,3 @@ def operations_by_vm(inventory: Inventory) -> Mapping[ObjectId, tuple[Operation,
         }
         _INDEXES[inventory] = index
     return index
-
-
-# --- This pass's turn ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """An operation's report: phase and the reason and message of `Completed`."""
-
-    phase: OperationPhase
-    reason: OperationReason
-    message: str = ""
-    signal_sent: bool = False
-
-    def status(self) -> dict[str, Any]:
-        done = self.phase == OperationPhase.COMPLETED
-        completed = Condition(OperationCondition.COMPLETED, done, self.reason, self.message)
-        conditions = [completed.as_entry()]
-        if self.signal_sent:
-            signal = Condition(
-                OperationCondition.SIGNAL_SENT, True, OperationReason.SIGNAL_SENT_SUCCESS
-            )
-            conditions.append(signal.as_entry())
-        return {"phase": str(self.phase), "conditions": conditions}
-
-
-DONE = Verdict(OperationPhase.COMPLETED, OperationReason.OPERATION_COMPLETED, signal_sent=True)
-
-
-@dataclass(frozen=True)
-class Order:
-    """What one operation asks of this pass: a power step, or only its record."""
-
-    operation: ObjectId
-    type: OperationType
-    step: Step | None
-    force: bool = False
-    stopped_manually: bool | None = None
-    outcome: Record = Record.COMPLETED  # recorded when there is no step
-    # Begun by an earlier pass (its record says started): finished, never begun again.
-    continuing: bool = False
-    # Why the step cannot be taken yet; nothing is done this pass.
-    waiting: str = ""
-
-    def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> CarryOutOperation:
-        return CarryOutOperation(
-            vm_id,
-            domain,
-            operation_key(self.operation),
-            str(self.step or ""),
-            self.force,
-            grace_seconds,
-            self.stopped_manually,
-            str(self.outcome),
-        )
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A VM's operations in this pass: the one that acts, the refused ones to record, and
-    the reports of the others whose reports are not final yet."""
-
-    acting: Order | None
-    to_record: tuple[Order, ...]
-    verdicts: Mapping[ObjectId, Verdict]
-
-    def record_actions(self, vm_id: ObjectId, domain: str) -> list[Action]:
-        return [order.action(vm_id, domain, 0) for order in self.to_record]
-
-
-NO_TURN = Turn(None, (), {})
-
-
-def operation_step(
-    inventory: Inventory,
-    reported: Mapping[ObjectId, ReportedOperation],
-    vm: VirtualMachine,
-    domain: str,
-    observed: ObservedDomain | None,
-    decision: PowerDecision,
-) -> tuple[list[Action], Order | None]:
-    """What a VM's operations add to this pass's plan: the records to write, and the
-    operation whose power step replaces the run policy's decision (None: none does)."""
-    operations = operations_by_vm(inventory).get(vm.id, ())
-    turn = operation_turn(operations, observed, vm.spec.run_policy, decision, reported)
-    actions = turn.record_actions(vm.id, domain)
-    order = turn.acting
-    if order is not None and order.step is None:
-        actions.append(order.action(vm.id, domain, 0))  # found done: only recorded
-        return actions, None
-    if order is not None and order.waiting:
-        return actions, None
-    return actions, order
-
-
-def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) -> VMPhase:
-    """The VM's phase when an operation is checked: one the run policy is about to start
-    is still Pending; one this pass defines and leaves off is Stopped."""
-    if decision is PowerDecision.START and (observed is None or not observed.state.active):
-        return VMPhase.PENDING
-    return phase_of(observed) if observed is not None else VMPhase.STOPPED
-
-
-def operation_turn(
-    operations: Sequence[Operation],
-    observed: ObservedDomain | None,
-    policy: RunPolicy,
-    decision: PowerDecision,
-    reported: Mapping[ObjectId, ReportedOperation],
-    targets: Sequence[FleetNode] = (),
-) -> Turn:
-    """Decide a VM's operations from their reports and the domain's record. `targets`:
-    the other nodes that could take the VM, which only an Evict's message names."""
-    if not operations:
-        return NO_TURN
-    listed = records(observed.config.metadata if observed is not None else None)
-    phase = operation_phase(observed, decision)
-    verdicts: dict[ObjectId, Verdict] = {}
-    to_record: list[Order] = []
-    acting: Order | None = None
-    for operation in operations:
-        previous = reported.get(operation.id)
-        if previous is not None and previous.phase in FINAL_PHASES:
-            continue  # its report stands
-        state = listed.get(operation.key)
-        if state is Record.COMPLETED:
-            verdicts[operation.id] = DONE
-        elif state is Record.FAILED:
-            verdicts[operation.id] = refusal(operation, policy, phase, targets) or Verdict(
-                OperationPhase.FAILED,
-                OperationReason.OPERATION_FAILED,
-                "refused when it was checked; its report was lost",
-            )
-        elif acting is not None:
-            verdicts[operation.id] = Verdict(
-                OperationPhase.PENDING,
-                OperationReason.NOT_READY_TO_BE_EXECUTED,
-                f"waits for VirtualMachineOperation {acting.operation.name} to finish",
-            )
-        elif state is Record.STARTED:
-            acting = _continued(operation, observed)
-        elif (refused := refusal(operation, policy, phase, targets)) is not None:
-            verdicts[operation.id] = refused
-            to_record.append(Order(operation.id, operation.spec.type, None, outcome=Record.FAILED))
-        else:
-            acting = _begun(operation, phase)
-    return Turn(acting, tuple(to_record), verdicts)
-
-
-def refusal(
-    operation: Operation, policy: RunPolicy, phase: VMPhase, targets: Sequence[FleetNode] = ()
-) -> Verdict | None:
-    """Why an operation does not apply to its VM now (dvp-api.md §7.3); None when it does."""
-    kind = operation.spec.type
-    if policy not in _POLICIES[kind]:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.NOT_APPLICABLE_FOR_RUN_POLICY,
-            f"{kind} is not applicable for a VirtualMachine with runPolicy {policy}",
-        )
-    forced_only = _ONLY_WITH_FORCE.get(kind)
-    if phase not in _PHASES[kind] and not (phase == forced_only and operation.spec.force):
-        without = " without force" if phase == forced_only else ""
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.NOT_APPLICABLE_FOR_PHASE,
-            f"{kind} is not applicable for a VirtualMachine in phase {phase}{without}",
-        )
-    if kind in (OperationType.EVICT, OperationType.MIGRATE):
-        return _migration_refusal(operation, targets)
-    return None
-
-
-def _migration_refusal(operation: Operation, targets: Sequence[FleetNode]) -> Verdict:
-    """Evict and Migrate move a running VM to another node by live migration (the same
-    on the platform, §7.3). Without other nodes there is nowhere to go; with them, live
-    migration needs storage the hosts share, and each host here keeps its VMs' disks in
-    a storage pool of its own, so a move would leave the disks behind: refused, the VM
-    keeps running here."""
-    selector = operation.spec.migrate.node_selector if operation.spec.migrate else {}
-    nodes = [n.name for n in targets if all(n.labels.get(k) == v for k, v in selector.items())]
-    if not nodes:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.TARGET_UNSCHEDULABLE,
-            "there is nowhere to move the VirtualMachine: no other node of the fleet is"
-            " schedulable and matches its placement; it keeps running here",
-        )
-    return Verdict(
-        OperationPhase.FAILED,
-        OperationReason.OPERATION_FAILED,
-        f"the VirtualMachine is not migratable: moving it to {', '.join(sorted(nodes))} needs"
-        " live migration over storage the hosts share, and each host keeps its VMs' disks in"
-        " a storage pool of its own; it keeps running here",
-    )
-
-
-def _begun(operation: Operation, phase: VMPhase) -> Order:
-    kind = operation.spec.type
-    step = _STEPS[kind]
-    waiting = ""
-    if step is Step.START and phase == VMPhase.STOPPING:
-        # The guest is still shutting down: starting now would be a no-op, lost once it
-        # stops. The shutdown's lifecycle event brings the next pass.
-        waiting = "the VM is still stopping; it is started once it has stopped"
-    return Order(
-        operation.id,
-        kind,
-        step,
-        force=bool(operation.spec.force) and step is not Step.START,
-        stopped_manually=_STOPPED_MANUALLY[kind],
-        waiting=waiting,
-    )
-
-
-def _continued(operation: Operation, observed: ObservedDomain | None) -> Order:
-    """The step still to take for an operation recorded as started (see the module doc)."""
-    kind = operation.spec.type
-    active = observed is not None and observed.state.active
-    live = observed.live.metadata if observed is not None and observed.live else None
-    started_after = active and operation.key in records(live)
-    step: Step | None = None
-    if kind is OperationType.START:
-        step = None if active else Step.START
-    elif kind is OperationType.STOP:
-        step = Step.STOP if active and not started_after else None
-    elif kind is OperationType.RESTART and not started_after:
-        step = Step.RESTART if active else Step.START
-    return Order(
-        operation.id,
-        kind,
-        step,
-        force=bool(operation.spec.force) and step is not Step.START,
-        stopped_manually=_STOPPED_MANUALLY.get(kind),
-        continuing=True,
-    )

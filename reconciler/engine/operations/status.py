@@ -5,23 +5,20 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.fleet.placement import FleetNode, fits
 from reconciler.engine.operations.execute import (
-    DONE,
     FINAL_PHASES,
     KIND,
-    Order,
     ReportedOperation,
-    Step,
-    Verdict,
     operation_key,
-    operation_turn,
     operations_by_vm,
 )
+from reconciler.engine.operations.turn import DONE, Order, Step, Verdict, operation_turn
+from reconciler.engine.plan_types import PlanContext, VMPlan
 from reconciler.engine.vm.power import power_decision
 from reconciler.model.actions import Action, CarryOutOperation
 from reconciler.model.conditions import OperationCondition, OperationReason
@@ -29,14 +26,6 @@ from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name
 from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory
-
-
-class PlannedVM(Protocol):
-    """The parts of a VM's plan (plan.VMPlan) the reports read."""
-
-    object_id: ObjectId
-    actions: list[Action]
-    details: list[str]
 
 
 def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Verdict:
@@ -72,23 +61,20 @@ def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Ve
 
 
 def report_operations(
-    inventory: Inventory,
-    broken: Collection[ObjectId],
-    reported: Mapping[ObjectId, ReportedOperation],
+    context: PlanContext,
     domains: Mapping[str, ObservedDomain],
-    vm_plans: Iterable[PlannedVM],
+    vm_plans: Sequence[VMPlan],
     reported_vms: Collection[ObjectId],
-    fleet: Sequence[FleetNode],
-    local: str,
-    anticipate: bool,
 ) -> dict[ObjectId, dict[str, Any]]:
-    """The `status:` of every operation this host reports: those of the VMs it reports,
-    and (on the fleet's first node) those whose VM does not exist."""
+    """The `status:` of every operation this host reports: those of the VMs it reports
+    (`reported_vms`), and (on the fleet's first node) those whose VM does not exist."""
+    inventory, broken, reported = context.inventory, context.broken, context.operation_reports
+    fleet, local, anticipate = context.members, context.host.node_name, context.anticipate
     reports: dict[ObjectId, dict[str, Any]] = {}
     # A VM's own plan comes first; later entries of the same VM (a released address) do not
     # carry its power steps.
-    plans = {vm_plan.object_id: vm_plan for vm_plan in reversed(list(vm_plans))}
-    first_node = not fleet or fleet[0].name == local
+    plans = {vm_plan.object_id: vm_plan for vm_plan in reversed(vm_plans)}
+    first_node = context.first_member
     for vm_id, operations in operations_by_vm(inventory).items():
         pending = [op for op in operations if not _final_report(reported.get(op.id))]
         if not pending:

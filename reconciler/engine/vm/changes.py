@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.policies import ChangeAction, ChangeRule
+from reconciler.policies import ChangeAction, ChangeRule, TopologyPolicy
+from reconciler.rules.topology import TopologyError, topology_for
 
 JSON = Any
 
@@ -183,3 +184,16 @@ def _compare_block_devices(
         else:
             changes.append(change(path, "remove", removed[index], None))
     return changes
+
+
+def change_table_for(rules: Sequence[ChangeRule], topology: TopologyPolicy) -> ChangeTable:
+    """The table for these rules, with the sockets each core count gets under `topology`
+    (a count the policy has no band for has none)."""
+
+    def sockets_of(cores: int) -> int | None:
+        try:
+            return topology_for(topology, cores).sockets
+        except TopologyError:
+            return None
+
+    return ChangeTable(rules, sockets_of)

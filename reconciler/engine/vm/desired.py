@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from reconciler.api import (
@@ -18,25 +18,19 @@ from reconciler.api import (
     VirtualMachineClass,
 )
 from reconciler.api.vm import OsType
-from reconciler.engine.devices.storage import ResolvedDevice
+from reconciler.engine.devices.vm_devices import ResolvedDevice
+from reconciler.engine.vm.disk_layout import attached_disks, own_disks, seed_cdrom
+from reconciler.engine.vm.seeds import SeedVolume, provisioning_seeds
 from reconciler.model.cpu import requested_millicores
-from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec, KernelBoot, Nic
+from reconciler.model.domain import DomainMetadata, DomainSpec, KernelBoot, Nic
 from reconciler.model.names import (
-    ATTACHMENT_ALIAS_PREFIX,
     domain_mac,
     domain_name,
     domain_uuid,
-    seed_volume_name,
 )
 from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.policies import TopologyPolicy
-from reconciler.provisioning import (
-    NetworkConfig,
-    ProvisioningKind,
-    build_seed_iso,
-    resolve_provisioning,
-    seed_instance_id,
-)
+from reconciler.provisioning import NetworkConfig
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.sizing import effective_core_fraction
 from reconciler.rules.topology import topology_for
@@ -58,21 +52,6 @@ class HostContext:
     node_labels: tuple[tuple[str, str], ...] = ()
     # The only directories image files may come from (imageDirectories).
     image_directories: tuple[str, ...] = DEFAULT_IMAGE_DIRECTORIES
-
-
-@dataclass(frozen=True)
-class SeedVolume:
-    """A provisioning seed image (cloud-init `cidata` or sysprep) to upload into the pool.
-
-    Named by its content; `content` stays out of reprs and plan output (it may carry a
-    Secret's data), `digest` of the payload is what an operator is shown instead.
-    """
-
-    pool: str
-    volume: str
-    kind: str
-    digest: str
-    content: bytes = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -110,7 +89,7 @@ def build_domain(
     """The domain a valid VM should be; NotReady when a dependency is missing.
 
     `network_config`: the VM's static address for its cloud-init seed, if it has one.
-    `devices`: its block devices as the host has them (storage.static_devices, then the
+    `devices`: its block devices as the host has them (vm_devices.static_devices, then the
     attachments' devices). Served from `_MEMO` when every input is the very object of
     an earlier call, and the devices are equal.
     """
@@ -150,7 +129,7 @@ _Inputs = tuple[
     str,
     tuple[object, ...],
     "NetworkConfig | None",
-    "tuple[ResolvedDevice, ...]",
+    tuple[ResolvedDevice, ...],
 ]
 
 
@@ -222,24 +201,11 @@ def _build_domain(
     # Device names taken so far, per prefix: the seed CD-ROM comes after the block devices,
     # the hot-plugged ones after both.
     used: dict[str, int] = {}
-    disks = _block_devices(vm, devices, host, used)
-    seeds = _seeds(vm, inventory, host, network_config)
+    disks = own_disks(vm, devices, host.storage_pool, used)
+    seeds = provisioning_seeds(vm, inventory, host.storage_pool, network_config)
     if seeds:
-        bus = _bus(vm, cdrom=True)
-        seed = seeds[0]
-        disks = (
-            *disks,
-            DiskDevice(
-                _target(bus, used),
-                bus,
-                "cdrom",
-                pool=seed.pool,
-                volume=seed.volume,
-                format="raw",
-                readonly=True,
-            ),
-        )
-    disks = (*disks, *_attached_disks(devices, host, used))
+        disks = (*disks, seed_cdrom(vm, seeds[0].pool, seeds[0].volume, used))
+    disks = (*disks, *attached_disks(devices, host.storage_pool, used))
     cpu_mode, cpu_model, features = _cpu(vmclass, host)
     spec_json = desired_spec_json(vm, vmclass)
     kernel = spec.kernel_boot
@@ -286,27 +252,6 @@ def _build_domain(
     )
 
 
-def _seeds(
-    vm: VirtualMachine,
-    inventory: Inventory,
-    host: HostContext,
-    network_config: NetworkConfig | None,
-) -> tuple[SeedVolume, ...]:
-    """The VM's provisioning seed; NotReady (ProvisioningReady) when its Secret is not usable."""
-    payload = resolve_provisioning(vm, inventory)
-    if payload is None:
-        return ()
-    network = network_config if payload.kind is ProvisioningKind.CLOUD_INIT else None
-    image = build_seed_iso(
-        payload,
-        instance_id=seed_instance_id(vm.namespace, vm.name, payload, network),
-        hostname=vm.name,
-        network=network,
-    )
-    volume = seed_volume_name(vm.namespace, vm.name, image)
-    return (SeedVolume(host.storage_pool, volume, str(payload.kind), payload.digest, image),)
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -333,75 +278,3 @@ def _cpu(
     if cpu.type is CPUType.HOST_PASSTHROUGH:
         return "host-passthrough", None, ()
     return "host-model", None, ()
-
-
-def _bus(vm: VirtualMachine, cdrom: bool) -> Literal["virtio", "scsi", "sata", "ide"]:
-    # dvp-api.md §1.1: paravirtualized disks go on virtio-scsi; Legacy uses
-    # virtio-blk and IDE CD-ROMs; without paravirtualization SATA (IDE for Legacy).
-    legacy = vm.spec.os_type is OsType.LEGACY
-    if vm.spec.enable_paravirtualization:
-        if legacy:
-            return "ide" if cdrom else "virtio"
-        return "scsi"
-    return "ide" if legacy else "sata"
-
-
-_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "ide": "hd"}
-
-
-def _target(bus: str, used: dict[str, int]) -> str:
-    prefix = _PREFIX[bus]
-    index = used.get(prefix, 0)
-    used[prefix] = index + 1
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("a") + rest) + letters
-    return prefix + letters
-
-
-def _block_devices(
-    vm: VirtualMachine, devices: tuple[ResolvedDevice, ...], host: HostContext, used: dict[str, int]
-) -> tuple[DiskDevice, ...]:
-    """The VM's own block devices (blockDeviceRefs), in list order with their boot order."""
-    disks: list[DiskDevice] = []
-    for device in devices:
-        if device.attachment:
-            continue
-        bus = _bus(vm, cdrom=device.cdrom)
-        disks.append(
-            DiskDevice(
-                _target(bus, used),
-                bus,
-                "cdrom" if device.cdrom else "disk",
-                pool=host.storage_pool,
-                volume=device.volume,
-                format=device.format,
-                readonly=device.readonly,
-                boot_order=device.boot_order,
-            )
-        )
-    return tuple(disks)
-
-
-def _attached_disks(
-    devices: tuple[ResolvedDevice, ...], host: HostContext, used: dict[str, int]
-) -> tuple[DiskDevice, ...]:
-    """The devices of the VM's attachments: always on the SCSI bus, as the platform
-    hot-plugs them (dvp-api.md §8.1), marked by an alias naming their attachment."""
-    disks: list[DiskDevice] = []
-    for device in sorted((d for d in devices if d.attachment), key=lambda d: d.attachment):
-        disks.append(
-            DiskDevice(
-                _target("scsi", used),
-                "scsi",
-                "cdrom" if device.cdrom else "disk",
-                pool=host.storage_pool,
-                volume=device.volume,
-                format=device.format,
-                readonly=device.readonly,
-                alias=ATTACHMENT_ALIAS_PREFIX + device.attachment,
-            )
-        )
-    return tuple(disks)

@@ -53,6 +53,15 @@ def phase_of(observed: ObservedDomain | None) -> VMPhase:
     return _STATE_PHASES[observed.state]
 
 
+def running_metadata(observed: ObservedDomain | None) -> DomainMetadata | None:
+    """The metadata of the instance that runs, else of the next-boot definition."""
+    if observed is None:
+        return None
+    if observed.state.active and observed.live is not None and observed.live.metadata is not None:
+        return observed.live.metadata
+    return observed.config.metadata
+
+
 def report_agent(status: VMStatus, observed: ObservedDomain | None) -> None:
     """`AgentReady` and `guestOSInfo` of the running instance (dvp-api.md §2.1, §2.3).
 
