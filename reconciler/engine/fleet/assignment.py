@@ -1,7 +1,12 @@
-"""The VMs this host plans and reports in a pass: the placement rules (placement.py)
-applied to every VM of the revision, from the revision, the fleet's latest reports and
-the domains this host has. Nothing else decides which host runs a VM, so a scheduler
-that weighs more (capacity, affinity, migration) replaces `assign` and nothing else.
+"""The VMs this host plans and reports in a pass: the fleet's schedule (schedule.py)
+of every VM of the revision, from the revision, the fleet's latest reports and the
+domains this host has. Nothing else decides which host runs a VM.
+
+Where a VM is now: the host that has its domain, as this host sees its own libvirt
+(a domain found here, even one that just arrived by live migration, is this host's to
+report), else the host its latest report names. Every host computes the same schedule
+from the same revision and reports; the one input they do not share, their own
+domains, differs only while a report is on its way.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from dataclasses import dataclass
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
-from reconciler.engine.fleet.placement import FleetNode, Placement, place, reports_here
+from reconciler.engine.fleet.placement import FleetNode, Placement, reports_here
+from reconciler.engine.fleet.schedule import Demand, FleetHost, Schedule, schedule
 from reconciler.model.names import domain_name
 from reconciler.rules.inventory import Inventory
 
@@ -23,6 +29,14 @@ class Assignment:
     here: tuple[tuple[VirtualMachine, Placement], ...]
     # How many VMs other hosts of the fleet run and report.
     elsewhere: int
+    # The fleet's schedule this assignment was read from: a move's target comes from it.
+    fleet_schedule: Schedule | None = None
+
+
+def vm_class(vm: VirtualMachine, inventory: Inventory) -> VirtualMachineClass | None:
+    loaded = inventory.get(ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name))
+    model = loaded.model if loaded is not None else None
+    return model if isinstance(model, VirtualMachineClass) else None
 
 
 def assign(
@@ -36,26 +50,31 @@ def assign(
 ) -> Assignment:
     """`domains`: the names of the domains this host has; `reported_nodes`: where the
     latest reports say each VM runs."""
+    ordered = list(vms)
+    current = dict(reported_nodes)
+    here_now = {vm.id for vm in ordered if domain_name(vm) in domains}
+    for vm_id in here_now:
+        current[vm_id] = local
+    planned = schedule(
+        (Demand.of(vm, vm_class(vm, inventory)) for vm in ordered),
+        [FleetHost.of(member) for member in members],
+        current,
+    )
     here: list[tuple[VirtualMachine, Placement]] = []
     elsewhere = 0
-    for vm in vms:
-        loaded = inventory.get(
-            ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
-        )
-        vmclass = loaded.model if loaded is not None else None
-        placement = place(
-            vm,
-            vmclass if isinstance(vmclass, VirtualMachineClass) else None,
-            members,
-            running_here=domain_name(vm) in domains,
-            local=local,
-            reported_node=reported_nodes.get(vm.id, ""),
-        )
+    for vm in ordered:
+        if vm.id in here_now:
+            # Runs here, even on a host that is no Node of the repository: moving a
+            # running VM is never done behind its back.
+            placement = Placement(local, "runs on this host")
+        else:
+            home = planned.homes[vm.id]
+            placement = Placement(home.host, home.reason)
         if reports_here(placement, members, local):
             here.append((vm, placement))
         else:
             elsewhere += 1  # another host of the fleet runs and reports it
-    return Assignment(tuple(here), elsewhere)
+    return Assignment(tuple(here), elsewhere, planned)
 
 
 def reports_broken_here(

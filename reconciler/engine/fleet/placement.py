@@ -1,28 +1,17 @@
-"""Which host of the fleet runs each VM: the same answer on every host, without talking.
+"""The fleet as placement sees it: its nodes, and whether a node's labels satisfy a VM's
+node rules (its nodeSelector, required node affinity and its class's nodeSelector).
 
-Every host reads the same revision, so a deterministic function of it places
-each VM once. The fleet is the repository's Node objects; a repository
-without any is a fleet of one, this host. Rules, in order:
-
-1. A VM this host already runs (its domain exists here) stays here: moving a
-   running VM is a restart-class change, never done behind its back.
-2. A VM whose latest status report names another fleet node stays there.
-3. Otherwise among the schedulable nodes whose labels satisfy the VM's
-   nodeSelector, its required node affinity and its class's nodeSelector, the
-   one with the highest rendezvous hash of (VM, node) takes it: stable when
-   nodes come and go, and spread evenly.
-
-A VM no node can take is reported Pending by the first node of the fleet, so
-exactly one host explains why.
+The fleet is the repository's Node objects; a repository without any is a fleet of
+one, this host. Which node takes each VM is schedule.py's; a VM no node can take is
+reported Pending by the first node of the fleet, so exactly one host explains why.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from reconciler.api import ObjectId, VirtualMachine
+from reconciler.api import VirtualMachine
 from reconciler.api.node import Node
 from reconciler.api.scheduling import NodeSelectorRequirement
 from reconciler.api.vmclass import VirtualMachineClass
@@ -33,6 +22,11 @@ class FleetNode:
     name: str
     labels: Mapping[str, str]
     schedulable: bool = True
+    # What the Node manifest states: its guaranteed capacity (None: not limited) and
+    # the libvirt URI other hosts migrate to.
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+    libvirt_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +42,9 @@ def fleet(nodes: Iterable[Node], local: str, local_labels: Mapping[str, str]) ->
             node.name,
             {**node.metadata.labels, **(local_labels if node.name == local else {})},
             not node.spec.unschedulable,
+            None if node.spec.capacity.cpu is None else node.spec.capacity.cpu * 1000,
+            None if node.spec.capacity.memory is None else node.spec.capacity.memory.bytes,
+            node.spec.libvirt_uri or "",
         )
         for node in nodes
     ]
@@ -95,34 +92,6 @@ def fits(vm: VirtualMachine, vmclass: VirtualMachineClass | None, node: FleetNod
             for term in required.node_selector_terms
         )
     return True
-
-
-def _score(vm_id: ObjectId, node: str) -> bytes:
-    return hashlib.sha256(f"{vm_id}\0{node}".encode()).digest()
-
-
-def place(
-    vm: VirtualMachine,
-    vmclass: VirtualMachineClass | None,
-    members: Sequence[FleetNode],
-    running_here: bool,
-    local: str,
-    reported_node: str = "",
-) -> Placement:
-    if running_here:
-        return Placement(local, "runs on this host")
-    names = {member.name for member in members}
-    if reported_node and reported_node in names:
-        return Placement(reported_node, f"runs on {reported_node}")
-    candidates = [m for m in members if m.schedulable and fits(vm, vmclass, m)]
-    if not candidates:
-        return Placement(
-            "",
-            "no node of the fleet is schedulable and matches the VM's nodeSelector,"
-            " node affinity and class nodeSelector",
-        )
-    chosen = max(candidates, key=lambda member: _score(vm.id, member.name))
-    return Placement(chosen.name, f"placed on {chosen.name}")
 
 
 def reports_here(placement: Placement, members: Sequence[FleetNode], local: str) -> bool:

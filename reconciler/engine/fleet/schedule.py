@@ -63,6 +63,11 @@ class FleetHost:
     def name(self) -> str:
         return self.node.name
 
+    @classmethod
+    def of(cls, node: FleetNode) -> FleetHost:
+        """The host with the capacity its Node manifest states."""
+        return cls(node, node.cpu_millicores, node.memory_bytes)
+
 
 @dataclass(frozen=True)
 class Demand:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import replace
 
 from reconciler.api import ObjectId
@@ -119,3 +120,63 @@ def test_a_suspended_vm_is_reported_but_not_changed() -> None:
     assert not result.actions
     assert result.vms[0].outcome is Outcome.SUSPENDED
     assert ObjectId("VirtualMachine", "default", "a") in result.statuses
+
+
+def with_spec(document: str, extra: str) -> str:
+    """A VM manifest with more of its spec (indented two spaces under spec:)."""
+    return document.replace(
+        "  virtualMachineClassName: generic",
+        "  virtualMachineClassName: generic\n" + textwrap.indent(textwrap.dedent(extra), "  "),
+    )
+
+
+def labelled(document: str, labels: str) -> str:
+    return document.replace("metadata:\n", f"metadata:\n  labels: {labels}\n", 1)
+
+
+APART = """
+affinity:
+  virtualMachineAndPodAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector:
+          matchLabels:
+            app: db
+        topologyKey: kubernetes.io/hostname
+"""
+
+
+def test_replicas_with_strict_anti_affinity_never_share_a_host() -> None:
+    # given two hosts and three database replicas that must not share one
+    replicas = [labelled(with_spec(vm_yaml(f"db{i}"), APART), "{app: db}") for i in range(3)]
+    documents = [node("hv1"), node("hv2"), *replicas]
+    # when each host plans the same revision
+    on_hv1, on_hv2 = planned_on("hv1", documents), planned_on("hv2", documents)
+    placed_hv1 = {v.object_id.name for v in on_hv1.vms if v.outcome is not Outcome.BLOCKED}
+    placed_hv2 = {v.object_id.name for v in on_hv2.vms if v.outcome is not Outcome.BLOCKED}
+    # then each host runs one replica, and the third waits, reported once with the rule
+    assert len(placed_hv1) == 1 and len(placed_hv2) == 1 and placed_hv1 != placed_hv2
+    waiting = [v for r in (on_hv1, on_hv2) for v in r.vms if v.outcome is Outcome.BLOCKED]
+    assert len(waiting) == 1
+    assert "virtualMachineAndPodAntiAffinity" in waiting[0].details[0]
+
+
+def test_a_node_full_of_guaranteed_cpu_takes_no_more_and_the_vm_waits_on_the_first() -> None:
+    # given a fleet of one node that guarantees 1 CPU, and two VMs of one full core each
+    full = [vm_yaml(f"v{i}", fraction="100%") for i in range(2)]
+    documents = [NODE_WITH_CPU.format(name="hv1", cpu=1), *full]
+    result = planned_on("hv1", documents)
+    # then one is planned, the other waits with the capacity named
+    blocked = [v for v in result.vms if v.outcome is Outcome.BLOCKED]
+    assert len(result.vms) == 2 and len(blocked) == 1
+    assert "guaranteed CPU" in blocked[0].details[0]
+
+
+NODE_WITH_CPU = """
+apiVersion: reconciler.vm-gitops.io/v1alpha1
+kind: Node
+metadata:
+  name: {name}
+spec:
+  capacity:
+    cpu: {cpu}
+"""
