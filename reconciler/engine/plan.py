@@ -13,6 +13,8 @@ types it takes and gives are in plan_types.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine
 from reconciler.engine.devices.block_devices import PassDevices
 from reconciler.engine.devices.pass_volumes import pass_volumes
@@ -63,7 +65,10 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         local=local,
         domains=domains,
         reported_nodes=context.reported_nodes,
+        reported_migrations=context.reported_migrations,
     )
+    # Every later step reads the fleet's schedule: an Evict's target comes from it.
+    context = replace(context, fleet_schedule=assignment.fleet_schedule)
     findings = _findings_by_object(context.findings)
     held: dict[ObjectId, str] = {}
     # The VMs this host reports, in the revision's order (their actions run in it), each

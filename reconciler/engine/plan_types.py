@@ -17,6 +17,7 @@ from reconciler.api import ObjectId
 from reconciler.engine.devices.disks import DiskRecord
 from reconciler.engine.devices.storage import ImageSourceFacts
 from reconciler.engine.fleet.placement import FleetNode
+from reconciler.engine.fleet.schedule import Schedule
 from reconciler.engine.network.addressing import Addressing, AddressInputs, NetworkFacts
 from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.engine.vm.changes import ChangeTable
@@ -39,6 +40,7 @@ class Outcome(StrEnum):
     RESTARTED = "restarted"
     STARTED = "started"
     STOPPED = "stopped"
+    MIGRATING = "migrating"
     DELETED = "deleted"
     REDEFINED = "redefined"
     BLOCKED = "blocked"
@@ -135,6 +137,12 @@ class PlanContext:
     disk_records: Mapping[str, DiskRecord] = field(default_factory=dict)
     # The latest reports of VirtualMachineOperations: a final one is never run again.
     operation_reports: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
+    # VMs whose latest report says they are migrating, and to which node.
+    reported_migrations: Mapping[ObjectId, str] = field(default_factory=dict)
+    # Why the live migrations of this process failed, by operation (NAMESPACE/NAME).
+    migration_failures: Mapping[str, str] = field(default_factory=dict)
+    # The fleet's schedule of this pass (fleet/assignment.py), once plan() has made it.
+    fleet_schedule: Schedule | None = None
 
     @property
     def whole_revision(self) -> bool:

@@ -116,6 +116,8 @@ class EarlierReports:
     final one is never run again)."""
 
     nodes: Mapping[ObjectId, str] = field(default_factory=dict)
+    # The node each VM reported Migrating goes to.
+    migrations: Mapping[ObjectId, str] = field(default_factory=dict)
     disks: Mapping[str, DiskRecord] = field(default_factory=dict)
     operations: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
 
@@ -151,6 +153,7 @@ def plan_context(
             )
         ),
         reported_nodes=earlier.nodes,
+        reported_migrations=earlier.migrations,
         addresses=addresses if addresses is not None and addresses.pool else None,
         disk_records=earlier.disks,
         operation_reports=earlier.operations,

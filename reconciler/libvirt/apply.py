@@ -367,8 +367,11 @@ class Applier:
         record: Record,
     ) -> None:
         try:
-            flag = action.stopped_manually if isinstance(action, CarryOutOperation) else None
-            self.mutations += write_record(domain, action.operation, record, flag)
+            if isinstance(action, CarryOutOperation):
+                flag, target = action.stopped_manually, ""
+            else:
+                flag, target = None, action.target_node
+            self.mutations += write_record(domain, action.operation, record, flag, target)
         except NotOurDomain as error:
             raise ApplyError(str(error)) from error
 

@@ -241,7 +241,7 @@ def _migration(domain: libvirt.virDomain, config: DefinitionView) -> MigrationJo
     operations is recorded as started: a migration is begun only after that record, and
     thousands of domains without one cost no call."""
     meta = config.metadata
-    if meta is None or not any(e.endswith(":started") for e in meta.completed_operations):
+    if meta is None or not any(":started" in e for e in meta.completed_operations):
         return None
     try:
         stats = domain.jobStats()

@@ -15,7 +15,11 @@ class NotOurDomain(Exception):
 
 
 def write_record(
-    domain: libvirt.virDomain, key: str, record: Record, stopped_manually: bool | None
+    domain: libvirt.virDomain,
+    key: str,
+    record: Record,
+    stopped_manually: bool | None,
+    target: str = "",
 ) -> int:
     """Record the operation's state; the number of libvirt changes made (0 or 1).
 
@@ -27,7 +31,7 @@ def write_record(
     meta = parse_definition(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).metadata
     if meta is None:
         raise NotOurDomain(f"{domain.name()} has no reconciler metadata to record {key} in")
-    wanted = recorded(meta, key, record, stopped_manually)
+    wanted = recorded(meta, key, record, stopped_manually, target)
     if wanted == meta:
         return 0
     domain.setMetadata(

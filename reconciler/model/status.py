@@ -47,6 +47,8 @@ class VMStatus:
     guest_os_info: dict[str, str] = field(default_factory=dict)
     # status.blockDeviceRefs: the VM's devices as the host has them (block_devices.py).
     block_device_refs: list[dict[str, Any]] = field(default_factory=list)
+    # The node a live migration moves the VM to, while it does (status.migrationState).
+    migration_target: str = ""
 
     def set(self, condition: Condition) -> None:
         """Put the condition last, in place of any of its type."""
@@ -94,6 +96,11 @@ class VMStatus:
             document["blockDeviceRefs"] = [dict(ref) for ref in self.block_device_refs]
         if self.guest_os_info:
             document["guestOSInfo"] = dict(self.guest_os_info)
+        if self.migration_target:
+            document["migrationState"] = {
+                "source": {"node": self.node_name},
+                "target": {"node": self.migration_target},
+            }
         document["conditions"] = conditions
         document["resources"] = {"cpu": cpu, "memory": {"size": self.memory}}
         if self.restart_awaiting_changes:

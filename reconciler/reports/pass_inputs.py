@@ -16,7 +16,7 @@ from reconciler.engine.reconcile import EarlierReports, plan_context
 from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
-from reconciler.reports.reported import reported_disks, reported_nodes
+from reconciler.reports.reported import reported_disks, reported_migrations, reported_nodes
 from reconciler.reports.reported_operations import reported_operations
 from reconciler.rules import Pool, check
 
@@ -29,6 +29,7 @@ def earlier_reports(status_root: Path | None, disk_reports_root: Path | None) ->
     disks_root = disk_reports_root or status_root
     return EarlierReports(
         nodes=reported_nodes(status_root) if status_root is not None else {},
+        migrations=reported_migrations(status_root) if status_root is not None else {},
         disks=reported_disks(disks_root) if disks_root is not None else {},
         operations=reported_operations(disks_root) if disks_root is not None else {},
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualDisk, VirtualMachine
 from reconciler.engine.devices.disks import PROTECTED_FIELD, DiskRecord
+from reconciler.model.phases import VMPhase
 from reconciler.reports.documents import read_document, report_object_id
 
 
@@ -19,6 +20,24 @@ def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
             continue  # a report is advisory; a damaged one only loses its stickiness
         status = document.get("status")
         node = status.get("nodeName") if isinstance(status, dict) else None
+        vm_id = report_object_id(path, VirtualMachine.KIND, namespaced=True)
+        if isinstance(node, str) and node and vm_id is not None:
+            found[vm_id] = node
+    return found
+
+
+def reported_migrations(status_root: Path) -> dict[ObjectId, str]:
+    """The node each VM whose report says Migrating goes to (status.migrationState): the
+    host it leaves does not define it again once it is gone from there."""
+    found: dict[ObjectId, str] = {}
+    for path in sorted((status_root / "virtualmachines").glob("*/*.yaml")):
+        document = read_document(path)
+        status = document.get("status") if isinstance(document, dict) else None
+        if not isinstance(status, dict) or status.get("phase") != VMPhase.MIGRATING:
+            continue
+        state = status.get("migrationState")
+        target = state.get("target") if isinstance(state, dict) else None
+        node = target.get("node") if isinstance(target, dict) else None
         vm_id = report_object_id(path, VirtualMachine.KIND, namespaced=True)
         if isinstance(node, str) and node and vm_id is not None:
             found[vm_id] = node

@@ -19,6 +19,7 @@ from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.network.addressing import Addressing
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
+from reconciler.model.phases import VMPhase
 from reconciler.reports.addresses import timestamp, write_address_reports
 from reconciler.reports.documents import (
     carry_condition_times,
@@ -180,7 +181,10 @@ def _remove_stale(
         gone_from_git = object_id is None or object_id not in desired_vms
         status = document.get("status") if isinstance(document, dict) else None
         mine = isinstance(status, dict) and status.get("nodeName") == node_name
-        if gone_from_git or mine:
+        # A VM that left by live migration keeps its report until the host it went to
+        # writes its own: without one, another host could place and start it anew.
+        handed_over = isinstance(status, dict) and status.get("phase") == VMPhase.MIGRATING
+        if gone_from_git or (mine and not handed_over):
             path.unlink()
             removed.append(path)
             _remove_if_empty(path.parent)

@@ -47,14 +47,21 @@ def assign(
     local: str,
     domains: Collection[str],
     reported_nodes: Mapping[ObjectId, str],
+    reported_migrations: Mapping[ObjectId, str] | None = None,
 ) -> Assignment:
     """`domains`: the names of the domains this host has; `reported_nodes`: where the
-    latest reports say each VM runs."""
+    latest reports say each VM runs; `reported_migrations`: where the VMs reported
+    Migrating go."""
     ordered = list(vms)
     current = dict(reported_nodes)
     here_now = {vm.id for vm in ordered if domain_name(vm) in domains}
     for vm_id in here_now:
         current[vm_id] = local
+    for vm_id, target in (reported_migrations or {}).items():
+        if current.get(vm_id) == local and vm_id not in here_now:
+            # It left this host by live migration: it is the target's now, never
+            # defined here again (the target reports it once it has it).
+            current[vm_id] = target
     planned = schedule(
         (Demand.of(vm, vm_class(vm, inventory)) for vm in ordered),
         [FleetHost.of(member) for member in members],

@@ -186,8 +186,11 @@ def schedule(
     return Schedule(homes, list(state.hosts.values()), {d.vm.id: d for d in ordered})
 
 
-def target_for(vm_id: ObjectId, planned: Schedule) -> Home:
+def target_for(
+    vm_id: ObjectId, planned: Schedule, required_labels: Mapping[str, str] | None = None
+) -> Home:
     """Where to move a placed VM, never its own host; host "" with the rule when none fits.
+    `required_labels`: labels the target must also have (a Migrate's nodeSelector).
 
     Every host computes it from the same values, so a migration's target is agreed
     without a word between them.
@@ -198,7 +201,13 @@ def target_for(vm_id: ObjectId, planned: Schedule) -> Home:
     for other, home in planned.homes.items():
         if home.host and other != vm_id:
             state.take(home.host, planned.demands[other])
-    chosen, rule = _best_host(demand, state, exclude=(source,))
+    wanted = required_labels or {}
+    unlabelled = [
+        h.name for h in planned.hosts if any(h.node.labels.get(k) != v for k, v in wanted.items())
+    ]
+    if wanted and len(unlabelled) == len(planned.hosts):
+        return Home("", "no host has the labels of its nodeSelector", rule="nodeSelector")
+    chosen, rule = _best_host(demand, state, exclude=(source, *unlabelled))
     if chosen is None:
         return Home("", f"no other host of the fleet can take it: {rule}", rule=rule)
     return Home(chosen.name, f"moves to {chosen.name}")

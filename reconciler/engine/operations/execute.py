@@ -86,8 +86,22 @@ def records(meta: DomainMetadata | None) -> dict[str, Record]:
     found: dict[str, Record] = {}
     for entry in meta.completed_operations if meta is not None else ():
         key, _, state = entry.partition(":")
+        state = state.partition(">")[0]
         # An entry this version cannot read counts as completed: in doubt, never again.
         found[key] = Record(state) if state in _RECORDS else Record.COMPLETED
+    return found
+
+
+def migration_targets(meta: DomainMetadata | None) -> dict[str, str]:
+    """The node each started migration of the domain goes to, by NAMESPACE/NAME: the
+    record `NS/NAME:started>NODE` travels with the domain, so the host it arrives on
+    knows the operation is done, and the host it left knows where it went."""
+    found: dict[str, str] = {}
+    for entry in meta.completed_operations if meta is not None else ():
+        key, _, state = entry.partition(":")
+        state, _, target = state.partition(">")
+        if state == Record.STARTED and target:
+            found[key] = target
     return found
 
 
@@ -95,10 +109,17 @@ _RECORDS = frozenset(record.value for record in Record)
 
 
 def recorded(
-    meta: DomainMetadata, key: str, record: Record, stopped_manually: bool | None = None
+    meta: DomainMetadata,
+    key: str,
+    record: Record,
+    stopped_manually: bool | None = None,
+    target: str = "",
 ) -> DomainMetadata:
-    """The metadata with an operation's new state and the run-policy flag it sets."""
+    """The metadata with an operation's new state and the run-policy flag it sets;
+    `target`: the node a migration that starts goes to."""
     entry = key if record is Record.COMPLETED else f"{key}:{record}"
+    if record is Record.STARTED and target:
+        entry = f"{entry}>{target}"
     kept = tuple(e for e in meta.completed_operations if e.partition(":")[0] != key)
     flag = meta.stopped_manually if stopped_manually is None else stopped_manually
     return replace(meta, completed_operations=(*kept, entry), stopped_manually=flag)

@@ -8,8 +8,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.api import ObjectId, VirtualMachine
-from reconciler.api.vmclass import VirtualMachineClass
-from reconciler.engine.fleet.placement import FleetNode, fits
 from reconciler.engine.operations.execute import (
     FINAL_PHASES,
     KIND,
@@ -17,15 +15,21 @@ from reconciler.engine.operations.execute import (
     operation_key,
     operations_by_vm,
 )
-from reconciler.engine.operations.turn import DONE, Order, Step, Verdict, operation_turn
+from reconciler.engine.operations.turn import (
+    DONE,
+    Order,
+    Step,
+    Verdict,
+    migrations_for,
+    operation_turn,
+)
 from reconciler.engine.plan_types import PlanContext, VMPlan
 from reconciler.engine.vm.power import power_decision
-from reconciler.model.actions import Action, CarryOutOperation
+from reconciler.model.actions import Action, CarryOutOperation, MigrateDomain
 from reconciler.model.conditions import OperationCondition, OperationReason
 from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name
 from reconciler.model.phases import OperationPhase
-from reconciler.rules.inventory import Inventory
 
 
 def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Verdict:
@@ -43,7 +47,11 @@ def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Ve
         Step.START: "starting the VM",
         Step.STOP: "powering the VM off" if order.force else "shutting the VM down",
         Step.RESTART: "restarting the VM",
+        Step.MIGRATE: f"migrating the VM to {order.target}",
     }[order.step]
+    if order.step is Step.MIGRATE and order.waiting:
+        # A migration libvirt runs: in progress, and how far it is.
+        return Verdict(OperationPhase.IN_PROGRESS, progress, order.waiting, signal_sent=True)
     if order.continuing:
         message = f"{what}: finishing what an earlier pass began"
         if not issued:
@@ -69,7 +77,7 @@ def report_operations(
     """The `status:` of every operation this host reports: those of the VMs it reports
     (`reported_vms`), and (on the fleet's first node) those whose VM does not exist."""
     inventory, broken, reported = context.inventory, context.broken, context.operation_reports
-    fleet, local, anticipate = context.members, context.host.node_name, context.anticipate
+    anticipate = context.anticipate
     reports: dict[ObjectId, dict[str, Any]] = {}
     # A VM's own plan comes first; later entries of the same VM (a released address) do not
     # carry its power steps.
@@ -103,13 +111,14 @@ def report_operations(
         vm = loaded.model
         observed = domains.get(domain_name(vm))
         decision = power_decision(vm.spec.run_policy, observed)
-        targets = _targets(vm, inventory, fleet, local)
-        turn = operation_turn(pending, observed, vm.spec.run_policy, decision, reported, targets)
+        moves = migrations_for(context, vm)
+        turn = operation_turn(pending, observed, vm.spec.run_policy, decision, reported, moves)
         reports.update({op_id: v.status() for op_id, v in turn.verdicts.items()})
         if turn.acting is not None:
             key = operation_key(turn.acting.operation)
             issued = any(
-                isinstance(a, CarryOutOperation) and a.operation == key for a in vm_plan.actions
+                isinstance(a, CarryOutOperation | MigrateDomain) and a.operation == key
+                for a in vm_plan.actions
             )
             why = vm_plan.details[-1] if vm_plan.details else "the VM is not changed this pass"
             why = why.removeprefix("not started: ").removeprefix("not applied: ")
@@ -122,23 +131,13 @@ def _final_report(previous: ReportedOperation | None) -> bool:
     return previous is not None and previous.phase in FINAL_PHASES
 
 
-def _targets(
-    vm: VirtualMachine, inventory: Inventory, fleet: Sequence[FleetNode], local: str
-) -> list[FleetNode]:
-    """The other nodes that could run the VM: schedulable, matching its placement."""
-    loaded = inventory.get(ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name))
-    vmclass = loaded.model if loaded is not None else None
-    vmclass = vmclass if isinstance(vmclass, VirtualMachineClass) else None
-    return [n for n in fleet if n.name != local and n.schedulable and fits(vm, vmclass, n)]
-
-
 def explain_operation_failures(
     reports: dict[ObjectId, dict[str, Any]], failures: Iterable[tuple[Action, str]]
 ) -> None:
     """Put a failed power step into its operation's report: it stays in progress, and the
     next pass tries it again."""
     for action, error in failures:
-        if not isinstance(action, CarryOutOperation):
+        if not isinstance(action, CarryOutOperation | MigrateDomain):
             continue
         namespace, _, name = action.operation.partition("/")
         report = reports.get(ObjectId(KIND, namespace, name))

@@ -13,34 +13,45 @@ domain:
   means the restart never began; shut off means it was cut between its stop and its
   start, so it is started.
 
+- Evict, Migrate: the record names the node the VM goes to (`started>NODE`) and
+  travels with the domain. On that node the domain has arrived: done. On the node it
+  left, a migration libvirt still runs is waited for; a running domain without one
+  (a daemon killed while libvirt migrated, which aborted it) is migrated again; a
+  domain that stopped meanwhile fails the operation.
+
 A power step that failed stays "started" and the next pass tries it again the same way;
-deleting the operation's manifest gives it up, as deleting a vmop does on the platform.
+deleting the operation's manifest gives it up, as deleting a vmop does on the platform
+(a migration that runs is cancelled: operation_step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine
 from reconciler.api.operation import OperationType
-from reconciler.engine.fleet.placement import FleetNode
+from reconciler.api.vm import LiveMigrationPolicy
+from reconciler.engine.fleet.moves import MoveTarget, move_target
 from reconciler.engine.operations.execute import (
     FINAL_PHASES,
     Operation,
     Record,
     ReportedOperation,
+    migration_targets,
     operation_key,
     operations_by_vm,
     records,
 )
+from reconciler.engine.plan_types import PlanContext
 from reconciler.engine.vm.lifecycle import phase_of
 from reconciler.engine.vm.power import PowerDecision
-from reconciler.model.actions import Action, CarryOutOperation
+from reconciler.model.actions import AbortMigration, Action, CarryOutOperation, MigrateDomain
 from reconciler.model.conditions import Condition, OperationCondition, OperationReason
 from reconciler.model.domain import ObservedDomain
+from reconciler.model.migration import NotApplicableForPolicy, auto_converge
 from reconciler.model.phases import OperationPhase, VMPhase
 from reconciler.rules.inventory import Inventory
 
@@ -78,13 +89,28 @@ class Step(StrEnum):
     START = "start"
     STOP = "stop"
     RESTART = "restart"
+    MIGRATE = "migrate"
 
 
 _STEPS = {
     OperationType.START: Step.START,
     OperationType.STOP: Step.STOP,
     OperationType.RESTART: Step.RESTART,
+    OperationType.EVICT: Step.MIGRATE,
+    OperationType.MIGRATE: Step.MIGRATE,
 }
+_MOVES = (OperationType.EVICT, OperationType.MIGRATE)
+
+
+@dataclass(frozen=True)
+class Migrations:
+    """What Evict and Migrate need to know beyond the VM: this host, where the fleet's
+    schedule moves the VM, and why this host's own migrations failed."""
+
+    local: str
+    policy: LiveMigrationPolicy
+    target: Callable[[Operation], MoveTarget]
+    failures: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,8 +151,21 @@ class Order:
     continuing: bool = False
     # Why the step cannot be taken yet; nothing is done this pass.
     waiting: str = ""
+    # A migration's target node, its libvirt URI, and whether it auto-converges.
+    target: str = ""
+    target_uri: str = ""
+    auto_converge: bool = False
 
-    def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> CarryOutOperation:
+    def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> Action:
+        if self.step is Step.MIGRATE:
+            return MigrateDomain(
+                vm_id,
+                domain,
+                operation_key(self.operation),
+                self.target,
+                self.target_uri,
+                auto_converge=self.auto_converge,
+            )
         return CarryOutOperation(
             vm_id,
             domain,
@@ -155,6 +194,23 @@ class Turn:
 NO_TURN = Turn(None, (), {})
 
 
+def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | None:
+    """What the VM's Evict and Migrate operations need; None for a fleet of one."""
+    if len(context.members) < 2:
+        return None
+
+    def target(operation: Operation) -> MoveTarget:
+        wanted = operation.spec.migrate.node_selector if operation.spec.migrate else None
+        return move_target(vm.id, context.fleet_schedule, context.members, wanted)
+
+    return Migrations(
+        context.host.node_name,
+        vm.spec.live_migration_policy,
+        target,
+        context.migration_failures,
+    )
+
+
 def operation_step(
     inventory: Inventory,
     reported: Mapping[ObjectId, ReportedOperation],
@@ -162,12 +218,14 @@ def operation_step(
     domain: str,
     observed: ObservedDomain | None,
     decision: PowerDecision,
+    moves: Migrations | None = None,
 ) -> tuple[list[Action], Order | None]:
     """What a VM's operations add to this pass's plan: the records to write, and the
     operation whose power step replaces the run policy's decision (None: none does)."""
     operations = operations_by_vm(inventory).get(vm.id, ())
-    turn = operation_turn(operations, observed, vm.spec.run_policy, decision, reported)
+    turn = operation_turn(operations, observed, vm.spec.run_policy, decision, reported, moves)
     actions = turn.record_actions(vm.id, domain)
+    actions.extend(_cancelled_migrations(vm.id, domain, operations, observed))
     order = turn.acting
     if order is not None and order.step is None:
         actions.append(order.action(vm.id, domain, 0))  # found done: only recorded
@@ -185,16 +243,35 @@ def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) ->
     return phase_of(observed) if observed is not None else VMPhase.STOPPED
 
 
+def _cancelled_migrations(
+    vm_id: ObjectId,
+    domain: str,
+    operations: Sequence[Operation],
+    observed: ObservedDomain | None,
+) -> list[Action]:
+    """A migration that runs for an operation no longer in the revision is cancelled, as
+    deleting a vmop cancels it on the platform; the guest keeps running here."""
+    if observed is None or observed.migration is None:
+        return []
+    present = {operation.key for operation in operations}
+    going = migration_targets(observed.config.metadata)
+    return [
+        AbortMigration(vm_id, domain, key, "its VirtualMachineOperation was deleted")
+        for key in sorted(going)
+        if key not in present
+    ]
+
+
 def operation_turn(
     operations: Sequence[Operation],
     observed: ObservedDomain | None,
     policy: RunPolicy,
     decision: PowerDecision,
     reported: Mapping[ObjectId, ReportedOperation],
-    targets: Sequence[FleetNode] = (),
+    moves: Migrations | None = None,
 ) -> Turn:
-    """Decide a VM's operations from their reports and the domain's record. `targets`:
-    the other nodes that could take the VM, which only an Evict's message names."""
+    """Decide a VM's operations from their reports and the domain's record. `moves`:
+    what Evict and Migrate need; without it (a fleet of one) they have nowhere to go."""
     if not operations:
         return NO_TURN
     listed = records(observed.config.metadata if observed is not None else None)
@@ -210,10 +287,8 @@ def operation_turn(
         if state is Record.COMPLETED:
             verdicts[operation.id] = DONE
         elif state is Record.FAILED:
-            verdicts[operation.id] = refusal(operation, policy, phase, targets) or Verdict(
-                OperationPhase.FAILED,
-                OperationReason.OPERATION_FAILED,
-                "refused when it was checked; its report was lost",
+            verdicts[operation.id] = refusal(operation, policy, phase, moves) or _failed(
+                operation, moves
             )
         elif acting is not None:
             verdicts[operation.id] = Verdict(
@@ -221,18 +296,27 @@ def operation_turn(
                 OperationReason.NOT_READY_TO_BE_EXECUTED,
                 f"waits for VirtualMachineOperation {acting.operation.name} to finish",
             )
+        elif state is Record.STARTED and operation.spec.type in _MOVES:
+            moved = _continued_move(operation, observed, moves)
+            if isinstance(moved, Verdict):
+                verdicts[operation.id] = moved
+                to_record.append(
+                    Order(operation.id, operation.spec.type, None, outcome=Record.FAILED)
+                )
+            else:
+                acting = moved
         elif state is Record.STARTED:
             acting = _continued(operation, observed)
-        elif (refused := refusal(operation, policy, phase, targets)) is not None:
+        elif (refused := refusal(operation, policy, phase, moves)) is not None:
             verdicts[operation.id] = refused
             to_record.append(Order(operation.id, operation.spec.type, None, outcome=Record.FAILED))
         else:
-            acting = _begun(operation, phase)
+            acting = _begun(operation, phase, moves)
     return Turn(acting, tuple(to_record), verdicts)
 
 
 def refusal(
-    operation: Operation, policy: RunPolicy, phase: VMPhase, targets: Sequence[FleetNode] = ()
+    operation: Operation, policy: RunPolicy, phase: VMPhase, moves: Migrations | None = None
 ) -> Verdict | None:
     """Why an operation does not apply to its VM now (dvp-api.md §7.3); None when it does."""
     kind = operation.spec.type
@@ -250,38 +334,65 @@ def refusal(
             OperationReason.NOT_APPLICABLE_FOR_PHASE,
             f"{kind} is not applicable for a VirtualMachine in phase {phase}{without}",
         )
-    if kind in (OperationType.EVICT, OperationType.MIGRATE):
-        return _migration_refusal(operation, targets)
+    if kind in _MOVES:
+        return _migration_refusal(operation, moves)
     return None
 
 
-def _migration_refusal(operation: Operation, targets: Sequence[FleetNode]) -> Verdict:
+def _failed(operation: Operation, moves: Migrations | None) -> Verdict:
+    """The report of an operation its record calls failed, when nothing refuses it now."""
+    if operation.spec.type not in _MOVES:
+        message = "refused when it was checked; its report was lost"
+    elif moves is not None and operation.key in moves.failures:
+        message = (
+            f"the live migration failed: {moves.failures[operation.key]};"
+            " the VirtualMachine keeps running where it was"
+        )
+    else:
+        message = (
+            "the live migration failed (the source host's log says why);"
+            " the VirtualMachine keeps running where it was"
+        )
+    return Verdict(OperationPhase.FAILED, OperationReason.OPERATION_FAILED, message)
+
+
+def _migration_refusal(operation: Operation, moves: Migrations | None) -> Verdict | None:
     """Evict and Migrate move a running VM to another node by live migration (the same
-    on the platform, §7.3). Without other nodes there is nowhere to go; with them, live
-    migration needs storage the hosts share, and each host here keeps its VMs' disks in
-    a storage pool of its own, so a move would leave the disks behind: refused, the VM
-    keeps running here."""
-    selector = operation.spec.migrate.node_selector if operation.spec.migrate else {}
-    nodes = [n.name for n in targets if all(n.labels.get(k) == v for k, v in selector.items())]
-    if not nodes:
+    on the platform, §7.3): refused when its force contradicts the VM's migration
+    policy, when the fleet's schedule has no other node for it, or when that node
+    states no libvirt URI to reach it by."""
+    if moves is None:
         return Verdict(
             OperationPhase.FAILED,
             OperationReason.TARGET_UNSCHEDULABLE,
-            "there is nowhere to move the VirtualMachine: no other node of the fleet is"
-            " schedulable and matches its placement; it keeps running here",
+            "there is nowhere to move the VirtualMachine: the fleet has no other node;"
+            " it keeps running here",
         )
-    return Verdict(
-        OperationPhase.FAILED,
-        OperationReason.OPERATION_FAILED,
-        f"the VirtualMachine is not migratable: moving it to {', '.join(sorted(nodes))} needs"
-        " live migration over storage the hosts share, and each host keeps its VMs' disks in"
-        " a storage pool of its own; it keeps running here",
-    )
+    converge = auto_converge(moves.policy, operation.spec.force)
+    if isinstance(converge, NotApplicableForPolicy):
+        return Verdict(OperationPhase.FAILED, converge.reason, converge.message)
+    target = moves.target(operation)
+    if not target.node:
+        return Verdict(
+            OperationPhase.FAILED,
+            OperationReason.TARGET_UNSCHEDULABLE,
+            f"there is nowhere to move the VirtualMachine: {target.why}; it keeps running here",
+        )
+    if not target.uri:
+        return Verdict(
+            OperationPhase.FAILED,
+            OperationReason.OPERATION_FAILED,
+            f"Node {target.node} states no spec.libvirtUri, so no host can migrate to it"
+            ' (docs/install.md, "Connecting hosts for live migration"); it keeps running here',
+        )
+    return None
 
 
-def _begun(operation: Operation, phase: VMPhase) -> Order:
+def _begun(operation: Operation, phase: VMPhase, moves: Migrations | None) -> Order:
     kind = operation.spec.type
     step = _STEPS[kind]
+    if step is Step.MIGRATE and moves is not None:
+        return _migration(operation, moves)
     waiting = ""
     if step is Step.START and phase == VMPhase.STOPPING:
         # The guest is still shutting down: starting now would be a no-op, lost once it
@@ -318,3 +429,50 @@ def _continued(operation: Operation, observed: ObservedDomain | None) -> Order:
         stopped_manually=_STOPPED_MANUALLY.get(kind),
         continuing=True,
     )
+
+
+def _migration(operation: Operation, moves: Migrations, continuing: bool = False) -> Order:
+    """The migration the schedule's target takes (refusal() found one)."""
+    target = moves.target(operation)
+    converge = auto_converge(moves.policy, operation.spec.force)
+    return Order(
+        operation.id,
+        operation.spec.type,
+        Step.MIGRATE,
+        continuing=continuing,
+        target=target.node,
+        target_uri=target.uri,
+        auto_converge=converge is True,
+    )
+
+
+def _continued_move(
+    operation: Operation, observed: ObservedDomain | None, moves: Migrations | None
+) -> Order | Verdict:
+    """An Evict or Migrate recorded as started (see the module doc)."""
+    target = migration_targets(observed.config.metadata if observed else None).get(
+        operation.key, ""
+    )
+    if observed is not None and moves is not None and target == moves.local:
+        # Arrived: the migration is done. Recorded completed here, where the VM now is.
+        return Order(operation.id, operation.spec.type, None, continuing=True)
+    if observed is not None and observed.migration is not None:
+        return Order(
+            operation.id,
+            operation.spec.type,
+            Step.MIGRATE,
+            continuing=True,
+            target=target,
+            waiting=f"migrating to {target}: {observed.migration.progress}",
+        )
+    if observed is None or not observed.state.active:
+        return Verdict(
+            OperationPhase.FAILED,
+            OperationReason.OPERATION_FAILED,
+            "the VirtualMachine stopped before it moved; it was not migrated",
+        )
+    if moves is None or (refused := _migration_refusal(operation, moves)) is not None:
+        return refused or _failed(operation, moves)
+    # Running here and no migration under way: the one begun was cut off (the daemon
+    # was killed, and libvirt aborted it with its client); it is begun again.
+    return _migration(operation, moves, continuing=True)

@@ -48,6 +48,8 @@ def phase_of(observed: ObservedDomain | None) -> VMPhase:
     """The phase libvirt's view of the domain shows; no domain yet is Pending."""
     if observed is None:
         return VMPhase.PENDING
+    if observed.migration is not None:
+        return VMPhase.MIGRATING
     if observed.state is PowerState.PAUSED and observed.reason in _PAUSED_PHASES:
         return _PAUSED_PHASES[observed.reason]
     return _STATE_PHASES[observed.state]

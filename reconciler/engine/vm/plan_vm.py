@@ -19,6 +19,7 @@ from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.devices.block_devices import PassDevices, block_device_refs
 from reconciler.engine.devices.vm_devices import DeviceProblem, ResolvedDevice
 from reconciler.engine.network.vm_address import address_report, reserve_address, seed_network
+from reconciler.engine.operations.execute import migration_targets
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPlan
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.definition import definition
@@ -29,7 +30,7 @@ from reconciler.engine.vm.running import running_changes
 from reconciler.engine.vm.seeds import seed_actions
 from reconciler.engine.vm.status import base_status, blocking_conditions, resources_of
 from reconciler.findings import Finding
-from reconciler.model.actions import Action, ResizeDisk
+from reconciler.model.actions import Action, MigrateDomain, ResizeDisk
 from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false
 from reconciler.model.domain import ObservedDomain
 from reconciler.model.errors import NotReady
@@ -175,7 +176,18 @@ def _plan_vm(
         status.set(power.condition)
     if power.detail:
         details.append(power.detail)
+    if status.phase is VMPhase.MIGRATING:
+        status.migration_target = _migration_target(power.actions, observed)
     return PlannedVM(VMPlan(vm.id, power.outcome, actions, details), status, power.capacity)
+
+
+def _migration_target(actions: Sequence[Action], observed: ObservedDomain | None) -> str:
+    """The node a migrating VM goes to: this pass's migration, or the one its record names."""
+    for action in actions:
+        if isinstance(action, MigrateDomain):
+            return action.target_node
+    going = migration_targets(observed.config.metadata if observed is not None else None)
+    return next(iter(going.values()), "")
 
 
 def _vm_class(

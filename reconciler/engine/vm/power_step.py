@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from reconciler.api import RestartApprovalMode, VirtualMachine
-from reconciler.engine.operations.turn import Step, operation_step
+from reconciler.engine.operations.turn import Step, migrations_for, operation_step
 from reconciler.engine.plan_types import Outcome, PlanContext
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.power import PowerDecision, power_decision
@@ -53,9 +53,19 @@ def plan_power(
     decision = power_decision(vm.spec.run_policy, observed)
     # A VirtualMachineOperation's power step replaces the run policy's in this pass.
     records, order = operation_step(
-        context.inventory, context.operation_reports, vm, name, observed, decision
+        context.inventory,
+        context.operation_reports,
+        vm,
+        name,
+        observed,
+        decision,
+        migrations_for(context, vm),
     )
     anticipated = VMPhase.STOPPING if context.anticipate else None
+    if order is not None and order.step is Step.MIGRATE:
+        migrating = VMPhase.MIGRATING if context.anticipate else None
+        migrate = order.action(vm.id, name, grace)
+        return PowerStep((*records, migrate), Outcome.MIGRATING, capacity, migrating)
     if order is not None and order.step is not Step.START:
         actions = (*records, order.action(vm.id, name, grace))
         if not active:

@@ -12,6 +12,7 @@ from reconciler.engine.plan import Observation, Outcome, plan
 from reconciler.model.actions import (
     CarryOutOperation,
     DefineDomain,
+    MigrateDomain,
     SetLiveMetadata,
     StartDomain,
 )
@@ -477,17 +478,37 @@ def test_evict_on_a_fleet_of_one_fails_saying_there_is_nowhere_to_go() -> None:
     assert after.domains[DOMAIN].state is PowerState.RUNNING
 
 
+NODE_WITH_URI = NODE + "  libvirtUri: qemu+tls://{name}/system\n"
+
+
 @pytest.mark.parametrize("kind", ["Evict", "Migrate"])
-def test_evict_with_another_node_fails_saying_it_needs_shared_storage(kind: str) -> None:
-    nodes = [NODE.format(name="hv1"), NODE.format(name="hv2")]
+def test_evict_with_another_node_migrates_live_to_the_node_the_schedule_picks(kind: str) -> None:
+    # given linux-vm running here on hv1, and hv2 reachable at its libvirtUri
+    nodes = [NODE_WITH_URI.format(name="hv1"), NODE_WITH_URI.format(name="hv2")]
     ctx = context(vmop_yaml("move-linux-vm-1718000000", kind), *nodes)
+    ctx = replace(ctx, reported_nodes={LINUX_VM: "hv1"})
+    # when planned
+    result = plan(ctx, defined(ctx))
+    # then one live migration to hv2 at its URI, without auto-converge (PreferSafe)
+    (migrate,) = [a for a in result.actions if isinstance(a, MigrateDomain)]
+    assert (migrate.target_node, migrate.target_uri) == ("hv2", "qemu+tls://hv2/system")
+    assert migrate.operation == "default/move-linux-vm-1718000000"
+    assert not migrate.auto_converge
+    # and the VM is Migrating, its operation in progress
+    assert result.statuses[LINUX_VM].phase == "Migrating"
+    assert report(result, "move-linux-vm-1718000000")["phase"] == "InProgress"
+
+
+def test_evict_to_a_node_that_states_no_libvirt_uri_fails_saying_so() -> None:
+    nodes = [NODE.format(name="hv1"), NODE.format(name="hv2")]
+    ctx = context(vmop_yaml("evict-linux-vm-1718000000", "Evict"), *nodes)
     ctx = replace(ctx, reported_nodes={LINUX_VM: "hv1"})  # it runs here, on hv1
 
     result = plan(ctx, defined(ctx))
 
-    verdict = report(result, "move-linux-vm-1718000000")
+    verdict = report(result, "evict-linux-vm-1718000000")
     assert (verdict["phase"], verdict["reason"]) == ("Failed", "OperationFailed")
-    assert "hv2" in verdict["message"] and "storage" in verdict["message"]
+    assert "hv2" in verdict["message"] and "libvirtUri" in verdict["message"]
     assert [a.step for a in operation_actions(result)] == [""]
 
 
