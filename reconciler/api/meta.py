@@ -28,6 +28,9 @@ class Strict(BaseModel):
         populate_by_name=True,
         frozen=True,
         arbitrary_types_allowed=True,
+        # A model's validator is built when it first validates, not at import: a command
+        # reading one file pays only for the kinds in it (issue 13, start-up).
+        defer_build=True,
     )
 
 
