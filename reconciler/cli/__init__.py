@@ -11,7 +11,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from reconciler import __version__
 
@@ -20,14 +19,21 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 
-@dataclass(frozen=True)
 class Command:
-    """A command as `reconciler --help` lists it, and where its arguments are added."""
+    """A command as `reconciler --help` lists it, and where its arguments are added.
 
-    name: str
-    help: str
-    module: str
-    arguments: str  # the module's function adding the description, arguments and run
+    A plain class: a dataclass or NamedTuple would import inspect or typing, about a
+    quarter of what `reconciler --version` costs beyond the interpreter's own start.
+    `arguments` names the module's function adding the description, arguments and run.
+    """
+
+    __slots__ = ("arguments", "help", "module", "name")
+
+    def __init__(self, name: str, help: str, module: str, arguments: str) -> None:
+        self.name = name
+        self.help = help
+        self.module = module
+        self.arguments = arguments
 
 
 COMMANDS: tuple[Command, ...] = (
