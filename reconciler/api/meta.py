@@ -35,6 +35,10 @@ class Strict(BaseModel):
 
 
 class ObjectMeta(Strict):
+    # Built at import, unlike the kinds: every kind's validator embeds it, and a deferred
+    # one would be generated again inside each of them.
+    model_config = ConfigDict(defer_build=False)
+
     name: str
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
