@@ -7,6 +7,8 @@ the kinds whose pydantic validators it built (each is built when first used).
 
 from __future__ import annotations
 
+import gc
+import json
 import re
 import shutil
 import subprocess
@@ -31,20 +33,21 @@ PARSING_SKIPS = ("dataclasses", "inspect", "typing")
 # and libvirt and Git, which only a pass or the daemon talks to.
 READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
 COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "console")
-# Runs `reconciler ARGS...` as main does, then prints, on two last lines, the kinds
-# whose validators were built and the modules loaded.
+# Runs `reconciler ARGS...` as the `reconciler` script does (main() reads sys.argv),
+# then prints on a last line, as JSON, the kinds whose validators were built, the
+# modules loaded and how many objects the garbage collector has frozen.
 PROBE = """\
-import sys
+import gc, json, sys
 from reconciler.cli import main
 try:
-    main(sys.argv[1:])
+    main()
 except SystemExit:
     pass
 api = sys.modules.get("reconciler.api")
 kinds = api.KINDS.items() if api else ()
+built = sorted(kind for kind, model in kinds if model.__pydantic_complete__)
 print()
-print(*sorted(kind for kind, model in kinds if model.__pydantic_complete__))
-print(*sorted(sys.modules))
+print(json.dumps([built, sorted(sys.modules), gc.get_freeze_count()]))
 """
 
 
@@ -53,10 +56,12 @@ class Probe:
     output: str
     modules: set[str]
     built_kinds: list[str]
+    frozen: int
 
 
 def run_probe(*argv: str) -> Probe:
-    """The command's output, the modules its interpreter loaded and the kinds it built."""
+    """The command's output, the modules its interpreter loaded, the kinds it built and
+    the objects it froze."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         cwd=CHECKOUT,
@@ -65,9 +70,9 @@ def run_probe(*argv: str) -> Probe:
         timeout=60,
         check=True,
     )
-    rest, _, modules = done.stdout.rstrip("\n").rpartition("\n")
-    output, _, built = rest.rpartition("\n")
-    return Probe(output, set(modules.split()), built.split())
+    output, _, last = done.stdout.rstrip("\n").rpartition("\n")
+    built, modules, frozen = json.loads(last)
+    return Probe(output.removesuffix("\n"), set(modules), built, frozen)
 
 
 def loaded(modules: set[str], *names: str) -> list[str]:
@@ -171,3 +176,22 @@ def test_every_command_has_its_help(command: str, capsys: pytest.CaptureFixture[
 
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: reconciler {command} ")
+
+
+def test_a_command_started_as_a_process_freezes_the_objects_its_import_made(
+    tmp_path: Path,
+) -> None:
+    probe = run_probe("validate", str(tmp_path))
+
+    assert probe.output.startswith("ok: 0 objects")
+    assert probe.frozen > 10_000
+
+
+def test_main_called_with_arguments_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    frozen = gc.get_freeze_count()
+
+    code = main(["validate", str(tmp_path)])
+
+    assert code == 0
+    assert gc.get_freeze_count() == frozen
+    assert gc.isenabled()
