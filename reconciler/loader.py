@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -143,7 +143,9 @@ def manifest_files(root: Path) -> Iterator[Path]:
                 yield Path(directory) / name
 
 
-def load_directory(root: Path) -> LoadResult:
+def load_directory(root: Path, kinds: Collection[str] | None = None) -> LoadResult:
+    """Every manifest under root; with `kinds`, documents of other kinds are skipped
+    unvalidated, so that listing one kind does not build every kind's validator."""
     result = LoadResult()
     # Parsing allocates millions of short-lived objects and no garbage cycles
     # worth collecting meanwhile; with the collector running, half of a large
@@ -152,7 +154,7 @@ def load_directory(root: Path) -> LoadResult:
     gc.disable()
     try:
         for path in manifest_files(root):
-            result.extend(load_file(path, path.relative_to(root).as_posix(), root))
+            result.extend(load_file(path, path.relative_to(root).as_posix(), root, kinds))
     finally:
         if collecting:
             gc.enable()
@@ -166,7 +168,12 @@ def load_config_text(text: str, display_path: str) -> Any:
     return yamltext.load_config_text(text, display_path, load_limits())
 
 
-def load_file(path: Path, display_path: str, repository: Path | None = None) -> LoadResult:
+def load_file(
+    path: Path,
+    display_path: str,
+    repository: Path | None = None,
+    kinds: Collection[str] | None = None,
+) -> LoadResult:
     """The objects of one file. With `repository`, a symlink is read only when it leads
     to a file inside it (not under a dot-folder such as .git): any other is a finding
     (rule symlink) that says neither where it leads nor what is there. At most one byte
@@ -196,7 +203,7 @@ def load_file(path: Path, display_path: str, repository: Path | None = None) -> 
     # As a file read in text mode: every line break is \n.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return load_text(text, display_path)
+    return load_text(text, display_path, kinds=kinds)
 
 
 def _unreadable(display_path: str, message: str, rule: Rule) -> LoadResult:
@@ -204,7 +211,12 @@ def _unreadable(display_path: str, message: str, rule: Rule) -> LoadResult:
     return _refused(place_finding(display_path, None, message, rule))
 
 
-def load_text(text: str, display_path: str, limits: Limits | None = None) -> LoadResult:
+def load_text(
+    text: str,
+    display_path: str,
+    limits: Limits | None = None,
+    kinds: Collection[str] | None = None,
+) -> LoadResult:
     """Objects of every document in a YAML text. A text that is not valid YAML, is beyond
     the limits, or fails in any other way loses only its own file: never an exception."""
     limits = limits or load_limits()
@@ -214,7 +226,9 @@ def load_text(text: str, display_path: str, limits: Limits | None = None) -> Loa
         nodes = _compose_all(text)
         converter = Converter(limits, text)
         for index, node in enumerate(nodes):
-            _load_document(node, SourceDocument(display_path, text, index), result, converter)
+            _load_document(
+                node, SourceDocument(display_path, text, index), result, converter, kinds
+            )
     except Exception as error:  # a bug met by one file too costs that file, never the pass
         return _refused(failure_finding(display_path, error))
     return result
@@ -250,7 +264,11 @@ def _composed(text: str) -> list[Node]:
 
 
 def _load_document(
-    node: Node, source: SourceDocument, result: LoadResult, converter: Converter
+    node: Node,
+    source: SourceDocument,
+    result: LoadResult,
+    converter: Converter,
+    kinds: Collection[str] | None,
 ) -> None:
     path = source.path
     line, column = source.locate(())
@@ -270,6 +288,8 @@ def _load_document(
         )
         return
     kind = raw.get("kind")
+    if kinds is not None and not (isinstance(kind, str) and kind in kinds):
+        return
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         known = ", ".join(sorted(KINDS))

@@ -28,10 +28,17 @@ class Strict(BaseModel):
         populate_by_name=True,
         frozen=True,
         arbitrary_types_allowed=True,
+        # A model's validator is built when it first validates, not at import: a command
+        # reading one file pays only for the kinds in it (issue 13, start-up).
+        defer_build=True,
     )
 
 
 class ObjectMeta(Strict):
+    # Built at import, unlike the kinds: every kind's validator embeds it, and a deferred
+    # one would be generated again inside each of them.
+    model_config = ConfigDict(defer_build=False)
+
     name: str
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)

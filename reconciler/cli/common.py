@@ -7,10 +7,13 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.config import Config, ConfigError, load_config
 from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 from reconciler.policies import CHANGE_PROFILES
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
 
 EXIT_USAGE = 2
 
@@ -82,6 +85,9 @@ def read_config(args: argparse.Namespace) -> Config | None:
     """The --config file, or None; a bad file ends the command with exit code 2."""
     if args.config is None:
         return None
+    # Imported here, for start-up speed: the config models only for a command given --config.
+    from reconciler.config import ConfigError, load_config
+
     try:
         return load_config(args.config)
     except ConfigError as error:

@@ -151,7 +151,8 @@ def _status_and_created(document: Any) -> tuple[dict[str, Any], str]:
 
 def manifests_of(root: Path, kind: ResourceKind) -> dict[ObjectId, Listed]:
     listed: dict[ObjectId, Listed] = {}
-    for loaded in load_directory(root).objects:
+    # Only this kind's documents are validated: the others' validators are never built.
+    for loaded in load_directory(root, kinds=(kind.kind,)).objects:
         if loaded.id.kind == kind.kind:
             manifest = loaded.model.to_manifest()
             listed[loaded.id] = Listed(loaded.id, kind.api_version, manifest=manifest)

@@ -17,10 +17,12 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from reconciler.api import ObjectId
-from reconciler.cli.tables import Listed
+
+if TYPE_CHECKING:  # the tables are get's and describe's, not validate's or apply's
+    from reconciler.cli.tables import Listed
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_LINE_BREAK = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")

@@ -1,14 +1,19 @@
 """What starting `reconciler` loads: only the command asked for, so `--version`, `--help`
 and the commands that read files answer at once (issue 13; timed by bench/startup.py).
 
-Each command runs in a fresh interpreter, which then lists the modules it imported.
+Each command runs in a fresh interpreter, which then lists the modules it imported and
+the kinds whose pydantic validators it built (each is built when first used).
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,25 +22,46 @@ from reconciler import __version__
 from reconciler.cli import main
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+SAMPLE_REPO = CHECKOUT / "sample-repo"
 # Each takes a good part of the start-up budget to import, and none is needed to parse
-# arguments: libvirt-python, GitPython, the pydantic models, the planner.
-HEAVY = ("libvirt", "git", "pydantic", "reconciler.engine")
-# Runs `reconciler ARGS...` as main does, then prints the modules loaded on a last line.
+# arguments: libvirt-python, GitPython, the pydantic models, the YAML parser, the planner.
+HEAVY = ("libvirt", "git", "pydantic", "ruamel", "reconciler.engine")
+# Argument parsing needs neither: a dataclass (inspect) or a NamedTuple (typing) in the
+# command table costs about a quarter of what --version adds to the interpreter's start.
+PARSING_SKIPS = ("dataclasses", "inspect", "typing")
+# What reading manifests or reports does not need: the engine, the host configuration,
+# and libvirt and Git, which only a pass or the daemon talks to.
+READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
 COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "node", "console")
+# Runs `reconciler ARGS...` as the `reconciler` script does (main() reads sys.argv),
+# then prints on a last line, as JSON, the kinds whose validators were built, the
+# modules loaded and how many objects the garbage collector has frozen.
 PROBE = """\
-import sys
+import gc, json, sys
 from reconciler.cli import main
 try:
-    main(sys.argv[1:])
+    main()
 except SystemExit:
     pass
+api = sys.modules.get("reconciler.api")
+kinds = api.KINDS.items() if api else ()
+built = sorted(kind for kind, model in kinds if model.__pydantic_complete__)
 print()
-print(*sorted(sys.modules))
+print(json.dumps([built, sorted(sys.modules), gc.get_freeze_count()]))
 """
 
 
-def run_probe(*argv: str) -> tuple[str, set[str]]:
-    """The command's output and the modules its interpreter loaded."""
+@dataclass(frozen=True)
+class Probe:
+    output: str
+    modules: set[str]
+    built_kinds: list[str]
+    frozen: int
+
+
+def run_probe(*argv: str) -> Probe:
+    """The command's output, the modules its interpreter loaded, the kinds it built and
+    the objects it froze."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         cwd=CHECKOUT,
@@ -44,8 +70,9 @@ def run_probe(*argv: str) -> tuple[str, set[str]]:
         timeout=60,
         check=True,
     )
-    output, _, modules = done.stdout.rstrip("\n").rpartition("\n")
-    return output, set(modules.split())
+    output, _, last = done.stdout.rstrip("\n").rpartition("\n")
+    built, modules, frozen = json.loads(last)
+    return Probe(output.removesuffix("\n"), set(modules), built, frozen)
 
 
 def loaded(modules: set[str], *names: str) -> list[str]:
@@ -66,34 +93,80 @@ def test_importing_the_command_line_loads_no_command() -> None:
 
 
 def test_version_is_printed_without_loading_any_command() -> None:
-    output, modules = run_probe("--version")
+    probe = run_probe("--version")
 
-    assert output.strip() == f"reconciler {__version__}"
-    assert loaded(modules, *HEAVY) == []
+    assert probe.output.strip() == f"reconciler {__version__}"
+    assert loaded(probe.modules, *HEAVY) == []
+
+
+def test_version_loads_neither_dataclasses_nor_typing() -> None:
+    probe = run_probe("--version")
+
+    assert probe.output.strip() == f"reconciler {__version__}"
+    assert loaded(probe.modules, *PARSING_SKIPS) == []
 
 
 def test_help_lists_every_command_without_loading_any() -> None:
-    output, modules = run_probe("--help")
+    probe = run_probe("--help")
 
-    listed = re.findall(r"^    (\S+) +\S", output, re.MULTILINE)
+    listed = re.findall(r"^    (\S+) +\S", probe.output, re.MULTILINE)
     assert tuple(listed) == COMMANDS
-    assert loaded(modules, *HEAVY) == []
+    assert loaded(probe.modules, *HEAVY) == []
 
 
 def test_validate_loads_neither_libvirt_nor_git(tmp_path: Path) -> None:
-    output, modules = run_probe("validate", str(tmp_path))
+    probe = run_probe("validate", str(tmp_path))
 
-    assert output.startswith("ok: 0 objects")
-    assert loaded(modules, "libvirt", "git") == []
+    assert probe.output.startswith("ok: 0 objects")
+    assert loaded(probe.modules, "libvirt", "git") == []
+
+
+def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+
+    probe = run_probe("validate", str(tmp_path))
+
+    assert probe.output.startswith("ok: 1 objects in 1 files")
+    assert (
+        loaded(probe.modules, *READING_SKIPS, "reconciler.reports", "reconciler.cli.tables") == []
+    )
+
+
+def test_validate_builds_the_validators_of_the_kinds_in_its_files_only(tmp_path: Path) -> None:
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+    shutil.copy(SAMPLE_REPO / "images" / "ubuntu-22-04.yaml", tmp_path)
+
+    probe = run_probe("validate", str(tmp_path))
+
+    assert probe.output.startswith("ok: 2 objects in 2 files")
+    assert probe.built_kinds == ["ClusterVirtualImage", "VirtualMachineClass"]
 
 
 def test_get_from_the_reports_loads_neither_libvirt_nor_git_nor_the_planner(
     checkout: Path,
 ) -> None:
-    output, modules = run_probe("get", "vm", "--dir", str(checkout))
+    probe = run_probe("get", "vm", "--dir", str(checkout))
 
-    assert "linux-vm" in output
-    assert loaded(modules, "libvirt", "git", "reconciler.engine.plan") == []
+    assert "linux-vm" in probe.output
+    assert loaded(probe.modules, "libvirt", "git", "reconciler.engine.plan") == []
+
+
+def test_get_from_the_reports_loads_neither_the_engine_nor_the_config_nor_the_rules(
+    checkout: Path,
+) -> None:
+    probe = run_probe("get", "vm", "--dir", str(checkout))
+
+    assert "linux-vm" in probe.output
+    assert loaded(probe.modules, *READING_SKIPS, "reconciler.rules") == []
+
+
+def test_get_builds_the_validator_of_the_kind_it_lists_only(checkout: Path) -> None:
+    probe = run_probe("get", "vm", "--dir", str(checkout))
+
+    assert "linux-vm" in probe.output
+    assert probe.built_kinds == ["VirtualMachine"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -103,3 +176,22 @@ def test_every_command_has_its_help(command: str, capsys: pytest.CaptureFixture[
 
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: reconciler {command} ")
+
+
+def test_a_command_started_as_a_process_freezes_the_objects_its_import_made(
+    tmp_path: Path,
+) -> None:
+    probe = run_probe("validate", str(tmp_path))
+
+    assert probe.output.startswith("ok: 0 objects")
+    assert probe.frozen > 10_000
+
+
+def test_main_called_with_arguments_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    frozen = gc.get_freeze_count()
+
+    code = main(["validate", str(tmp_path)])
+
+    assert code == 0
+    assert gc.get_freeze_count() == frozen
+    assert gc.isenabled()
