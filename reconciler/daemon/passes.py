@@ -27,6 +27,7 @@ from reconciler.engine.reconcile import (
 from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.loader import LoadResult
+from reconciler.model.actions import MigrateDomain
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.pass_inputs import read_plan_context
@@ -230,6 +231,10 @@ class Pass:
         self._memory.logged_failure = ""
         self._publish(result, revision, self.health.last_error, why)
         stages.mark("status")
+        if any(isinstance(a, MigrateDomain) for a in result.statuses_plan.actions):
+            # A migration this pass announced (its Migrating report now in Git) is begun
+            # by the next pass, at once.
+            self._components.triggers.request("migration")
         self._memory.last_key = revision.manifests_key
         self.health.revision = revision.sha
         self.health.last_pass = time.time()

@@ -40,6 +40,7 @@ from reconciler.model.names import domain_name
 
 def plan(context: PlanContext, observation: Observation, settled: Settled | None = None) -> Plan:
     """The pass's plan; `settled`: an earlier plan of the same pass (Settled)."""
+    observation = observation.without_arriving()
     if settled is not None and not settled.applies_to(observation):
         settled = None
     local, domains = context.host.node_name, observation.domains

@@ -8,7 +8,7 @@ Values only: the steps of plan.py read them and return new ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -62,6 +62,20 @@ class Observation:
     network: NetworkFacts | None = None
     # The files of the images the revision needs that are not imported yet, by path.
     image_sources: Mapping[str, ImageSourceFacts] = field(default_factory=dict)
+
+    def without_arriving(self) -> Observation:
+        """The observation without the domains arriving here by live migration: ours and
+        not (yet) persistent. libvirt makes one persistent once the guest runs here; till
+        then it is the source host's to report, and nothing here may touch it."""
+        arriving = [
+            name
+            for name, observed in self.domains.items()
+            if not observed.persistent and observed.owner is not None
+        ]
+        if not arriving:
+            return self
+        kept = {n: o for n, o in self.domains.items() if n not in arriving}
+        return replace(self, domains=kept)
 
     @cached_property
     def seed_volumes(self) -> Mapping[str, tuple[tuple[str, str], ...]]:

@@ -368,7 +368,7 @@ class Applier:
     ) -> None:
         try:
             if isinstance(action, CarryOutOperation):
-                flag, target = action.stopped_manually, ""
+                flag, target = action.stopped_manually, action.target
             else:
                 flag, target = None, action.target_node
             self.mutations += write_record(domain, action.operation, record, flag, target)

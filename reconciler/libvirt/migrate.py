@@ -289,8 +289,16 @@ class LiveMigration:
 
     def _migrate(self) -> None:
         try:
+            # The destination keeps the source's next-boot definition, not the running
+            # instance's: its metadata records the migration (the destination completes
+            # the operation from it), and changes waiting for a restart stay waiting.
+            persistent = self.domain.XMLDesc(
+                libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE
+            )
             self.domain.migrateToURI3(
-                self.request.destination_uri, {}, migration_flags(self.request)
+                self.request.destination_uri,
+                {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persistent},
+                migration_flags(self.request),
             )
         except libvirt.libvirtError as error:
             self._error = error

@@ -280,10 +280,14 @@ class CarryOutOperation(Action):
     grace_seconds: int = 60
     # The run-policy flag the operation sets (Stop) or clears (Start, Restart).
     stopped_manually: bool | None = None
-    outcome: str = "completed"  # of a record without a step: completed or failed
+    outcome: str = "completed"  # of a record without a step: completed, failed or started
+    # The node a migration recorded as started goes to (Evict, Migrate).
+    target: str = ""
 
     def describe(self) -> str:
         vmop = f"vmop {self.operation}"
+        if not self.step and self.target:
+            return f"record {vmop} on {self.domain}: migrating to {self.target} next"
         if not self.step:
             return f"record {vmop} as {self.outcome} on {self.domain}"
         if self.step == "start":

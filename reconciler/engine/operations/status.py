@@ -52,6 +52,8 @@ def acting_verdict(order: Order, issued: bool, anticipate: bool, why: str) -> Ve
     if order.step is Step.MIGRATE and order.waiting:
         # A migration libvirt runs: in progress, and how far it is.
         return Verdict(OperationPhase.IN_PROGRESS, progress, order.waiting, signal_sent=True)
+    if order.step is Step.MIGRATE:
+        return Verdict(OperationPhase.IN_PROGRESS, progress, what, signal_sent=order.continuing)
     if order.continuing:
         message = f"{what}: finishing what an earlier pass began"
         if not issued:

@@ -155,8 +155,19 @@ class Order:
     target: str = ""
     target_uri: str = ""
     auto_converge: bool = False
+    # A migration only announced this pass: recorded as started (the VM reported
+    # Migrating, committed), begun by the next pass.
+    announce: bool = False
 
     def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> Action:
+        if self.step is Step.MIGRATE and self.announce:
+            return CarryOutOperation(
+                vm_id,
+                domain,
+                operation_key(self.operation),
+                outcome=str(Record.STARTED),
+                target=self.target,
+            )
         if self.step is Step.MIGRATE:
             return MigrateDomain(
                 vm_id,
@@ -432,7 +443,9 @@ def _continued(operation: Operation, observed: ObservedDomain | None) -> Order:
 
 
 def _migration(operation: Operation, moves: Migrations, continuing: bool = False) -> Order:
-    """The migration the schedule's target takes (refusal() found one)."""
+    """The migration the schedule's target takes (refusal() found one). A new one is only
+    announced: its record and the VM's Migrating report go out before libvirt moves it,
+    so Git shows where it goes even when the move takes a second."""
     target = moves.target(operation)
     converge = auto_converge(moves.policy, operation.spec.force)
     return Order(
@@ -443,6 +456,7 @@ def _migration(operation: Operation, moves: Migrations, continuing: bool = False
         target=target.node,
         target_uri=target.uri,
         auto_converge=converge is True,
+        announce=not continuing,
     )
 
 
@@ -473,6 +487,6 @@ def _continued_move(
         )
     if moves is None or (refused := _migration_refusal(operation, moves)) is not None:
         return refused or _failed(operation, moves)
-    # Running here and no migration under way: the one begun was cut off (the daemon
-    # was killed, and libvirt aborted it with its client); it is begun again.
+    # Running here and no migration under way: announced by the pass before, or begun
+    # and cut off (the daemon was killed, and libvirt aborted it with its client).
     return _migration(operation, moves, continuing=True)

@@ -63,9 +63,9 @@ def plan_power(
     )
     anticipated = VMPhase.STOPPING if context.anticipate else None
     if order is not None and order.step is Step.MIGRATE:
-        migrating = VMPhase.MIGRATING if context.anticipate else None
+        # Migrating from the announcement on, until the domain is gone from here.
         migrate = order.action(vm.id, name, grace)
-        return PowerStep((*records, migrate), Outcome.MIGRATING, capacity, migrating)
+        return PowerStep((*records, migrate), Outcome.MIGRATING, capacity, VMPhase.MIGRATING)
     if order is not None and order.step is not Step.START:
         actions = (*records, order.action(vm.id, name, grace))
         if not active:

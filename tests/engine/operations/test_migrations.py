@@ -111,7 +111,7 @@ def test_the_migration_policy_and_force_decide_auto_converge(
     policy: str, force: bool | None, converges: bool
 ) -> None:
     ctx = on("hv1", evict(force), policy=policy)
-    (migrate,) = migrations(plan(ctx, defined(ctx)))
+    (migrate,) = migrations(plan(ctx, defined(ctx, completed=(f"{KEY}:started>hv2",))))
     assert migrate.auto_converge is converges
 
 

@@ -487,16 +487,22 @@ def test_evict_with_another_node_migrates_live_to_the_node_the_schedule_picks(ki
     nodes = [NODE_WITH_URI.format(name="hv1"), NODE_WITH_URI.format(name="hv2")]
     ctx = context(vmop_yaml("move-linux-vm-1718000000", kind), *nodes)
     ctx = replace(ctx, reported_nodes={LINUX_VM: "hv1"})
-    # when planned
-    result = plan(ctx, defined(ctx))
-    # then one live migration to hv2 at its URI, without auto-converge (PreferSafe)
-    (migrate,) = [a for a in result.actions if isinstance(a, MigrateDomain)]
+    # when planned, the migration is announced: recorded toward hv2, reported Migrating
+    first = plan(ctx, defined(ctx))
+    assert [(a.operation, a.step, a.outcome, a.target) for a in operation_actions(first)] == [
+        ("default/move-linux-vm-1718000000", "", "started", "hv2")
+    ]
+    assert not [a for a in first.actions if isinstance(a, MigrateDomain)]
+    assert first.statuses[LINUX_VM].phase == "Migrating"
+    assert report(first, "move-linux-vm-1718000000")["phase"] == "InProgress"
+    # and the pass after begins one live migration to hv2 at its URI, no auto-converge
+    announced = defined(ctx, completed=("default/move-linux-vm-1718000000:started>hv2",))
+    second = plan(ctx, announced)
+    (migrate,) = [a for a in second.actions if isinstance(a, MigrateDomain)]
     assert (migrate.target_node, migrate.target_uri) == ("hv2", "qemu+tls://hv2/system")
     assert migrate.operation == "default/move-linux-vm-1718000000"
     assert not migrate.auto_converge
-    # and the VM is Migrating, its operation in progress
-    assert result.statuses[LINUX_VM].phase == "Migrating"
-    assert report(result, "move-linux-vm-1718000000")["phase"] == "InProgress"
+    assert second.statuses[LINUX_VM].phase == "Migrating"
 
 
 def test_evict_to_a_node_that_states_no_libvirt_uri_fails_saying_so() -> None:

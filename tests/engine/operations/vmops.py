@@ -96,7 +96,8 @@ def carry_out(observed: ObservedDomain, action: Action) -> ObservedDomain:
     flag = action.stopped_manually
     if not action.step:
         return _with_config(
-            observed, recorded(meta, action.operation, Record(action.outcome), flag)
+            observed,
+            recorded(meta, action.operation, Record(action.outcome), flag, action.target),
         )
     started = recorded(meta, action.operation, Record.STARTED, flag)
     observed = _with_config(observed, started)
