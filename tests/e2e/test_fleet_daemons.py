@@ -147,13 +147,25 @@ def two_hosts(fleet: Fleet, tmp_path: Path) -> Iterator[TwoHosts]:
                     if domain.isActive():
                         domain.destroy()
                     domain.undefine()
+            pool = conn.storagePoolLookupByName("default")
+            pool.refresh()
+            for volume in pool.listAllVolumes():
+                if NAMESPACE in volume.name() and VM in volume.name():
+                    volume.delete()
 
 
-def test_an_evicted_guest_moves_to_the_other_host_and_git_tells_the_story(
-    two_hosts: TwoHosts,
-) -> None:
-    hosts, fleet = two_hosts, two_hosts.fleet
-    # given a running guest on host A (B cordoned, so the VM is placed on A)
+@dataclass(frozen=True)
+class Running:
+    """The guest as it ran on A before the move."""
+
+    boot: str
+    uptime: float
+
+
+def guest_running_on_a(hosts: TwoHosts) -> Running:
+    """A guest started by A's daemon (B cordoned, so the VM is placed on A), with a
+    marker written to its disk."""
+    fleet = hosts.fleet
     hosts.operator.write("class.yaml", CLASS)
     hosts.nodes(b_schedulable=False)
     hosts.operator.write(
@@ -182,16 +194,21 @@ def test_an_evicted_guest_moves_to_the_other_host_and_git_tells_the_story(
     )
     on_a = fleet.connections[0].lookupByName(DOMAIN)
     wait_for_agent(on_a)
-    boot = boot_id(on_a)
     write_marker(on_a)
-    uptime = float(_guest(on_a, "cut -d' ' -f1 /proc/uptime"))
+    return Running(boot_id(on_a), float(_guest(on_a, "cut -d' ' -f1 /proc/uptime")))
 
-    # when B returns to service and an Evict is committed
+
+def evict(hosts: TwoHosts) -> None:
+    """B back in service, and an Evict of the VM, in one push."""
     hosts.nodes(b_schedulable=True)
     hosts.operator.write(f"operations/{EVICT}.yaml", VMOP)
     hosts.push("evict mover")
 
-    # then the VM runs on B, the same boot, with its disk, and is gone from A
+
+def moved_to_b(hosts: TwoHosts, before: Running) -> None:
+    """The VM reported Running on B, the same boot with its disk, gone from A, and the
+    Evict reported Completed."""
+    fleet = hosts.fleet
     _until(
         hosts,
         "the VM reported Running on hostb",
@@ -205,13 +222,9 @@ def test_an_evicted_guest_moves_to_the_other_host_and_git_tells_the_story(
     left = [d.name() for d in fleet.connections[0].listAllDomains()]
     assert DOMAIN not in left, _story(hosts)
     wait_for_agent(on_b)
-    assert boot_id(on_b) == boot
-    assert float(_guest(on_b, "cut -d' ' -f1 /proc/uptime")) > uptime
+    assert boot_id(on_b) == before.boot
+    assert float(_guest(on_b, "cut -d' ' -f1 /proc/uptime")) > before.uptime
     assert read_marker(on_b) == "vmr-fleet-marker"
-    # and Git shows Migrating (to hostB) before Running on hostB, the operation Completed
-    phases = [(s.get("phase"), s.get("nodeName")) for s in hosts.history(REPORT)]
-    migrating = phases.index(("Migrating", "hosta"))
-    assert ("Running", "hostb") in phases[migrating:]
     operation = f"status/virtualmachineoperations/{NAMESPACE}/{EVICT}.yaml"
     _until(
         hosts,
@@ -221,6 +234,41 @@ def test_an_evicted_guest_moves_to_the_other_host_and_git_tells_the_story(
         ),
         60,
     )
+
+
+def test_an_evicted_guest_moves_to_the_other_host_and_git_tells_the_story(
+    two_hosts: TwoHosts,
+) -> None:
+    hosts = two_hosts
+    # given a running guest on host A
+    before = guest_running_on_a(hosts)
+    # when B returns to service and an Evict is committed
+    evict(hosts)
+    # then the VM runs on B, the same boot, with its disk, gone from A, the Evict Completed
+    moved_to_b(hosts, before)
+    # and Git shows Migrating (on hosta, to hostb) before Running on hostb
+    history = hosts.history(REPORT)
+    phases = [(s.get("phase"), s.get("nodeName")) for s in history]
+    migrating = phases.index(("Migrating", "hosta"))
+    assert history[migrating]["migrationState"]["target"] == {"node": "hostb"}
+    assert ("Running", "hostb") in phases[migrating:]
+
+
+def test_a_source_daemon_killed_during_the_migration_moves_the_guest_exactly_once(
+    two_hosts: TwoHosts,
+) -> None:
+    hosts = two_hosts
+    before = guest_running_on_a(hosts)
+    a = hosts.daemons["hosta"]
+    # when A's daemon is SIGKILLed as libvirt begins the migration, and started again
+    evict(hosts)
+    wait_until("the migration to begin", lambda: "migration of mover.fleet" in a.log_text(), 60)
+    a.kill()
+    a.start()
+    a.wait_ready()
+    # then the guest ends up on B once: the same boot, its disk, the Evict Completed
+    moved_to_b(hosts, before)
+    assert [d.name() for d in hosts.fleet.connections[1].listAllDomains()] == [DOMAIN]
 
 
 def _guest(domain: libvirt.virDomain, script: str) -> str:
