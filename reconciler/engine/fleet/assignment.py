@@ -18,6 +18,7 @@ from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.fleet.placement import FleetNode, Placement, reports_here
 from reconciler.engine.fleet.schedule import Demand, FleetHost, Schedule, schedule
+from reconciler.memo import IdentityMemo
 from reconciler.model.names import domain_name
 from reconciler.rules.inventory import Inventory
 
@@ -37,6 +38,19 @@ def vm_class(vm: VirtualMachine, inventory: Inventory) -> VirtualMachineClass | 
     loaded = inventory.get(ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name))
     model = loaded.model if loaded is not None else None
     return model if isinstance(model, VirtualMachineClass) else None
+
+
+# A VM's demand, by the very VM and class objects it was made from: a daemon keeps its
+# loaded objects across passes, and plans each pass twice.
+_DEMANDS: IdentityMemo[Demand] = IdentityMemo()
+
+
+def _demand(vm: VirtualMachine, inventory: Inventory) -> Demand:
+    vmclass = vm_class(vm, inventory)
+    known = _DEMANDS.get(vm, vmclass)
+    if known is not None:
+        return known
+    return _DEMANDS.put((vm, vmclass), Demand.of(vm, vmclass))
 
 
 def assign(
@@ -63,7 +77,7 @@ def assign(
             # defined here again (the target reports it once it has it).
             current[vm_id] = target
     planned = schedule(
-        (Demand.of(vm, vm_class(vm, inventory)) for vm in ordered),
+        (_demand(vm, inventory) for vm in ordered),
         [FleetHost.of(member) for member in members],
         current,
     )
