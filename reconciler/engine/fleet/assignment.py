@@ -83,14 +83,17 @@ def assign(
     )
     here: list[tuple[VirtualMachine, Placement]] = []
     elsewhere = 0
+    # Runs here, even on a host that is no Node of the repository: moving a running VM
+    # is never done behind its back. One value for all of them.
+    runs_here = Placement(local, "runs on this host")
+    placements: dict[tuple[str, str], Placement] = {}
     for vm in ordered:
         if vm.id in here_now:
-            # Runs here, even on a host that is no Node of the repository: moving a
-            # running VM is never done behind its back.
-            placement = Placement(local, "runs on this host")
+            placement = runs_here
         else:
             home = planned.homes[vm.id]
-            placement = Placement(home.host, home.reason)
+            key = (home.host, home.reason)
+            placement = placements.get(key) or placements.setdefault(key, Placement(*key))
         if reports_here(placement, members, local):
             here.append((vm, placement))
         else:

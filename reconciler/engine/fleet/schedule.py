@@ -140,44 +140,71 @@ class _State:
         ]
 
 
-@dataclass(frozen=True)
 class Schedule:
-    homes: Mapping[ObjectId, Home]
-    hosts: Sequence[FleetHost]
-    demands: Mapping[ObjectId, Demand]
-    # Who ended up where: what rules_broken checks a VM against.
-    _state: _State = field(repr=False, compare=False)
+    """Every VM's home; who ends up where (the hosts' loads) is worked out only when a
+    question needs it (rules_broken, target_for, a VM to place): a pass at thousands of
+    VMs that all stay where they are needs none of it."""
+
+    def __init__(
+        self,
+        homes: Mapping[ObjectId, Home],
+        hosts: Sequence[FleetHost],
+        demands: Mapping[ObjectId, Demand],
+        state: _State | None = None,
+    ) -> None:
+        self.homes = homes
+        self.hosts = hosts
+        self.demands = demands
+        self._state = state
 
     def home_of(self, vm_id: ObjectId) -> Home | None:
         return self.homes.get(vm_id)
+
+    @property
+    def state(self) -> _State:
+        if self._state is None:
+            state = _State.empty(self.hosts)
+            for vm_id, home in self.homes.items():
+                if home.host:
+                    state.take(home.host, self.demands[vm_id])
+            self._state = state
+        return self._state
 
     def rules_broken(self, vm_id: ObjectId) -> str:
         """The first strict rule a placed VM breaks where it is; "" when it keeps them.
         Asked per VM, not worked out for all: a pass at thousands of VMs has no use
         for the answer of those whose placement nothing changed."""
-        where = self._state.where.get(vm_id)
+        state = self.state
+        where = state.where.get(vm_id)
         if where is None:
             return ""
-        return _strict_rule_broken(
-            self._state.placed[vm_id], self._state.hosts[where], self._state, placed=True
-        )
+        return _strict_rule_broken(state.placed[vm_id], state.hosts[where], state, placed=True)
 
 
 def schedule(
     demands: Iterable[Demand], hosts: Sequence[FleetHost], current: Mapping[ObjectId, str]
 ) -> Schedule:
     """Every VM's home; `current`: the host each VM is on now, as reported."""
-    state = _State.empty(hosts)
+    names = {host.name for host in hosts}
+    ordered = sorted(demands, key=_order)
+    stays: dict[str, Home] = {}  # one value per host: thousands of VMs share it
     homes: dict[ObjectId, Home] = {}
     waiting: list[Demand] = []
-    ordered = sorted(demands, key=_order)
     for demand in ordered:
         where = current.get(demand.vm.id, "")
-        if where in state.hosts:
-            state.take(where, demand)
-            homes[demand.vm.id] = Home(where, f"runs on {where}")
+        if where in names:
+            home = stays.get(where)
+            if home is None:
+                home = stays[where] = Home(where, f"runs on {where}")
+            homes[demand.vm.id] = home
         else:
             waiting.append(demand)
+    by_id = {d.vm.id: d for d in ordered}
+    if not waiting:
+        return Schedule(homes, sorted(hosts, key=lambda h: h.name), by_id)
+    state = _State.empty(hosts)
+    for vm_id, home in homes.items():
+        state.take(home.host, by_id[vm_id])
     while waiting:
         still: list[Demand] = []
         for demand in waiting:
@@ -193,7 +220,7 @@ def schedule(
         if len(still) == len(waiting):
             break
         waiting = still
-    return Schedule(homes, list(state.hosts.values()), {d.vm.id: d for d in ordered}, state)
+    return Schedule(homes, list(state.hosts.values()), by_id, state)
 
 
 def target_for(
