@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -11,24 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
+from reconciler.reports.yamlwriter import ruamel_text, yaml_text
 from reconciler.yamltext import LoadError, load_config_text, place_finding, policy_limits, too_large
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    # Keep our stable, meaningful order (ruamel's stubs type this attribute as None).
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    yaml.width = 4096
-    return yaml
-
 
 REPORT_SUFFIX = ".yaml"
 # A report is written as NAME.yaml.tmp first (write_if_changed), and that must fit too.
@@ -146,9 +134,9 @@ def render(document: Mapping[str, Any]) -> str:
         plain = False
     text = _MEMO.rendered.get(key)
     if text is None:
-        buffer = io.StringIO()
-        _yaml().dump(dict(document), buffer)
-        text = buffer.getvalue()
+        plain_document = dict(document)
+        written = yaml_text(plain_document)
+        text = written if written is not None else ruamel_text(plain_document)
         _MEMO.trim()
         _MEMO.rendered[key] = text
     if plain and not any(character in key for character in _LOSSY):
