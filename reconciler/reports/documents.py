@@ -13,6 +13,7 @@ from typing import Any
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
+from reconciler.reports.known import KnownReports
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
 from reconciler.reports.yamlwriter import ruamel_text, yaml_text
@@ -104,7 +105,8 @@ class _Memo:
     LIMIT = 50_000
 
     def __init__(self) -> None:
-        self.rendered: dict[str, str] = {}
+        # JSON -> the text, and whether it reads back as exactly the JSON's values.
+        self.rendered: dict[str, tuple[str, bool]] = {}
         self.files: dict[str, tuple[FileSignature, str]] = {}
         # Path -> the text, its value, and why it cannot be used (then the value is None).
         self.parsed: dict[str, tuple[str, Any, Finding | None]] = {}
@@ -118,6 +120,7 @@ class _Memo:
 
 
 _MEMO = _Memo()
+_KNOWN = KnownReports()
 
 
 # Line breaks YAML knows beyond \n (as JSON escapes them): ruamel.yaml does not read a
@@ -126,24 +129,56 @@ _LOSSY = ("\\u0085", "\\u2028", "\\u2029")
 
 
 def render(document: Mapping[str, Any]) -> str:
+    return _render(document, *_document_key(document))
+
+
+def _document_key(document: Mapping[str, Any]) -> tuple[str, bool]:
+    """The document's canonical JSON, and whether it is made of JSON's types only."""
     try:
-        key = json.dumps(document, separators=(",", ":"))
-        plain = True
+        return json.dumps(document, separators=(",", ":")), True
     except TypeError:
-        key = json.dumps(document, separators=(",", ":"), default=str)
-        plain = False
-    text = _MEMO.rendered.get(key)
-    if text is None:
+        return json.dumps(document, separators=(",", ":"), default=str), False
+
+
+def _render(document: Mapping[str, Any], key: str, plain: bool) -> str:
+    rendered = _MEMO.rendered.get(key)
+    if rendered is None:
         plain_document = dict(document)
         written = yaml_text(plain_document)
-        text = written if written is not None else ruamel_text(plain_document)
+        # What the direct writer writes is text, integers, booleans and None under text
+        # keys, no line breaks: its YAML reads back as exactly the JSON's values.
+        rendered = (written, True) if written is not None else (ruamel_text(plain_document), False)
         _MEMO.trim()
-        _MEMO.rendered[key] = text
+        _MEMO.rendered[key] = rendered
+    text, exact = rendered
+    if exact:
+        _KNOWN.add(text, key)
     if plain and not any(character in key for character in _LOSSY):
         # A document of JSON's types reads back from its YAML as exactly those values:
         # read_document takes them from the JSON instead of parsing the YAML again.
         _MEMO.sources[text] = key
     return text
+
+
+def write_report(path: Path, document: Mapping[str, Any]) -> bool:
+    """write_if_changed of the rendered document, without rendering it when the file
+    already holds the text rendered from this very document (here or in an earlier
+    process: known.py). True when the file was written."""
+    key, plain = _document_key(document)
+    if plain:
+        text = read_text(path)
+        if text is not None and (_MEMO.sources.get(text) == key or _KNOWN.source(text) == key):
+            return False
+    return write_if_changed(path, _render(document, key, plain))
+
+
+def keep_known_reports(path: Path | None) -> None:
+    """Remember report texts in `path` (known.default_file), across processes."""
+    _KNOWN.use(path)
+
+
+def save_known_reports() -> None:
+    _KNOWN.save()
 
 
 FileSignature = tuple[int, int, int, int]
@@ -258,10 +293,10 @@ def read_document(path: Path) -> Any:
     if known is not None and known[0] == text:
         _note(name, signature, known[2])
         return known[1]
-    source = _MEMO.sources.get(text)
-    value: Any = None
+    value = _from_source(_MEMO.sources.get(text) or _KNOWN.source(text))
     try:
-        value = json.loads(source) if source is not None else load_config_text(text, name)
+        if value is None:
+            value = load_config_text(text, name)
     except LoadError as error:
         problem = error.finding
     else:
@@ -272,6 +307,16 @@ def read_document(path: Path) -> Any:
     _MEMO.trim()
     _MEMO.parsed[name] = (text, value, problem)
     return value
+
+
+def _from_source(source: str | None) -> Any:
+    """The values of a known text's document; None when unknown (or a damaged cache)."""
+    if source is None:
+        return None
+    try:
+        return json.loads(source)
+    except (ValueError, RecursionError):
+        return None
 
 
 def skipped_reports(root: Path) -> list[str]:
