@@ -129,7 +129,7 @@ _LOSSY = ("\\u0085", "\\u2028", "\\u2029")
 
 
 def render(document: Mapping[str, Any]) -> str:
-    return _render(document, *_document_key(document))
+    return _render(document, *_document_key(document))[0]
 
 
 def _document_key(document: Mapping[str, Any]) -> tuple[str, bool]:
@@ -140,7 +140,8 @@ def _document_key(document: Mapping[str, Any]) -> tuple[str, bool]:
         return json.dumps(document, separators=(",", ":"), default=str), False
 
 
-def _render(document: Mapping[str, Any], key: str, plain: bool) -> str:
+def _render(document: Mapping[str, Any], key: str, plain: bool) -> tuple[str, bool]:
+    """The document's text, and whether that text reads back as exactly its values."""
     rendered = _MEMO.rendered.get(key)
     if rendered is None:
         plain_document = dict(document)
@@ -150,14 +151,12 @@ def _render(document: Mapping[str, Any], key: str, plain: bool) -> str:
         rendered = (written, True) if written is not None else (ruamel_text(plain_document), False)
         _MEMO.trim()
         _MEMO.rendered[key] = rendered
-    text, exact = rendered
-    if exact:
-        _KNOWN.add(text, key)
+    text = rendered[0]
     if plain and not any(character in key for character in _LOSSY):
         # A document of JSON's types reads back from its YAML as exactly those values:
         # read_document takes them from the JSON instead of parsing the YAML again.
         _MEMO.sources[text] = key
-    return text
+    return rendered
 
 
 def write_report(path: Path, document: Mapping[str, Any]) -> bool:
@@ -165,11 +164,21 @@ def write_report(path: Path, document: Mapping[str, Any]) -> bool:
     already holds the text rendered from this very document (here or in an earlier
     process: known.py). True when the file was written."""
     key, plain = _document_key(document)
+    name = os.fspath(path)
     if plain:
         text = read_text(path)
-        if text is not None and (_MEMO.sources.get(text) == key or _KNOWN.source(text) == key):
+        if text is not None and _KNOWN.source(name, text) == key:
             return False
-    return write_if_changed(path, _render(document, key, plain))
+        if text is not None and _MEMO.sources.get(text) == key:
+            # Rendered in this process, for another file or before the cache was known.
+            if _MEMO.rendered.get(key, ("", False))[1]:
+                _KNOWN.add(name, text, key)
+            return False
+    text, exact = _render(document, key, plain)
+    written = write_if_changed(path, text)
+    if exact:
+        _KNOWN.add(name, text, key)
+    return written
 
 
 def keep_known_reports(path: Path | None) -> None:
@@ -293,7 +302,7 @@ def read_document(path: Path) -> Any:
     if known is not None and known[0] == text:
         _note(name, signature, known[2])
         return known[1]
-    value = _from_source(_MEMO.sources.get(text) or _KNOWN.source(text))
+    value = _from_source(_MEMO.sources.get(text) or _KNOWN.source(name, text))
     try:
         if value is None:
             value = load_config_text(text, name)

@@ -2,19 +2,24 @@
 
 A one-shot `reconciler apply`, or a daemon's first pass, would otherwise render every
 report again only to find the file already says the same, and parse every old report
-back for its condition times. This file remembers, for each text rendered here, the
-document it was rendered from (its canonical JSON), keyed by the text's SHA-256:
+back for its condition times. This file remembers, for each report file, the SHA-256
+of the text last written or found there and the document that text was rendered from
+(its canonical JSON):
 
-- a report whose file holds a known text, rendered from the very document the pass
-  has now, is unchanged: it is neither rendered nor written (documents.write_report);
-- an old report whose text is known is read back from its JSON, not parsed.
+- a report whose file still holds that text, and whose document the pass has now is
+  that very document, is unchanged: it is neither rendered nor written
+  (documents.write_report);
+- an old report whose file still holds that text is read back from its JSON, not
+  parsed.
 
 It lives beside the host, not in the repository: the reports stay byte for byte what
 they always were, so hosts of older and newer versions sharing a repository never
-rewrite each other's files, and nobody who can push can plant an entry. An entry is
-keyed by content and so never stale: whoever wrote a file, a file whose text has the
-digest is that text. A missing, unreadable or foreign file is an empty memory; the
-reports are then rendered and parsed as they would be without it.
+rewrite each other's files, and nobody who can push can plant an entry. The digest
+decides, not the file's times: a fresh clone, a checkout or another host that wrote
+the same bytes changes nothing, and a file edited by anyone is simply not known. A
+missing, unreadable or foreign file is an empty memory: the reports are rendered and
+parsed as they would be without it. One entry per report file: its size follows the
+status tree, not the number of passes.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "known-reports.json"
 _FORMAT = "vm-reconciler known reports 1"
-# About ten fleets' worth of reports at a few hundred bytes each: a few MiB at most.
+# Some fleets' worth of report files (a few hundred bytes each): a few MiB at most.
 LIMIT = 50_000
 
 
@@ -49,12 +54,11 @@ def digest(text: str) -> str:
 
 
 class KnownReports:
-    """Text digest -> the JSON of the document the text was rendered from."""
+    """Report file -> the digest of its text and the JSON of the document it holds."""
 
     def __init__(self) -> None:
         self.path: Path | None = None
-        self._sources: dict[str, str] = {}
-        self._used: set[str] = set()
+        self._reports: dict[str, tuple[str, str]] = {}
         self._added = False
 
     def use(self, path: Path | None) -> None:
@@ -62,47 +66,47 @@ class KnownReports:
         what it holds; the same path again keeps what is known."""
         if path == self.path:
             return
-        self.path, self._sources, self._used, self._added = path, {}, set(), False
+        self.path, self._reports, self._added = path, {}, False
         if path is not None:
-            self._sources = _load(path)
+            self._reports = _load(path)
 
-    def source(self, text: str) -> str | None:
-        if not self._sources:
+    def source(self, name: str, text: str) -> str | None:
+        """The JSON of the document whose rendering the file `name` holds as `text`."""
+        known = self._reports.get(os.path.abspath(name))
+        if known is None or known[0] != digest(text):
             return None
-        key = digest(text)
-        found = self._sources.get(key)
-        if found is not None:
-            self._used.add(key)
-        return found
+        return known[1]
 
-    def add(self, text: str, source: str) -> None:
-        key = digest(text)
-        self._used.add(key)
-        if self._sources.get(key) != source:
-            self._sources[key] = source
+    def add(self, name: str, text: str, source: str) -> None:
+        """The file `name` holds `text`, rendered from the document whose JSON is `source`
+        (a document whose YAML reads back as exactly these values)."""
+        key = os.path.abspath(name)
+        entry = (digest(text), source)
+        if self._reports.get(key) != entry:
+            self._reports.pop(key, None)  # last in the order: the last to be dropped
+            self._reports[key] = entry
             self._added = True
 
     def save(self) -> None:
         """Write what is known, when anything was added; a failure costs only speed."""
         if self.path is None or not self._added:
             return
-        if len(self._sources) > LIMIT:
-            # What this process met first, then whatever fits of the rest.
-            kept = {key: self._sources[key] for key in self._used if key in self._sources}
-            for key, source in self._sources.items():
-                if len(kept) >= LIMIT:
-                    break
-                kept.setdefault(key, source)
-            self._sources = kept
+        if len(self._reports) > LIMIT:
+            gone = [name for name in self._reports if not os.path.exists(name)]
+            for name in gone:
+                del self._reports[name]
+            for name in list(self._reports)[: max(0, len(self._reports) - LIMIT)]:
+                del self._reports[name]
+        stored = {name: list(entry) for name, entry in self._reports.items()}
         try:
-            _store(self.path, {"format": _FORMAT, "reports": self._sources})
+            _store(self.path, {"format": _FORMAT, "reports": stored})
         except OSError as error:
             log.debug("cannot keep known reports in %s: %s", self.path, error)
             return
         self._added = False
 
 
-def _load(path: Path) -> dict[str, str]:
+def _load(path: Path) -> dict[str, tuple[str, str]]:
     try:
         with path.open(encoding="utf-8") as file:
             stored = json.load(file)
@@ -116,9 +120,12 @@ def _load(path: Path) -> dict[str, str]:
     if not isinstance(reports, dict):
         return {}
     return {
-        key: source
-        for key, source in reports.items()
-        if isinstance(key, str) and isinstance(source, str)
+        name: (entry[0], entry[1])
+        for name, entry in reports.items()
+        if isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], str)
     }
 
 

@@ -8,6 +8,7 @@ here that is a fresh documents._Memo and KnownReports, reading the same cache fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,17 @@ def test_a_cache_that_cannot_be_written_costs_only_speed(
     save_known_reports()
 
     assert status_path(status, vm("a")) in changed
+
+
+def test_the_cache_keeps_one_entry_per_report_however_often_reports_change(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status = tmp_path / "status"
+    for cores in range(1, 6):
+        plan = Plan(statuses={vm("a"): running("hv1", cores=cores), vm("b"): running("hv1")})
+        write_host_reports(status, plan, host("hv1"), "rev1")
+        save_known_reports()
+
+    entries = json.loads(cache.read_text())["reports"]
+
+    assert sorted(entries) == sorted(str(path) for path in status.rglob("*.yaml"))
