@@ -181,20 +181,21 @@ def _host_xml(connection: Any) -> str:
 def measure(inputs: Path, which: str, status: Path) -> None:
     """One write_host_reports in this (new) process; prints its seconds and the files
     it changed, as JSON."""
-    from reconciler.reports import documents
     from reconciler.reports.tree import write_host_reports
 
     with inputs.open("rb") as file:
         args = pickle.load(file)[which]
-    keep = getattr(documents, "keep_known_reports", None)
+    try:
+        from reconciler.reports import known  # after issue 16 only
+    except ImportError:
+        known = None  # type: ignore[assignment]
     cache = os.environ.get("BENCH_CACHE")
-    if keep is not None and cache:
-        keep(Path(cache) / "known-reports.json")  # as `reconciler apply` does (cli/engine.py)
+    if known is not None and cache:
+        known.keep_known_reports(Path(cache))  # as `reconciler apply` does (cli/engine.py)
     start, cpu = time.perf_counter(), time.process_time()
     changed = write_host_reports(status, *args[1:])
-    save = getattr(documents, "save_known_reports", None)
-    if save is not None:
-        save()
+    if known is not None:
+        known.save_known_reports()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"seconds": seconds, "cpu": cpu, "changed": len(changed)}))
 

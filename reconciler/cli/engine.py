@@ -34,8 +34,8 @@ from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.reports.addresses import read_leases
-from reconciler.reports.documents import check_reports, keep_known_reports, save_known_reports
-from reconciler.reports.known import default_file
+from reconciler.reports.documents import check_reports
+from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
 
@@ -117,7 +117,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
         return 1
     # Report texts rendered by earlier commands: unchanged reports are neither rendered
     # nor parsed again (reports/known.py).
-    keep_known_reports(default_file(config.cache_dir if config else None))
+    keep_known_reports(config.cache_dir if config else None)
     loaded = load_directory(args.dir)
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
     host = _host(args, config, connection.getInfo()[2], nodes)

@@ -28,8 +28,8 @@ from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.loader import LoadResult
 from reconciler.reports.addresses import read_leases
-from reconciler.reports.documents import check_reports, keep_known_reports, save_known_reports
-from reconciler.reports.known import default_file
+from reconciler.reports.documents import check_reports
+from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.publish import Write
 from reconciler.reports.tree import (
@@ -123,7 +123,7 @@ class Pass:
         why = ", ".join(sorted(reasons))
         # Report texts rendered before a restart: unchanged reports are neither rendered
         # nor parsed again (reports/known.py). Loaded once; the same file again is kept.
-        keep_known_reports(default_file(self.config.cache_dir))
+        keep_known_reports(self.config.cache_dir)
         try:
             self._pass(reasons, why, stages)
         except Exception as error:

@@ -20,9 +20,9 @@ from reconciler.engine.network.addressing import Addressing
 from reconciler.ipam.model import Allocation, Lease, LeasePhase, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
+from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
     FileSignature,
-    carry_condition_times,
     file_signature,
     read_document,
     read_previous,

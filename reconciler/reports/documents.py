@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
-from reconciler.reports.known import KnownReports
+from reconciler.reports import known as known_reports
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
 from reconciler.reports.yamlwriter import ruamel_text, yaml_text
@@ -120,7 +120,6 @@ class _Memo:
 
 
 _MEMO = _Memo()
-_KNOWN = KnownReports()
 
 
 # Line breaks YAML knows beyond \n (as JSON escapes them): ruamel.yaml does not read a
@@ -167,27 +166,18 @@ def write_report(path: Path, document: Mapping[str, Any]) -> bool:
     name = os.fspath(path)
     if plain:
         text = read_text(path)
-        if text is not None and _KNOWN.source(name, text) == key:
+        if text is not None and known_reports.KNOWN.source(name, text) == key:
             return False
         if text is not None and _MEMO.sources.get(text) == key:
             # Rendered in this process, for another file or before the cache was known.
             if _MEMO.rendered.get(key, ("", False))[1]:
-                _KNOWN.add(name, text, key)
+                known_reports.KNOWN.add(name, text, key)
             return False
     text, exact = _render(document, key, plain)
     written = write_if_changed(path, text)
     if exact:
-        _KNOWN.add(name, text, key)
+        known_reports.KNOWN.add(name, text, key)
     return written
-
-
-def keep_known_reports(path: Path | None) -> None:
-    """Remember report texts in `path` (known.default_file), across processes."""
-    _KNOWN.use(path)
-
-
-def save_known_reports() -> None:
-    _KNOWN.save()
 
 
 FileSignature = tuple[int, int, int, int]
@@ -302,7 +292,7 @@ def read_document(path: Path) -> Any:
     if known is not None and known[0] == text:
         _note(name, signature, known[2])
         return known[1]
-    value = _from_source(_MEMO.sources.get(text) or _KNOWN.source(name, text))
+    value = _from_source(_MEMO.sources.get(text) or known_reports.KNOWN.source(name, text))
     try:
         if value is None:
             value = load_config_text(text, name)
@@ -396,25 +386,3 @@ def write_if_changed(path: Path, text: str) -> bool:
     if signature is not None:
         _MEMO.files[os.fspath(path)] = (signature, text)
     return True
-
-
-def carry_condition_times(
-    status: dict[str, Any], previous: dict[str, Any] | None, now: str
-) -> dict[str, Any]:
-    """`status` with every condition's lastTransitionTime: the earlier one when the
-    condition's status did not change, else `now`."""
-    earlier = {
-        c.get("type"): c
-        for c in (previous or {}).get("conditions", [])
-        if isinstance(c, dict) and c.get("lastTransitionTime")
-    }
-    conditions = []
-    for condition in status.get("conditions", []):
-        before = earlier.get(condition.get("type"))
-        since = now
-        if before and before.get("status") == condition.get("status"):
-            since = str(before["lastTransitionTime"])
-        conditions.append({**condition, "lastTransitionTime": since})
-    if "conditions" in status:
-        return {**status, "conditions": conditions}
-    return dict(status)

@@ -106,6 +106,18 @@ class KnownReports:
         self._added = False
 
 
+KNOWN = KnownReports()
+
+
+def keep_known_reports(cache_dir: Path | None) -> None:
+    """Remember report texts in default_file(cache_dir) from now on, across processes."""
+    KNOWN.use(default_file(cache_dir))
+
+
+def save_known_reports() -> None:
+    KNOWN.save()
+
+
 def _load(path: Path) -> dict[str, tuple[str, str]]:
     try:
         with path.open(encoding="utf-8") as file:

@@ -20,8 +20,8 @@ from reconciler.engine.network.addressing import Addressing
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
 from reconciler.reports.addresses import timestamp, write_address_reports
+from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
-    carry_condition_times,
     read_document,
     read_previous,
     report_object_id,

@@ -15,14 +15,9 @@ from typing import Any
 import pytest
 
 from reconciler.engine.plan import Plan
-from reconciler.reports import documents
-from reconciler.reports.documents import (
-    keep_known_reports,
-    read_document,
-    save_known_reports,
-    status_path,
-)
-from reconciler.reports.known import KnownReports
+from reconciler.reports import documents, known
+from reconciler.reports.documents import read_document, status_path
+from reconciler.reports.known import KnownReports, save_known_reports
 from reconciler.reports.tree import write_host_reports
 from reconciler.reports.yamlwriter import ruamel_text
 from tests.reports.conftest import host, plan_of, running, vm
@@ -39,8 +34,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _new_process(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     save_known_reports()
     monkeypatch.setattr(documents, "_MEMO", documents._Memo())
-    monkeypatch.setattr(documents, "_KNOWN", KnownReports())
-    keep_known_reports(cache)
+    monkeypatch.setattr(known, "KNOWN", KnownReports())
+    known.KNOWN.use(cache)
 
 
 def _no_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
