@@ -147,7 +147,8 @@ def _store(path: Path, content: object) -> None:
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(content, file, separators=(",", ":"))
+            # dumps, not dump: json.dump encodes in pure Python, chunk by chunk.
+            file.write(json.dumps(content, separators=(",", ":")))
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
