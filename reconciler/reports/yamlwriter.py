@@ -31,6 +31,9 @@ _MAX_TEXT = 1024
 # of 128 counts the `!!str` tag too). Report keys are field names, far shorter.
 _MAX_KEY = 100
 _LINE_BREAKS = frozenset("\n\r\x85\u2028\u2029")
+# Indentation past which the line could near the width: a document nested that deep
+# (ruamel.yaml itself gives up on far less) is left to ruamel.yaml.
+_MAX_INDENT = 1500
 
 
 class _Beyond(Exception):
@@ -129,7 +132,7 @@ def yaml_text(document: Any) -> str | None:
             _mapping(document, "", "", lines, _scalars(), set())
         else:
             lines.append("{}")
-    except _Beyond:
+    except (_Beyond, RecursionError):
         return None
     lines.append("")
     return "\n".join(lines)
@@ -166,6 +169,8 @@ def _mapping(
     """A non-empty mapping whose first line starts with `first` and the rest with
     `indent` (they differ for a mapping that is a list's item: `- key: ...`)."""
     _enter(mapping, seen)
+    if len(indent) > _MAX_INDENT:
+        raise _Beyond
     lead = first
     for key, value in mapping.items():
         if type(key) is not str:

@@ -179,6 +179,14 @@ def test_a_realistic_report_is_written_without_ruamel() -> None:
     assert yaml_text(REPORT) == ruamel_text(REPORT)
 
 
+def test_a_deeply_nested_report_is_written_as_ruamel_writes_it() -> None:
+    document: dict[str, Any] = {"leaf": "x"}
+    for _ in range(150):
+        document = {"level": [document, "y"]}
+
+    assert yaml_text(document) == ruamel_text(document)
+
+
 def test_a_document_with_a_type_ruamel_alone_writes_is_still_written_as_before() -> None:
     document = {"ratio": 0.5, "nan": float("nan"), "tuple": (1, 2)}
     assert yaml_text(document) is None
