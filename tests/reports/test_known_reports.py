@@ -27,11 +27,14 @@ from tests.reports.conftest import host, plan_of, running, vm
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This host's cache file, used by the process as it starts."""
     path = tmp_path / "cache" / "known-reports.json"
-    _new_process(monkeypatch, path)
+    monkeypatch.setattr(documents, "_MEMO", documents._Memo())
+    monkeypatch.setattr(known, "KNOWN", KnownReports())
+    known.KNOWN.use(path)
     return path
 
 
 def _new_process(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """The process ends (saving what it knows), and a new one starts on the cache."""
     save_known_reports()
     monkeypatch.setattr(documents, "_MEMO", documents._Memo())
     monkeypatch.setattr(known, "KNOWN", KnownReports())
@@ -164,7 +167,8 @@ def test_a_cache_that_cannot_be_written_costs_only_speed(
 ) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    _new_process(monkeypatch, blocked / "known-reports.json")
+    monkeypatch.setattr(known, "KNOWN", KnownReports())
+    known.KNOWN.use(blocked / "known-reports.json")
     status = tmp_path / "status"
 
     changed = write_host_reports(status, plan_of("hv1", "a"), host("hv1"), "rev1")
