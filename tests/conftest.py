@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,16 @@ class ManifestRepo:
 
     def findings(self, pool: Sequence[Any] | None = None) -> list[Finding]:
         return check(self.load(), pool)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`reconciler apply` without --config keeps what it knows of reports under
+    $XDG_CACHE_HOME (reports/known.py): the tests', not the user's running them."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture

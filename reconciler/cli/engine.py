@@ -35,6 +35,7 @@ from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
+from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
 
@@ -114,6 +115,9 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     except LibvirtUnavailable as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return 1
+    # Report texts rendered by earlier commands: unchanged reports are neither rendered
+    # nor parsed again (reports/known.py).
+    keep_known_reports(config.cache_dir if config else None)
     loaded = load_directory(args.dir)
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
     host = _host(args, config, connection.getInfo()[2], nodes)
@@ -177,6 +181,7 @@ def run_apply(args: argparse.Namespace) -> int:
             result.context.addresses.now if result.context.addresses else None,
             revision_objects(result.context),
         )
+        save_known_reports()
     emit(render_plan(result.plan, result.findings, args.format))
     _warn_held_back(result)
     for failure in result.errors:

@@ -30,6 +30,7 @@ from reconciler.loader import LoadResult
 from reconciler.model.actions import MigrateDomain
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
+from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.publish import Write
 from reconciler.reports.tree import (
@@ -121,6 +122,9 @@ class Pass:
         of its input, issue 12)."""
         stages = _Stages(time.monotonic())
         why = ", ".join(sorted(reasons))
+        # Report texts rendered before a restart: unchanged reports are neither rendered
+        # nor parsed again (reports/known.py). Loaded once; the same file again is kept.
+        keep_known_reports(self.config.cache_dir)
         try:
             self._pass(reasons, why, stages)
         except Exception as error:
@@ -352,3 +356,4 @@ class Pass:
             log.error("status: %s", error)
         else:
             self.health.status_failure = ""
+        save_known_reports()

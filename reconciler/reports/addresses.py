@@ -21,16 +21,15 @@ from reconciler.ipam.model import Allocation, Lease, PreviousLease
 from reconciler.ipam.naming import lease_address
 from reconciler.model.conditions import AddressCondition, AddressReason, mark_false, mark_true
 from reconciler.model.phases import LeasePhase
+from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
     FileSignature,
-    carry_condition_times,
     file_signature,
     read_document,
     read_previous,
-    render,
     status_document,
     status_path,
-    write_if_changed,
+    write_report,
 )
 
 VMIP_KIND = "VirtualMachineIPAddress"
@@ -190,7 +189,7 @@ def _write_address_reports(root: Path, allocation: Allocation, now_text: str) ->
         previous = read_previous(root, object_id)
         document = status_document(object_id, carry_condition_times(status, previous, now_text))
         wanted.add(path)
-        if write_if_changed(path, render(document)):
+        if write_report(path, document):
             changed.append(path)
     for lease in allocation.leases:
         object_id = ObjectId(LEASE_KIND, "", lease.name)
@@ -201,7 +200,7 @@ def _write_address_reports(root: Path, allocation: Allocation, now_text: str) ->
             _lease_status(lease, now_text), earlier if isinstance(earlier, dict) else None, now_text
         )
         wanted.add(path)
-        if write_if_changed(path, render(status_document(object_id, status))):
+        if write_report(path, status_document(object_id, status)):
             changed.append(path)
     for folder, pattern in ((VMIP_FOLDER, "*/*.yaml"), (LEASE_FOLDER, "*.yaml")):
         for path in sorted((root / folder).glob(pattern)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -11,26 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from reconciler.api import GROUP_VERSION, KINDS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
 from reconciler.loader import load_config_text
 from reconciler.policies import load_limits
+from reconciler.reports import known as known_reports
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
+from reconciler.reports.yamlwriter import ruamel_text, yaml_text
 from reconciler.yamltext import LoadError, place_finding, too_large
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    # Keep our stable, meaningful order (ruamel's stubs type this attribute as None).
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    yaml.width = 4096
-    return yaml
-
 
 REPORT_SUFFIX = ".yaml"
 # A report is written as NAME.yaml.tmp first (write_if_changed), and that must fit too.
@@ -118,7 +107,8 @@ class _Memo:
     LIMIT = 50_000
 
     def __init__(self) -> None:
-        self.rendered: dict[str, str] = {}
+        # JSON -> the text, and whether it reads back as exactly the JSON's values.
+        self.rendered: dict[str, tuple[str, bool]] = {}
         self.files: dict[str, tuple[FileSignature, str]] = {}
         # Path -> the text, its value, and why it cannot be used (then the value is None).
         self.parsed: dict[str, tuple[str, Any, Finding | None]] = {}
@@ -140,24 +130,56 @@ _LOSSY = ("\\u0085", "\\u2028", "\\u2029")
 
 
 def render(document: Mapping[str, Any]) -> str:
+    return _render(document, *_document_key(document))[0]
+
+
+def _document_key(document: Mapping[str, Any]) -> tuple[str, bool]:
+    """The document's canonical JSON, and whether it is made of JSON's types only."""
     try:
-        key = json.dumps(document, separators=(",", ":"))
-        plain = True
+        return json.dumps(document, separators=(",", ":")), True
     except TypeError:
-        key = json.dumps(document, separators=(",", ":"), default=str)
-        plain = False
-    text = _MEMO.rendered.get(key)
-    if text is None:
-        buffer = io.StringIO()
-        _yaml().dump(dict(document), buffer)
-        text = buffer.getvalue()
+        return json.dumps(document, separators=(",", ":"), default=str), False
+
+
+def _render(document: Mapping[str, Any], key: str, plain: bool) -> tuple[str, bool]:
+    """The document's text, and whether that text reads back as exactly its values."""
+    rendered = _MEMO.rendered.get(key)
+    if rendered is None:
+        plain_document = dict(document)
+        written = yaml_text(plain_document)
+        # What the direct writer writes is text, integers, booleans and None under text
+        # keys, no line breaks: its YAML reads back as exactly the JSON's values.
+        rendered = (written, True) if written is not None else (ruamel_text(plain_document), False)
         _MEMO.trim()
-        _MEMO.rendered[key] = text
+        _MEMO.rendered[key] = rendered
+    text = rendered[0]
     if plain and not any(character in key for character in _LOSSY):
         # A document of JSON's types reads back from its YAML as exactly those values:
         # read_document takes them from the JSON instead of parsing the YAML again.
         _MEMO.sources[text] = key
-    return text
+    return rendered
+
+
+def write_report(path: Path, document: Mapping[str, Any]) -> bool:
+    """write_if_changed of the rendered document, without rendering it when the file
+    already holds the text rendered from this very document (here or in an earlier
+    process: known.py). True when the file was written."""
+    key, plain = _document_key(document)
+    name = os.fspath(path)
+    if plain:
+        text = read_text(path)
+        if text is not None and known_reports.KNOWN.source(name, text) == key:
+            return False
+        if text is not None and _MEMO.sources.get(text) == key:
+            # Rendered in this process, for another file or before the cache was known.
+            if _MEMO.rendered.get(key, ("", False))[1]:
+                known_reports.KNOWN.add(name, text, key)
+            return False
+    text, exact = _render(document, key, plain)
+    written = write_if_changed(path, text)
+    if exact:
+        known_reports.KNOWN.add(name, text, key)
+    return written
 
 
 FileSignature = tuple[int, int, int, int]
@@ -272,10 +294,10 @@ def read_document(path: Path) -> Any:
     if known is not None and known[0] == text:
         _note(name, signature, known[2])
         return known[1]
-    source = _MEMO.sources.get(text)
-    value: Any = None
+    value = _from_source(_MEMO.sources.get(text) or known_reports.KNOWN.source(name, text))
     try:
-        value = json.loads(source) if source is not None else load_config_text(text, name)
+        if value is None:
+            value = load_config_text(text, name)
     except LoadError as error:
         problem = error.finding
     else:
@@ -286,6 +308,16 @@ def read_document(path: Path) -> Any:
     _MEMO.trim()
     _MEMO.parsed[name] = (text, value, problem)
     return value
+
+
+def _from_source(source: str | None) -> Any:
+    """The values of a known text's document; None when unknown (or a damaged cache)."""
+    if source is None:
+        return None
+    try:
+        return json.loads(source)
+    except (ValueError, RecursionError):
+        return None
 
 
 def skipped_reports(root: Path) -> list[str]:
@@ -356,25 +388,3 @@ def write_if_changed(path: Path, text: str) -> bool:
     if signature is not None:
         _MEMO.files[os.fspath(path)] = (signature, text)
     return True
-
-
-def carry_condition_times(
-    status: dict[str, Any], previous: dict[str, Any] | None, now: str
-) -> dict[str, Any]:
-    """`status` with every condition's lastTransitionTime: the earlier one when the
-    condition's status did not change, else `now`."""
-    earlier = {
-        c.get("type"): c
-        for c in (previous or {}).get("conditions", [])
-        if isinstance(c, dict) and c.get("lastTransitionTime")
-    }
-    conditions = []
-    for condition in status.get("conditions", []):
-        before = earlier.get(condition.get("type"))
-        since = now
-        if before and before.get("status") == condition.get("status"):
-            since = str(before["lastTransitionTime"])
-        conditions.append({**condition, "lastTransitionTime": since})
-    if "conditions" in status:
-        return {**status, "conditions": conditions}
-    return dict(status)

@@ -21,15 +21,15 @@ from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
 from reconciler.model.phases import VMPhase
 from reconciler.reports.addresses import timestamp, write_address_reports
+from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
-    carry_condition_times,
     read_document,
     read_previous,
-    render,
     report_object_id,
     status_document,
     status_path,
     write_if_changed,
+    write_report,
 )
 from reconciler.reports.summary import fleet_readme, node_status
 
@@ -63,7 +63,7 @@ def write_host_reports(
         path = status_path(root, object_id)
         documents[object_id] = status.as_dict(now, read_previous(root, object_id))
         document = status_document(object_id, documents[object_id], status.created)
-        if write_if_changed(path, render(document)):
+        if write_report(path, document):
             changed.append(path)
     changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
     changed.extend(write_object_reports(root, plan.object_reports, present, now))
@@ -102,7 +102,7 @@ def write_object_reports(
         previous = read_previous(root, object_id)
         document = status_document(object_id, carry_condition_times(status, previous, now))
         path = status_path(root, object_id)
-        if write_if_changed(path, render(document)):
+        if write_report(path, document):
             changed.append(path)
     if present is None:
         return changed
@@ -156,7 +156,7 @@ def _write_node(root: Path, node_name: str, node: dict[str, Any]) -> list[Path]:
         "status": node,
     }
     path = _node_path(root, node_name)
-    return [path] if write_if_changed(path, render(document)) else []
+    return [path] if write_report(path, document) else []
 
 
 def _node_path(root: Path, node_name: str) -> Path:
