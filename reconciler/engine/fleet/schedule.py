@@ -37,18 +37,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId, VirtualMachine
-from reconciler.api.scheduling import (
-    LabelSelector,
-    LabelSelectorRequirement,
-    NodeSelectorTerm,
-    VirtualMachineAndPodAffinityTerm,
-)
 from reconciler.api.vm import RunPolicy
 from reconciler.api.vmclass import VirtualMachineClass
-from reconciler.engine.fleet.placement import FleetNode, fits, requirement_holds
+from reconciler.engine.fleet.affinity import (
+    affinity_holds,
+    anti_affinity_terms,
+    neighbours,
+    preference,
+    same_domain,
+    selects,
+)
+from reconciler.engine.fleet.placement import FleetNode, fits
 from reconciler.model.cpu import requested_millicores
-
-HOSTNAME_KEY = "kubernetes.io/hostname"
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class _State:
         if demand.reserves:
             self.loads[host].millicores += demand.millicores
             self.loads[host].memory_bytes += demand.memory_bytes
-        if _anti_affinity_terms(demand.vm):
+        if anti_affinity_terms(demand.vm):
             self.refusing[vm_id] = demand
 
     def others(self, vm_id: ObjectId) -> list[tuple[Demand, FleetHost]]:
@@ -267,7 +267,13 @@ def _best_host(
             fitting.append(host)
     if not fitting:
         return None, rule
-    best = max(fitting, key=lambda h: (_preference(demand, h, state), _score(demand.vm.id, h.name)))
+    best = max(
+        fitting,
+        key=lambda h: (
+            preference(demand, h, lambda: state.others(demand.vm.id)),
+            _score(demand.vm.id, h.name),
+        ),
+    )
     return best, ""
 
 
@@ -289,15 +295,15 @@ def _strict_rule_broken(demand: Demand, host: FleetHost, state: _State, *, place
         return f"guaranteed memory: {host.name} has {host.memory_bytes} bytes"
     affinity = vm.spec.affinity
     together = affinity.virtual_machine_and_pod_affinity if affinity else None
-    apart = _anti_affinity_terms(vm)
+    apart = anti_affinity_terms(vm)
     if together is None and not apart and not state.refusing:
         return ""
     others = state.others(vm.id)
     for term in together.required_during_scheduling_ignored_during_execution if together else []:
-        if not _affinity_holds(vm, term, host, others):
+        if not affinity_holds(vm, term, host, others):
             return f"virtualMachineAndPodAffinity (topologyKey {term.topology_key})"
     for term in apart:
-        if _neighbours(vm, term, host, others):
+        if neighbours(vm, term, host, others):
             return f"virtualMachineAndPodAntiAffinity (topologyKey {term.topology_key})"
     # Anti-affinity is kept both ways, as Kubernetes keeps it: a VM already there that
     # refuses this one's company keeps it out.
@@ -305,146 +311,10 @@ def _strict_rule_broken(demand: Demand, host: FleetHost, state: _State, *, place
         if other_id == vm.id:
             continue
         other_host = state.hosts[state.where[other_id]]
-        for term in _anti_affinity_terms(other.vm):
-            if _same_domain(term.topology_key, host, other_host) and _selects(term, other.vm, vm):
+        for term in anti_affinity_terms(other.vm):
+            if same_domain(term.topology_key, host, other_host) and selects(term, other.vm, vm):
                 return f"virtualMachineAndPodAntiAffinity of {other_id}"
     return ""
-
-
-def _anti_affinity_terms(vm: VirtualMachine) -> list[VirtualMachineAndPodAffinityTerm]:
-    affinity = vm.spec.affinity
-    apart = affinity.virtual_machine_and_pod_anti_affinity if affinity else None
-    return list(apart.required_during_scheduling_ignored_during_execution) if apart else []
-
-
-def _preference(demand: Demand, host: FleetHost, state: _State) -> int:
-    affinity = demand.vm.spec.affinity
-    if affinity is None:
-        return 0
-    total = 0
-    if affinity.node_affinity is not None:
-        for (
-            preferred
-        ) in affinity.node_affinity.preferred_during_scheduling_ignored_during_execution:
-            if _term_holds(preferred.preference, host.node.labels):
-                total += preferred.weight
-    together = affinity.virtual_machine_and_pod_affinity
-    apart = affinity.virtual_machine_and_pod_anti_affinity
-    if together is None and apart is None:
-        return total
-    others = state.others(demand.vm.id)
-    for weighted in (
-        together.preferred_during_scheduling_ignored_during_execution if together else []
-    ):
-        if _neighbours(demand.vm, weighted.virtual_machine_and_pod_affinity_term, host, others):
-            total += weighted.weight
-    for weighted in apart.preferred_during_scheduling_ignored_during_execution if apart else []:
-        if _neighbours(demand.vm, weighted.virtual_machine_and_pod_affinity_term, host, others):
-            total -= weighted.weight
-    return total
-
-
-def _affinity_holds(
-    vm: VirtualMachine,
-    term: VirtualMachineAndPodAffinityTerm,
-    host: FleetHost,
-    others: list[tuple[Demand, FleetHost]],
-) -> bool:
-    if _neighbours(vm, term, host, others):
-        return True
-    # The first VM of a group that must stay together may go anywhere.
-    anywhere = any(_selects(term, vm, other.vm) for other, _ in others)
-    return not anywhere and _selects(term, vm, vm) and _domain(term.topology_key, host) is not None
-
-
-def _neighbours(
-    vm: VirtualMachine,
-    term: VirtualMachineAndPodAffinityTerm,
-    host: FleetHost,
-    others: list[tuple[Demand, FleetHost]],
-) -> bool:
-    """Whether a VM the term selects is in the topology domain of `host`."""
-    return any(
-        _same_domain(term.topology_key, host, other_host) and _selects(term, vm, other.vm)
-        for other, other_host in others
-    )
-
-
-def _selects(
-    term: VirtualMachineAndPodAffinityTerm, owner: VirtualMachine, other: VirtualMachine
-) -> bool:
-    """Whether `owner`'s term selects the VM `other`."""
-    if not _namespace_selected(term, owner, other.id.namespace):
-        return False
-    selector = term.label_selector
-    if selector is None:
-        return False  # Kubernetes: a term without a selector selects nothing
-    requirements = list(selector.match_expressions)
-    for key in term.match_label_keys:
-        if key in owner.metadata.labels:
-            requirements.append(
-                LabelSelectorRequirement(
-                    key=key, operator="In", values=[owner.metadata.labels[key]]
-                )
-            )
-    for key in term.mismatch_label_keys:
-        if key in owner.metadata.labels:
-            requirements.append(
-                LabelSelectorRequirement(
-                    key=key, operator="NotIn", values=[owner.metadata.labels[key]]
-                )
-            )
-    return _labels_match(
-        LabelSelector(match_labels=selector.match_labels, match_expressions=requirements),
-        other.metadata.labels,
-    )
-
-
-def _namespace_selected(
-    term: VirtualMachineAndPodAffinityTerm, owner: VirtualMachine, namespace: str
-) -> bool:
-    if namespace in term.namespaces:
-        return True
-    selector = term.namespace_selector
-    if selector is not None:
-        return not selector.match_labels and not selector.match_expressions
-    return not term.namespaces and namespace == owner.id.namespace
-
-
-def _labels_match(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    if any(labels.get(key) != value for key, value in selector.match_labels.items()):
-        return False
-    for requirement in selector.match_expressions:
-        value = labels.get(requirement.key)
-        match requirement.operator:
-            case "In":
-                ok = value is not None and value in requirement.values
-            case "NotIn":
-                ok = value is None or value not in requirement.values
-            case "Exists":
-                ok = value is not None
-            case _:
-                ok = value is None
-        if not ok:
-            return False
-    return True
-
-
-def _term_holds(term: NodeSelectorTerm, labels: Mapping[str, str]) -> bool:
-    return all(requirement_holds(r, labels) for r in term.match_expressions)
-
-
-def _domain(key: str, host: FleetHost | None) -> str | None:
-    if host is None:
-        return None
-    if key == HOSTNAME_KEY:
-        return host.name
-    return host.node.labels.get(key)
-
-
-def _same_domain(key: str, one: FleetHost, other: FleetHost) -> bool:
-    domain = _domain(key, one)
-    return domain is not None and domain == _domain(key, other)
 
 
 def _order(demand: Demand) -> tuple[str, str, str]:

@@ -15,14 +15,9 @@ from reconciler.engine.operations.execute import (
     operation_key,
     operations_by_vm,
 )
-from reconciler.engine.operations.turn import (
-    DONE,
-    Order,
-    Step,
-    Verdict,
-    migrations_for,
-    operation_turn,
-)
+from reconciler.engine.operations.moves import migrations_for
+from reconciler.engine.operations.orders import DONE, Order, Step, Verdict
+from reconciler.engine.operations.turn import operation_turn
 from reconciler.engine.plan_types import PlanContext, VMPlan
 from reconciler.engine.vm.power import power_decision
 from reconciler.model.actions import Action, CarryOutOperation, MigrateDomain

@@ -26,32 +26,34 @@ deleting the operation's manifest gives it up, as deleting a vmop does on the pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine
 from reconciler.api.operation import OperationType
-from reconciler.api.vm import LiveMigrationPolicy
-from reconciler.engine.fleet.moves import MoveTarget, move_target
 from reconciler.engine.operations.execute import (
     FINAL_PHASES,
     Operation,
     Record,
     ReportedOperation,
-    migration_targets,
-    operation_key,
     operations_by_vm,
     records,
 )
-from reconciler.engine.plan_types import PlanContext
+from reconciler.engine.operations.moves import (
+    MOVES,
+    Migrations,
+    cancelled_migrations,
+    continued_move,
+    failed,
+    migration,
+    migration_refusal,
+)
+from reconciler.engine.operations.orders import DONE, Order, Step, Verdict
 from reconciler.engine.vm.lifecycle import phase_of
 from reconciler.engine.vm.power import PowerDecision
-from reconciler.model.actions import AbortMigration, Action, CarryOutOperation, MigrateDomain
-from reconciler.model.conditions import Condition, OperationCondition, OperationReason
+from reconciler.model.actions import Action
+from reconciler.model.conditions import OperationReason
 from reconciler.model.domain import ObservedDomain
-from reconciler.model.migration import NotApplicableForPolicy, auto_converge
 from reconciler.model.phases import OperationPhase, VMPhase
 from reconciler.rules.inventory import Inventory
 
@@ -85,13 +87,6 @@ _STOPPED_MANUALLY = {
 }
 
 
-class Step(StrEnum):
-    START = "start"
-    STOP = "stop"
-    RESTART = "restart"
-    MIGRATE = "migrate"
-
-
 _STEPS = {
     OperationType.START: Step.START,
     OperationType.STOP: Step.STOP,
@@ -99,94 +94,6 @@ _STEPS = {
     OperationType.EVICT: Step.MIGRATE,
     OperationType.MIGRATE: Step.MIGRATE,
 }
-_MOVES = (OperationType.EVICT, OperationType.MIGRATE)
-
-
-@dataclass(frozen=True)
-class Migrations:
-    """What Evict and Migrate need to know beyond the VM: this host, where the fleet's
-    schedule moves the VM, and why this host's own migrations failed."""
-
-    local: str
-    policy: LiveMigrationPolicy
-    target: Callable[[Operation], MoveTarget]
-    failures: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """An operation's report: phase and the reason and message of `Completed`."""
-
-    phase: OperationPhase
-    reason: OperationReason
-    message: str = ""
-    signal_sent: bool = False
-
-    def status(self) -> dict[str, Any]:
-        done = self.phase == OperationPhase.COMPLETED
-        completed = Condition(OperationCondition.COMPLETED, done, self.reason, self.message)
-        conditions = [completed.as_entry()]
-        if self.signal_sent:
-            signal = Condition(
-                OperationCondition.SIGNAL_SENT, True, OperationReason.SIGNAL_SENT_SUCCESS
-            )
-            conditions.append(signal.as_entry())
-        return {"phase": str(self.phase), "conditions": conditions}
-
-
-DONE = Verdict(OperationPhase.COMPLETED, OperationReason.OPERATION_COMPLETED, signal_sent=True)
-
-
-@dataclass(frozen=True)
-class Order:
-    """What one operation asks of this pass: a power step, or only its record."""
-
-    operation: ObjectId
-    type: OperationType
-    step: Step | None
-    force: bool = False
-    stopped_manually: bool | None = None
-    outcome: Record = Record.COMPLETED  # recorded when there is no step
-    # Begun by an earlier pass (its record says started): finished, never begun again.
-    continuing: bool = False
-    # Why the step cannot be taken yet; nothing is done this pass.
-    waiting: str = ""
-    # A migration's target node, its libvirt URI, and whether it auto-converges.
-    target: str = ""
-    target_uri: str = ""
-    auto_converge: bool = False
-    # A migration only announced this pass: recorded as started (the VM reported
-    # Migrating, committed), begun by the next pass.
-    announce: bool = False
-
-    def action(self, vm_id: ObjectId, domain: str, grace_seconds: int) -> Action:
-        if self.step is Step.MIGRATE and self.announce:
-            return CarryOutOperation(
-                vm_id,
-                domain,
-                operation_key(self.operation),
-                outcome=str(Record.STARTED),
-                target=self.target,
-            )
-        if self.step is Step.MIGRATE:
-            return MigrateDomain(
-                vm_id,
-                domain,
-                operation_key(self.operation),
-                self.target,
-                self.target_uri,
-                auto_converge=self.auto_converge,
-            )
-        return CarryOutOperation(
-            vm_id,
-            domain,
-            operation_key(self.operation),
-            str(self.step or ""),
-            self.force,
-            grace_seconds,
-            self.stopped_manually,
-            str(self.outcome),
-        )
 
 
 @dataclass(frozen=True)
@@ -205,23 +112,6 @@ class Turn:
 NO_TURN = Turn(None, (), {})
 
 
-def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | None:
-    """What the VM's Evict and Migrate operations need; None for a fleet of one."""
-    if len(context.members) < 2:
-        return None
-
-    def target(operation: Operation) -> MoveTarget:
-        wanted = operation.spec.migrate.node_selector if operation.spec.migrate else None
-        return move_target(vm.id, context.fleet_schedule, context.members, wanted)
-
-    return Migrations(
-        context.host.node_name,
-        vm.spec.live_migration_policy,
-        target,
-        context.migration_failures,
-    )
-
-
 def operation_step(
     inventory: Inventory,
     reported: Mapping[ObjectId, ReportedOperation],
@@ -236,7 +126,7 @@ def operation_step(
     operations = operations_by_vm(inventory).get(vm.id, ())
     turn = operation_turn(operations, observed, vm.spec.run_policy, decision, reported, moves)
     actions = turn.record_actions(vm.id, domain)
-    actions.extend(_cancelled_migrations(vm.id, domain, operations, observed))
+    actions.extend(cancelled_migrations(vm.id, domain, operations, observed))
     order = turn.acting
     if order is not None and order.step is None:
         actions.append(order.action(vm.id, domain, 0))  # found done: only recorded
@@ -252,25 +142,6 @@ def operation_phase(observed: ObservedDomain | None, decision: PowerDecision) ->
     if decision is PowerDecision.START and (observed is None or not observed.state.active):
         return VMPhase.PENDING
     return phase_of(observed) if observed is not None else VMPhase.STOPPED
-
-
-def _cancelled_migrations(
-    vm_id: ObjectId,
-    domain: str,
-    operations: Sequence[Operation],
-    observed: ObservedDomain | None,
-) -> list[Action]:
-    """A migration that runs for an operation no longer in the revision is cancelled, as
-    deleting a vmop cancels it on the platform; the guest keeps running here."""
-    if observed is None or observed.migration is None:
-        return []
-    present = {operation.key for operation in operations}
-    going = migration_targets(observed.config.metadata)
-    return [
-        AbortMigration(vm_id, domain, key, "its VirtualMachineOperation was deleted")
-        for key in sorted(going)
-        if key not in present
-    ]
 
 
 def operation_turn(
@@ -298,7 +169,7 @@ def operation_turn(
         if state is Record.COMPLETED:
             verdicts[operation.id] = DONE
         elif state is Record.FAILED:
-            verdicts[operation.id] = refusal(operation, policy, phase, moves) or _failed(
+            verdicts[operation.id] = refusal(operation, policy, phase, moves) or failed(
                 operation, moves
             )
         elif acting is not None:
@@ -307,8 +178,8 @@ def operation_turn(
                 OperationReason.NOT_READY_TO_BE_EXECUTED,
                 f"waits for VirtualMachineOperation {acting.operation.name} to finish",
             )
-        elif state is Record.STARTED and operation.spec.type in _MOVES:
-            moved = _continued_move(operation, observed, moves)
+        elif state is Record.STARTED and operation.spec.type in MOVES:
+            moved = continued_move(operation, observed, moves)
             if isinstance(moved, Verdict):
                 verdicts[operation.id] = moved
                 to_record.append(
@@ -345,57 +216,8 @@ def refusal(
             OperationReason.NOT_APPLICABLE_FOR_PHASE,
             f"{kind} is not applicable for a VirtualMachine in phase {phase}{without}",
         )
-    if kind in _MOVES:
-        return _migration_refusal(operation, moves)
-    return None
-
-
-def _failed(operation: Operation, moves: Migrations | None) -> Verdict:
-    """The report of an operation its record calls failed, when nothing refuses it now."""
-    if operation.spec.type not in _MOVES:
-        message = "refused when it was checked; its report was lost"
-    elif moves is not None and operation.key in moves.failures:
-        message = (
-            f"the live migration failed: {moves.failures[operation.key]};"
-            " the VirtualMachine keeps running where it was"
-        )
-    else:
-        message = (
-            "the live migration failed (the source host's log says why);"
-            " the VirtualMachine keeps running where it was"
-        )
-    return Verdict(OperationPhase.FAILED, OperationReason.OPERATION_FAILED, message)
-
-
-def _migration_refusal(operation: Operation, moves: Migrations | None) -> Verdict | None:
-    """Evict and Migrate move a running VM to another node by live migration (the same
-    on the platform, §7.3): refused when its force contradicts the VM's migration
-    policy, when the fleet's schedule has no other node for it, or when that node
-    states no libvirt URI to reach it by."""
-    if moves is None:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.TARGET_UNSCHEDULABLE,
-            "there is nowhere to move the VirtualMachine: the fleet has no other node;"
-            " it keeps running here",
-        )
-    converge = auto_converge(moves.policy, operation.spec.force)
-    if isinstance(converge, NotApplicableForPolicy):
-        return Verdict(OperationPhase.FAILED, converge.reason, converge.message)
-    target = moves.target(operation)
-    if not target.node:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.TARGET_UNSCHEDULABLE,
-            f"there is nowhere to move the VirtualMachine: {target.why}; it keeps running here",
-        )
-    if not target.uri:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.OPERATION_FAILED,
-            f"Node {target.node} states no spec.libvirtUri, so no host can migrate to it"
-            ' (docs/install.md, "Connecting hosts for live migration"); it keeps running here',
-        )
+    if kind in MOVES:
+        return migration_refusal(operation, moves)
     return None
 
 
@@ -403,7 +225,7 @@ def _begun(operation: Operation, phase: VMPhase, moves: Migrations | None) -> Or
     kind = operation.spec.type
     step = _STEPS[kind]
     if step is Step.MIGRATE and moves is not None:
-        return _migration(operation, moves)
+        return migration(operation, moves)
     waiting = ""
     if step is Step.START and phase == VMPhase.STOPPING:
         # The guest is still shutting down: starting now would be a no-op, lost once it
@@ -440,53 +262,3 @@ def _continued(operation: Operation, observed: ObservedDomain | None) -> Order:
         stopped_manually=_STOPPED_MANUALLY.get(kind),
         continuing=True,
     )
-
-
-def _migration(operation: Operation, moves: Migrations, continuing: bool = False) -> Order:
-    """The migration the schedule's target takes (refusal() found one). A new one is only
-    announced: its record and the VM's Migrating report go out before libvirt moves it,
-    so Git shows where it goes even when the move takes a second."""
-    target = moves.target(operation)
-    converge = auto_converge(moves.policy, operation.spec.force)
-    return Order(
-        operation.id,
-        operation.spec.type,
-        Step.MIGRATE,
-        continuing=continuing,
-        target=target.node,
-        target_uri=target.uri,
-        auto_converge=converge is True,
-        announce=not continuing,
-    )
-
-
-def _continued_move(
-    operation: Operation, observed: ObservedDomain | None, moves: Migrations | None
-) -> Order | Verdict:
-    """An Evict or Migrate recorded as started (see the module doc)."""
-    target = migration_targets(observed.config.metadata if observed else None).get(
-        operation.key, ""
-    )
-    if observed is not None and moves is not None and target == moves.local:
-        # Arrived: the migration is done. Recorded completed here, where the VM now is.
-        return Order(operation.id, operation.spec.type, None, continuing=True)
-    if observed is not None and observed.migration is not None:
-        return Order(
-            operation.id,
-            operation.spec.type,
-            Step.MIGRATE,
-            continuing=True,
-            target=target,
-            waiting=f"migrating to {target}: {observed.migration.progress}",
-        )
-    if observed is None or not observed.state.active:
-        return Verdict(
-            OperationPhase.FAILED,
-            OperationReason.OPERATION_FAILED,
-            "the VirtualMachine stopped before it moved; it was not migrated",
-        )
-    if moves is None or (refused := _migration_refusal(operation, moves)) is not None:
-        return refused or _failed(operation, moves)
-    # Running here and no migration under way: announced by the pass before, or begun
-    # and cut off (the daemon was killed, and libvirt aborted it with its client).
-    return _migration(operation, moves, continuing=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from reconciler.api import RestartApprovalMode, VirtualMachine
-from reconciler.engine.operations.turn import Step, migrations_for, operation_step
+from reconciler.engine.operations.moves import migrations_for
+from reconciler.engine.operations.orders import Step
+from reconciler.engine.operations.turn import operation_step
 from reconciler.engine.plan_types import Outcome, PlanContext
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.power import PowerDecision, power_decision

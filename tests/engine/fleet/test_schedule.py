@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.api import ObjectId, VirtualMachine
+from reconciler.engine.fleet.affinity import HOSTNAME_KEY
 from reconciler.engine.fleet.placement import FleetNode, fits
 from reconciler.engine.fleet.schedule import (
-    HOSTNAME_KEY,
     Demand,
     FleetHost,
     Schedule,
