@@ -97,9 +97,8 @@ class KnownReports:
                 del self._reports[name]
             for name in list(self._reports)[: max(0, len(self._reports) - LIMIT)]:
                 del self._reports[name]
-        stored = {name: list(entry) for name, entry in self._reports.items()}
         try:
-            _store(self.path, {"format": _FORMAT, "reports": stored})
+            _store(self.path, self._reports)
         except OSError as error:
             log.debug("cannot keep known reports in %s: %s", self.path, error)
             return
@@ -141,14 +140,20 @@ def _load(path: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def _store(path: Path, content: object) -> None:
-    """Written whole or not at all: another process may read it at any time."""
+def _store(path: Path, reports: dict[str, tuple[str, str]]) -> None:
+    """Written whole or not at all: another process may read it at any time. Entry by
+    entry: one string of the whole file (megabytes at thousands of reports) would be
+    the daemon's peak of memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            # dumps, not dump: json.dump encodes in pure Python, chunk by chunk.
-            file.write(json.dumps(content, separators=(",", ":")))
+            # dumps per entry, not dump: json.dump encodes in pure Python, chunk by chunk.
+            file.write('{"format":' + json.dumps(_FORMAT) + ',"reports":{')
+            for index, (name, entry) in enumerate(reports.items()):
+                comma = "," if index else ""
+                file.write(f"{comma}{json.dumps(name)}:{json.dumps(entry, separators=(',', ':'))}")
+            file.write("}}")
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
