@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from reconciler.api.libvirt_uri import check_libvirt_uri
 from reconciler.api.meta import Strict
 from reconciler.loader import load_config_text
 from reconciler.model.errors import PermanentError
@@ -55,6 +56,17 @@ class Config(Strict):
         default_factory=lambda: [Path(d) for d in DEFAULT_IMAGE_DIRECTORIES]
     )
     suspend: bool = False
+    # The libvirt URIs this host may live-migrate a guest to (Nodes' spec.libvirtUri):
+    # a guest's memory and disks leave only for a host the operator listed here, never
+    # for wherever a commit points. Empty: this host migrates nothing.
+    migration_peers: list[str] = Field(default_factory=list)
+
+    @field_validator("migration_peers")
+    @classmethod
+    def _valid_peers(cls, value: list[str]) -> list[str]:
+        for uri in value:
+            check_libvirt_uri(uri)
+        return value
 
     @field_validator("image_directories")
     @classmethod
@@ -78,7 +90,7 @@ class Config(Strict):
 
 ENV_PREFIX = "RECONCILER_"
 _SECTIONS: dict[str, type[Strict]] = {"repository": RepositoryConfig, "status": StatusConfig}
-_LISTS = frozenset({"virtual_machine_cidrs", "image_directories"})
+_LISTS = frozenset({"virtual_machine_cidrs", "image_directories", "migration_peers"})
 
 
 def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def _host(
         change_profile=args.profile or (config.change_profile if config else "default"),
         node_labels=tuple(sorted(config.node_labels.items())) if config else (),
         image_directories=image_directories_from(args, config),
+        migration_peers=tuple(config.migration_peers) if config is not None else (),
     )
 
 

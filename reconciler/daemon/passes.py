@@ -152,6 +152,7 @@ class Pass:
             change_profile=self.config.change_profile,
             node_labels=tuple(sorted(self.config.node_labels.items())),
             image_directories=tuple(str(d) for d in self.config.image_directories),
+            migration_peers=tuple(self.config.migration_peers),
         )
 
     def _update_source(self, reasons: Counter[str]) -> Revision | None:
@@ -215,7 +216,12 @@ class Pass:
         runner = (
             None
             if self.config.suspend
-            else Applier(connection, progress=self._progress, migrations=self._libvirt.migrations)
+            else Applier(
+                connection,
+                progress=self._progress,
+                migrations=self._libvirt.migrations,
+                migration_peers=tuple(self.config.migration_peers),
+            )
         )
         if self.config.suspend:
             # Report the host as it is, not as the plan would leave it.

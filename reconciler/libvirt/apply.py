@@ -80,8 +80,11 @@ class Applier:
         sleep: Callable[[float], None] = time.sleep,
         progress: Callable[[str], None] | None = None,
         migrations: Migrations | None = None,
+        migration_peers: tuple[str, ...] | None = None,
     ) -> None:
         self._connection = connection
+        # The URIs MigrateDomain may go to; None: the planner's word is taken (tests).
+        self.migration_peers = migration_peers
         self._poll = poll_seconds
         self._clock = clock
         self._sleep = sleep
@@ -342,6 +345,10 @@ class Applier:
 
     @_run.register
     def _(self, action: MigrateDomain) -> None:
+        if self.migration_peers is not None and action.target_uri not in self.migration_peers:
+            # The planner refuses such an operation; a runner never sends a guest out
+            # to a URI its host's configuration does not list, whoever asks.
+            raise ApplyError(f"{action.target_uri} is not one of this host's migrationPeers")
         domain = self._connection.lookupByName(action.domain)
         # Recorded first: the record travels with the domain, and a daemon killed while
         # libvirt migrates finds it on whichever host the guest is then.

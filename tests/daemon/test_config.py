@@ -82,3 +82,19 @@ def test_images_come_from_the_default_directory_unless_configured(tmp_path: Path
 def test_a_relative_image_directory_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"imageDirectories.*'images' is not an absolute path"):
         load_config(write(tmp_path, "imageDirectories: [images]\n"), environ={})
+
+
+def test_a_host_migrates_nowhere_unless_its_peers_are_listed(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, "nodeName: hv1\n"), environ={})
+    listed = load_config(
+        write(tmp_path, "migrationPeers: ['qemu+tls://hv2/system', 'qemu+tls://hv3/system']\n"),
+        environ={},
+    )
+    assert default.migration_peers == []
+    assert listed.migration_peers == ["qemu+tls://hv2/system", "qemu+tls://hv3/system"]
+
+
+def test_a_migration_peer_that_runs_a_command_is_a_configuration_error(tmp_path: Path) -> None:
+    text = "migrationPeers: ['qemu+ssh://hv2/system?command=/bin/sh']\n"
+    with pytest.raises(ConfigError, match="migrationPeers"):
+        load_config(write(tmp_path, text), environ={})

@@ -130,6 +130,7 @@ def two_hosts(fleet: Fleet, tmp_path: Path) -> Iterator[TwoHosts]:
                 "nodeName": host.name.lower(),
                 "storagePool": "default",
                 "network": "",
+                "migrationPeers": [f"qemu+tcp://{peer.name}/system" for peer in fleet.hosts],
             },
             env={"RECONCILER_DOMAIN_TYPE": "qemu"},
         )

@@ -7,10 +7,11 @@ from __future__ import annotations
 import threading
 
 import libvirt
+import pytest
 
 from reconciler.api import ObjectId
 from reconciler.engine.operations.execute import Record, records
-from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.apply import Applier, ApplyError
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.migrations import Migrations
 from reconciler.model.actions import AbortMigration, MigrateDomain
@@ -63,3 +64,15 @@ def test_cancelling_when_no_migration_runs_changes_nothing(host: Host) -> None:
     applier = Applier(host.connection)
     applier.run(AbortMigration(VM, host.domain().name(), OPERATION, "deleted"))
     assert applier.mutations == 0 and host.domain().isActive()
+
+
+def test_a_runner_never_sends_a_guest_to_a_uri_its_host_does_not_list(host: Host) -> None:
+    # given a running VM and a runner whose host lists no migration peer
+    running_vm(host)
+    applier = Applier(host.connection, migration_peers=())
+    # when asked to migrate it anyway, it refuses before touching the domain
+    with pytest.raises(ApplyError, match="migrationPeers"):
+        applier.run(
+            MigrateDomain(VM, host.domain().name(), OPERATION, "hv2", "qemu+tcp://hv2/system")
+        )
+    assert OPERATION not in recorded(host) and host.domain().isActive()

@@ -31,6 +31,8 @@ class Migrations:
     policy: LiveMigrationPolicy
     target: Callable[[Operation], MoveTarget]
     failures: Mapping[str, str] = field(default_factory=dict)
+    # The URIs this host's configuration lets it migrate to (migrationPeers).
+    peers: tuple[str, ...] = ()
 
 
 def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | None:
@@ -47,6 +49,7 @@ def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | Non
         vm.spec.live_migration_policy,
         target,
         context.migration_failures,
+        context.host.migration_peers,
     )
 
 
@@ -114,6 +117,14 @@ def migration_refusal(operation: Operation, moves: Migrations | None) -> Verdict
             OperationReason.OPERATION_FAILED,
             f"Node {target.node} states no spec.libvirtUri, so no host can migrate to it"
             ' (docs/install.md, "Connecting hosts for live migration"); it keeps running here',
+        )
+    if target.uri not in moves.peers:
+        return Verdict(
+            OperationPhase.FAILED,
+            OperationReason.OPERATION_FAILED,
+            f"this host migrates only to the libvirt URIs its configuration lists"
+            f" (migrationPeers); Node {target.node}'s {target.uri} is not one of them;"
+            " it keeps running here",
         )
     return None
 

@@ -52,6 +52,8 @@ class HostContext:
     node_labels: tuple[tuple[str, str], ...] = ()
     # The only directories image files may come from (imageDirectories).
     image_directories: tuple[str, ...] = DEFAULT_IMAGE_DIRECTORIES
+    # The libvirt URIs this host may migrate a guest to (migrationPeers).
+    migration_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ spec:
   libvirtUri: qemu+tls://{name}/system
 """
 FLEET = (NODE.format(name="hv1"), NODE.format(name="hv2"))
+PEERS = ("qemu+tls://hv1/system", "qemu+tls://hv2/system")
 
 
 def on(name: str, *documents: str, policy: str = "") -> PlanContext:
@@ -32,7 +33,8 @@ def on(name: str, *documents: str, policy: str = "") -> PlanContext:
     if policy:
         vm = vm.replace("  runPolicy:", f"  liveMigrationPolicy: {policy}\n  runPolicy:", 1)
     ctx = context_for(revision(vm, *documents, *FLEET))
-    return replace(ctx, host=replace(ctx.host, node_name=name), reported_nodes={LINUX_VM: "hv1"})
+    host = replace(ctx.host, node_name=name, migration_peers=PEERS)
+    return replace(ctx, host=host, reported_nodes={LINUX_VM: "hv1"})
 
 
 def evict(force: bool | None = None) -> str:
@@ -138,3 +140,15 @@ def test_without_a_migration_report_the_same_host_would_define_it() -> None:
     # the guard above is what keeps hv1 off: without the report, hv1 recreates the VM
     result = plan(on("hv1", vmop_yaml(EVICT, "Evict")), Observation({}, {}))
     assert any(isinstance(a, DefineDomain) for a in result.actions)
+
+
+def test_a_target_the_hosts_configuration_does_not_list_is_refused() -> None:
+    # given hv2's URI is not among hv1's migrationPeers (a commit pointed it elsewhere)
+    ctx = on("hv1", vmop_yaml(EVICT, "Evict"))
+    ctx = replace(ctx, host=replace(ctx.host, migration_peers=("qemu+tls://hv1/system",)))
+    # then the Evict fails saying so, and nothing is recorded as started
+    result = plan(ctx, defined(ctx))
+    verdict = report(result, EVICT)
+    assert verdict["phase"] == "Failed" and "migrationPeers" in verdict["message"]
+    assert migrations(result) == []
+    assert [a.outcome for a in result.actions if isinstance(a, CarryOutOperation)] == ["failed"]

@@ -486,7 +486,10 @@ def test_evict_with_another_node_migrates_live_to_the_node_the_schedule_picks(ki
     # given linux-vm running here on hv1, and hv2 reachable at its libvirtUri
     nodes = [NODE_WITH_URI.format(name="hv1"), NODE_WITH_URI.format(name="hv2")]
     ctx = context(vmop_yaml("move-linux-vm-1718000000", kind), *nodes)
-    ctx = replace(ctx, reported_nodes={LINUX_VM: "hv1"})
+    peers = ("qemu+tls://hv1/system", "qemu+tls://hv2/system")
+    ctx = replace(
+        ctx, reported_nodes={LINUX_VM: "hv1"}, host=replace(ctx.host, migration_peers=peers)
+    )
     # when planned, the migration is announced: recorded toward hv2, reported Migrating
     first = plan(ctx, defined(ctx))
     assert [(a.operation, a.step, a.outcome, a.target) for a in operation_actions(first)] == [
