@@ -226,6 +226,9 @@ class Pass:
         if self.config.suspend:
             # Report the host as it is, not as the plan would leave it.
             context = replace(context, anticipate=False)
+        if self._libvirt.migrations is not None:
+            # Why this process's migrations failed, for their operations' reports.
+            context = replace(context, migration_failures=self._libvirt.migrations.failures())
         result = reconcile_once(context, observer, runner, self._progress)
         stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]

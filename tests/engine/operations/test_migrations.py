@@ -152,3 +152,15 @@ def test_a_target_the_hosts_configuration_does_not_list_is_refused() -> None:
     assert verdict["phase"] == "Failed" and "migrationPeers" in verdict["message"]
     assert migrations(result) == []
     assert [a.outcome for a in result.actions if isinstance(a, CarryOutOperation)] == ["failed"]
+
+
+def test_a_failed_migration_is_reported_with_the_reason_its_host_kept() -> None:
+    # given the migration failed here (its record says failed) and the host kept why
+    ctx = replace(
+        on("hv1", vmop_yaml(EVICT, "Evict")),
+        migration_failures={KEY: "Unable to connect to hv2: No route to host"},
+    )
+    verdict = report(plan(ctx, defined(ctx, completed=(f"{KEY}:failed",))), EVICT)
+    # then the operation is Failed with that reason, and the VM keeps running where it was
+    assert verdict["phase"] == "Failed"
+    assert "No route to host" in verdict["message"] and "keeps running" in verdict["message"]
