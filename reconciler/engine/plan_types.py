@@ -24,7 +24,7 @@ from reconciler.engine.vm.changes import ChangeTable
 from reconciler.engine.vm.desired import HostContext
 from reconciler.findings import Finding
 from reconciler.model.actions import Action
-from reconciler.model.domain import ObservedDomain, VolumeFacts
+from reconciler.model.domain import ObservedDomain, PowerState, VolumeFacts
 from reconciler.model.names import seed_volume_owner
 from reconciler.model.status import VMStatus
 from reconciler.policies import TopologyPolicy
@@ -64,17 +64,24 @@ class Observation:
     image_sources: Mapping[str, ImageSourceFacts] = field(default_factory=dict)
 
     def without_arriving(self) -> Observation:
-        """The observation without the domains arriving here by live migration: ours and
-        not (yet) persistent. libvirt makes one persistent once the guest runs here; till
-        then it is the source host's to report, and nothing here may touch it."""
-        arriving = [
+        """The observation without the domains a live migration is moving: one arriving
+        here (ours and not yet persistent: libvirt makes it persistent once the guest
+        runs here; till then the source host reports it) and one that has left (shut off
+        by the migration, about to be undefined: the guest runs on the destination).
+        Nothing here may touch either: starting a departed one again would run the
+        guest twice."""
+        moving = [
             name
             for name, observed in self.domains.items()
-            if not observed.persistent and observed.owner is not None
+            if observed.owner is not None
+            and (
+                not observed.persistent
+                or (observed.state is PowerState.SHUTOFF and observed.reason == "migrated")
+            )
         ]
-        if not arriving:
+        if not moving:
             return self
-        kept = {n: o for n, o in self.domains.items() if n not in arriving}
+        kept = {n: o for n, o in self.domains.items() if n not in moving}
         return replace(self, domains=kept)
 
     @cached_property

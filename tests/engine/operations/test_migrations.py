@@ -164,3 +164,17 @@ def test_a_failed_migration_is_reported_with_the_reason_its_host_kept() -> None:
     # then the operation is Failed with that reason, and the VM keeps running where it was
     assert verdict["phase"] == "Failed"
     assert "No route to host" in verdict["message"] and "keeps running" in verdict["message"]
+
+
+def test_a_domain_the_migration_shut_off_here_is_never_started_again_nor_failed() -> None:
+    # given the guest left for hv2: libvirt shut the source off ("migrated") and has not
+    # undefined it yet; the VM is AlwaysOn and its report says Migrating to hv2
+    before = on("hv1", vmop_yaml(EVICT, "Evict"))
+    ctx = replace(before, reported_migrations={LINUX_VM: "hv2"})
+    left = defined(before, PowerState.SHUTOFF, "migrated", completed=(f"{KEY}:started>hv2",))
+    # when hv1 plans
+    result = plan(ctx, left)
+    # then it neither starts the guest again nor fails the operation: hv2 has it
+    assert result.actions == []
+    assert LINUX_VM not in result.statuses
+    assert EVICT not in {object_id.name for object_id in result.object_reports}
