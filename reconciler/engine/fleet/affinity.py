@@ -135,20 +135,7 @@ def namespace_selected(
 def labels_match(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
     if any(labels.get(key) != value for key, value in selector.match_labels.items()):
         return False
-    for requirement in selector.match_expressions:
-        value = labels.get(requirement.key)
-        match requirement.operator:
-            case "In":
-                ok = value is not None and value in requirement.values
-            case "NotIn":
-                ok = value is None or value not in requirement.values
-            case "Exists":
-                ok = value is not None
-            case _:
-                ok = value is None
-        if not ok:
-            return False
-    return True
+    return all(requirement_holds(r, labels) for r in selector.match_expressions)
 
 
 def term_holds(term: NodeSelectorTerm, labels: Mapping[str, str]) -> bool:

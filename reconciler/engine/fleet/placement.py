@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from reconciler.api import VirtualMachine
 from reconciler.api.node import Node
-from reconciler.api.scheduling import NodeSelectorRequirement
+from reconciler.api.scheduling import LabelSelectorRequirement, NodeSelectorRequirement
 from reconciler.api.vmclass import VirtualMachineClass
 
 
@@ -53,7 +53,11 @@ def fleet(nodes: Iterable[Node], local: str, local_labels: Mapping[str, str]) ->
     return sorted(members, key=lambda member: member.name)
 
 
-def requirement_holds(requirement: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
+def requirement_holds(
+    requirement: NodeSelectorRequirement | LabelSelectorRequirement, labels: Mapping[str, str]
+) -> bool:
+    """A node's or a VM's labels against one requirement (a label selector's operators
+    are the first four of a node selector's)."""
     value = labels.get(requirement.key)
     match requirement.operator:
         case "In":
