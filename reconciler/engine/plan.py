@@ -20,7 +20,9 @@ from reconciler.engine.devices.block_devices import PassDevices
 from reconciler.engine.devices.pass_volumes import pass_volumes
 from reconciler.engine.fleet.assignment import assign, reports_broken_here
 from reconciler.engine.fleet.deletions import desired_names, plan_deletions
+from reconciler.engine.fleet.evacuation import host_moves
 from reconciler.engine.network.releases import release_stale_reservations
+from reconciler.engine.operations.generated import as_loaded, generated_operations
 from reconciler.engine.operations.status import report_operations
 from reconciler.engine.plan_types import (
     Observation,
@@ -32,6 +34,7 @@ from reconciler.engine.plan_types import (
 )
 from reconciler.engine.vm.capacity import capacity_in_use
 from reconciler.engine.vm.changes import change_table_for
+from reconciler.engine.vm.migratable import why_not_migratable
 from reconciler.engine.vm.plan_vm import SUSPEND_ANNOTATION, plan_vm
 from reconciler.engine.vm.status import broken_status, unplaced_status
 from reconciler.findings import Finding
@@ -70,6 +73,17 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     )
     # Every later step reads the fleet's schedule: an Evict's target comes from it.
     context = replace(context, fleet_schedule=assignment.fleet_schedule)
+    # A drained Node's evacuations (and hotplug's placement moves) are operations like
+    # those from Git from here on: this pass announces them.
+    moves = host_moves(
+        context,
+        domains,
+        [vm for vm, placement in assignment.here if placement.node],
+        lambda vm: why_not_migratable(context, vm),
+    )
+    if moves.created:
+        inventory = context.inventory.with_objects(as_loaded(g) for g in moves.created)
+        context = replace(context, inventory=inventory)
     findings = _findings_by_object(context.findings)
     held: dict[ObjectId, str] = {}
     # The VMs this host reports, in the revision's order (their actions run in it), each
@@ -117,7 +131,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     )
     vm_plans.extend(volumes.vms)
     operations = report_operations(context, domains, vm_plans, statuses)
-    notes = [*deletions.notes, *volumes.notes]
+    notes = [*deletions.notes, *volumes.notes, *moves.notes]
     if assignment.elsewhere:
         notes.append(f"{assignment.elsewhere} VM(s) are placed on other hosts of the fleet")
     if local not in {member.name for member in context.members}:
@@ -128,6 +142,9 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         notes=notes,
         held_back=[*deletions.held_back, *volumes.held_back],
         object_reports={**volumes.object_reports, **operations},
+        generated_operations=generated_operations(context.inventory),
+        retired_operations=moves.retired,
+        drain=moves.drain.as_dict() if moves.drain is not None else None,
     )
 
 

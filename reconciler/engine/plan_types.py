@@ -20,6 +20,7 @@ from reconciler.engine.fleet.placement import FleetNode
 from reconciler.engine.fleet.schedule import Schedule
 from reconciler.engine.network.addressing import Addressing, AddressInputs, NetworkFacts
 from reconciler.engine.operations.execute import ReportedOperation
+from reconciler.engine.operations.generated import GeneratedOperation
 from reconciler.engine.vm.changes import ChangeTable
 from reconciler.engine.vm.desired import HostContext
 from reconciler.findings import Finding
@@ -120,6 +121,12 @@ class Plan:
     # The `status:` documents of the other objects this host reports (operations, disks,
     # attachments: those of the VMs it runs), by object; written beside the VM reports.
     object_reports: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    # The operations hosts made (operations/generated.py) whose reports carry them whole,
+    # and those of this host's that are finished with: their reports go.
+    generated_operations: dict[ObjectId, GeneratedOperation] = field(default_factory=dict)
+    retired_operations: frozenset[ObjectId] = frozenset()
+    # The Node report's `drain` while this host's Node is in maintenance (fleet/evacuation.py).
+    drain: dict[str, Any] | None = None
 
     @property
     def actions(self) -> list[Action]:

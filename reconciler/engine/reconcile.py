@@ -22,6 +22,7 @@ from reconciler.engine.devices.vm_devices import images_to_inspect
 from reconciler.engine.fleet.placement import fleet
 from reconciler.engine.network.addressing import AddressInputs, NetworkFacts, assign
 from reconciler.engine.operations.execute import ReportedOperation
+from reconciler.engine.operations.generated import as_loaded
 from reconciler.engine.operations.status import explain_operation_failures, keep_refusals
 from reconciler.engine.plan import (
     Observation,
@@ -136,8 +137,10 @@ def plan_context(
     """Everything a plan needs besides the observation, from values only: the revision's
     `findings` (rules.check), the policies and the earlier reports. `addresses` turns
     on IP address management (the pool, the last leases, the clock)."""
+    # The operations hosts made live in their reports (operations/generated.py).
+    made_by_hosts = (r.generated for r in earlier.operations.values() if r.generated)
     return PlanContext(
-        inventory=Inventory(result),
+        inventory=Inventory(result).with_objects(as_loaded(g) for g in made_by_hosts),
         findings=findings,
         broken=frozenset(result.broken),
         unreadable_files=tuple(f for f in result.findings if not f.object),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualMachineOperation
 from reconciler.engine.operations.execute import ReportedOperation
+from reconciler.engine.operations.generated import read_generated
 from reconciler.model.conditions import OperationCondition
 from reconciler.reports.documents import read_document, report_object_id
 
@@ -14,7 +15,8 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
     """The phase and `Completed` condition of every operation report under status_root.
 
     An unreadable report counts as none: the domain's own record of the operation
-    (engine/operations.py) still keeps it from running twice.
+    (engine/operations/execute.py) still keeps it from running twice. The report of an
+    operation a host made carries the operation too (engine/operations/generated.py).
     """
     found: dict[ObjectId, ReportedOperation] = {}
     for path in sorted((status_root / VirtualMachineOperation.PLURAL).glob("*/*.yaml")):
@@ -35,6 +37,9 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
             {},
         )
         found[operation] = ReportedOperation(
-            phase, str(completed.get("reason") or ""), str(completed.get("message") or "")
+            phase,
+            str(completed.get("reason") or ""),
+            str(completed.get("message") or ""),
+            read_generated(document, operation),
         )
     return found

@@ -84,8 +84,22 @@ def fleet_readme(
             count = node.get("virtualMachines", {}).get("total", 0)
             revision = str(node.get("lastAppliedRevision", "") or "")[:12]
             error = str(node.get("lastError", "") or "")
-            lines.append(f"| {name} | {count} | {_cell(revision)} | {_cell(error)} |")
+            host = f"{name} {_maintenance(node.get('drain'))}".rstrip()
+            lines.append(f"| {_cell(host)} | {count} | {_cell(revision)} | {_cell(error)} |")
     return "\n".join(lines) + "\n"
+
+
+def _maintenance(drain: Any) -> str:
+    """A drained host's state beside its name: `(Drained)`, `(Draining: 2 running)`."""
+    if not isinstance(drain, Mapping) or drain.get("phase") not in _DRAIN_PHASES:
+        return ""
+    running = drain.get("running")
+    if drain["phase"] == "Drained" or not isinstance(running, int):
+        return f"({drain['phase']})"
+    return f"({drain['phase']}: {running} running)"
+
+
+_DRAIN_PHASES = frozenset({"Drained", "Draining", "Blocked"})
 
 
 def _cell(text: str) -> str:

@@ -10,6 +10,7 @@ regenerating it from the same tree writes the same bytes.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from reconciler.api import ObjectId
 from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.network.addressing import Addressing
+from reconciler.engine.operations.generated import GeneratedOperation
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
 from reconciler.model.phases import VMPhase
@@ -66,10 +68,21 @@ def write_host_reports(
         if write_report(path, document):
             changed.append(path)
     changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
-    changed.extend(write_object_reports(root, plan.object_reports, present, now))
+    changed.extend(
+        write_object_reports(
+            root,
+            plan.object_reports,
+            present,
+            now,
+            made=plan.generated_operations,
+            retired=plan.retired_operations,
+        )
+    )
     node = node_status(
         host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
     )
+    if plan.drain is not None:
+        node["drain"] = plan.drain
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
@@ -91,21 +104,36 @@ def write_object_reports(
     reports: dict[ObjectId, dict[str, Any]],
     present: set[ObjectId] | None,
     now: str,
+    made: Mapping[ObjectId, GeneratedOperation] | None = None,
+    retired: frozenset[ObjectId] = frozenset(),
 ) -> list[Path]:
     """Write the reports of operations, disks and attachments; remove those whose object
     is no longer in the revision (`present`, None when unknown: then none is removed).
 
+    The report of an operation a host made (`made`) carries the operation too; those of
+    this host's that are finished with (`retired`) go.
     Condition times are carried over from the earlier report unless the status flipped.
     """
     changed: list[Path] = []
+    made = made or {}
     for object_id, status in sorted(reports.items()):
         previous = read_previous(root, object_id)
         document = status_document(object_id, carry_condition_times(status, previous, now))
+        if object_id in made:
+            status_block = document.pop("status")
+            document = {**document, **made[object_id].document_fields(), "status": status_block}
         path = status_path(root, object_id)
         if write_report(path, document):
             changed.append(path)
+    for object_id in sorted(retired - set(reports)):
+        path = status_path(root, object_id)
+        if path.is_file():
+            path.unlink()
+            changed.append(path)
+            _remove_if_empty(path.parent)
     if present is None:
         return changed
+    present = present - retired
     for kind in REPORTED_KINDS:
         folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
         for path in sorted(folder.glob("*/*.yaml")):

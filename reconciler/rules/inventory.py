@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from reconciler.api import Manifest, ObjectId
@@ -19,6 +19,7 @@ class Inventory:
         self.duplicates: list[tuple[LoadedObject, LoadedObject]] = []
         self._by_id: dict[ObjectId, LoadedObject] = {}
         self._broken = set(result.broken)
+        self._broken_findings = result.broken
         for loaded in result.objects:
             first = self._by_id.get(loaded.id)
             if first is not None:
@@ -26,6 +27,14 @@ class Inventory:
                 continue
             self._by_id[loaded.id] = loaded
             self.objects.append(loaded)
+
+    def with_objects(self, extra: Iterable[LoadedObject]) -> Inventory:
+        """This inventory and objects from elsewhere (operations hosts made: engine/
+        operations/generated.py); an identity already present keeps its object."""
+        added = [loaded for loaded in extra if loaded.id not in self]
+        if not added:
+            return self
+        return Inventory(LoadResult(objects=[*self.objects, *added], broken=self._broken_findings))
 
     def __contains__(self, object_id: ObjectId) -> bool:
         """Present, even if broken: a broken object is reported once, in its own file."""

@@ -37,6 +37,7 @@ from enum import StrEnum
 
 from reconciler.api import ObjectId, VirtualMachine, VirtualMachineOperation
 from reconciler.api.operation import VirtualMachineOperationSpec
+from reconciler.engine.operations.generated import GeneratedOperation
 from reconciler.model.domain import DomainMetadata
 from reconciler.model.phases import OperationPhase
 from reconciler.rules.inventory import Inventory
@@ -62,6 +63,8 @@ class ReportedOperation:
     phase: str
     reason: str = ""
     message: str = ""
+    # The operation itself, when a host made it (generated.py): its report is all of it.
+    generated: GeneratedOperation | None = None
 
 
 @dataclass(frozen=True)
