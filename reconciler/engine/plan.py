@@ -13,6 +13,7 @@ types it takes and gives are in plan_types.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine
@@ -70,6 +71,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         domains=domains,
         reported_nodes=context.reported_nodes,
         reported_migrations=context.reported_migrations,
+        held_back=fleet_held_back(context.broken),
     )
     # Every later step reads the fleet's schedule: an Evict's target comes from it.
     context = replace(context, fleet_schedule=assignment.fleet_schedule)
@@ -145,6 +147,19 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         generated_operations=generated_operations(context.inventory),
         retired_operations=moves.retired,
         drain=moves.drain.as_dict() if moves.drain is not None else None,
+    )
+
+
+def fleet_held_back(broken: Iterable[ObjectId]) -> str:
+    """Why no VM is placed anew: an invalid Node manifest leaves each host unsure which
+    hosts the fleet has (with every Node invalid each would be a fleet of one and start
+    every VM itself), so placement waits until it is fixed; "" when all are valid."""
+    nodes = sorted(object_id.name for object_id in broken if object_id.kind == "Node")
+    if not nodes:
+        return ""
+    return (
+        f"placement is held back: the manifest of Node {', '.join(nodes)} is invalid,"
+        " so the hosts may not agree on the fleet"
     )
 
 

@@ -62,10 +62,12 @@ def assign(
     domains: Collection[str],
     reported_nodes: Mapping[ObjectId, str],
     reported_migrations: Mapping[ObjectId, str] | None = None,
+    held_back: str = "",
 ) -> Assignment:
     """`domains`: the names of the domains this host has; `reported_nodes`: where the
     latest reports say each VM runs; `reported_migrations`: where the VMs reported
-    Migrating go."""
+    Migrating go; `held_back`: why no VM is placed anew (a Node manifest is invalid, so
+    the hosts may not see the same fleet): VMs stay where they are, the others wait."""
     ordered = list(vms)
     current = dict(reported_nodes)
     here_now = {vm.id for vm in ordered if domain_name(vm) in domains}
@@ -87,9 +89,16 @@ def assign(
     # is never done behind its back. One value for all of them.
     runs_here = Placement(local, "runs on this host")
     placements: dict[tuple[str, str], Placement] = {}
+    member_names = {member.name for member in members}
     for vm in ordered:
         if vm.id in here_now:
             placement = runs_here
+        elif held_back and current.get(vm.id, "") not in member_names:
+            # Not placed anew. One another host reports stays its to report.
+            if current.get(vm.id):
+                elsewhere += 1
+                continue
+            placement = Placement("", held_back)
         else:
             home = planned.homes[vm.id]
             key = (home.host, home.reason)
