@@ -36,11 +36,15 @@ class Placement:
 
 
 def fleet(nodes: Iterable[Node], local: str, local_labels: Mapping[str, str]) -> list[FleetNode]:
-    """The fleet from the repository's Node objects; this host alone when there are none."""
+    """The fleet from the repository's Node objects; this host alone, with its configured
+    labels, when there are none."""
+    # A Node's labels are its manifest's alone: every host reads the same ones. A host's
+    # configured nodeLabels serve a fleet of one; merged into its own Node they would
+    # make its schedule differ from its peers'.
     members = [
         FleetNode(
             node.name,
-            {**node.metadata.labels, **(local_labels if node.name == local else {})},
+            dict(node.metadata.labels),
             not node.spec.unschedulable,
             None if node.spec.capacity.cpu is None else node.spec.capacity.cpu * 1000,
             None if node.spec.capacity.memory is None else node.spec.capacity.memory.bytes,
