@@ -6,7 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -14,6 +14,7 @@ from reconciler.api.libvirt_uri import check_libvirt_uri
 from reconciler.api.meta import Strict
 from reconciler.loader import load_config_text
 from reconciler.model.errors import PermanentError
+from reconciler.model.migration import StorageMode
 from reconciler.model.volumes import DEFAULT_IMAGE_DIRECTORIES
 
 
@@ -44,6 +45,11 @@ class Config(Strict):
         default_factory=list, alias="virtualMachineCIDRs"
     )
     storage_pool: str = "default"
+    # Whether every host of the fleet sees this pool's volumes (at the same path): then a
+    # live migration moves only memory. true: storage libvirt knows to be shared (NFS,
+    # GFS2, Ceph...); "directory": a plain directory every host mounts, which libvirt
+    # cannot tell is shared, so this host vouches for it. false: disks are copied.
+    storage_pool_shared: bool | Literal["directory"] = False
     change_profile: str = "default"
     network: str = "default"
     status: StatusConfig = Field(default_factory=StatusConfig)
@@ -60,6 +66,23 @@ class Config(Strict):
     # a guest's memory and disks leave only for a host the operator listed here, never
     # for wherever a commit points. Empty: this host migrates nothing.
     migration_peers: list[str] = Field(default_factory=list)
+
+    @property
+    def migration_storage(self) -> StorageMode:
+        """How a live migration from this host moves the guest's disks."""
+        if self.storage_pool_shared == "directory":
+            return StorageMode.SHARED_DIRECTORY
+        return StorageMode.SHARED if self.storage_pool_shared else StorageMode.COPY
+
+    @field_validator("storage_pool_shared", mode="before")
+    @classmethod
+    def _known_sharing(cls, value: object) -> object:
+        if isinstance(value, bool) or value == "directory":
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "false"):  # from the environment
+            return text == "true"
+        raise ValueError(f"{value!r} is not one of true, false, directory")
 
     @field_validator("migration_peers")
     @classmethod

@@ -33,6 +33,7 @@ from reconciler.libvirt.apply import Applier
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
+from reconciler.model.migration import StorageMode
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
@@ -105,6 +106,7 @@ def _host(
         node_labels=tuple(sorted(config.node_labels.items())) if config else (),
         image_directories=image_directories_from(args, config),
         migration_peers=tuple(config.migration_peers) if config is not None else (),
+        migration_storage=config.migration_storage if config is not None else StorageMode.COPY,
     )
 
 

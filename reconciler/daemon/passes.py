@@ -153,6 +153,7 @@ class Pass:
             node_labels=tuple(sorted(self.config.node_labels.items())),
             image_directories=tuple(str(d) for d in self.config.image_directories),
             migration_peers=tuple(self.config.migration_peers),
+            migration_storage=self.config.migration_storage,
         )
 
     def _update_source(self, reasons: Counter[str]) -> Revision | None:

@@ -35,7 +35,7 @@ from reconciler.engine.plan_types import (
 )
 from reconciler.engine.vm.capacity import capacity_in_use
 from reconciler.engine.vm.changes import change_table_for
-from reconciler.engine.vm.migratable import why_not_migratable
+from reconciler.engine.vm.migratable import migratable_condition, why_not_migratable
 from reconciler.engine.vm.plan_vm import SUSPEND_ANNOTATION, plan_vm
 from reconciler.engine.vm.status import broken_status, unplaced_status
 from reconciler.findings import Finding
@@ -95,7 +95,9 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
             vm_plans.append(
                 VMPlan(vm.id, Outcome.BLOCKED, details=[f"not placed: {placement.reason}"])
             )
-            statuses[vm.id] = unplaced_status(vm, placement.reason, context.topology, local)
+            statuses[vm.id] = unplaced_status(
+                vm, placement.reason, context.topology, local, migratable_condition(context, vm)
+            )
             continue
         kept = settled.kept(vm.id, domain_name(vm), observation) if settled else None
         if kept is not None:

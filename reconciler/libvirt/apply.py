@@ -16,7 +16,7 @@ import libvirt
 from reconciler.engine.operations.execute import Record
 from reconciler.libvirt import attach, disk_steps
 from reconciler.libvirt.metadata import metadata_xml
-from reconciler.libvirt.migrate import MigrationRequest, StorageMode
+from reconciler.libvirt.migrate import MigrationRequest
 from reconciler.libvirt.migrations import Migrations
 from reconciler.libvirt.observe import network_facts, state_of
 from reconciler.libvirt.operation_record import NotOurDomain, write_record
@@ -355,7 +355,7 @@ class Applier:
         self._record(domain, action, Record.STARTED)
         request = MigrationRequest(
             action.target_uri,
-            StorageMode(action.storage),
+            action.storage,
             action.auto_converge,
             time_limit_s=0,  # the platform's 800 s per GiB of what it moves
         )

@@ -27,9 +27,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 import libvirt
+
+# The planner decides the storage mode from the configuration (storagePoolShared).
+from reconciler.model.migration import StorageMode as StorageMode
 
 # KubeVirt's defaults, which the platform keeps (dvp-api.md §10): a migration may take
 # 800 s per GiB of data to move, and is abandoned when the data left to move has not
@@ -46,23 +48,6 @@ _ALWAYS = (
     | libvirt.VIR_MIGRATE_PERSIST_DEST
     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
 )
-
-
-class StorageMode(StrEnum):
-    """How the domain's disks get to the destination."""
-
-    # Each disk is copied (`NON_SHARED_DISK`) before memory: libvirt creates its volume
-    # in the destination's pool whose target holds the same path (it refuses when there
-    # is none), then mirrors the data over NBD.
-    COPY = "copy"
-    # Memory only: the disks are on storage both hosts see. libvirt checks that it is
-    # storage it knows to be shared (NFS, GFS2, Ceph, ...) and refuses otherwise.
-    SHARED = "shared"
-    # Memory only, from a plain directory both hosts mount at the same path, which
-    # libvirt 9.0 does not count as shared ("Migration without shared storage is
-    # unsafe", even with cache='none'). `VIR_MIGRATE_UNSAFE` skips that check: the
-    # configuration vouches that the directory is coherent between the hosts.
-    SHARED_DIRECTORY = "shared-directory"
 
 
 @dataclass(frozen=True)
@@ -82,6 +67,9 @@ def completion_limit_s(data_bytes: int) -> float:
 
 
 def migration_flags(request: MigrationRequest) -> int:
+    """libvirt's flags for the request: `NON_SHARED_DISK` only when disks are copied, so a
+    pool the configuration marks shared (`storagePoolShared`) moves memory alone and
+    libvirt creates no volume on the destination."""
     flags: int = _ALWAYS
     if request.storage is StorageMode.COPY:
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId
 from reconciler.model.domain import DiskDevice, DomainMetadata, DomainSpec
+from reconciler.model.migration import StorageMode
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,8 @@ class MigrateDomain(Action):
     operation: str  # NAMESPACE/NAME
     target_node: str
     target_uri: str  # the destination as the source's libvirtd reaches it (Node libvirtUri)
-    storage: str = "copy"  # libvirt/migrate.py StorageMode: copy, shared, shared-directory
+    # Disks copied, or memory only from a pool the configuration marks shared.
+    storage: StorageMode = StorageMode.COPY
     auto_converge: bool = False
 
     def describe(self) -> str:

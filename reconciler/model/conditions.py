@@ -67,6 +67,9 @@ class VMReason(StrEnum):
     CONFIGURATION_NOT_APPLIED = "ConfigurationNotApplied"
     # AwaitingRestartToApplyConfiguration
     CHANGES_PENDING_RESTART = "ChangesPendingRestart"
+    # Migratable
+    VIRTUAL_MACHINE_MIGRATABLE = "VirtualMachineMigratable"
+    VIRTUAL_MACHINE_NON_MIGRATABLE = "VirtualMachineNonMigratable"
 
 
 class AddressCondition(StrEnum):

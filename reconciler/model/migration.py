@@ -1,4 +1,6 @@
-"""Whether a live migration throttles the guest's vCPUs to converge (auto-converge).
+"""How a live migration moves a guest: its disks (StorageMode, from the host's
+`storagePoolShared`) and whether it throttles the guest's vCPUs to converge
+(auto-converge).
 
 The platform's rule (dvp-api.md §10; `pkg/livemigration/policy.go`,
 `CalculateEffectivePolicy`): the VM's `liveMigrationPolicy` (default PreferSafe) says
@@ -23,10 +25,29 @@ annotation that makes `force` ignored) has no counterpart here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
 from reconciler.api.vm import LiveMigrationPolicy
 from reconciler.model.conditions import OperationReason
+
+
+class StorageMode(StrEnum):
+    """How the domain's disks get to the destination (libvirt/migrate.py's flags)."""
+
+    # Each disk is copied (`NON_SHARED_DISK`) before memory: libvirt creates its volume
+    # in the destination's pool whose target holds the same path (it refuses when there
+    # is none), then mirrors the data over NBD. Read-only disks are not copied: libvirt
+    # expects them on the destination already (engine/vm/migratable.py).
+    COPY = "copy"
+    # Memory only: the disks are on storage both hosts see. libvirt checks that it is
+    # storage it knows to be shared (NFS, GFS2, Ceph, ...) and refuses otherwise.
+    SHARED = "shared"
+    # Memory only, from a plain directory both hosts mount at the same path, which
+    # libvirt 9.0 does not count as shared ("Migration without shared storage is
+    # unsafe", even with cache='none'). `VIR_MIGRATE_UNSAFE` skips that check: the
+    # configuration vouches that the directory is coherent between the hosts.
+    SHARED_DIRECTORY = "shared-directory"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import ConfigError, load_config
+from reconciler.model.migration import StorageMode
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -98,3 +99,30 @@ def test_a_migration_peer_that_runs_a_command_is_a_configuration_error(tmp_path:
     text = "migrationPeers: ['qemu+ssh://hv2/system?command=/bin/sh']\n"
     with pytest.raises(ConfigError, match="migrationPeers"):
         load_config(write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize(
+    ("setting", "storage"),
+    [
+        ("", StorageMode.COPY),
+        ("storagePoolShared: false\n", StorageMode.COPY),
+        ("storagePoolShared: true\n", StorageMode.SHARED),
+        ("storagePoolShared: directory\n", StorageMode.SHARED_DIRECTORY),
+    ],
+)
+def test_a_pool_marked_shared_migrates_memory_only(
+    tmp_path: Path, setting: str, storage: StorageMode
+) -> None:
+    config = load_config(write(tmp_path, "nodeName: hv1\n" + setting), environ={})
+    assert config.migration_storage is storage
+
+
+def test_the_pool_can_be_marked_shared_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "nodeName: hv1\n")
+    config = load_config(path, environ={"RECONCILER_STORAGE_POOL_SHARED": "true"})
+    assert config.migration_storage is StorageMode.SHARED
+
+
+def test_an_unknown_kind_of_shared_pool_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="storagePoolShared"):
+        load_config(write(tmp_path, "storagePoolShared: nfs\n"), environ={})

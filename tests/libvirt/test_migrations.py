@@ -13,8 +13,10 @@ from reconciler.api import ObjectId
 from reconciler.engine.operations.execute import Record, records
 from reconciler.libvirt.apply import Applier, ApplyError
 from reconciler.libvirt.facts import parse_definition
+from reconciler.libvirt.migrate import MigrationRequest, migration_flags
 from reconciler.libvirt.migrations import Migrations
 from reconciler.model.actions import AbortMigration, MigrateDomain
+from reconciler.model.migration import StorageMode
 from tests.hosts import Host
 from tests.libvirt.test_operations import running_vm
 
@@ -76,3 +78,37 @@ def test_a_runner_never_sends_a_guest_to_a_uri_its_host_does_not_list(host: Host
             MigrateDomain(VM, host.domain().name(), OPERATION, "hv2", "qemu+tcp://hv2/system")
         )
     assert OPERATION not in recorded(host) and host.domain().isActive()
+
+
+class StartedRequests(Migrations):
+    """The migrations a runner begins, kept rather than run: libvirt's test driver cannot
+    migrate, and what is asked of libvirt is what these tests look at."""
+
+    def __init__(self, connection: libvirt.virConnect) -> None:
+        super().__init__(connection, blocking=True, progress=lambda _line: None)
+        self.requests: list[MigrationRequest] = []
+
+    def start(
+        self, domain_name: str, operation: str, target: str, request: MigrationRequest
+    ) -> None:
+        self.requests.append(request)
+
+
+@pytest.mark.parametrize(
+    ("storage", "copies_disks"), [(StorageMode.SHARED, False), (StorageMode.COPY, True)]
+)
+def test_a_pool_the_hosts_share_migrates_without_copying_disks(
+    host: Host, storage: StorageMode, copies_disks: bool
+) -> None:
+    # given a running VM, and a migration the planner decided from a shared or local pool
+    running_vm(host)
+    migrations = StartedRequests(host.connection)
+    action = MigrateDomain(
+        VM, host.domain().name(), OPERATION, "hv2", "qemu+tcp://hv2/system", storage=storage
+    )
+    # when the runner begins it
+    Applier(host.connection, migrations=migrations).run(action)
+    # then libvirt is asked to copy the disks only from a pool the hosts do not share
+    (request,) = migrations.requests
+    copies = bool(migration_flags(request) & libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+    assert copies is copies_disks

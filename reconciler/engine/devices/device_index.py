@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.api import (
     ObjectId,
@@ -40,6 +40,10 @@ class DeviceIndex:
     # Each VM's blockDeviceRefs in list order with its boot order (dvp-api.md §1.3: the
     # list position, or only the explicit bootOrder values when any is set).
     vm_devices: Mapping[ObjectId, tuple[tuple[ObjectId, int | None], ...]]
+    # The images attachments hot-plug into each VM: (attachment, image), by name.
+    vm_attached_images: Mapping[ObjectId, tuple[tuple[ObjectId, ObjectId], ...]] = field(
+        default_factory=dict
+    )
 
 
 _INDEXES: weakref.WeakKeyDictionary[Inventory, DeviceIndex] = weakref.WeakKeyDictionary()
@@ -75,6 +79,7 @@ def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
         for volume in disk_volumes:
             referenced.setdefault(volume, vm_id)
         vm_devices[vm_id] = refs
+    attached: dict[ObjectId, list[tuple[ObjectId, ObjectId]]] = {}
     for loaded, vmbda in inventory.of_kind(VirtualMachineBlockDeviceAttachment):
         device = vmbda.spec.block_device_ref
         target = device_id(device.kind.value, vmbda.namespace, device.name)
@@ -82,6 +87,8 @@ def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
             referenced.setdefault(disk_volume_name(target), loaded.id)
         else:
             images.add(target)
+            vm_id = ObjectId(VirtualMachine.KIND, vmbda.namespace, vmbda.spec.virtual_machine_name)
+            attached.setdefault(vm_id, []).append((loaded.id, target))
     return DeviceIndex(
         tuple(disks),
         frozenset(volumes),
@@ -90,6 +97,7 @@ def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
         frozenset(images),
         disk_images,
         vm_devices,
+        {vm_id: tuple(sorted(pairs)) for vm_id, pairs in attached.items()},
     )
 
 

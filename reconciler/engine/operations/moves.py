@@ -13,10 +13,11 @@ from reconciler.engine.fleet.moves import MoveTarget, move_target
 from reconciler.engine.operations.execute import Operation, migration_targets
 from reconciler.engine.operations.orders import Order, Step, Verdict
 from reconciler.engine.plan_types import PlanContext
+from reconciler.engine.vm.migratable import why_not_migratable
 from reconciler.model.actions import AbortMigration, Action
 from reconciler.model.conditions import OperationReason
 from reconciler.model.domain import ObservedDomain
-from reconciler.model.migration import NotApplicableForPolicy, auto_converge
+from reconciler.model.migration import NotApplicableForPolicy, StorageMode, auto_converge
 from reconciler.model.phases import OperationPhase
 
 MOVES = (OperationType.EVICT, OperationType.MIGRATE)
@@ -33,6 +34,10 @@ class Migrations:
     failures: Mapping[str, str] = field(default_factory=dict)
     # The URIs this host's configuration lets it migrate to (migrationPeers).
     peers: tuple[str, ...] = ()
+    # How the disks move: copied, or only memory from a pool marked shared.
+    storage: StorageMode = StorageMode.COPY
+    # Why the VM cannot live-migrate (vm/migratable.py), asked only of an Evict or Migrate.
+    why_not_migratable: Callable[[], str] = lambda: ""
 
 
 def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | None:
@@ -50,6 +55,8 @@ def migrations_for(context: PlanContext, vm: VirtualMachine) -> Migrations | Non
         target,
         context.migration_failures,
         context.host.migration_peers,
+        context.host.migration_storage,
+        lambda: why_not_migratable(context, vm),
     )
 
 
@@ -91,15 +98,24 @@ def failed(operation: Operation, moves: Migrations | None) -> Verdict:
 
 def migration_refusal(operation: Operation, moves: Migrations | None) -> Verdict | None:
     """Evict and Migrate move a running VM to another node by live migration (the same
-    on the platform, §7.3): refused when its force contradicts the VM's migration
-    policy, when the fleet's schedule has no other node for it, or when that node
-    states no libvirt URI to reach it by."""
+    on the platform, §7.3): refused when the VM is not migratable (its Migratable
+    condition is False), when its force contradicts the VM's migration policy, when the
+    fleet's schedule has no other node for it, or when that node states no libvirt URI
+    to reach it by."""
     if moves is None:
         return Verdict(
             OperationPhase.FAILED,
             OperationReason.TARGET_UNSCHEDULABLE,
             "there is nowhere to move the VirtualMachine: the fleet has no other node;"
             " it keeps running here",
+        )
+    why = moves.why_not_migratable()
+    if why:
+        # The platform's words (vmop migration handler), then what cannot migrate.
+        return Verdict(
+            OperationPhase.FAILED,
+            OperationReason.OPERATION_FAILED,
+            f"VirtualMachine is not migratable: {why}",
         )
     converge = auto_converge(moves.policy, operation.spec.force)
     if isinstance(converge, NotApplicableForPolicy):
@@ -144,6 +160,7 @@ def migration(operation: Operation, moves: Migrations, continuing: bool = False)
         target_uri=target.uri,
         auto_converge=converge is True,
         announce=not continuing,
+        storage=moves.storage,
     )
 
 

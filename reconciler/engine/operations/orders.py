@@ -12,6 +12,7 @@ from reconciler.api.operation import OperationType
 from reconciler.engine.operations.execute import Record, operation_key
 from reconciler.model.actions import Action, CarryOutOperation, MigrateDomain
 from reconciler.model.conditions import Condition, OperationCondition, OperationReason
+from reconciler.model.migration import StorageMode
 from reconciler.model.phases import OperationPhase
 
 
@@ -60,10 +61,12 @@ class Order:
     continuing: bool = False
     # Why the step cannot be taken yet; nothing is done this pass.
     waiting: str = ""
-    # A migration's target node, its libvirt URI, and whether it auto-converges.
+    # A migration's target node, its libvirt URI, whether it auto-converges, and how
+    # its disks move.
     target: str = ""
     target_uri: str = ""
     auto_converge: bool = False
+    storage: StorageMode = StorageMode.COPY
     # A migration only announced this pass: recorded as started (the VM reported
     # Migrating, committed), begun by the next pass.
     announce: bool = False
@@ -84,6 +87,7 @@ class Order:
                 operation_key(self.operation),
                 self.target,
                 self.target_uri,
+                storage=self.storage,
                 auto_converge=self.auto_converge,
             )
         return CarryOutOperation(

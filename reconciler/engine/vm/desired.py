@@ -23,6 +23,7 @@ from reconciler.engine.vm.disk_layout import attached_disks, own_disks, seed_cdr
 from reconciler.engine.vm.seeds import SeedVolume, provisioning_seeds
 from reconciler.model.cpu import requested_millicores
 from reconciler.model.domain import DomainMetadata, DomainSpec, KernelBoot, Nic
+from reconciler.model.migration import StorageMode
 from reconciler.model.names import (
     domain_mac,
     domain_name,
@@ -54,6 +55,9 @@ class HostContext:
     image_directories: tuple[str, ...] = DEFAULT_IMAGE_DIRECTORIES
     # The libvirt URIs this host may migrate a guest to (migrationPeers).
     migration_peers: tuple[str, ...] = ()
+    # How a live migration moves the disks: copied, or not at all from a pool the
+    # configuration marks shared (storagePoolShared).
+    migration_storage: StorageMode = StorageMode.COPY
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPl
 from reconciler.engine.vm.capacity import Capacity
 from reconciler.engine.vm.definition import definition
 from reconciler.engine.vm.desired import DesiredDomain, build_domain
+from reconciler.engine.vm.migratable import migratable_condition
 from reconciler.engine.vm.power import PowerDecision, power_decision
 from reconciler.engine.vm.power_step import PowerInputs, plan_power
 from reconciler.engine.vm.running import running_changes
@@ -91,6 +92,7 @@ def _plan_vm(
 ) -> PlannedVM:
     observed = observation.domains.get(domain_name(vm))
     status = base_status(vm, observed, context.topology, context.host.node_name)
+    status.set(migratable_condition(context, vm))
     address = address_report(context.addressing, vm)
     status.set(address.condition)
     status.vmip_name, status.ip_address = address.vmip_name, address.ip_address

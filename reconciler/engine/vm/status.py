@@ -56,11 +56,12 @@ def base_status(
 
 
 def unplaced_status(
-    vm: VirtualMachine, why: str, topology: TopologyPolicy, node_name: str
+    vm: VirtualMachine, why: str, topology: TopologyPolicy, node_name: str, migratable: Condition
 ) -> VMStatus:
     """A VM no node of the fleet can take: reported Pending, with why, by the fleet's
     first node."""
     status = base_status(vm, None, topology, node_name)
+    status.set(migratable)
     status.set(mark_false(VMCondition.RUNNING, VMReason.UNSCHEDULABLE, why))
     return status
 
@@ -78,6 +79,15 @@ def broken_status(
         status.node_name = node_name
     report_agent(status, observed)
     message = findings[0].message if findings else "manifest is invalid"
+    # What it would take along is unknown: the platform, too, says False without a VM
+    # to look at (no KVVM).
+    status.set(
+        mark_false(
+            VMCondition.MIGRATABLE,
+            VMReason.VIRTUAL_MACHINE_NON_MIGRATABLE,
+            "the manifest is invalid, so what the VirtualMachine would migrate is unknown",
+        )
+    )
     status.set(
         mark_false(
             VMCondition.CONFIGURATION_APPLIED,

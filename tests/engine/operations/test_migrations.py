@@ -10,6 +10,7 @@ import pytest
 from reconciler.engine.plan import Observation, PlanContext, plan
 from reconciler.model.actions import AbortMigration, CarryOutOperation, DefineDomain, MigrateDomain
 from reconciler.model.domain import MigrationJob, PowerState
+from reconciler.model.migration import StorageMode
 from tests.engine.conftest import context_for, revision, vm_yaml
 from tests.engine.operations.vmops import DOMAIN, LINUX_VM, defined, report, vmop_yaml
 
@@ -178,3 +179,37 @@ def test_a_domain_the_migration_shut_off_here_is_never_started_again_nor_failed(
     assert result.actions == []
     assert LINUX_VM not in result.statuses
     assert EVICT not in {object_id.name for object_id in result.object_reports}
+
+
+@pytest.mark.parametrize("kind", ["Evict", "Migrate"])
+def test_a_vm_that_cannot_migrate_fails_its_operation_as_the_platform_does(kind: str) -> None:
+    # given hv1 runs KVM, and linux-vm's class gives it the host's own CPU (cpu.type Host)
+    ctx = on("hv1", vmop_yaml(EVICT, kind))
+    ctx = replace(ctx, host=replace(ctx.host, domain_type="kvm"))
+    # when hv1 plans the operation
+    result = plan(ctx, defined(ctx))
+    # then it fails with the platform's words and why, and nothing moves
+    verdict = report(result, EVICT)
+    assert verdict["phase"] == "Failed"
+    assert verdict["message"] == (
+        "VirtualMachine is not migratable: VirtualMachineClass generic gives it this host's"
+        " own CPU (cpu.type Host), and the fleet's hosts may have different ones"
+    )
+    assert migrations(result) == []
+    assert [a.outcome for a in result.actions if isinstance(a, CarryOutOperation)] == ["failed"]
+
+
+def test_a_migration_from_a_pool_the_hosts_share_moves_memory_only() -> None:
+    # given hv1's configuration marks its pool shared by the fleet's hosts
+    ctx = on("hv1", vmop_yaml(EVICT, "Evict"))
+    ctx = replace(ctx, host=replace(ctx.host, migration_storage=StorageMode.SHARED))
+    # when the announced Evict is carried out
+    (migrate,) = migrations(plan(ctx, defined(ctx, completed=(f"{KEY}:started>hv2",))))
+    # then the migration copies no disk
+    assert migrate.storage is StorageMode.SHARED
+
+
+def test_a_migration_from_an_unshared_pool_copies_the_disks() -> None:
+    ctx = on("hv1", vmop_yaml(EVICT, "Evict"))
+    (migrate,) = migrations(plan(ctx, defined(ctx, completed=(f"{KEY}:started>hv2",))))
+    assert migrate.storage is StorageMode.COPY
