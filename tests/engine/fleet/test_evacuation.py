@@ -300,3 +300,18 @@ def context_with_reports(
     made_ops = [r.generated for r in reports.values() if r.generated is not None]
     inventory = ctx.inventory.with_objects(as_loaded(g) for g in made_ops)
     return replace(ctx, inventory=inventory, operation_reports=reports)
+
+
+def test_a_vm_that_cannot_migrate_is_reported_and_left_running() -> None:
+    # given hv1 drained, a KVM host, running a VM whose class gives it the host's own CPU
+    ctx = fleet(drained=True, vms=("vm-a",))
+    ctx = replace(ctx, host=replace(ctx.host, domain_type="kvm"))
+    # when hv1 plans
+    result = plan(ctx, running_here(ctx))
+    # then it makes no operation, keeps the VM running, and says why in the drain
+    assert made(result) == {}
+    assert result.statuses[vm_id("vm-a")].phase == "Running"
+    assert result.drain is not None and result.drain["phase"] == "Blocked"
+    (entry,) = result.drain["cannotMigrate"]
+    assert entry["name"] == "default/vm-a"
+    assert entry["reason"].startswith("not migratable: VirtualMachineClass generic")
