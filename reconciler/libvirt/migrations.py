@@ -32,6 +32,7 @@ from reconciler.libvirt.migrate import (
     completion_limit_s,
 )
 from reconciler.libvirt.operation_record import NotOurDomain, write_record
+from reconciler.libvirt.seed_media import eject_seeds, insert_again
 
 log = logging.getLogger(__name__)
 # How often a running migration says how far it is in the log.
@@ -116,11 +117,17 @@ class Migrations:
                 said[0] = time.monotonic()
                 self._progress(f"live migration of {name} to {target}: {progress.line()}")
 
+        ejected: list[str] = []
         try:
+            if migration.request.storage is StorageMode.COPY:
+                ejected = eject_seeds(domain)
             result = migration.run(on_progress=report)
-        except MigrationError as error:
-            self._failed(domain, name, operation, target, error.reason)
+        except (MigrationError, libvirt.libvirtError) as error:
+            reason = error.reason if isinstance(error, MigrationError) else str(error)
+            insert_again(domain, ejected)
+            self._failed(domain, name, operation, target, reason)
         except Exception as error:
+            insert_again(domain, ejected)
             self._failed(domain, name, operation, target, f"unexpected error: {error}")
         else:
             self._progress(f"{name} runs on {target} now ({result.elapsed_s:.1f} s)")

@@ -9,11 +9,13 @@ VM from moving:
 - A read-only volume of this host's pool, when the pool is not shared: an image
   (VirtualImage, ClusterVirtualImage: a host file imported into the pool and attached
   read-only, as a CD-ROM or a disk), whether in blockDeviceRefs or hot-plugged by a
-  VirtualMachineBlockDeviceAttachment, and the provisioning seed CD-ROM. A migration
-  that copies storage (`NON_SHARED_DISK`) copies only writable disks; libvirt expects
-  the read-only ones to be on the destination already, and they are not, so the
-  migration would fail there. On a pool the configuration marks shared
-  (`storagePoolShared`) every host has them.
+  VirtualMachineBlockDeviceAttachment. A migration that copies storage
+  (`NON_SHARED_DISK`) copies only writable disks; libvirt expects the read-only ones to
+  be on the destination already, and they are not, so the migration would fail there.
+  On a pool the configuration marks shared (`storagePoolShared`) every host has them.
+  The provisioning seed CD-ROM is no obstacle: it is read at boot only, so the source
+  ejects it from the running instance before it migrates (libvirt/seed_media.py) and
+  the destination makes the seed volume again for the next boot.
 - A class whose CPU is the host's own (`cpu.type` Host or HostPassthrough), in a fleet
   of more than one Node: the guest sees this host's CPU model and features, which
   another host may not have. Under software emulation (TCG) such a class gets a
@@ -82,8 +84,6 @@ def _read_only(context: PlanContext, vm: VirtualMachine) -> list[str]:
                 f"{image.kind} {image.name}{_file(view, image)}, hot-plugged by"
                 f" VirtualMachineBlockDeviceAttachment {attachment.name}"
             )
-    if vm.spec.provisioning is not None:
-        found.append("its provisioning seed CD-ROM")
     return found
 
 
