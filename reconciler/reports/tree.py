@@ -68,7 +68,12 @@ def write_host_reports(
     changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
     changed.extend(write_object_reports(root, plan.object_reports, present, now))
     node = node_status(
-        host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
+        host.node_name,
+        host.cpu_capacity_millicores,
+        documents,
+        revision,
+        last_error,
+        host.memory_capacity_bytes,
     )
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
@@ -142,7 +147,14 @@ def write_node_report(root: Path, host: HostContext, revision: str, error: str) 
     if isinstance(status, dict):
         node = {**status, "lastError": error}
     else:
-        node = node_status(host.node_name, host.cpu_capacity_millicores, {}, revision, error)
+        node = node_status(
+            host.node_name,
+            host.cpu_capacity_millicores,
+            {},
+            revision,
+            error,
+            host.memory_capacity_bytes,
+        )
     changed = _write_node(root, host.node_name, node)
     changed.extend(_write_readme(root))
     return changed
