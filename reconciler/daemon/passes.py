@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.api import Node
+from reconciler.daemon.admission import write_admission_state
 from reconciler.daemon.components import Components
 from reconciler.daemon.notify import Notifier
 from reconciler.engine.fleet.placement import host_capacity
@@ -246,6 +247,7 @@ class Pass:
         self.health.pass_failure = ""
         self._memory.logged_failure = ""
         self._publish(result, revision, self.health.last_error, why)
+        write_admission_state(self.config.cache_dir, result.context.host, result.statuses_plan)
         stages.mark("status")
         if any(isinstance(a, MigrateDomain) for a in result.statuses_plan.actions):
             # A migration this pass announced (its Migrating report now in Git) is begun
