@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reconciler.libvirt.hook import qemu_hook, state_path
+from reconciler.libvirt.hook import qemu_hook
 
 # The daemon's cacheDir when its configuration names none (config.py).
 DEFAULT_CACHE_DIR = Path("/var/lib/reconciler")
@@ -45,7 +45,7 @@ def hook_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     code, message = qemu_hook(
-        args.domain, args.operation, args.subop, sys.stdin.buffer, state_path(args.cache_dir)
+        args.domain, args.operation, args.subop, sys.stdin.buffer, args.cache_dir
     )
     if message:
         # One line: libvirt puts it into the error the source host reports.

@@ -54,8 +54,6 @@ def write_admission_state(cache_dir: Path, host: HostContext, plan: Plan) -> Non
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 json.dump(document, file, separators=(",", ":"))
-            # libvirtd runs the hook as root; anyone may read what it weighs.
-            os.chmod(temporary, 0o644)
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -13,7 +13,9 @@ count) and the guaranteed CPU and memory each of its running VMs holds. The inco
 VM's share is read from our `<metadata>` in its XML (the spec it runs with) and its
 memory from the XML's `<memory>`. What is not ours, and every other operation, is let
 through; so is everything while there is no state to weigh against (a daemon that
-never ran must not stop migrations: it says so on stderr).
+never ran must not stop migrations: it says so on stderr). The migrations it let in
+since the daemon's last pass count too (hook_ledger.py): two VMs of a drain bound for
+one host do not both fit in the room of one.
 
 libvirtd starts the hook for every domain it starts, stops or receives: this module
 imports only the standard library's json and ElementTree and two small modules of ours.
@@ -24,11 +26,13 @@ incoming domain's XML.
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from reconciler.libvirt import hook_ledger
 from reconciler.libvirt.units import memory_kib
 from reconciler.model.cpu import millicores_of
 from reconciler.model.xmlns import METADATA_NAMESPACE
@@ -170,9 +174,12 @@ def incoming_domain(xml: bytes) -> Incoming | None:
 
 
 def qemu_hook(
-    domain: str, operation: str, subop: str, stdin: BinaryIO, state_file: Path
+    domain: str, operation: str, subop: str, stdin: BinaryIO, cache_dir: Path
 ) -> tuple[int, str]:
     """The hook's exit code and what it says on stderr ("" for nothing)."""
+    if (operation, subop) == ("release", "end"):
+        hook_ledger.release(hook_ledger.ledger_path(cache_dir), domain)
+        return ACCEPT, ""
     if (operation, subop) != ("migrate", "begin"):
         return ACCEPT, ""
     try:
@@ -182,28 +189,44 @@ def qemu_hook(
     if incoming is None:
         return ACCEPT, ""
     try:
-        state = read_state(state_file)
+        state = read_state(state_path(cache_dir))
     except StateUnreadable as error:
         return ACCEPT, (
             f"reconciler: accepting the incoming migration of {domain} unchecked:"
             f" no capacity to weigh it against ({error}; the daemon writes it after each pass)"
         )
-    refusal = _does_not_fit(domain, incoming, state)
+    refusal = hook_ledger.admit(
+        hook_ledger.ledger_path(cache_dir),
+        domain,
+        (incoming.millicores, incoming.memory_bytes),
+        state.held,
+        time.time(),
+        lambda arriving: _does_not_fit(domain, incoming, state, arriving),
+    )
     return (REFUSE, refusal) if refusal else (ACCEPT, "")
 
 
-def _does_not_fit(domain: str, incoming: Incoming, state: State) -> str:
-    """Why the host cannot take the VM, "" when it can. The domain itself, if the state
-    still counts it here, is not counted twice."""
-    cpu = sum(share[0] for name, share in state.held.items() if name != domain)
-    memory = sum(share[1] for name, share in state.held.items() if name != domain)
+def _does_not_fit(
+    domain: str,
+    incoming: Incoming,
+    state: State,
+    arriving: Mapping[str, tuple[int, int, float]],
+) -> str:
+    """Why the host cannot take the VM, "" when it can: what its domains hold, and the
+    migrations let in since (`arriving`), leave too little. The domain itself, if the
+    state still counts it here, is not counted twice."""
+    shares = [share for name, share in state.held.items() if name != domain]
+    shares += [(entry[0], entry[1]) for entry in arriving.values()]
+    cpu = sum(share[0] for share in shares)
+    memory = sum(share[1] for share in shares)
     free_cpu = max(state.cpu_millicores - cpu, 0)
     where = f"Node {state.node}"
+    coming = f" ({len(arriving)} more arriving)" if arriving else ""
     if incoming.millicores > free_cpu:
         return (
             f"reconciler: {where} refuses VM {incoming.vm} ({domain}): it needs"
             f" {incoming.millicores}m of guaranteed CPU and only {free_cpu}m of"
-            f" {state.cpu_millicores}m are free"
+            f" {state.cpu_millicores}m are free{coming}"
         )
     if state.memory_bytes is not None:
         free_memory = max(state.memory_bytes - memory, 0)
@@ -211,6 +234,6 @@ def _does_not_fit(domain: str, incoming: Incoming, state: State) -> str:
             return (
                 f"reconciler: {where} refuses VM {incoming.vm} ({domain}): it needs"
                 f" {incoming.memory_bytes} bytes of memory and only {free_memory} of"
-                f" {state.memory_bytes} are free"
+                f" {state.memory_bytes} are free{coming}"
             )
     return ""

@@ -210,3 +210,48 @@ def test_the_hook_refuses_a_vm_the_daemons_own_state_has_no_room_for(
     # then it does not fit beside it
     assert done.returncode == 1
     assert "only 1000m of 3000m are free" in done.stderr.decode()
+
+
+# --- migrations let in since the daemon's last pass -----------------------------------
+
+
+def twin(xml: bytes, name: str) -> bytes:
+    """The incoming XML of another VM of the same size."""
+    return xml.replace(b"<name>incoming.default</name>", f"<name>{name}</name>".encode())
+
+
+def test_a_second_vm_arriving_before_the_daemon_passes_counts_the_first(
+    tmp_path: Path, incoming_xml: bytes
+) -> None:
+    # given a destination of 3 free CPUs, as its daemon last wrote
+    cache_dir = destination(tmp_path, 3, 64, {})
+    # when two VMs of 2 CPUs each are sent to it, one after the other (a drain)
+    first = run_hook(cache_dir, incoming_xml)
+    second = run_hook(cache_dir, twin(incoming_xml, "twin.default"), domain="twin.default")
+    # then the first is let in and the second is refused: both would not fit
+    assert first.returncode == 0
+    assert second.returncode == 1
+    assert "only 1000m of 3000m are free (1 more arriving)" in second.stderr.decode()
+
+
+def test_a_migration_libvirt_released_no_longer_counts(tmp_path: Path, incoming_xml: bytes) -> None:
+    # given a VM let in whose migration then failed: libvirt releases its domain here
+    cache_dir = destination(tmp_path, 3, 64, {})
+    assert run_hook(cache_dir, incoming_xml).returncode == 0
+    assert run_hook(cache_dir, b"", "release", "end", "-").returncode == 0
+    # then another of the same size fits in its room
+    done = run_hook(cache_dir, twin(incoming_xml, "twin.default"), domain="twin.default")
+    assert done.returncode == 0
+
+
+def test_a_vm_that_arrived_is_counted_once_the_daemons_state_has_it(
+    tmp_path: Path, incoming_xml: bytes
+) -> None:
+    # given a destination of 4 free CPUs that let in a VM of 2
+    cache_dir = destination(tmp_path, 4, 64, {})
+    assert run_hook(cache_dir, incoming_xml).returncode == 0
+    # when its daemon's next pass counts that VM as running there
+    destination(tmp_path, 4, 64, {DOMAIN: (2000, 2 * GIB)})
+    # then a second VM of 2 CPUs fits beside it: the first is not counted twice
+    done = run_hook(cache_dir, twin(incoming_xml, "twin.default"), domain="twin.default")
+    assert done.returncode == 0
