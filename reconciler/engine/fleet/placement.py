@@ -32,7 +32,7 @@ class FleetNode:
 
 @dataclass(frozen=True)
 class ReportedCapacity:
-    """The guaranteed capacity a host's own Node report states (reports/reported.py
+    """The guaranteed capacity a host's own Node report states (reports/reported_capacity.py
     checked it); None where the report does not say."""
 
     cpu_millicores: int | None = None
