@@ -85,6 +85,12 @@ COMMANDS: tuple[Command, ...] = (
         "node_arguments",
     ),
     Command(
+        "hook",
+        "libvirt's QEMU hook: refuse an incoming live migration the host cannot take",
+        "reconciler.cli.hook",
+        "hook_arguments",
+    ),
+    Command(
         "console",
         "attach to a VM's serial console (^] detaches)",
         "reconciler.cli.console",

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from reconciler.cli.common import (
 )
 from reconciler.cli.terminal import emit, escaped
 from reconciler.config import Config
+from reconciler.engine.fleet.placement import host_capacity
 from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.plan import Outcome, Plan
 from reconciler.engine.reconcile import (
@@ -90,18 +92,21 @@ def _revision(directory: Path) -> str:
 
 
 def _host(
-    args: argparse.Namespace, config: Config | None, capacity_cpus: int, nodes: list[Node]
+    args: argparse.Namespace,
+    config: Config | None,
+    info: Sequence[Any],
+    nodes: list[Node],
 ) -> HostContext:
+    """`info`: what virNodeGetInfo says of the host (its memory in MiB, its CPUs)."""
     node_name = args.node_name or (config.node_name if config else os.uname().nodename)
-    for node in nodes:
-        if node.name == node_name and node.spec.capacity.cpu:
-            capacity_cpus = node.spec.capacity.cpu
+    millicores, memory = host_capacity(nodes, node_name, int(info[2]), int(info[1]) << 20)
     return HostContext(
         node_name=node_name,
         domain_type="qemu" if _domain_type(args.domain_type) == "qemu" else "kvm",
         storage_pool=args.storage_pool or (config.storage_pool if config else "default"),
         network=args.network or (config.network if config else None),
-        cpu_capacity_millicores=capacity_cpus * 1000,
+        cpu_capacity_millicores=millicores,
+        memory_capacity_bytes=memory,
         change_profile=args.profile or (config.change_profile if config else "default"),
         node_labels=tuple(sorted(config.node_labels.items())) if config else (),
         image_directories=image_directories_from(args, config),
@@ -123,7 +128,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     keep_known_reports(config.cache_dir if config else None)
     loaded = load_directory(args.dir)
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
-    host = _host(args, config, connection.getInfo()[2], nodes)
+    host = _host(args, config, connection.getInfo(), nodes)
     pool = pool_from(args, config)
     # The leases of the reports this pass will write over, else of the repository's own.
     status_dir = getattr(args, "status_dir", None) or args.dir / "status"

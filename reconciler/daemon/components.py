@@ -90,6 +90,13 @@ class Libvirt:
             return None
         return int(self.connection.getInfo()[2])
 
+    def memory_bytes(self) -> int | None:
+        """The host's memory as libvirt counts it (virNodeGetInfo, in MiB); None before
+        the first connection."""
+        if self.connection is None:
+            return None
+        return int(self.connection.getInfo()[1]) * (1 << 20)
+
 
 class _Scheduler:
     """The interval trigger: apscheduler's scheduler stopped without waiting for a job."""

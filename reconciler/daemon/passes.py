@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.api import Node
+from reconciler.daemon.admission import write_admission_state
 from reconciler.daemon.components import Components
 from reconciler.daemon.notify import Notifier
+from reconciler.engine.fleet.placement import host_capacity
 from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.reconcile import (
     PassResult,
@@ -132,13 +134,14 @@ class Pass:
 
     def _host(self, loaded: LoadResult | None = None) -> HostContext:
         cpus = self._libvirt.cpus()
-        capacity = 1 if cpus is None else cpus
         # The repository's Node object, when it states a capacity, is what admission
         # weighs against (an operator may keep CPUs back for the host itself).
-        for obj in loaded.objects if loaded is not None else ():
-            model = obj.model
-            if isinstance(model, Node) and model.name == self.config.node_name:
-                capacity = model.spec.capacity.cpu or capacity
+        millicores, memory = host_capacity(
+            (o.model for o in (loaded.objects if loaded else ()) if isinstance(o.model, Node)),
+            self.config.node_name,
+            1 if cpus is None else cpus,
+            self._libvirt.memory_bytes(),
+        )
         domain_type = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
         forced = os.environ.get("RECONCILER_DOMAIN_TYPE")
         if forced in ("kvm", "qemu"):
@@ -148,7 +151,8 @@ class Pass:
             domain_type="qemu" if domain_type == "qemu" else "kvm",
             storage_pool=self.config.storage_pool,
             network=self.config.network or None,
-            cpu_capacity_millicores=capacity * 1000,
+            cpu_capacity_millicores=millicores,
+            memory_capacity_bytes=memory,
             change_profile=self.config.change_profile,
             node_labels=tuple(sorted(self.config.node_labels.items())),
             image_directories=tuple(str(d) for d in self.config.image_directories),
@@ -244,6 +248,7 @@ class Pass:
         self.health.pass_failure = ""
         self._memory.logged_failure = ""
         self._publish(result, revision, self.health.last_error, why)
+        write_admission_state(self.config.cache_dir, result.context.host, result.statuses_plan)
         stages.mark("status")
         if any(isinstance(a, MigrateDomain) for a in result.statuses_plan.actions):
             # A migration this pass announced (its Migrating report now in Git) is begun

@@ -19,7 +19,7 @@ from reconciler.engine.devices.device_index import device_index
 from reconciler.engine.devices.disks import DiskRecord
 from reconciler.engine.devices.storage import ImageSourceFacts
 from reconciler.engine.devices.vm_devices import images_to_inspect
-from reconciler.engine.fleet.placement import fleet
+from reconciler.engine.fleet.placement import ReportedCapacity, fleet
 from reconciler.engine.network.addressing import AddressInputs, NetworkFacts, assign
 from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.engine.operations.generated import as_loaded
@@ -121,6 +121,8 @@ class EarlierReports:
     migrations: Mapping[ObjectId, str] = field(default_factory=dict)
     disks: Mapping[str, DiskRecord] = field(default_factory=dict)
     operations: Mapping[ObjectId, ReportedOperation] = field(default_factory=dict)
+    # The guaranteed capacity each host's own Node report states, by Node name.
+    capacities: Mapping[str, ReportedCapacity] = field(default_factory=dict)
 
 
 def plan_context(
@@ -153,6 +155,7 @@ def plan_context(
                 (obj.model for obj in result.objects if isinstance(obj.model, Node)),
                 host.node_name,
                 dict(host.node_labels),
+                earlier.capacities,
             )
         ),
         reported_nodes=earlier.nodes,

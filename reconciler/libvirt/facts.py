@@ -6,28 +6,12 @@ import xml.etree.ElementTree as ET
 
 from reconciler.libvirt.metadata import parse_metadata
 from reconciler.libvirt.render import GUEST_AGENT_CHANNEL
+from reconciler.libvirt.units import memory_kib
 from reconciler.model.domain import DefinitionView, DomainFacts
 
 # libvirt keeps the aliases a user gives devices only with this prefix; ours mark the
 # disks hot-plugged for attachments (engine/attachments.py).
 USER_ALIAS_PREFIX = "ua-"
-
-_KIB_PER_UNIT = {
-    "b": 1 / 1024,
-    "bytes": 1 / 1024,
-    "k": 1,
-    "kib": 1,
-    "kb": 1000 / 1024,
-    "m": 1024,
-    "mib": 1024,
-    "mb": 1000**2 / 1024,
-    "g": 1024**2,
-    "gib": 1024**2,
-    "gb": 1000**3 / 1024,
-    "t": 1024**3,
-    "tib": 1024**3,
-    "tb": 1000**4 / 1024,
-}
 
 
 def _int(text: str | None, default: int = 0) -> int:
@@ -35,13 +19,6 @@ def _int(text: str | None, default: int = 0) -> int:
         return int(text) if text is not None else default
     except ValueError:
         return default
-
-
-def _memory_kib(element: ET.Element | None) -> int:
-    if element is None:
-        return 0
-    factor = _KIB_PER_UNIT.get(element.get("unit", "KiB").lower(), 1)
-    return int(_int(element.text) * factor)
 
 
 def parse_definition(xml: str) -> DefinitionView:
@@ -91,7 +68,7 @@ def parse_definition(xml: str) -> DefinitionView:
         max_vcpus=max_vcpus,
         sockets=sockets,
         cores_per_socket=cores,
-        memory_kib=_memory_kib(root.find("memory")),
+        memory_kib=memory_kib(root.find("memory")),
         cpu_mode=cpu.get("mode", "custom") if cpu is not None else "",
         shares=_int(shares_element.text) if shares_element is not None else None,
         disks=tuple(disks),

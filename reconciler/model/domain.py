@@ -13,9 +13,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from reconciler.model.guest import GuestAgent
-
-METADATA_NAMESPACE = "https://vm-reconciler.io/xmlns/domain/1"
-METADATA_PREFIX = "vmr"
+from reconciler.model.xmlns import METADATA_NAMESPACE as METADATA_NAMESPACE
+from reconciler.model.xmlns import METADATA_PREFIX as METADATA_PREFIX
 
 
 class PowerState(StrEnum):

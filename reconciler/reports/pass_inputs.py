@@ -17,6 +17,7 @@ from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.reports.reported import reported_disks, reported_migrations, reported_nodes
+from reconciler.reports.reported_capacity import reported_capacities
 from reconciler.reports.reported_operations import reported_operations
 from reconciler.rules import Pool, check
 
@@ -25,13 +26,15 @@ def earlier_reports(status_root: Path | None, disk_reports_root: Path | None) ->
     """What the reports say: status_root holds the fleet's latest reports, which keep
     each VM on the host that runs it; the disk reports (under disk_reports_root, else
     status_root) tell which disks existed, and the operation reports are read from the
-    same root: the reports this pass writes over."""
+    same root: the reports this pass writes over. The Node reports' capacities come
+    from status_root, as every host of the fleet reads them."""
     disks_root = disk_reports_root or status_root
     return EarlierReports(
         nodes=reported_nodes(status_root) if status_root is not None else {},
         migrations=reported_migrations(status_root) if status_root is not None else {},
         disks=reported_disks(disks_root) if disks_root is not None else {},
         operations=reported_operations(disks_root) if disks_root is not None else {},
+        capacities=reported_capacities(status_root) if status_root is not None else {},
     )
 
 

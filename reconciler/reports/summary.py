@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from reconciler import __version__
 from reconciler.api import ObjectId
+from reconciler.api.quantity import Quantity, QuantityError, format_bytes
 from reconciler.model.conditions import VMCondition
 
 COLUMNS = (
@@ -112,19 +114,56 @@ def node_status(
     statuses: Mapping[ObjectId, Mapping[str, Any]],
     revision: str,
     last_error: str,
+    capacity_memory_bytes: int | None = None,
 ) -> dict[str, Any]:
+    """The host's Node report. `capacity` is the guaranteed CPU and memory the host offers
+    (its Node manifest's when stated, else what libvirt counts), which the fleet's
+    placement reads back (reported_capacity.py); `allocated` what its running VMs hold."""
     phases = Counter(str(status.get("phase", "")) for status in statuses.values())
-    guaranteed = 0
-    for status in statuses.values():
-        requested = status.get("resources", {}).get("cpu", {}).get("requestedCores")
-        if requested:
-            text = str(requested)
-            guaranteed += int(text[:-1]) if text.endswith("m") else int(text) * 1000
+    held = allocated(statuses)
+    capacity = {"cpu": cpu_quantity(capacity_millicores)}
+    if capacity_memory_bytes is not None:
+        capacity["memory"] = format_bytes(capacity_memory_bytes)
     return {
-        "capacity": {"cpu": f"{capacity_millicores // 1000}"},
-        "guaranteedCPUInUse": f"{guaranteed}m",
+        "capacity": capacity,
+        "allocated": {"cpu": cpu_quantity(held.millicores), "memory": format_bytes(held.bytes)},
+        "guaranteedCPUInUse": f"{held.millicores}m",
         "virtualMachines": {"total": len(statuses), **dict(sorted(phases.items()))},
         "lastAppliedRevision": revision,
         "lastError": last_error,
         "version": __version__,
     }
+
+
+class Held:
+    """Guaranteed CPU (millicores) and memory (bytes) that running VMs hold."""
+
+    __slots__ = ("bytes", "millicores")
+
+    def __init__(self, millicores: int = 0, memory_bytes: int = 0) -> None:
+        self.millicores = millicores
+        self.bytes = memory_bytes
+
+
+def allocated(statuses: Mapping[ObjectId, Mapping[str, Any]]) -> Held:
+    """What the VMs of these reports hold while they run: a VM reports its requestedCores
+    only while its domain is active (engine/vm/status.py), and holds its memory then."""
+    held = Held()
+    for status in statuses.values():
+        resources = status.get("resources", {})
+        requested = resources.get("cpu", {}).get("requestedCores")
+        if not requested:
+            continue
+        text = str(requested)
+        held.millicores += int(text[:-1]) if text.endswith("m") else int(text) * 1000
+        size = resources.get("memory", {}).get("size")
+        # Written by this host from a checked spec, so always a quantity; still, a
+        # report is no place for a pass to fail.
+        with contextlib.suppress(QuantityError):
+            held.bytes += Quantity(str(size)).bytes if size is not None else 0
+    return held
+
+
+def cpu_quantity(millicores: int) -> str:
+    """Whole cores as a plain number (`4`), anything else in millicores (`2500m`)."""
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"

@@ -79,7 +79,12 @@ def write_host_reports(
         )
     )
     node = node_status(
-        host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
+        host.node_name,
+        host.cpu_capacity_millicores,
+        documents,
+        revision,
+        last_error,
+        host.memory_capacity_bytes,
     )
     if plan.drain is not None:
         node["drain"] = plan.drain
@@ -170,7 +175,14 @@ def write_node_report(root: Path, host: HostContext, revision: str, error: str) 
     if isinstance(status, dict):
         node = {**status, "lastError": error}
     else:
-        node = node_status(host.node_name, host.cpu_capacity_millicores, {}, revision, error)
+        node = node_status(
+            host.node_name,
+            host.cpu_capacity_millicores,
+            {},
+            revision,
+            error,
+            host.memory_capacity_bytes,
+        )
     changed = _write_node(root, host.node_name, node)
     changed.extend(_write_readme(root))
     return changed

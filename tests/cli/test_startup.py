@@ -32,7 +32,18 @@ PARSING_SKIPS = ("dataclasses", "inspect", "typing")
 # What reading manifests or reports does not need: the engine, the host configuration,
 # and libvirt and Git, which only a pass or the daemon talks to.
 READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
-COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "node", "console")
+COMMANDS = (
+    "validate",
+    "plan",
+    "apply",
+    "run",
+    "get",
+    "describe",
+    "vm",
+    "node",
+    "hook",
+    "console",
+)
 # Runs `reconciler ARGS...` as the `reconciler` script does (main() reads sys.argv),
 # then prints on a last line, as JSON, the kinds whose validators were built, the
 # modules loaded and how many objects the garbage collector has frozen.
@@ -167,6 +178,14 @@ def test_get_builds_the_validator_of_the_kind_it_lists_only(checkout: Path) -> N
 
     assert "linux-vm" in probe.output
     assert probe.built_kinds == ["VirtualMachine"]
+
+
+def test_the_libvirt_hook_loads_nothing_but_what_it_weighs_with(tmp_path: Path) -> None:
+    # libvirtd starts it for every domain it starts, stops or receives, and waits for it.
+    probe = run_probe("hook", "qemu", "--cache-dir", str(tmp_path), "vm.ns", "start", "begin", "-")
+
+    assert probe.output == ""
+    assert loaded(probe.modules, *HEAVY, *PARSING_SKIPS[:2], "reconciler.api") == []
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPlan
-from reconciler.engine.vm.capacity import millicores_of
 from reconciler.engine.vm.lifecycle import running_metadata, terminating_status
 from reconciler.model.actions import DeleteSeedVolume, UndefineDomain
+from reconciler.model.cpu import millicores_of
 from reconciler.model.names import domain_name, seed_volume_prefix
 from reconciler.model.status import VMStatus
 

@@ -22,11 +22,21 @@ class FleetNode:
     name: str
     labels: Mapping[str, str]
     schedulable: bool = True
-    # What the Node manifest states: its guaranteed capacity (None: not limited) and
-    # the libvirt URI other hosts migrate to.
+    # Its guaranteed capacity (None: not known, not limited), each as the Node manifest
+    # states it, else as the host's latest Node report does; and the libvirt URI other
+    # hosts migrate to.
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
     libvirt_uri: str = ""
+
+
+@dataclass(frozen=True)
+class ReportedCapacity:
+    """The guaranteed capacity a host's own Node report states (reports/reported_capacity.py
+    checked it); None where the report does not say."""
+
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,26 +45,59 @@ class Placement:
     reason: str
 
 
-def fleet(nodes: Iterable[Node], local: str, local_labels: Mapping[str, str]) -> list[FleetNode]:
+def fleet(
+    nodes: Iterable[Node],
+    local: str,
+    local_labels: Mapping[str, str],
+    reported: Mapping[str, ReportedCapacity] | None = None,
+) -> list[FleetNode]:
     """The fleet from the repository's Node objects; this host alone, with its configured
-    labels, when there are none."""
+    labels, when there are none.
+
+    `reported`: the capacity each host's latest Node report states, by Node name. Each
+    of CPU and memory is the manifest's when it states it (an operator may keep some
+    back for the host itself), else the report's, else not limited. Every host reads
+    the same reports from Git, so every host sees the same capacities; its own live
+    count is never used here, or two hosts could place one VM differently.
+    """
+    reports = reported or {}
     # A Node's labels are its manifest's alone: every host reads the same ones. A host's
     # configured nodeLabels serve a fleet of one; merged into its own Node they would
     # make its schedule differ from its peers'.
-    members = [
-        FleetNode(
-            node.name,
-            dict(node.metadata.labels),
-            not node.spec.unschedulable,
-            None if node.spec.capacity.cpu is None else node.spec.capacity.cpu * 1000,
-            None if node.spec.capacity.memory is None else node.spec.capacity.memory.bytes,
-            node.spec.libvirt_uri or "",
+    members = []
+    for node in nodes:
+        stated = node.spec.capacity
+        found = reports.get(node.name, _NOT_REPORTED)
+        members.append(
+            FleetNode(
+                node.name,
+                dict(node.metadata.labels),
+                not node.spec.unschedulable,
+                found.cpu_millicores if stated.cpu is None else stated.cpu * 1000,
+                found.memory_bytes if stated.memory is None else stated.memory.bytes,
+                node.spec.libvirt_uri or "",
+            )
         )
-        for node in nodes
-    ]
     if not members:
         return [FleetNode(local, dict(local_labels))]
     return sorted(members, key=lambda member: member.name)
+
+
+_NOT_REPORTED = ReportedCapacity()
+
+
+def host_capacity(
+    nodes: Iterable[Node], local: str, cpus: int, memory_bytes: int | None
+) -> tuple[int, int | None]:
+    """This host's guaranteed CPU (millicores) and memory (bytes): what its Node manifest
+    states, else what libvirt counts (`cpus`, `memory_bytes`). What it admits VMs to,
+    reports in its Node report, and lets a live migration bring in (libvirt/hook.py)."""
+    for node in nodes:
+        if node.name == local:
+            stated = node.spec.capacity
+            cpus = stated.cpu or cpus
+            memory_bytes = stated.memory.bytes if stated.memory is not None else memory_bytes
+    return cpus * 1000, memory_bytes
 
 
 def requirement_holds(

@@ -15,7 +15,8 @@ virtual machines on nodes"):
   anywhere while the VM matches its own term, as Kubernetes allows the first of a
   group); required VM anti-affinity, both its own and that of the VMs already there;
   and guaranteed capacity: the requested CPU (cores x coreFraction) and memory of the
-  VMs meant to run there stay within the host's capacity.
+  VMs meant to run there stay within the host's capacity (its Node manifest's, else
+  what its latest Node report states: placement.fleet).
 - Among those, soft rules score (preferred node affinity, preferred VM affinity and
   anti-affinity, by weight); the rendezvous hash of (VM, host) breaks ties, so the
   answer is stable when hosts come and go.
@@ -65,7 +66,7 @@ class FleetHost:
 
     @classmethod
     def of(cls, node: FleetNode) -> FleetHost:
-        """The host with the capacity its Node manifest states."""
+        """The host with the capacity its Node states (its manifest, else its report)."""
         return cls(node, node.cpu_millicores, node.memory_bytes)
 
 

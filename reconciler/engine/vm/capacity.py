@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from reconciler.model.cpu import requested_millicores
+from reconciler.model.cpu import millicores_of
 from reconciler.model.domain import ObservedDomain
 
 
@@ -43,16 +43,3 @@ def capacity_in_use(
         if observed.state.active and observed.live and observed.live.metadata:
             used += millicores_of(observed.live.metadata.spec)
     return Capacity(total, used)
-
-
-def millicores_of(spec: Mapping[str, object]) -> int:
-    """The guaranteed share a VM spec (as its domain's metadata keeps it) asks for; 0
-    for a spec that does not say."""
-    cpu = spec.get("cpu")
-    if not isinstance(cpu, dict):
-        return 0
-    cores = cpu.get("cores", 0)
-    fraction = str(cpu.get("coreFraction", "100%")).rstrip("%")
-    if not isinstance(cores, int) or not fraction.isdigit():
-        return 0
-    return requested_millicores(cores, int(fraction))

@@ -48,6 +48,9 @@ class HostContext:
     storage_pool: str = "default"
     network: str | None = None
     cpu_capacity_millicores: int = 1000
+    # The host's guaranteed memory (its Node manifest's, else libvirt's count); None
+    # when not known. Reported in its Node report for the fleet's placement.
+    memory_capacity_bytes: int | None = None
     change_profile: str = "default"
     # This host's labels from its configuration, added to its Node object's.
     node_labels: tuple[tuple[str, str], ...] = ()

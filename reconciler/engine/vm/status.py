@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from reconciler.api import ObjectId, VirtualMachine
-from reconciler.engine.vm.capacity import millicores_of
 from reconciler.engine.vm.desired import DesiredDomain
 from reconciler.engine.vm.lifecycle import phase_of, report_agent, running_metadata
 from reconciler.findings import Finding, Rule
 from reconciler.model.conditions import Condition, VMCondition, VMReason, mark_false, mark_true
+from reconciler.model.cpu import millicores_of
 from reconciler.model.domain import ObservedDomain
 from reconciler.model.status import VMStatus
 from reconciler.policies import TopologyPolicy
