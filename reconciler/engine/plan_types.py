@@ -18,6 +18,7 @@ from reconciler.engine.devices.disks import DiskRecord
 from reconciler.engine.devices.storage import ImageSourceFacts
 from reconciler.engine.fleet.placement import FleetNode
 from reconciler.engine.fleet.schedule import Schedule
+from reconciler.engine.fleet.strays import StrayDomain
 from reconciler.engine.network.addressing import Addressing, AddressInputs, NetworkFacts
 from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.engine.vm.changes import ChangeTable
@@ -120,6 +121,8 @@ class Plan:
     # The `status:` documents of the other objects this host reports (operations, disks,
     # attachments: those of the VMs it runs), by object; written beside the VM reports.
     object_reports: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    # The domains here of VMs another host runs (fleet/strays.py): the Node report lists them.
+    strays: list[StrayDomain] = field(default_factory=list)
 
     @property
     def actions(self) -> list[Action]:

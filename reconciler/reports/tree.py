@@ -70,6 +70,8 @@ def write_host_reports(
     node = node_status(
         host.node_name, host.cpu_capacity_millicores, documents, revision, last_error
     )
+    if plan.strays:  # copies of VMs other hosts run, for the operator (engine/fleet/strays.py)
+        node["strayDomains"] = [stray.report() for stray in plan.strays]
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
