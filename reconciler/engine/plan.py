@@ -13,7 +13,6 @@ types it takes and gives are in plan_types.py.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from reconciler.api import ObjectId, RunPolicy, VirtualMachine
@@ -21,7 +20,7 @@ from reconciler.engine.devices.block_devices import PassDevices
 from reconciler.engine.devices.pass_volumes import pass_volumes
 from reconciler.engine.fleet.assignment import assign, reports_broken_here
 from reconciler.engine.fleet.deletions import desired_names, plan_deletions
-from reconciler.engine.fleet.strays import StrayDomain, find_strays, pauses
+from reconciler.engine.fleet.strays import find_strays
 from reconciler.engine.network.releases import release_stale_reservations
 from reconciler.engine.operations.status import report_operations
 from reconciler.engine.plan_types import (
@@ -37,7 +36,6 @@ from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.plan_vm import SUSPEND_ANNOTATION, plan_vm
 from reconciler.engine.vm.status import broken_status, unplaced_status
 from reconciler.findings import Finding
-from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name
 
 
@@ -53,12 +51,9 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     deletions = plan_deletions(context, observation, wanted)
     vm_plans = list(deletions.vms)
     # Copies of VMs another host runs are not this host's (strays.py): only reported.
-    strays = _strays(context, domains, wanted)
-    owned = domains.keys() - strays.keys() if strays else domains
-    vm_plans.extend(
-        VMPlan(pause.owner, Outcome.SUSPENDED, [pause], [strays[pause.domain].message])
-        for pause in pauses(strays, domains)
-    )
+    strays = find_strays(context, domains, wanted)
+    owned = strays.owned(domains)
+    vm_plans.extend(strays.plans)
     statuses = dict(deletions.statuses)
     devices = PassDevices.of(
         context.inventory,
@@ -128,7 +123,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     )
     vm_plans.extend(volumes.vms)
     operations = report_operations(context, domains, vm_plans, statuses)
-    notes = [*deletions.notes, *volumes.notes, *(stray.message for stray in strays.values())]
+    notes = [*deletions.notes, *volumes.notes, *strays.notes]
     if assignment.elsewhere:
         notes.append(f"{assignment.elsewhere} VM(s) are placed on other hosts of the fleet")
     if local not in {member.name for member in context.members}:
@@ -139,20 +134,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         notes=notes,
         held_back=[*deletions.held_back, *volumes.held_back],
         object_reports={**volumes.object_reports, **operations},
-        strays=list(strays.values()),
-    )
-
-
-def _strays(
-    context: PlanContext, domains: Mapping[str, ObservedDomain], wanted: Collection[str]
-) -> dict[str, StrayDomain]:
-    return find_strays(
-        domains,
-        wanted,
-        local=context.host.node_name,
-        members={member.name for member in context.members},
-        reported_nodes=context.reported_nodes,
-        reported_migrations=context.reported_migrations,
+        strays=list(strays.by_domain.values()),
     )
 
 

@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.api import ObjectId
 from reconciler.engine.devices.disks import DiskRecord
 from reconciler.engine.devices.storage import ImageSourceFacts
 from reconciler.engine.fleet.placement import FleetNode
 from reconciler.engine.fleet.schedule import Schedule
-from reconciler.engine.fleet.strays import StrayDomain
 from reconciler.engine.network.addressing import Addressing, AddressInputs, NetworkFacts
 from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.engine.vm.changes import ChangeTable
@@ -30,6 +29,9 @@ from reconciler.model.names import seed_volume_owner
 from reconciler.model.status import VMStatus
 from reconciler.policies import TopologyPolicy
 from reconciler.rules.inventory import Inventory
+
+if TYPE_CHECKING:  # strays.py plans with the types of this module
+    from reconciler.engine.fleet.strays import StrayDomain
 
 
 class Outcome(StrEnum):

@@ -18,10 +18,12 @@ are kept: the operator resolves it (`status/nodes/HOST.yaml`'s `strayDomains`, t
 plan's notes). A copy whose record says a migration brought it here (`started>HERE`,
 not yet recorded completed) is the newer one, and this host keeps it.
 
-How the hosts agree without seeing each other's domains: the host the report names
-keeps the VM; any other host yields unless its copy arrived by migration. The copy the
-report names is either the destination of that copy's migration (which then claims it
-too, and takes the report over) or the one every host already defers to.
+How the hosts agree without seeing each other's domains: the host the VM's report names
+keeps it and every other host yields, unless its own copy arrived by migration; then
+that host claims the VM, its report replaces the other's, and the host the copy came
+from (whose record says it sent it away) yields once it reads it. While the report is
+still the source's `Migrating` one, the source cannot know whether the guest arrived,
+and its operation's exactly-once rule decides (docs/engine.md, "Anti-entropy").
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from enum import StrEnum
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.engine.operations.execute import migration_targets
+from reconciler.engine.plan_types import Outcome, PlanContext, VMPlan
 from reconciler.model.actions import PauseDomain
 from reconciler.model.domain import ObservedDomain, PowerState
 
@@ -104,44 +107,61 @@ def stray_of(
     return StrayDomain(observed.name, vm_id, holder, StrayKind.OWNED_ELSEWHERE)
 
 
+@dataclass(frozen=True)
+class Strays:
+    """The pass's strays, by domain name, and what the plan does about them."""
+
+    by_domain: Mapping[str, StrayDomain]
+    # A running duplicate's pause: the pass's only action on strays.
+    plans: tuple[VMPlan, ...] = ()
+
+    def owned(self, domains: Mapping[str, ObservedDomain]) -> Collection[str]:
+        """The names of the domains here that are this host's."""
+        return domains.keys() - self.by_domain.keys() if self.by_domain else domains
+
+    @property
+    def notes(self) -> list[str]:
+        return [stray.message for stray in self.by_domain.values()]
+
+
+_NONE = Strays({})
+
+
 def find_strays(
-    domains: Mapping[str, ObservedDomain],
-    wanted: Collection[str],
-    *,
-    local: str,
-    members: Collection[str],
-    reported_nodes: Mapping[ObjectId, str],
-    reported_migrations: Mapping[ObjectId, str],
-) -> dict[str, StrayDomain]:
-    """The strays among this host's domains, by domain name. `wanted`: the domain names
-    of the revision's VMs (a domain whose VM is gone is deletions.py's)."""
-    if not reported_nodes:
-        return {}
+    context: PlanContext, domains: Mapping[str, ObservedDomain], wanted: Collection[str]
+) -> Strays:
+    """The strays among this host's domains. `wanted`: the domain names of the
+    revision's VMs (a domain whose VM is gone is deletions.py's)."""
+    members = {member.name for member in context.members}
+    if len(members) < 2 or not context.reported_nodes:
+        return _NONE  # a fleet of one: no other host runs anything
     found: dict[str, StrayDomain] = {}
-    for name, observed in sorted(domains.items()):
+    for name, observed in domains.items():
         owner = observed.owner
         if owner is None or owner[0] != VirtualMachine.KIND or name not in wanted:
             continue
         stray = stray_of(
             observed,
             ObjectId(*owner),
-            local=local,
+            local=context.host.node_name,
             members=members,
-            reported_nodes=reported_nodes,
-            reported_migrations=reported_migrations,
+            reported_nodes=context.reported_nodes,
+            reported_migrations=context.reported_migrations,
         )
         if stray is not None:
             found[name] = stray
-    return found
-
-
-def pauses(
-    strays: Mapping[str, StrayDomain], domains: Mapping[str, ObservedDomain]
-) -> list[PauseDomain]:
-    """The pass's only actions on strays: a running duplicate is paused."""
-    return [
-        PauseDomain(stray.vm, name, f"an older copy of a VM {stray.node} runs")
-        for name, stray in sorted(strays.items())
+    if not found:
+        return _NONE
+    by_domain = dict(sorted(found.items()))
+    plans = tuple(
+        VMPlan(
+            stray.vm,
+            Outcome.SUSPENDED,
+            [PauseDomain(stray.vm, name, f"an older copy of a VM {stray.node} runs")],
+            [stray.message],
+        )
+        for name, stray in by_domain.items()
         if stray.kind is StrayKind.DUPLICATE
         and domains[name].state in (PowerState.RUNNING, PowerState.BLOCKED)
-    ]
+    )
+    return Strays(by_domain, plans)
