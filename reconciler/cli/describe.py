@@ -136,6 +136,9 @@ def _status_lines(status: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"  Applied Revision:  {status['appliedRevision']}")
     if isinstance(status.get("resources"), Mapping):
         lines += ["  Resources:", *_nested(status["resources"], 2)]
+    if isinstance(status.get("migrationState"), Mapping) and status["migrationState"]:
+        # Where a Migrating VM goes: get's NODE stays the source until it arrives.
+        lines += ["  Migration State:", *_nested(status["migrationState"], 2)]
     lines += _conditions_lines(status.get("conditions"))
     lines += _restart_lines(status.get("restartAwaitingChanges"))
     if isinstance(status.get("guestOSInfo"), Mapping) and status["guestOSInfo"]:

@@ -92,6 +92,8 @@ class PassMemory:
     # at every pass that finds it unchanged.
     logged_failure: str = ""
     logged_held_back: str = ""
+    # The copies of other hosts' VMs found here (engine/fleet/strays.py), logged once.
+    logged_strays: tuple[str, ...] = ()
 
     def forget_revision(self) -> None:
         """After a reload: the next pass fetches and applies as if started anew."""
@@ -203,7 +205,7 @@ class Pass:
             return
         loaded = self._components.cache.load(revision)
         stages.mark("load")
-        status_root = self._status_root(revision)
+        status_root = self._status_root(revision, fleet=_nodes(loaded) > 1)
         context = read_plan_context(
             loaded,
             self._host(loaded),
@@ -238,6 +240,7 @@ class Pass:
         stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
         held_back = self._deletions_held_back(result)
+        self._log_strays(result)
         if held_back:
             errors.insert(0, held_back)
         if status_root is not None:  # reports that could not be used were skipped: say so
@@ -289,6 +292,15 @@ class Pass:
         self.health.held_back = held_back
         return held_back
 
+    def _log_strays(self, result: PassResult) -> None:
+        """Each domain here of a VM another host runs, in the journal when first found:
+        the operator removes it (the Node report lists them all the while)."""
+        strays = tuple(stray.message for stray in result.statuses_plan.strays)
+        for message in strays:
+            if message not in self._memory.logged_strays:
+                log.warning("%s", message)
+        self._memory.logged_strays = strays
+
     def _pass_failed(self, error: Exception, why: str, stages: _Stages) -> None:
         stage = stages.unfinished()
         revision = self._memory.revision
@@ -311,10 +323,14 @@ class Pass:
         if revision is not None:
             self._publish_error(revision, self.health.last_error, why)
 
-    def _status_root(self, revision: Revision) -> Path | None:
+    def _status_root(self, revision: Revision, fleet: bool = False) -> Path | None:
+        """Where the pass reads the earlier reports; for a host of a fleet, refreshed
+        first: the other hosts' reports decide what this host runs."""
         publisher = self._components.publisher
         if publisher is not None:
             root = Path(publisher.status_root)
+            if fleet and root.is_dir():
+                publisher.refresh()
             repository = self.config.repository
             branch = repository.branch if repository is not None else None
             if not root.is_dir() and self.config.status.branch in (None, branch):
@@ -372,3 +388,8 @@ class Pass:
         else:
             self.health.status_failure = ""
         save_known_reports()
+
+
+def _nodes(loaded: LoadResult) -> int:
+    """How many Node objects the revision has: more than one is a fleet."""
+    return sum(isinstance(obj.model, Node) for obj in loaded.objects)

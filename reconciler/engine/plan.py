@@ -22,6 +22,7 @@ from reconciler.engine.devices.pass_volumes import pass_volumes
 from reconciler.engine.fleet.assignment import assign, reports_broken_here
 from reconciler.engine.fleet.deletions import desired_names, plan_deletions
 from reconciler.engine.fleet.evacuation import host_moves
+from reconciler.engine.fleet.strays import find_strays
 from reconciler.engine.network.releases import release_stale_reservations
 from reconciler.engine.operations.generated import as_loaded, generated_operations
 from reconciler.engine.operations.status import report_operations
@@ -50,8 +51,13 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     local, domains = context.host.node_name, observation.domains
     vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
     # Deletions go first: the guaranteed CPU they free admits VMs in the same pass.
-    deletions = plan_deletions(context, observation, desired_names(vms, context.broken))
+    wanted = desired_names(vms, context.broken)
+    deletions = plan_deletions(context, observation, wanted)
     vm_plans = list(deletions.vms)
+    # Copies of VMs another host runs are not this host's (strays.py): only reported.
+    strays = find_strays(context, domains, wanted)
+    owned = strays.owned(domains)
+    vm_plans.extend(strays.plans)
     statuses = dict(deletions.statuses)
     devices = PassDevices.of(
         context.inventory,
@@ -68,7 +74,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         context.inventory,
         context.members,
         local=local,
-        domains=domains,
+        domains=owned,
         reported_nodes=context.reported_nodes,
         reported_migrations=context.reported_migrations,
         held_back=fleet_held_back(context.broken),
@@ -116,7 +122,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
             broken_id,
             context.members,
             local=local,
-            domains=domains,
+            domains=owned,
             reported_nodes=context.reported_nodes,
         ):
             observed = domains.get(domain_name(broken_id))
@@ -135,7 +141,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     )
     vm_plans.extend(volumes.vms)
     operations = report_operations(context, domains, vm_plans, statuses)
-    notes = [*deletions.notes, *volumes.notes, *moves.notes]
+    notes = [*deletions.notes, *volumes.notes, *moves.notes, *strays.notes]
     if assignment.elsewhere:
         notes.append(f"{assignment.elsewhere} VM(s) are placed on other hosts of the fleet")
     if local not in {member.name for member in context.members}:
@@ -149,6 +155,7 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
         generated_operations=generated_operations(context.inventory),
         retired_operations=moves.retired,
         drain=moves.drain.as_dict() if moves.drain is not None else None,
+        strays=list(strays.by_domain.values()),
     )
 
 

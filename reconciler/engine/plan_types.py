@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.api import ObjectId
 from reconciler.engine.devices.disks import DiskRecord
@@ -30,6 +30,9 @@ from reconciler.model.names import seed_volume_owner
 from reconciler.model.status import VMStatus
 from reconciler.policies import TopologyPolicy
 from reconciler.rules.inventory import Inventory
+
+if TYPE_CHECKING:  # strays.py plans with the types of this module
+    from reconciler.engine.fleet.strays import StrayDomain
 
 
 class Outcome(StrEnum):
@@ -127,6 +130,8 @@ class Plan:
     retired_operations: frozenset[ObjectId] = frozenset()
     # The Node report's `drain` while this host's Node is in maintenance (fleet/evacuation.py).
     drain: dict[str, Any] | None = None
+    # The domains here of VMs another host runs (fleet/strays.py): the Node report lists them.
+    strays: list[StrayDomain] = field(default_factory=list)
 
     @property
     def actions(self) -> list[Action]:

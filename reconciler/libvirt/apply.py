@@ -37,6 +37,7 @@ from reconciler.model.actions import (
     EnsureImageVolume,
     EnsureSeedVolume,
     MigrateDomain,
+    PauseDomain,
     ReleaseAddress,
     ReserveAddress,
     ResizeDisk,
@@ -201,6 +202,15 @@ class Applier:
             self._destroy(domain)
         else:
             self._stop(domain, action.grace_seconds)
+
+    @_run.register
+    def _(self, action: PauseDomain) -> None:
+        domain = self._connection.lookupByName(action.domain)
+        # Only a guest that runs: a shut-off copy stays off, a paused one as it is.
+        if state_of(domain)[0] not in (PowerState.RUNNING, PowerState.BLOCKED):
+            return
+        self.mutations += 1
+        domain.suspend()
 
     @_run.register
     def _(self, action: RestartDomain) -> None:

@@ -78,6 +78,19 @@ class RestartDomain(Action):
 
 
 @dataclass(frozen=True)
+class PauseDomain(Action):
+    """Pause a running instance, keeping its memory, definition and disks: a copy of a VM
+    another host of the fleet runs (engine/fleet/strays.py). `virsh resume` undoes it."""
+
+    domain: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"pause {self.domain}{why}"
+
+
+@dataclass(frozen=True)
 class UndefineDomain(Action):
     """Stop if running, then remove the definition. Its volumes are kept."""
 

@@ -102,8 +102,8 @@ class StatusPublisher:
         """The fleet's reports as last fetched."""
         return self.work_dir / self.status_path
 
-    def publish(self, write: Write, summary: str) -> PublishResult:
-        env = {
+    def _env(self) -> dict[str, str]:
+        return {
             **self._git_env,
             **self._environment(),
             # Never wait for a password: the daemon has no terminal.
@@ -113,6 +113,21 @@ class StatusPublisher:
             "GIT_COMMITTER_NAME": f"vm-reconciler on {self.node_name}",
             "GIT_COMMITTER_EMAIL": f"vm-reconciler@{self.node_name}",
         }
+
+    def refresh(self) -> bool:
+        """The clone at the remote's head now, so a pass plans from the other hosts'
+        latest reports: otherwise it reads the tree its own last publish left, and a VM
+        two hosts claim would be written over by each in turn, neither seeing the other
+        (engine/fleet/strays.py). False when it could not be fetched: the pass reads the
+        reports as last fetched, and its publish says what failed."""
+        try:
+            self._sync(self._env())
+        except PublishError:
+            return False
+        return True
+
+    def publish(self, write: Write, summary: str) -> PublishResult:
+        env = self._env()
         message = f"status({self.node_name}): {summary} [skip ci]"
         for attempt in range(1, self.attempts + 1):
             self._sync(env)

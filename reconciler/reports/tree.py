@@ -88,6 +88,8 @@ def write_host_reports(
     )
     if plan.drain is not None:
         node["drain"] = plan.drain
+    if plan.strays:  # copies of VMs other hosts run, for the operator (engine/fleet/strays.py)
+        node["strayDomains"] = [stray.report() for stray in plan.strays]
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))

@@ -4,7 +4,8 @@ domains this host has. Nothing else decides which host runs a VM.
 
 Where a VM is now: the host that has its domain, as this host sees its own libvirt
 (a domain found here, even one that just arrived by live migration, is this host's to
-report), else the host its latest report names. Every host computes the same schedule
+report, unless it is a copy of a VM another host runs: strays.py, whose domains the
+caller leaves out), else the host its latest report names. Every host computes the same schedule
 from the same revision and reports; the one input they do not share, their own
 domains, differs only while a report is on its way.
 """
