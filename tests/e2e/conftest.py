@@ -38,6 +38,8 @@ The fixtures, and how an engine-level test uses them:
   `fleet.b.peer_uri` (`qemu+tcp://hostB/system`). Each host has a `default` dir pool at
   /var/lib/libvirt/images (`host.outside(path)` is where that is from here), and
   `fleet.guest` is the tiny guest, readable by both. See test_fleet_migration.py.
+- `two_hosts` (function): the fleet's hosts, each with a `reconciler run` daemon on one
+  bare remote (tests/e2e/fleet_daemons.py). See test_fleet_daemons.py.
 
 A start takes about 0.5 s in libvirtd and 5 s more until the guest agent answers (with
 scripts/start-libvirtd.sh's /dev/kvm fix; without it libvirt re-probes QEMU on every
@@ -65,6 +67,7 @@ import pytest
 from tests.hosts import CLASS, Host
 
 from .fleet import Fleet, FleetLabError, fleet_lab
+from .fleet_daemons import TwoHosts, two_daemons
 from .lab import (
     LabNetwork,
     LabPool,
@@ -245,3 +248,12 @@ def fleet() -> Iterator[Fleet]:
             yield lab
     except FleetLabError as error:
         pytest.fail(f"the fleet lab: {error}", pytrace=False)
+
+
+@pytest.fixture
+def two_hosts(fleet: Fleet, tmp_path: Path) -> Iterator[TwoHosts]:
+    """The fleet's hosts A and B, each with a `reconciler run` daemon (not started yet) on
+    one bare remote (tests/e2e/fleet_daemons.py); every domain and volume of its
+    namespace is gone from both hosts after the test."""
+    with two_daemons(fleet, tmp_path) as hosts:
+        yield hosts
