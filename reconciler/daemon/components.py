@@ -81,6 +81,7 @@ class Libvirt:
             return None
         self.observer = Observer(self.connection)
         self.migrations = Migrations(self.connection, on_end=self._on_migration_end)
+        self.observer.in_flight = self.migrations.running
         self._health.libvirt = "ok"
         return self.observer
 

@@ -31,6 +31,7 @@ from reconciler.libvirt.migrate import (
     abort_outgoing_migration,
     completion_limit_s,
 )
+from reconciler.libvirt.moved_volumes import copied_volumes, remove_left_behind, volumes_of
 from reconciler.libvirt.operation_record import NotOurDomain, write_record
 from reconciler.libvirt.seed_media import eject_seeds, insert_again
 
@@ -118,8 +119,10 @@ class Migrations:
                 self._progress(f"live migration of {name} to {target}: {progress.line()}")
 
         ejected: list[str] = []
+        copied: list[tuple[str, str]] = []
         try:
             if migration.request.storage is StorageMode.COPY:
+                copied = copied_volumes(domain)
                 ejected = eject_seeds(domain)
             result = migration.run(on_progress=report)
         except (MigrationError, libvirt.libvirtError) as error:
@@ -131,6 +134,7 @@ class Migrations:
             self._failed(domain, name, operation, target, f"unexpected error: {error}")
         else:
             self._progress(f"{name} runs on {target} now ({result.elapsed_s:.1f} s)")
+            remove_left_behind(self._connection, name, [*copied, *volumes_of(ejected)])
         finally:
             with self._lock:
                 self._running.pop(name, None)

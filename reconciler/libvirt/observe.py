@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import libvirt
 
@@ -80,6 +80,11 @@ class Observer:
         self._parsed: dict[str, DefinitionView] = {}
         # Kept as long as the observer, so an agent is asked once per boot (agent.py).
         self.agents = GuestAgents()
+        # Whether this process's migration runner moves the domain now (migrations.py).
+        # libvirt's job shows a migration only from its start to its end; around those
+        # moments a pass would see the guest running here with no migration and begin
+        # it again, or, once its volumes here are deleted, make them anew.
+        self.in_flight: Callable[[str], bool] = lambda _name: False
 
     def _view(self, xml: str, seen: dict[str, DefinitionView]) -> DefinitionView:
         view = self._parsed.get(xml)
@@ -133,8 +138,16 @@ class Observer:
             config=config,
             live=live,
             agent=self._agent(domain, name, live) if ours else None,
-            migration=_migration(domain, config) if live is not None else None,
+            migration=self._migration(domain, name, config) if live is not None else None,
         )
+
+    def _migration(
+        self, domain: libvirt.virDomain, name: str, config: DefinitionView
+    ) -> MigrationJob | None:
+        job = _migration(domain, config)
+        if job is None and self.in_flight(name):
+            return MigrationJob(0, "the migration this host began is under way")
+        return job
 
     def _agent(
         self, domain: libvirt.virDomain, name: str, live: DefinitionView | None

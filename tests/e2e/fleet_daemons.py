@@ -26,7 +26,7 @@ from reconciler.libvirt.migrate import MigrationProgress
 from tests.daemonlab import Daemon, Remote, Workspace, wait_until
 from tests.hosts import CLASS, vm_yaml
 
-from .fleet import Fleet
+from .fleet import IMAGES, Fleet
 from .fleet_guests import MARKER, boot_id, domain_names, guest_output, read_marker, write_marker
 from .lab import wait_for_agent
 
@@ -244,9 +244,10 @@ def evict(hosts: TwoHosts) -> None:
     hosts.push("evict mover")
 
 
-def moved_to_b(hosts: TwoHosts, before: Running) -> None:
+def moved_to_b(hosts: TwoHosts, before: Running, *, source_cleaned: bool = True) -> None:
     """The VM reported Running on B, the same boot with its disk, gone from A, and the
-    Evict reported Completed."""
+    Evict reported Completed; `source_cleaned`: A's copies of its volumes deleted too
+    (by the daemon that ran the migration to its end)."""
     fleet = hosts.fleet
     hosts.until(
         "the VM reported Running on hostb", lambda: hosts.placed() == ("Running", "hostb"), 180
@@ -258,6 +259,14 @@ def moved_to_b(hosts: TwoHosts, before: Running) -> None:
     hosts.until(
         "the domain gone from hosta",
         lambda: domain_of(VM) not in domain_names(fleet.connections[0]),
+        30,
+    )
+    # libvirt leaves the source's copies of the disks it copied; the host deletes them
+    hosts.until(
+        "hosta's copies of the VM's volumes deleted",
+        lambda: (
+            not source_cleaned or not [p for p in fleet.a.outside(IMAGES).iterdir() if VM in p.name]
+        ),
         30,
     )
     wait_for_agent(on_b)

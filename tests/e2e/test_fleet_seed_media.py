@@ -66,6 +66,8 @@ def test_a_guest_with_a_seed_cdrom_migrates_and_keeps_the_seed_for_its_next_boot
         assert on_b.isActive() and boot_id(on_b) == boot
         assert seed not in on_b.XMLDesc(0)
         assert seed in on_b.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        # and A's copy of the seed is gone with the guest
+        assert not fleet.a.outside(f"{IMAGES}/{seed}").exists()
     finally:
         remove_guest(fleet, name)
         fleet.a.outside(f"{IMAGES}/{seed}").unlink(missing_ok=True)

@@ -15,6 +15,8 @@ from reconciler.libvirt.apply import Applier, ApplyError
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.migrate import MigrationRequest, migration_flags
 from reconciler.libvirt.migrations import Migrations
+from reconciler.libvirt.observe import Observer
+from reconciler.libvirt.operation_record import write_record
 from reconciler.model.actions import AbortMigration, MigrateDomain
 from reconciler.model.migration import StorageMode
 from tests.hosts import Host
@@ -112,3 +114,18 @@ def test_a_pool_the_hosts_share_migrates_without_copying_disks(
     (request,) = migrations.requests
     copies = bool(migration_flags(request) & libvirt.VIR_MIGRATE_NON_SHARED_DISK)
     assert copies is copies_disks
+
+
+def test_a_domain_this_process_migrates_is_seen_migrating_even_between_libvirt_jobs(
+    host: Host,
+) -> None:
+    # given a running VM whose Evict is recorded as started (libvirt runs no job for it)
+    running_vm(host)
+    domain = host.domain()
+    write_record(domain, OPERATION, Record.STARTED, None, target="hv2")
+    observer = Observer(host.connection)
+    # then an observer that knows of no migration sees none: a pass would begin it
+    assert observer.observe()[domain.name()].migration is None
+    # and one whose runner moves the domain sees it migrating: a pass waits for it
+    observer.in_flight = lambda name: name == domain.name()
+    assert observer.observe()[domain.name()].migration is not None
