@@ -69,6 +69,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.unverified_revision = Gauge(
+            "reconciler_unverified_revision",
+            "1 while the branch head is not applied because its history does not verify"
+            " (repository.verify): the last verified revision is served meanwhile.",
+            registry=self.registry,
+        )
+
     def phases(self, phases: Iterable[str]) -> None:
         counts = Tally(phases)
         for listed in _LISTED_PHASES:
