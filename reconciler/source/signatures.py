@@ -23,9 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from git import Git
-from git.exc import CommandError
+from git.exc import CommandError, GitCommandError
 
-from reconciler.source.gitcli import GitFailed, Redactor, run_git
+from reconciler.source.gitcli import GitFailed, Redactor, run_git, short_reason
 
 
 class Verdict(StrEnum):
@@ -155,7 +155,7 @@ def _signatures(
             f"gpg.ssh.allowedSignersFile={allowed}",
             "log",
             "--no-walk=unsorted",
-            "--format=%x01%H%x00%G?%x00%GS%x00%GF",
+            "--format=%x01%H%x00%G?%x00%GS%x00%GF%x00%GK",
             *shas,
         ],
         {**env, "GNUPGHOME": str(gnupg_home)},
@@ -163,9 +163,10 @@ def _signatures(
     )
     found: dict[str, tuple[Verdict, str]] = {}
     for record in output.split("\x01")[1:]:
-        sha, letter, signer, fingerprint = ([*record.strip("\n").split("\x00"), "", "", ""])[:4]
+        fields = [*record.strip("\n").split("\x00"), "", "", "", ""]
+        sha, letter, signer, fingerprint, key = fields[:5]
         verdict = _VERDICTS.get(letter.strip(), Verdict.BAD_SIGNATURE)
-        found[sha] = (verdict, " ".join((signer or fingerprint).split()))
+        found[sha] = (verdict, " ".join((signer or fingerprint or key).split()))
     return found
 
 
@@ -254,10 +255,10 @@ def prepare_gnupg_home(home: Path, keyring: Path | None) -> Path:
                     *("--import", str(keyring)),
                 ]
             )
-        except CommandError as error:
-            stderr = error.stderr if isinstance(error.stderr, str) else ""
-            raise GitFailed(
-                f"gpgKeyring {keyring}: gpg cannot import it: {stderr.strip()[:200]}"
-            ) from None
+        except GitCommandError as error:
+            reason = short_reason(error, Redactor(""))
+            raise GitFailed(f"gpgKeyring {keyring}: gpg cannot import it: {reason}") from None
+        except CommandError:
+            raise GitFailed(f"gpgKeyring {keyring}: gpg is not installed") from None
     stamp.write_text(wanted, encoding="utf-8")
     return home

@@ -32,7 +32,18 @@ PARSING_SKIPS = ("dataclasses", "inspect", "typing")
 # What reading manifests or reports does not need: the engine, the host configuration,
 # and libvirt and Git, which only a pass or the daemon talks to.
 READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
-COMMANDS = ("validate", "plan", "apply", "run", "get", "describe", "vm", "node", "console")
+COMMANDS = (
+    "validate",
+    "verify",
+    "plan",
+    "apply",
+    "run",
+    "get",
+    "describe",
+    "vm",
+    "node",
+    "console",
+)
 # Runs `reconciler ARGS...` as the `reconciler` script does (main() reads sys.argv),
 # then prints on a last line, as JSON, the kinds whose validators were built, the
 # modules loaded and how many objects the garbage collector has frozen.

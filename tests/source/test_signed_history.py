@@ -3,6 +3,8 @@ right people, with real SSH signatures (ssh-keygen through git) and real reposit
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from reconciler.source import UnverifiedHistory, open_source
 from reconciler.source.git_source import GitSource
 from tests.gitrepos import Remote, git
 from tests.hosts import vm_yaml
-from tests.signing import SigningKey, allowed_signers
+from tests.signing import PgpKey, SigningKey, allowed_signers
 from tests.source.conftest import VM_CLASS, repository
 
 MANIFESTS = {"classes/generic.yaml": VM_CLASS, "vms/web.yaml": vm_yaml("web")}
@@ -244,3 +246,64 @@ def test_a_range_longer_than_max_commits_is_refused_with_the_count(
     assert revision.sha == signed
     assert revision.unverified.startswith("3 commits since the last verified revision")
     assert "maxCommits (2)" in revision.unverified
+
+
+@pytest.fixture
+def pgp(tmp_path: Path) -> Iterator[PgpKey]:
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed (make deps installs it)")
+    key = PgpKey.create(tmp_path / "pgp", "pgp@example.com")
+    yield key
+    key.close()
+
+
+def test_an_unreadable_keyring_refuses_the_head_with_gpgs_reason(
+    remote: Remote, cache_dir: Path, keys: Keys, pgp: PgpKey, tmp_path: Path
+) -> None:
+    signed = remote.commit(MANIFESTS, "signed", keys.operator.config)
+    keyring = tmp_path / "trust" / "keyring.asc"
+    keyring.write_text("not a key\n", encoding="utf-8")
+    source = verifying(remote, cache_dir, keys)
+    source.update()
+
+    later = remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)}, "s", keys.operator.config)
+    revision = verifying(remote, cache_dir, keys, gpgKeyring=str(keyring)).update()
+
+    assert later != signed
+    assert revision.head == signed
+    assert revision.unverified == (
+        f"cannot verify {later[:12]}: gpgKeyring {keyring}: gpg cannot import it:"
+        " gpg: no valid OpenPGP data found."
+    )
+
+
+def test_an_openpgp_signature_by_a_key_of_the_keyring_is_applied(
+    remote: Remote, cache_dir: Path, keys: Keys, pgp: PgpKey
+) -> None:
+    head = remote.commit(MANIFESTS, "signed with gpg", pgp.config)
+
+    revision = verifying(remote, cache_dir, keys, gpgKeyring=str(pgp.exported)).update()
+
+    assert revision.head == head
+    assert revision.unverified == ""
+
+
+def test_a_key_rotated_out_of_the_keyring_no_longer_signs_for_anyone(
+    remote: Remote, cache_dir: Path, keys: Keys, pgp: PgpKey, tmp_path: Path
+) -> None:
+    remote.commit(MANIFESTS, "signed with gpg", pgp.config)
+    keyring = tmp_path / "trust" / "keyring.asc"
+    shutil.copy(pgp.exported, keyring)
+    source = verifying(remote, cache_dir, keys, gpgKeyring=str(keyring))
+    signed = source.update().head
+
+    successor = PgpKey.create(tmp_path / "pgp-2", "successor@example.com")
+    try:
+        shutil.copy(successor.exported, keyring)  # the team rotated the old key out
+    finally:
+        successor.close()
+    later = remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)}, "old key", pgp.config)
+    revision = source.update()
+
+    assert revision.head == signed
+    assert revision.unverified.startswith(f"commit {later[:12]} (unknown key")
