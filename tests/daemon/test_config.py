@@ -98,3 +98,42 @@ def test_a_migration_peer_that_runs_a_command_is_a_configuration_error(tmp_path:
     text = "migrationPeers: ['qemu+ssh://hv2/system?command=/bin/sh']\n"
     with pytest.raises(ConfigError, match="migrationPeers"):
         load_config(write(tmp_path, text), environ={})
+
+
+def test_signed_history_is_off_unless_repository_verify_is_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "repository:\n  url: file:///srv/vms.git\n"), environ={})
+
+    assert config.repository is not None
+    assert config.repository.verify is None
+    assert config.repository.signing_key_file is None
+
+
+def test_repository_verify_reads_the_signers_files(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n"
+        "  url: file:///srv/vms.git\n"
+        "  signingKeyFile: /etc/reconciler/signing-key\n"
+        "  verify:\n"
+        "    allowedSigners: /etc/reconciler/allowed_signers\n"
+        "    hostSigners: /etc/reconciler/host_signers\n",
+    )
+
+    repository = load_config(path, environ={}).repository
+
+    assert repository is not None and repository.verify is not None
+    assert repository.signing_key_file == Path("/etc/reconciler/signing-key")
+    assert repository.verify.allowed_signers == Path("/etc/reconciler/allowed_signers")
+    assert repository.verify.host_signers == Path("/etc/reconciler/host_signers")
+    assert repository.verify.gpg_keyring is None
+    assert repository.verify.max_commits == 2000
+
+
+def test_repository_verify_without_anyone_allowed_to_sign_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    hostSigners: /etc/h\n",
+    )
+
+    with pytest.raises(ConfigError, match=r"repository\.verify: .*allowedSigners or gpgKeyring"):
+        load_config(path, environ={})

@@ -4,6 +4,8 @@ the node report, the metrics and one log line. Real SSH signatures, made by git.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,24 @@ def test_two_verifying_hosts_sign_their_reports_and_accept_each_others(
         assert node_report is not None and node_report["status"]["lastError"] == ""
     for daemon in daemons:
         assert daemon.terminate() == 0
+
+
+def test_a_signers_file_that_is_missing_stops_the_daemon_at_start_naming_it(
+    remote: Remote, tmp_path: Path, fleet: Fleet
+) -> None:
+    config = fleet.settings(remote, "hv")
+    missing = tmp_path / "trust" / "nobody"
+    config["repository"]["verify"]["hostSigners"] = str(missing)
+    daemon = Daemon(tmp_path / "hv", config)
+    daemon.write_config()
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", "--config", str(daemon.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 2
+    assert f"repository.verify.hostSigners {missing}: No such file or directory" in completed.stderr
