@@ -14,6 +14,7 @@ import pytest
 
 from tests.daemon.test_daemon_process import NODE, vm_reports
 from tests.daemonlab import Daemon, Remote, Workspace, git, settings, wait_until
+from tests.hostile_yaml import deep_mapping
 from tests.hosts import vm_yaml
 from tests.signing import SigningKey, allowed_signers
 
@@ -262,3 +263,31 @@ def test_a_signers_file_that_is_missing_stops_the_daemon_at_start_naming_it(
 
     assert completed.returncode == 2
     assert f"repository.verify.hostSigners {missing}: No such file or directory" in completed.stderr
+
+
+def test_reports_of_an_unverified_commit_are_not_read(
+    remote: Remote, operator: Workspace, daemons: list[Daemon], tmp_path: Path, fleet: Fleet
+) -> None:
+    daemon = verifying_host(remote, operator, daemons, tmp_path, fleet)
+
+    # A report no host signed, which the host would name (and skip) if it read it.
+    operator.write("status/nodes/hv-other.yaml", deep_mapping(3_000))
+    forged = operator.commit_and_push("a report nobody signed")
+    daemon.push_hook()
+
+    def last_error() -> str:
+        document = remote.document("status/nodes/hv.yaml") or {}
+        text = str(document.get("status", {}).get("lastError", ""))
+        return text if forged[:12] in text else ""
+
+    wait_until("lastError naming the forged commit", last_error, 30, interval=0.3)
+    # Two more passes, after the host's own publish fetched the forged report too.
+    passes = daemon.log_text().count(" pass (")
+    for _ in range(2):
+        daemon.push_hook()
+    wait_until("two more passes", lambda: daemon.log_text().count(" pass (") >= passes + 2, 30)
+
+    error = daemon.health()["lastError"]
+    assert forged[:12] in error and "needs a host key" in error
+    assert "report skipped" not in error
+    assert daemon.terminate() == 0
