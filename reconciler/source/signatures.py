@@ -192,16 +192,17 @@ def check_commits(
         **_signatures(workdir, by_host, signers.host_signers, signers.gnupg_home, env, redact),
     }
     # A commit refused by its own rule, signed by a key of the other kind: say so.
-    wrong_people = [sha for sha in by_host if verdicts[sha][0] is Verdict.UNKNOWN_KEY]
-    wrong_hosts = [sha for sha in by_people if verdicts[sha][0] is Verdict.UNKNOWN_KEY]
+    status_refused = [sha for sha in by_host if verdicts[sha][0] is Verdict.UNKNOWN_KEY]
+    others_refused = [sha for sha in by_people if verdicts[sha][0] is Verdict.UNKNOWN_KEY]
     for sha, (verdict, signer) in _signatures(
-        workdir, wrong_people, signers.allowed_signers, signers.gnupg_home, env, redact
+        workdir, status_refused, signers.allowed_signers, signers.gnupg_home, env, redact
     ).items():
         if verdict is Verdict.OK:
             verdicts[sha] = (Verdict.NEEDS_HOST_KEY, signer)
-    empty = signers.gnupg_home / "no-keys"
+    # Hosts sign with SSH keys only: no OpenPGP key counts as a host's.
+    no_keys = signers.gnupg_home / "no-keys"
     for sha, (verdict, signer) in _signatures(
-        workdir, wrong_hosts, signers.host_signers, empty, env, redact
+        workdir, others_refused, signers.host_signers, no_keys, env, redact
     ).items():
         if verdict is Verdict.OK:
             verdicts[sha] = (Verdict.NEEDS_ALLOWED_SIGNER, signer)
