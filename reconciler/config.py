@@ -119,6 +119,22 @@ class Config(Strict):
                     raise ValueError(f"virtualMachineCIDRs: {error}") from None
         return value
 
+    @model_validator(mode="after")
+    def _hosts_may_sign_reports(self) -> Config:
+        repository = self.repository
+        if repository is None or repository.verify is None:
+            return self
+        if repository.verify.host_signers is None and self.status.branch in (
+            None,
+            repository.branch,
+        ):
+            raise ValueError(
+                "repository.verify.hostSigners is required while the status reports are"
+                " pushed to the followed branch: without it every status commit, this"
+                " host's own included, would be refused"
+            )
+        return self
+
 
 ENV_PREFIX = "RECONCILER_"
 _SECTIONS: dict[str, type[Strict]] = {"repository": RepositoryConfig, "status": StatusConfig}
@@ -187,8 +203,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
         return Config.model_validate(merged)
     except ValidationError as error:
+        # A rule across sections (a model validator of Config) has no location of its own.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
 

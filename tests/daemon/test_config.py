@@ -137,3 +137,30 @@ def test_repository_verify_without_anyone_allowed_to_sign_is_refused(tmp_path: P
 
     with pytest.raises(ConfigError, match=r"repository\.verify: .*allowedSigners or gpgKeyring"):
         load_config(path, environ={})
+
+
+def test_repository_verify_without_host_signers_is_refused_while_reports_share_the_branch(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    allowedSigners: /etc/a\n",
+    )
+
+    with pytest.raises(ConfigError, match=r"hostSigners is required"):
+        load_config(path, environ={})
+
+
+def test_repository_verify_needs_no_host_signers_when_reports_have_a_branch_of_their_own(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    allowedSigners: /etc/a\n"
+        "status:\n  branch: status\n",
+    )
+
+    repository = load_config(path, environ={}).repository
+
+    assert repository is not None and repository.verify is not None
+    assert repository.verify.host_signers is None
