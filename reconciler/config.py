@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from reconciler.api.libvirt_uri import check_libvirt_uri
 from reconciler.api.meta import Strict
@@ -22,6 +22,34 @@ class ConfigError(PermanentError):
     """A configuration that cannot be used; the message says which setting and why."""
 
 
+# How many commits one update verifies at most: a longer range is refused with a reason
+# rather than checked for minutes (each SSH signature is one ssh-keygen run).
+DEFAULT_MAX_VERIFIED_COMMITS = 2000
+
+
+class VerifyConfig(Strict):
+    """repository.verify: apply only history signed by the team (docs/install.md,
+    "Signed history"). Off when the section is absent."""
+
+    # An OpenSSH allowed_signers file: the people whose commits may change manifests.
+    allowed_signers: Path | None = None
+    # A file of exported OpenPGP public keys: the same, for people who sign with gpg.
+    gpg_keyring: Path | None = None
+    # An allowed_signers file of the fleet's hosts: the only keys a status-only
+    # commit may be signed with.
+    host_signers: Path | None = None
+    max_commits: int = Field(default=DEFAULT_MAX_VERIFIED_COMMITS, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _someone_may_sign(self) -> VerifyConfig:
+        if self.allowed_signers is None and self.gpg_keyring is None:
+            raise ValueError(
+                "verify needs allowedSigners or gpgKeyring: with neither, no commit that"
+                " changes a manifest could ever be applied"
+            )
+        return self
+
+
 class RepositoryConfig(Strict):
     url: str = Field(min_length=1)
     branch: str = "main"
@@ -29,6 +57,10 @@ class RepositoryConfig(Strict):
     interval_seconds: int = Field(default=60, ge=1)
     ssh_key_file: Path | None = None
     token_file: Path | None = None
+    # The SSH private key this host signs its status commits with (the deploy key may
+    # serve); unset: status commits are not signed.
+    signing_key_file: Path | None = None
+    verify: VerifyConfig | None = None
 
 
 class StatusConfig(Strict):
@@ -110,6 +142,22 @@ class Config(Strict):
                     raise ValueError(f"virtualMachineCIDRs: {error}") from None
         return value
 
+    @model_validator(mode="after")
+    def _hosts_may_sign_reports(self) -> Config:
+        repository = self.repository
+        if repository is None or repository.verify is None:
+            return self
+        if repository.verify.host_signers is None and self.status.branch in (
+            None,
+            repository.branch,
+        ):
+            raise ValueError(
+                "repository.verify.hostSigners is required while the status reports are"
+                " pushed to the followed branch: without it every status commit, this"
+                " host's own included, would be refused"
+            )
+        return self
+
 
 ENV_PREFIX = "RECONCILER_"
 _SECTIONS: dict[str, type[Strict]] = {"repository": RepositoryConfig, "status": StatusConfig}
@@ -178,8 +226,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
         return Config.model_validate(merged)
     except ValidationError as error:
+        # A rule across sections (a model validator of Config) has no location of its own.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,11 @@ class Remote:
     def status_commits(self) -> list[str]:
         return [line for line in self.log() if "|status(" in line]
 
-    def commit(self, files: Mapping[str, str | None], message: str = "change") -> str:
+    def commit(
+        self, files: Mapping[str, str | None], message: str = "change", config: Sequence[str] = ()
+    ) -> str:
         """Writes (or, for None, deletes) files in the author's clone, commits and pushes;
-        returns the new sha."""
+        returns the new sha. config: git options for the commit (`-c` pairs: a signing key)."""
         for name, text in files.items():
             path = self.author / name
             if text is None:
@@ -122,7 +124,7 @@ class Remote:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
         git(self.author, "add", "--all")
-        git(self.author, "commit", "--quiet", "-m", message)
+        git(self.author, *config, "commit", "--quiet", "-m", message)
         git(self.author, "push", "--quiet", "origin", f"HEAD:{self.branch}")
         return git(self.author, "rev-parse", "HEAD")
 
@@ -152,14 +154,15 @@ class Workspace:
         target.write_text(textwrap.dedent(text), encoding="utf-8")
         return target
 
-    def commit_and_push(self, message: str) -> str:
+    def commit_and_push(self, message: str, config: Sequence[str] = ()) -> str:
+        """config: git options for the commit and the rebase (`-c` pairs: a signing key)."""
         git(self.path, "add", "-A")
-        git(self.path, "commit", "--quiet", "-m", message)
+        git(self.path, *config, "commit", "--quiet", "-m", message)
         for _attempt in range(10):
             if self.remote.head():
                 # The daemons push status commits meanwhile: take them in first, as
                 # anyone would, and try again when one lands between pull and push.
-                git(self.path, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
+                git(self.path, *config, "pull", "--quiet", "--rebase", "origin", self.remote.branch)
             pushed = run_git(self.path, "push", "--quiet", "origin", f"HEAD:{self.remote.branch}")
             if pushed.returncode == 0:
                 return git(self.path, "rev-parse", "HEAD")

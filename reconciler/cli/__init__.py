@@ -46,6 +46,12 @@ COMMANDS: tuple[Command, ...] = (
         "validate_arguments",
     ),
     Command(
+        "verify",
+        "check who signed each commit of a range, as a host with repository.verify does",
+        "reconciler.cli.verify",
+        "verify_arguments",
+    ),
+    Command(
         "plan",
         "show what a pass would change on this host, changing nothing",
         "reconciler.cli.engine",

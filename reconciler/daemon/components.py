@@ -136,6 +136,27 @@ class _ManifestsChanged(FileSystemEventHandler):
         self._triggers.request("file")
 
 
+def _check_trust_files(config: Config, config_path: Path) -> None:
+    """The signing key and the signers' files are read by git and ssh-keygen at each use
+    (so rotating them needs no restart), but one that is missing now is a mistake to say
+    at start, not a refused head or an unsigned report later."""
+    repository = config.repository
+    assert repository is not None
+    files = {"repository.signingKeyFile": repository.signing_key_file}
+    if repository.verify is not None:
+        files["repository.verify.allowedSigners"] = repository.verify.allowed_signers
+        files["repository.verify.gpgKeyring"] = repository.verify.gpg_keyring
+        files["repository.verify.hostSigners"] = repository.verify.host_signers
+    for setting, path in files.items():
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"{config_path}: {setting} {path}: {error.strerror}") from None
+
+
 class Components:
     """What one configuration opens. `__init__` opens the source and the publisher
     (ConfigError, SourceError when it cannot); `start` starts the triggers, and `stop`
@@ -158,6 +179,7 @@ class Components:
         self.metrics = metrics
         self.health = health
         self._running: list[tuple[str, Component]] = []
+        _check_trust_files(config, config_path)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
         self.source: Source = open_source(
             config.repository, config.cache_dir / "source", config.status.path
@@ -234,6 +256,7 @@ class Components:
             # Only a status branch of its own may be started: the followed branch,
             # deleted on the remote, must not come back holding nothing but reports.
             create_missing_branch=branch != repository.branch,
+            signing_key=repository.signing_key_file,
         )
 
     def _on_domain_event(self, domain: str, event: str) -> None:

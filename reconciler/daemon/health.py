@@ -23,6 +23,8 @@ class Health:
     status_failure: str = ""
     # Why the last pass deleted nothing (engine.reconcile.deletions_held_back).
     held_back: str = ""
+    # Why the branch head is not applied (repository.verify): the first bad commit.
+    unverified: str = ""
 
     def reasons(self) -> list[str]:
         reasons = [] if self.libvirt == "ok" else [f"libvirt: {self.libvirt}"]
@@ -30,6 +32,8 @@ class Health:
             reasons.append(f"pass failed: {self.pass_failure}")
         if self.status_failure:
             reasons.append(f"status not pushed: {self.status_failure}")
+        if self.unverified:
+            reasons.append(f"head not applied: {self.unverified}")
         if self.held_back:
             reasons.append(f"deletions held back: {self.held_back}")
         return reasons

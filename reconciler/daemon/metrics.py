@@ -68,6 +68,12 @@ class Metrics:
             " cannot be read); while there are any, nothing is deleted.",
             registry=self.registry,
         )
+        self.unverified_revision = Gauge(
+            "reconciler_unverified_revision",
+            "1 while the branch head is not applied because its history does not verify"
+            " (repository.verify): the last verified revision is served meanwhile.",
+            registry=self.registry,
+        )
 
     def phases(self, phases: Iterable[str]) -> None:
         counts = Tally(phases)

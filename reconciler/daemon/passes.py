@@ -41,7 +41,7 @@ from reconciler.reports.tree import (
     write_host_reports,
     write_node_report,
 )
-from reconciler.source import Revision
+from reconciler.source import Revision, UnverifiedHistory
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -94,6 +94,7 @@ class PassMemory:
     logged_held_back: str = ""
     # The copies of other hosts' VMs found here (engine/fleet/strays.py), logged once.
     logged_strays: tuple[str, ...] = ()
+    logged_unverified: str = ""
 
     def forget_revision(self) -> None:
         """After a reload: the next pass fetches and applies as if started anew."""
@@ -172,20 +173,39 @@ class Pass:
         # The source's copy of the reports is needed only while the publisher has none
         # of its own (_status_root).
         self._components.source.leave_out_status(
-            publisher is not None and Path(publisher.status_root).is_dir()
+            publisher is not None and Path(publisher.status_root).is_dir() and not self._verifying()
         )
         try:
             revision = self._components.source.update()
         except Exception as error:
             self.metrics.errors.labels(stage="source").inc()
             self.health.source = f"error: {error}"
-            log.error("source: %s", error)
+            if isinstance(error, UnverifiedHistory):
+                self._unverified(str(error))
+            else:
+                log.error("source: %s", error)
             return last  # the last good revision, if there is one
-        self.health.source = revision.stale_error or "ok"
+        self._unverified(revision.unverified)
+        self.health.source = revision.stale_error or revision.unverified or "ok"
         if revision.stale_error:
             self.metrics.errors.labels(stage="source").inc()
             log.warning("source: %s; serving revision %s", revision.stale_error, revision.sha)
         return revision
+
+    def _verifying(self) -> bool:
+        repository = self.config.repository
+        return repository is not None and repository.verify is not None
+
+    def _unverified(self, reason: str) -> None:
+        """Why the head is not applied, into /healthz and the metric at every pass, and
+        into the log once per reason (not at every pass that finds it again)."""
+        self.health.unverified = reason
+        self.metrics.unverified_revision.set(1 if reason else 0)
+        if reason and reason != self._memory.logged_unverified:
+            log.error("source: the branch head is not applied: %s", reason)
+        elif not reason and self._memory.logged_unverified:
+            log.info("source: the branch head verifies again and is applied")
+        self._memory.logged_unverified = reason
 
     def _pass(self, reasons: Counter[str], why: str, stages: _Stages) -> None:
         revision = self._update_source(reasons)
@@ -247,6 +267,8 @@ class Pass:
             errors.extend(check_reports(status_root))
         if revision.stale_error:
             errors.insert(0, revision.stale_error)
+        if revision.unverified:
+            errors.insert(0, f"branch head not applied: {revision.unverified}")
         self.health.last_error = "; ".join(errors)
         self.health.pass_failure = ""
         self._memory.logged_failure = ""
@@ -327,13 +349,15 @@ class Pass:
         """Where the pass reads the earlier reports; for a host of a fleet, refreshed
         first: the other hosts' reports decide what this host runs."""
         publisher = self._components.publisher
-        if publisher is not None:
+        if publisher is not None and self._verifying() and self._status_on_branch():
+            # The publisher's clone holds the remote's head, verified or not: the fleet's
+            # reports (leases, placement) are read from the verified revision instead.
+            root = revision.repo_root / self.config.status.path
+        elif publisher is not None:
             root = Path(publisher.status_root)
             if fleet and root.is_dir():
                 publisher.refresh()
-            repository = self.config.repository
-            branch = repository.branch if repository is not None else None
-            if not root.is_dir() and self.config.status.branch in (None, branch):
+            if not root.is_dir() and self._status_on_branch():
                 # A new cache: until the first publish fetches the status branch, the
                 # revision's own copy of the reports is the latest there is. Without it
                 # the first pass would take finished operations for new ones.
@@ -341,6 +365,12 @@ class Pass:
         else:
             root = revision.repo_root / self.config.status.path
         return root if root.is_dir() else None
+
+    def _status_on_branch(self) -> bool:
+        """Whether the reports are on the followed branch (not on a branch of their own)."""
+        repository = self.config.repository
+        branch = repository.branch if repository is not None else None
+        return self.config.status.branch in (None, branch)
 
     def _publish(self, result: PassResult, revision: Revision, errors: str, why: str) -> None:
         plan = result.statuses_plan

@@ -78,11 +78,14 @@ class StatusPublisher:
         environment: Callable[[], dict[str, str]] | None = None,
         attempts: int = 8,
         create_missing_branch: bool = False,
+        signing_key: Path | None = None,
     ) -> None:
         """git_env: fixed variables for git (credentials); environment: a callable asked
         before every publish instead, so a rotated token file is picked up.
         create_missing_branch: only for a status branch of its own; the branch the hosts
-        follow is never created (its manifests would be gone)."""
+        follow is never created (its manifests would be gone). signing_key: the host's SSH
+        private key that signs every status commit, so that hosts verifying history
+        (repository.verify) accept it; None: unsigned."""
         self.url = url
         self.branch = branch
         self.status_path = status_path.strip("/") or "status"
@@ -96,6 +99,7 @@ class StatusPublisher:
         self.create_missing_branch = create_missing_branch
         # The remote head the clone was last reset to: the lease of the next push.
         self._fetched_head = _ABSENT
+        self.signing_key = signing_key
 
     @property
     def status_root(self) -> Path:
@@ -136,7 +140,7 @@ class StatusPublisher:
             if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
                 return PublishResult(committed=False, attempts=attempt)
             self._git(env, "add", "-A", "--", self.status_path)
-            self._git(env, "commit", "--quiet", "--no-verify", "-m", message)
+            self._git(env, *self._signing(), "commit", "--quiet", "--no-verify", "-m", message)
             ref = f"refs/heads/{self.branch}"
             failure = self._network(
                 env,
@@ -202,6 +206,17 @@ class StatusPublisher:
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
         self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
         self._git(env, "clean", "-q", "-fdx")
+
+    def _signing(self) -> tuple[str, ...]:
+        """git options that sign the commit with the host's key (ssh-keygen -Y sign), or
+        that keep it unsigned whatever a global git configuration says."""
+        if self.signing_key is None:
+            return ("-c", "commit.gpgsign=false")
+        return (
+            *("-c", "gpg.format=ssh"),
+            *("-c", f"user.signingkey={self.signing_key}"),
+            *("-c", "commit.gpgsign=true"),
+        )
 
     def _git(self, env: dict[str, str], *args: str, timeout: float | None = None) -> str:
         try:

@@ -5,6 +5,7 @@ from reconciler.source.git_source import GitSource
 from reconciler.source.local import LocalDirectorySource
 from reconciler.source.location import Source, open_source
 from reconciler.source.revision import Revision, SourceError
+from reconciler.source.verified import UnverifiedHistory
 
 __all__ = [
     "GitSource",
@@ -13,5 +14,6 @@ __all__ = [
     "Revision",
     "Source",
     "SourceError",
+    "UnverifiedHistory",
     "open_source",
 ]

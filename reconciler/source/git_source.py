@@ -35,6 +35,7 @@ from reconciler.source.revision import (
     digest,
     status_inside,
 )
+from reconciler.source.verified import HistoryVerifier, UnverifiedHistory
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class GitSource:
         self._status_left_out: bool | None = None
         self._leave_out_status = False
         self._sparse_unavailable = False  # git refused it once: not asked again
+        # repository.verify: only a head whose history verifies is checked out.
+        self.verifier = (
+            HistoryVerifier(repository.verify, cache_dir, self.work_tree, self.status_path)
+            if repository.verify is not None
+            else None
+        )
 
     def leave_out_status(self, leave_out: bool) -> None:
         """Whether the clone's work tree may go without the status folder, from the next
@@ -111,6 +118,10 @@ class GitSource:
         except GitFailed as error:
             reason = f"cannot fetch {redact_url(self.url)} ({self.branch}): {error}"
             return self._serve_previous(reason, env, redact)
+        if self.verifier is not None:
+            refused = self.verifier.check(head, env, redact).refused
+            if refused:
+                return self._serve_verified(refused, env, redact)
         entries = self._list_tree(head, env, redact)
         if entries is None:
             reason = f"sub-path {self.sub_path!r} is missing at {head}"
@@ -123,7 +134,19 @@ class GitSource:
         entries = self._list_tree(head, env, redact) if head else None
         if head is None or entries is None:
             raise SourceError(f"{reason}; no earlier revision to serve")
-        return self._checkout(head, entries, env, redact, stale_error=reason)
+        # Still refused, if it was: the fetch that failed brought nothing newer.
+        unverified = self._previous.unverified if self._previous is not None else ""
+        return self._checkout(head, entries, env, redact, reason, unverified)
+
+    def _serve_verified(self, refused: str, env: dict[str, str], redact: Redactor) -> Revision:
+        """The last verified revision, with why the head is not applied; UnverifiedHistory
+        when no revision has verified yet."""
+        assert self.verifier is not None
+        last = self.verifier.last_verified()
+        entries = self._list_tree(last, env, redact) if last else None
+        if last is None or entries is None:
+            raise UnverifiedHistory(f"{self.describe()}: {refused}; no verified revision to serve")
+        return self._checkout(last, entries, env, redact, stale_error="", unverified=refused)
 
     # --------------------------------------------------------------- the clone
 
@@ -221,6 +244,7 @@ class GitSource:
         env: dict[str, str],
         redact: Redactor,
         stale_error: str,
+        unverified: str = "",
     ) -> Revision:
         try:
             self._shape_work_tree(env, redact)
@@ -239,6 +263,7 @@ class GitSource:
             manifests_key=manifests_key(entries, self._status_relative),
             changed=changed_manifests(previous, blobs, self._status_relative),
             stale_error=stale_error,
+            unverified=unverified,
             blobs=MappingProxyType(blobs),
         )
         self._previous = revision

@@ -29,6 +29,9 @@ class Revision:
     # None when unknown, as on the first update.
     changed: frozenset[str] | None
     stale_error: str = ""
+    # Why the branch head is not applied (repository.verify): its history does not
+    # verify, and this is the last revision that did. "" when the head is served.
+    unverified: str = ""
     # Every file under root -> its git blob id (or "size:mtime_ns" on a plain
     # directory): what ManifestCache compares to skip parsing unchanged files.
     blobs: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -34,6 +34,7 @@ PARSING_SKIPS = ("dataclasses", "inspect", "typing")
 READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
 COMMANDS = (
     "validate",
+    "verify",
     "plan",
     "apply",
     "run",

@@ -126,3 +126,69 @@ def test_the_pool_can_be_marked_shared_from_the_environment(tmp_path: Path) -> N
 def test_an_unknown_kind_of_shared_pool_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="storagePoolShared"):
         load_config(write(tmp_path, "storagePoolShared: nfs\n"), environ={})
+
+
+def test_signed_history_is_off_unless_repository_verify_is_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "repository:\n  url: file:///srv/vms.git\n"), environ={})
+
+    assert config.repository is not None
+    assert config.repository.verify is None
+    assert config.repository.signing_key_file is None
+
+
+def test_repository_verify_reads_the_signers_files(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n"
+        "  url: file:///srv/vms.git\n"
+        "  signingKeyFile: /etc/reconciler/signing-key\n"
+        "  verify:\n"
+        "    allowedSigners: /etc/reconciler/allowed_signers\n"
+        "    hostSigners: /etc/reconciler/host_signers\n",
+    )
+
+    repository = load_config(path, environ={}).repository
+
+    assert repository is not None and repository.verify is not None
+    assert repository.signing_key_file == Path("/etc/reconciler/signing-key")
+    assert repository.verify.allowed_signers == Path("/etc/reconciler/allowed_signers")
+    assert repository.verify.host_signers == Path("/etc/reconciler/host_signers")
+    assert repository.verify.gpg_keyring is None
+    assert repository.verify.max_commits == 2000
+
+
+def test_repository_verify_without_anyone_allowed_to_sign_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    hostSigners: /etc/h\n",
+    )
+
+    with pytest.raises(ConfigError, match=r"repository\.verify: .*allowedSigners or gpgKeyring"):
+        load_config(path, environ={})
+
+
+def test_repository_verify_without_host_signers_is_refused_while_reports_share_the_branch(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    allowedSigners: /etc/a\n",
+    )
+
+    with pytest.raises(ConfigError, match=r"hostSigners is required"):
+        load_config(path, environ={})
+
+
+def test_repository_verify_needs_no_host_signers_when_reports_have_a_branch_of_their_own(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "repository:\n  url: file:///srv/vms.git\n  verify:\n    allowedSigners: /etc/a\n"
+        "status:\n  branch: status\n",
+    )
+
+    repository = load_config(path, environ={}).repository
+
+    assert repository is not None and repository.verify is not None
+    assert repository.verify.host_signers is None
