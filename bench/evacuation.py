@@ -100,7 +100,7 @@ def bare_round(fleet: Fleet, count: int, round_no: int) -> float:
                 capture_output=True,
             )
             total += time.perf_counter() - began
-        if sorted(d.name() for d in b.listAllDomains(1)) != sorted(names):
+        if not set(names) <= {d.name() for d in b.listAllDomains(1)}:
             raise RuntimeError("bare: not every guest runs on B")
         return total
     finally:

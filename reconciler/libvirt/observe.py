@@ -198,11 +198,15 @@ class Observer:
             raise
         if not storage.isActive():
             return {}
-        found: dict[str, VolumeFacts] = {}
-        for volume in storage.listAllVolumes(0):
-            _type, capacity, _allocation = volume.info()
-            found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, volume.path())
-        return found
+        try:
+            return _volume_facts(storage, pool)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+        # A file removed behind libvirt's back stays listed until the pool is refreshed,
+        # and every pass would fail on it.
+        storage.refresh(0)
+        return _volume_facts(storage, pool)
 
     def network(self, name: str) -> NetworkFacts | None:
         """The network's addresses and DHCP reservations; None when it does not exist."""
@@ -247,6 +251,14 @@ def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
             if mac and host_ip:
                 reservations.append(Reservation(mac.lower(), host_ip, host.get("name", "")))
     return NetworkFacts(name, active, tuple(gateways), tuple(reservations), tuple(subnets))
+
+
+def _volume_facts(storage: libvirt.virStoragePool, pool: str) -> dict[str, VolumeFacts]:
+    found: dict[str, VolumeFacts] = {}
+    for volume in storage.listAllVolumes(0):
+        _type, capacity, _allocation = volume.info()
+        found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, volume.path())
+    return found
 
 
 def _migration(domain: libvirt.virDomain, config: DefinitionView) -> MigrationJob | None:

@@ -18,7 +18,11 @@ from typing import Any
 from reconciler.api import ObjectId
 from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.network.addressing import Addressing
-from reconciler.engine.operations.generated import GeneratedOperation
+from reconciler.engine.operations.generated import (
+    GENERATED_PREFIXES,
+    GeneratedOperation,
+    read_generated,
+)
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
 from reconciler.model.phases import VMPhase
@@ -145,11 +149,26 @@ def write_object_reports(
         folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
         for path in sorted(folder.glob("*/*.yaml")):
             reported = report_object_id(path, kind, namespaced=True)
-            if reported is None or (reported not in present and reported not in reports):
-                path.unlink()
-                changed.append(path)
-                _remove_if_empty(path.parent)
+            if reported is not None and (reported in present or reported in reports):
+                continue
+            if reported is not None and _made_by_a_host(path, reported):
+                # Its report is all of it, and only the host that made it retires it:
+                # another host's view may be a push older than the tree it writes into.
+                continue
+            path.unlink()
+            changed.append(path)
+            _remove_if_empty(path.parent)
     return changed
+
+
+def _made_by_a_host(path: Path, operation: ObjectId) -> bool:
+    """Whether the report is an operation a host made (engine/operations/generated.py)."""
+    if operation.kind != "VirtualMachineOperation" or not operation.name.startswith(
+        GENERATED_PREFIXES
+    ):
+        return False
+    document = read_document(path)
+    return isinstance(document, dict) and read_generated(document, operation) is not None
 
 
 def revision_objects(context: PlanContext) -> set[ObjectId] | None:

@@ -127,3 +127,17 @@ def test_a_drained_host_node_report_and_the_readme_show_the_drain(tmp_path: Path
     write_host_reports(tmp_path, plan, host("hv1"), "rev1")
     assert "drain" not in read_document(tmp_path / "nodes" / "hv1.yaml")["status"]
     assert "| hv1 | 2 |" in (tmp_path / "README.md").read_text()
+
+
+def test_another_host_never_removes_the_report_of_an_operation_a_host_made(
+    tmp_path: Path,
+) -> None:
+    # given hv1's evacuation report, and a plain operation's report, in the tree
+    written(tmp_path)
+    plain = tmp_path / PATH.with_name("restart-linux-vm-1718000000.yaml")
+    plain.write_text((tmp_path / PATH).read_text().replace("evacuation-x2b4c", "restart-x"))
+    # when a host whose revision knows neither writes its reports (its view is older)
+    write_object_reports(tmp_path, {}, set(), "2026-12-03T00:00:00Z")
+    # then the plain report goes, the evacuation stays for hv1 to retire
+    assert not plain.exists()
+    assert (tmp_path / PATH).exists()

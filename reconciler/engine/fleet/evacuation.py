@@ -20,7 +20,7 @@ Edition; in the `default` profile the changed rules wait in restartAwaitingChang
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.api import ObjectId, VirtualMachine
@@ -92,7 +92,7 @@ class HostMoves:
     created: tuple[GeneratedOperation, ...] = ()
     retired: frozenset[ObjectId] = frozenset()
     drain: DrainProgress | None = None
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 NO_MOVES = HostMoves()

@@ -43,6 +43,10 @@ class Cause(StrEnum):
     NODE_PLACEMENT = "nodeplacement-update"
 
 
+# The names of the operations hosts make begin so.
+GENERATED_PREFIXES = tuple(f"{cause}-" for cause in Cause)
+
+
 @dataclass(frozen=True)
 class GeneratedOperation:
     """An Evict a host made: its identity, the VM it moves, the host that made it and why."""
