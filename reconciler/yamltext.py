@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any, Protocol
 
 from pydantic import Field
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
+from ruamel.yaml.cyaml import CParser  # type: ignore[attr-defined]  # libyaml, untyped
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -419,6 +420,26 @@ def _composer() -> YAML:
     yaml = YAML(typ="safe", pure=False)
     yaml.Resolver = _YAML12Resolver
     return yaml
+
+
+class _TextComposer(CParser, _YAML12Resolver):  # type: ignore[misc]  # CParser is untyped
+    """libyaml's composer over one text, resolving by YAML 1.2: what COMPOSER's
+    compose_all runs, made of a class defined once. YAML.compose_all defines its loader
+    class anew for every text, a sixth of the time a manifests file takes to load."""
+
+    def __init__(self, text: str) -> None:
+        CParser.__init__(self, text)
+        _YAML12Resolver.__init__(self, loadumper=self)
+
+
+def compose_all(text: str) -> Iterator[Node | None]:
+    """The node tree of every document of text, as COMPOSER.compose_all yields them."""
+    composer = _TextComposer(text)
+    try:
+        while composer.check_node():
+            yield composer.get_node()
+    finally:
+        composer.dispose()
 
 
 # Built once: constructing a YAML instance scans for plug-ins on the disk.

@@ -1,9 +1,11 @@
-"""The loader's YAML 1.2 resolver (reconciler/yamltext.py) types every scalar as
-ruamel.yaml's own YAML 1.2 resolver does: `replicas: 010`, `enabled: yes` or `size: 1e3`
-mean to a manifest what they mean in the YAML spec, however the lookup is done."""
+"""The loader's YAML 1.2 resolver and composer (reconciler/yamltext.py) type every scalar
+as ruamel.yaml's own YAML 1.2 resolver does, and compose as its YAML.compose_all does:
+`replicas: 010`, `enabled: yes` or `size: 1e3` mean to a manifest what they mean in the
+YAML spec, however the lookup is done, and every node is where ruamel puts it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +15,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from reconciler.policies import load_limits
-from reconciler.yamltext import COMPOSER, Converter
+from reconciler.yamltext import COMPOSER, Converter, compose_all
 
 # The stock resolver, reading YAML 1.2 as the loader does (pure=True: it asks the
 # parser for the version, which the pure parser answers).
+SAMPLE_REPO = Path(__file__).resolve().parents[2] / "sample-repo"
 STOCK = YAML(typ="safe", pure=True)
 STOCK.version = (1, 2)
 
@@ -145,3 +148,26 @@ def test_the_values_of_a_manifest_keep_their_yaml_types() -> None:
         "text": "plain",
     }
     assert values["metadata"]["labels"] == {"a": "1", "b": "x"}
+
+
+def shape(node: Any) -> Any:
+    """A node tree as comparable values: type, tag, place, and the value or the children."""
+    if node is None:
+        return None
+    place = (type(node).__name__, node.tag, node.start_mark.line, node.start_mark.column)
+    if isinstance(node.value, list):
+        return (
+            *place,
+            [shape(i) if not isinstance(i, tuple) else tuple(map(shape, i)) for i in node.value],
+        )
+    return (*place, node.value)
+
+
+def test_every_file_of_the_sample_repository_composes_as_ruamel_composes_it() -> None:
+    texts = [path.read_text() for path in sorted(SAMPLE_REPO.rglob("*.yaml"))]
+
+    assert texts
+    for text in texts:
+        assert [shape(n) for n in compose_all(text)] == [
+            shape(n) for n in COMPOSER.compose_all(text)
+        ]
