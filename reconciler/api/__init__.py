@@ -109,7 +109,8 @@ class _Kinds(Mapping[str, "type[Manifest]"]):
     def __getitem__(self, kind: str) -> type[Manifest]:
         if kind not in PLURALS:
             raise KeyError(kind)
-        model: type[Manifest] = __getattr__(kind)
+        # The loader asks once per document: a kind already imported is a global here.
+        model: type[Manifest] = globals().get(kind) or __getattr__(kind)
         return model
 
     def __iter__(self) -> Iterator[str]:
