@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import api
 from reconciler.api import KINDS, PLURALS
 from reconciler.api.meta import Manifest
 
@@ -66,3 +67,12 @@ def _subclasses(model: type[Manifest]) -> set[type[Manifest]]:
         found.add(subclass)
         pending.extend(subclass.__subclasses__())
     return {m for m in found if "KIND" in vars(m)}
+
+
+def test_every_name_the_package_exports_resolves_to_its_modules_own() -> None:
+    for name in api.__all__:
+        value = getattr(api, name)
+
+        if name not in ("KINDS", "PLURALS"):
+            home = sys.modules[f"reconciler.api.{api._HOMES[name]}"]
+            assert value is getattr(home, name), name
