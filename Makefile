@@ -36,6 +36,9 @@ $(STAMPS)/venv: $(STAMPS)/deb pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set no
+	@# start writes bytecode either: each would compile the package from source again.
+	$(PY) -m compileall -q reconciler
 	@touch $@
 
 lint: $(STAMPS)/venv

@@ -31,11 +31,11 @@ from reconciler.confined import (
 from reconciler.findings import Finding, Rule
 from reconciler.policies import load_limits
 from reconciler.yamltext import (
-    COMPOSER,
     Converter,
     Limits,
     NodeError,
     check_size_and_depth,
+    compose_all,
     failure_finding,
     place_finding,
     too_large,
@@ -240,7 +240,7 @@ def _refused(finding: Finding) -> LoadResult:
 
 
 def _compose_all(text: str) -> list[Node]:
-    nodes = [node for node in COMPOSER.compose_all(text) if node is not None]
+    nodes = [node for node in compose_all(text) if node is not None]
     _remember(text, nodes)
     return nodes
 

@@ -4,8 +4,10 @@ reconciler/libvirt/, and the engine imports nothing that does I/O. Each planted 
 below is one a maintainer could write by mistake; the check must name it.
 
 No import hides inside a function either (that is how two-way imports used to hold),
-except where the command line imports a command's modules when it runs, for start-up
-speed, saying so on the line above."""
+except where the command line imports a command's modules when it runs, and where
+reconciler.api imports one of its own modules when a name of it is first used (its
+TYPE_CHECKING imports show the contract the same edges), both for start-up speed,
+saying so on the line above."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECONCILER = ROOT / "reconciler"
 CLI = RECONCILER / "cli"
+LAZY_API = RECONCILER / "api" / "__init__.py"
 FUTURE = "from __future__ import annotations\n"
 
 
@@ -112,7 +115,7 @@ def test_no_import_is_made_inside_a_function_outside_the_command_line() -> None:
     found = [
         f"{path.relative_to(ROOT)}:{line}"
         for path in sorted(RECONCILER.rglob("*.py"))
-        if CLI not in path.parents
+        if CLI not in path.parents and path != LAZY_API
         for line in imports_inside_functions(path.read_text(encoding="utf-8"))
     ]
 
@@ -121,7 +124,7 @@ def test_no_import_is_made_inside_a_function_outside_the_command_line() -> None:
 
 def test_every_import_the_command_line_makes_when_it_runs_says_it_is_for_start_up() -> None:
     unexplained = []
-    for path in sorted(CLI.rglob("*.py")):
+    for path in [*sorted(CLI.rglob("*.py")), LAZY_API]:
         lines = path.read_text(encoding="utf-8").splitlines()
         for line in imports_inside_functions("\n".join(lines)):
             above = lines[line - 2].strip()

@@ -4,8 +4,10 @@ GitHub annotations."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.cli.common import (
@@ -19,7 +21,7 @@ from reconciler.cli.common import (
 from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
-from reconciler.rules import check
+from reconciler.rules import Pool, check
 
 
 def validate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +38,47 @@ def validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = read_config(args)
-    root: Path = args.dir
-    result = load_directory(root)
-    findings = check(
-        result, pool_from(args, config), image_directories=image_directories_from(args, config)
+    output, clean = validated(
+        args.dir, pool_from(args, config), image_directories_from(args, config), args.format
     )
-    emit(render(findings, args.format, root, objects=len(result.objects), files=len(result.files)))
-    return 1 if findings else 0
+    emit(output)
+    return 0 if clean else 1
+
+
+def validated(
+    root: Path,
+    pool: Pool,
+    image_directories: Sequence[str],
+    fmt: str,
+) -> tuple[str, bool]:
+    """What `validate` prints about root, and whether it is clean.
+
+    The collector stays paused until the loaded objects are gone. The loader pauses it
+    while it reads, so every object it made is still in the youngest generation: let
+    run again before the rules, the collector walked them all, once per generation they
+    passed through, finding no garbage (at 1,000 VMs a quarter of the command, more
+    than the rules themselves). Dropped first, they are never walked."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # A call of its own: its frame, and with it the loaded objects, is gone before
+        # the collector runs again.
+        return _validated(root, pool, image_directories, fmt)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _validated(
+    root: Path,
+    pool: Pool,
+    image_directories: Sequence[str],
+    fmt: str,
+) -> tuple[str, bool]:
+    result = load_directory(root)
+    findings = check(result, pool, image_directories=image_directories)
+    output = render(findings, fmt, root, objects=len(result.objects), files=len(result.files))
+    return output, not findings
 
 
 def render(findings: list[Finding], fmt: str, root: Path, *, objects: int, files: int) -> str:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reconciler.api import GROUP_VERSION, KINDS, ObjectId
+from reconciler.api import GROUP_VERSION, KINDS, PLURALS, ObjectId
 from reconciler.api.names import FILE_NAME_MAX, fitted
 from reconciler.findings import Finding, Rule
 from reconciler.loader import load_config_text
@@ -33,7 +33,7 @@ def status_path(root: Path, object_id: ObjectId) -> Path:
     not fit a file name, and the name of an invalid manifest (which is reported too) may
     hold anything, `/` and `..` included; the path always stays under root.
     """
-    plural = KINDS[object_id.kind].PLURAL if object_id.kind in KINDS else object_id.kind.lower()
+    plural = PLURALS.get(object_id.kind) or object_id.kind.lower()
     file_name = fitted(object_id.name, _REPORT_STEM_MAX) + REPORT_SUFFIX
     if object_id.namespace:
         return root / plural / fitted(object_id.namespace, _REPORT_STEM_MAX) / file_name
@@ -197,9 +197,7 @@ def file_signature(path: Path) -> FileSignature | None:
 
 # The status tree's folders: a kind's plural, holding reports or namespace folders
 # (addresses.py's lease folder too, named here as importing it would be circular).
-_REPORT_FOLDERS = frozenset(
-    [*(model.PLURAL for model in KINDS.values()), "virtualmachineipaddressleases"]
-)
+_REPORT_FOLDERS = frozenset([*PLURALS.values(), "virtualmachineipaddressleases"])
 
 
 def _tree_folders(path: Path) -> list[Path]:

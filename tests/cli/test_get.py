@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from reconciler.api import KINDS
 from reconciler.cli import main
+from reconciler.cli.get import LEASE, RESOURCE_KINDS
 from tests.cli.conftest import HOST_OPTIONS, awaiting_restart
 from tests.hosts import Host
 
@@ -351,3 +353,16 @@ def test_libvirt_uri_lists_the_disks_a_pass_would_make(
     # A fresh test-driver host: every disk is about to be made.
     assert {row["PHASE"] for row in table.values()} == {"Provisioning"}
     assert table["db-1-data"]["CAPACITY"] == "200Gi"
+
+
+def test_every_kind_get_lists_is_named_as_its_model_names_it() -> None:
+    for kind in RESOURCE_KINDS:
+        if kind is LEASE:
+            continue
+        model = KINDS[kind.kind]
+        assert (kind.plural, kind.namespaced, kind.api_version, kind.short_names) == (
+            model.PLURAL,
+            model.NAMESPACED,
+            model.API_VERSIONS[0],
+            model.SHORT_NAMES,
+        )

@@ -32,6 +32,11 @@ PARSING_SKIPS = ("dataclasses", "inspect", "typing")
 # What reading manifests or reports does not need: the engine, the host configuration,
 # and libvirt and Git, which only a pass or the daemon talks to.
 READING_SKIPS = ("libvirt", "git", "reconciler.engine", "reconciler.config")
+# The modules of reconciler.api defining kinds other than VirtualMachine and what it uses.
+OTHER_KINDS_THAN_VM = tuple(
+    f"reconciler.api.{module}"
+    for module in ("network", "node", "operation", "secret", "storage", "vmclass")
+)
 COMMANDS = (
     "validate",
     "verify",
@@ -55,11 +60,12 @@ try:
     main()
 except SystemExit:
     pass
+modules = sorted(sys.modules)  # before KINDS imports the kinds the command did not
 api = sys.modules.get("reconciler.api")
 kinds = api.KINDS.items() if api else ()
 built = sorted(kind for kind, model in kinds if model.__pydantic_complete__)
 print()
-print(json.dumps([built, sorted(sys.modules), gc.get_freeze_count()]))
+print(json.dumps([built, modules, gc.get_freeze_count()]))
 """
 
 
@@ -172,6 +178,13 @@ def test_get_from_the_reports_loads_neither_the_engine_nor_the_config_nor_the_ru
 
     assert "linux-vm" in probe.output
     assert loaded(probe.modules, *READING_SKIPS, "reconciler.rules") == []
+
+
+def test_get_imports_the_models_of_the_kind_it_lists_only(checkout: Path) -> None:
+    probe = run_probe("get", "vm", "--dir", str(checkout))
+
+    assert "linux-vm" in probe.output
+    assert loaded(probe.modules, *OTHER_KINDS_THAN_VM) == []
 
 
 def test_get_builds_the_validator_of_the_kind_it_lists_only(checkout: Path) -> None:
