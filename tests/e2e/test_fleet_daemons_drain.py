@@ -127,7 +127,17 @@ def test_a_drained_host_moves_every_running_vm_to_the_other_and_says_drained(
     assert "Draining" in phases and phases[-1] == "Drained"
     most_at_once = max(len(d.get("migrating", [])) for d in drains if isinstance(d, dict))
     assert 1 <= most_at_once <= 2
-    # and an evacuation Evict per VM is in Git, Completed, made by hosta
+
+    # and an evacuation Evict per VM is in Git, Completed (by hostb, which may write the
+    # last one after hosta's Drained), made by hosta
+    def all_completed() -> bool:
+        found = evacuation_reports(hosts).values()
+        return len(found) == len(VMS) and all(
+            (d.get("status") or {}).get("phase") == "Completed"  # type: ignore[union-attr]
+            for d in found
+        )
+
+    hosts.until("every evacuation reported Completed", all_completed, 60)
     evacuations = evacuation_reports(hosts)
     assert sorted(e["spec"]["virtualMachineName"] for e in evacuations.values()) == sorted(VMS)  # type: ignore[index]
     for document in evacuations.values():
