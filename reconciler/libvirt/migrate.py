@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -312,7 +313,22 @@ class LiveMigration:
             raise MigrationTimedOut(self._name, self._abort_reason, last) from error
         if aborted:
             raise MigrationCancelled(self._name, f"aborted by another client: {message}") from error
-        raise MigrationFailed(self._name, message, error.get_error_code()) from error
+        raise MigrationFailed(
+            self._name, without_hook_command(message), error.get_error_code()
+        ) from error
+
+
+_HOOK_FAILURE = re.compile(
+    r"Hook script execution failed: .*?Child process \(.*?\) unexpected exit status \d+: ",
+    re.DOTALL,
+)
+
+
+def without_hook_command(message: str) -> str:
+    """libvirt's error for a destination hook that refused, without the command line it
+    quotes (the destination's environment: PATH, HOME), which would go into Git with
+    the operation's report; the hook's own reason stays."""
+    return _HOOK_FAILURE.sub("the destination's QEMU hook refused it: ", message, count=1)
 
 
 def abort_outgoing_migration(domain: libvirt.virDomain) -> bool:

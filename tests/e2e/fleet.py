@@ -26,6 +26,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -101,6 +102,11 @@ class FleetHost:
             if inside == mount_point or inside.startswith(mount_point + "/"):
                 return self.folder / name / inside[len(mount_point) :].lstrip("/")
         raise ValueError(f"{inside} is not in a private folder of {self.name}")
+
+    @property
+    def hook_cache(self) -> Path:
+        """The daemon cache its QEMU hook reads, when the lab installs one."""
+        return self.folder / "daemon-cache"
 
     def connect(self) -> libvirt.virConnect:
         return libvirt.open(self.uri)
@@ -185,6 +191,20 @@ def _prepare_folder(folder: Path, name: str) -> None:
     )
 
 
+def _install_qemu_hook(host: FleetHost) -> None:
+    """The two-line hook docs/install.md shows, with this interpreter (the project's
+    venv) and the host's daemon cache; libvirtd looks for it when it starts."""
+    hooks = host.folder / "etc" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    script = hooks / "qemu"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'exec {sys.executable} -m reconciler hook qemu --cache-dir {host.hook_cache} -- "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+
+
 def _namespace_init_pid(unshare: subprocess.Popen[bytes]) -> int:
     """The host PID of the namespace's PID 1: the one child `unshare --fork` made."""
 
@@ -253,8 +273,10 @@ def _define_default_pool(conn: libvirt.virConnect) -> None:
 
 
 @contextlib.contextmanager
-def fleet_lab(guest_dir: Path, base: Path) -> Iterator[Fleet]:
-    """Hosts A and B up, each with a started `default` dir pool; everything gone after."""
+def fleet_lab(guest_dir: Path, base: Path, *, qemu_hook: bool = False) -> Iterator[Fleet]:
+    """Hosts A and B up, each with a started `default` dir pool; everything gone after.
+    `qemu_hook`: each host's libvirtd runs `reconciler hook qemu` as its QEMU hook, with
+    the cache folder `FleetHost.hook_cache` (a daemon's `cacheDir`)."""
     if missing := missing_tools():
         raise FleetLabError(
             f"the fleet lab needs {', '.join(missing)}: run `make deps` (Debian packages"
@@ -279,6 +301,8 @@ def fleet_lab(guest_dir: Path, base: Path) -> Iterator[Fleet]:
         init_pids = []
         for host in hosts:
             _prepare_folder(host.folder, host.name)
+            if qemu_hook:
+                _install_qemu_hook(host)
             unshare, init_pid = _start_host(host.folder, host.name)
             unshares.append(unshare)
             init_pids.append(init_pid)

@@ -169,9 +169,11 @@ def git_output(repo: Path, *args: str, check: bool = True) -> str:
 
 
 @contextlib.contextmanager
-def two_daemons(fleet: Fleet, folder: Path) -> Iterator[TwoHosts]:
+def two_daemons(fleet: Fleet, folder: Path, *, hook_cache: bool = False) -> Iterator[TwoHosts]:
     """A daemon per host, not started, on one bare remote; after the test, the daemons
-    killed and every domain and volume of NAMESPACE gone from both hosts."""
+    killed and every domain and volume of NAMESPACE gone from both hosts. `hook_cache`:
+    each daemon's cacheDir is the one its host's QEMU hook reads (fleet_lab's
+    `qemu_hook`)."""
     remote = Remote.create(folder / "remote.git")
     operator = Workspace.clone(remote, folder / "operator")
     daemons = {
@@ -184,6 +186,7 @@ def two_daemons(fleet: Fleet, folder: Path) -> Iterator[TwoHosts]:
                 "storagePool": "default",
                 "network": "",
                 "migrationPeers": [f"qemu+tcp://{peer.name}/system" for peer in fleet.hosts],
+                **({"cacheDir": str(host.hook_cache)} if hook_cache else {}),
             },
             env={"RECONCILER_DOMAIN_TYPE": "qemu"},
         )

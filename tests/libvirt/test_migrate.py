@@ -25,6 +25,7 @@ from reconciler.libvirt.migrate import (
     abort_outgoing_migration,
     completion_limit_s,
     migration_flags,
+    without_hook_command,
 )
 
 HOST_XML = Path(__file__).with_name("host.xml")
@@ -179,3 +180,19 @@ def test_a_migration_libvirt_refuses_is_migration_failed_in_its_words(
 
 def test_aborting_where_no_migration_runs_says_so(domain: libvirt.virDomain) -> None:
     assert abort_outgoing_migration(domain) is False
+
+
+def test_a_refusal_by_the_destinations_hook_keeps_its_reason_and_not_its_environment() -> None:
+    message = (
+        "Hook script execution failed: internal error: Child process (LC_ALL=C"
+        " PATH=/root/.cargo/bin:/usr/bin HOME=/root /etc/libvirt/hooks/qemu db.default"
+        " migrate begin -) unexpected exit status 1: reconciler: Node hv2 refuses VM"
+        " default/db (db.default): it needs 2 GiB"
+    )
+    cleaned = without_hook_command(message)
+    assert cleaned == (
+        "the destination's QEMU hook refused it: reconciler: Node hv2 refuses VM"
+        " default/db (db.default): it needs 2 GiB"
+    )
+    assert "PATH" not in cleaned and "/root" not in cleaned
+    assert without_hook_command("Domain not found") == "Domain not found"
