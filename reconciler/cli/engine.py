@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -43,6 +45,8 @@ from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
 
 EXIT_CHANGES = 3
+GIT_SECONDS = 10
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,13 +86,25 @@ def _domain_type(choice: str) -> str:
 
 
 def _revision(directory: Path) -> str:
+    """The commit checked out where DIR is, "" when unknown (not a repository, no commit
+    yet, no git). One `git rev-parse`: GitPython cost a one-shot command 0.15 s to
+    import and start. safe.directory as GitPython had it: a checkout of another owner
+    still has a revision, and rev-parse only reads the HEAD it resolves."""
     try:
-        # Imported here for start-up speed, and GitPython won't load without a git executable.
-        import git
-
-        return str(git.Repo(directory, search_parent_directories=True).head.commit.hexsha)
-    except Exception:  # not a repository, or no commit yet: the revision is simply unknown
+        done = subprocess.run(
+            ["git", "-c", "safe.directory=*", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+            cwd=directory,
+            # DIR's repository, not one a calling hook's GIT_DIR names.
+            env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+            capture_output=True,
+            text=True,
+            timeout=GIT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
         return ""
+    revision = done.stdout.strip()
+    return revision if done.returncode == 0 and _COMMIT_ID.fullmatch(revision) else ""
 
 
 def _host(
@@ -175,8 +191,10 @@ def run_apply(args: argparse.Namespace) -> int:
             f"{e.action.describe()}: {e.error}" for e in result.errors
         ]
         # The reports the pass could not use (logged as they were met) were skipped; OUT
-        # may be DIR/status itself.
-        roots = (args.dir / "status", args.status_dir)
+        # may be DIR/status itself, then read once.
+        roots = dict.fromkeys(
+            Path(os.path.abspath(r)) for r in (args.dir / "status", args.status_dir)
+        )
         errors.extend(dict.fromkeys(line for root in roots for line in check_reports(root)))
         write_host_reports(
             args.status_dir,
