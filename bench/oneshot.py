@@ -3,8 +3,10 @@
     python bench/oneshot.py                        # 100 VMs, 3 rounds, Ansible in round 1
     python bench/oneshot.py --vms 20 --rounds 5 --skip-ansible
 
-Issue 16, "Done when", first row. Run as root with qemu:///system answering
-(scripts/start-libvirtd.sh; `make bench-oneshot` does both). N VMs, defined and not
+Issue 16, "Done when", first row. Run as root on a machine with libvirt's daemons
+installed (`make deps`): the bench starts a libvirtd of its own (oneshot_host.py),
+never qemu:///system, where `reconciler apply` would shut down and undefine the
+project's domains of anyone else (the e2e tests, another bench). N VMs, defined and not
 started, each with one 1 GiB qcow2 disk, 1 vCPU and 512 MiB, made by four tools, each
 run as the command a user types (whole process, wall clock):
 
@@ -33,10 +35,10 @@ one-change run changed only that VM's. Medians (and the ratios of medians) are
 printed, with the issue's targets beside them, never asserted: the exit status is
 non-zero only when a tool failed or a check did not hold.
 
-Everything runs in a namespace of its own: a transient dir pool `obench-<token>`
-in a fresh directory under /var/tmp, and domains whose names hold that token.
-Every round removes what it made, domains and volumes, even when it fails, and
-the pool and directory go at the end. kcli and Ansible (the `ansible` package,
+Everything runs in that daemon, in a transient dir pool `obench-<token>` in a fresh
+directory under /var/tmp, with domains whose names hold the token. Every round
+removes what it made, domains and volumes, even when it fails; the pool, the
+daemon and the directory go at the end. kcli and Ansible (the `ansible` package,
 which bundles community.libvirt) live in a venv of their own under
 .cache/bench-tools/venv, created with pip on the first run, never in the project's.
 """
@@ -63,6 +65,7 @@ import libvirt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oneshot_bare import domain_xml, volume_xml
+from oneshot_host import private_libvirtd
 from oneshot_tools import TOOLS_VENV, ensure_tools, kcli_config, kcli_plan, manifests, playbook
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -238,7 +241,7 @@ class Kcli(Tool):
     def write(self) -> None:
         config = self.home / ".kcli" / "config.yml"
         config.parent.mkdir(exist_ok=True)
-        config.write_text(kcli_config(self.lab.namespace))
+        config.write_text(kcli_config(self.lab.uri, self.lab.namespace))
         (self.home / "plan.yml").write_text(
             kcli_plan(self.lab.namespace, [(self.domain(i), self.memory[i]) for i in self.memory])
         )
@@ -394,20 +397,22 @@ def one_round(tool: Tool) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def lab_on(uri: str) -> Iterator[Lab]:
-    conn = libvirt.open(uri)
+def bench_lab() -> Iterator[Lab]:
+    """The bench's own libvirtd (oneshot_host.py) and a dir pool in it; all gone after."""
     token = secrets.token_hex(3)
     workdir = Path(tempfile.mkdtemp(prefix=f"obench-{token}-", dir="/var/tmp"))
-    lab = Lab(conn, uri, token, workdir)
-    names = {p.name() for p in conn.listAllStoragePools(0)}
-    if lab.namespace in names:
-        raise BenchError(f"storage pool {lab.namespace} already exists")
     try:
-        lab.create_pool()
-        yield lab
+        with private_libvirtd(workdir / "libvirt") as uri:
+            conn = libvirt.open(uri)
+            bench = Lab(conn, uri, token, workdir)
+            try:
+                bench.create_pool()
+                yield bench
+            finally:
+                bench.remove()
+                conn.close()
     finally:
-        lab.remove()
-        conn.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -449,7 +454,6 @@ def report(results: dict[str, dict[str, list[float]]], vms: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--uri", default="qemu:///system")
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ansible-rounds", type=int, default=1, help="Ansible in the first ones")
@@ -464,7 +468,7 @@ def main() -> int:
         [sys.executable, "-m", "compileall", "-q", str(CHECKOUT / "reconciler")], check=True
     )
     results: dict[str, dict[str, list[float]]] = {}
-    with lab_on(args.uri) as lab:
+    with bench_lab() as lab:
         tools: list[Tool] = [Bare("bare", lab, args.vms), Reconciler("reconciler", lab, args.vms)]
         if not args.skip_kcli:
             tools.append(Kcli("kcli", lab, args.vms))

@@ -81,9 +81,12 @@ def manifests(namespace: str, memory: dict[int, int]) -> dict[str, str]:
     return files
 
 
-def kcli_config(pool: str) -> str:
-    """~/.kcli/config.yml: the local libvirt (qemu:///system) and the bench's pool."""
-    return f"default:\n  client: local\nlocal:\n  type: kvm\n  host: 127.0.0.1\n  pool: {pool}\n"
+def kcli_config(uri: str, pool: str) -> str:
+    """~/.kcli/config.yml: the bench's libvirtd (kcli's `url`) and pool."""
+    return (
+        f"default:\n  client: local\nlocal:\n  type: kvm\n  host: 127.0.0.1\n"
+        f"  url: {json.dumps(uri)}\n  pool: {pool}\n"
+    )
 
 
 def kcli_plan(pool: str, vms: list[tuple[str, int]]) -> str:
