@@ -12,9 +12,10 @@ run as the command a user types (whole process, wall clock):
 
   bare        bench/oneshot_bare.py: list the domains and volumes, create and define
               what is missing or different, nothing more (the floor)
-  reconciler  `python -m reconciler apply REPO --status-dir REPO/status` of this
-              checkout, REPO a Git checkout of N VirtualMachine + VirtualDisk manifests
-              (runPolicy AlwaysOff), its known-reports cache in a fresh directory
+  reconciler  `reconciler apply REPO --status-dir REPO/status` (the venv's script,
+              PYTHONPATH this checkout), REPO a Git checkout of N VirtualMachine +
+              VirtualDisk manifests (runPolicy AlwaysOff), its known-reports cache
+              in a fresh directory
   kcli        `kcli create plan -f plan.yml` (cold), `kcli update plan -f plan.yml`
               (the others), one plan of N VMs (`start: false`, `disks: [1]`)
   ansible     `ansible-playbook`: community.libvirt.virt_volume (state: present, the
@@ -218,9 +219,7 @@ class Reconciler(Tool):
     def command(self, scenario: str) -> list[str]:
         repo = self.home / "repo"
         return [
-            sys.executable,
-            "-m",
-            "reconciler",
+            str(Path(sys.executable).parent / "reconciler"),
             "apply",
             str(repo),
             "--libvirt-uri",
@@ -234,7 +233,12 @@ class Reconciler(Tool):
         ]
 
     def environment(self) -> dict[str, str]:
-        return {**super().environment(), "XDG_CACHE_HOME": str(self.home / "cache")}
+        # The venv's `reconciler` script, as a user types it, running this checkout.
+        return {
+            **super().environment(),
+            "XDG_CACHE_HOME": str(self.home / "cache"),
+            "PYTHONPATH": str(CHECKOUT),
+        }
 
 
 class Kcli(Tool):

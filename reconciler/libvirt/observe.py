@@ -198,10 +198,15 @@ class Observer:
             raise
         if not storage.isActive():
             return {}
+        # In a pool of files a volume's key is its path, and the key comes with the
+        # listing: one call to libvirt per volume fewer (100 of a no-op pass's 300 at
+        # 100 VMs). Other pools' keys are not paths (an LV's UUID, an RBD's pool/image).
+        keyed_by_path = ET.fromstring(storage.XMLDesc(0)).get("type") in _FILE_POOLS
         found: dict[str, VolumeFacts] = {}
         for volume in storage.listAllVolumes(0):
             _type, capacity, _allocation = volume.info()
-            found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, volume.path())
+            path = volume.key() if keyed_by_path else volume.path()
+            found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, path)
         return found
 
     def network(self, name: str) -> NetworkFacts | None:
@@ -227,6 +232,10 @@ class Observer:
         except StorageError as error:
             return ImageSourceFacts(path, problem=str(error))
         return ImageSourceFacts(path, found.format, found.virtual_bytes)
+
+
+# Pool types whose volumes are files, keyed by their path (libvirt's storage_backend_fs).
+_FILE_POOLS = frozenset({"dir", "fs", "netfs"})
 
 
 def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
