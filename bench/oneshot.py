@@ -463,9 +463,12 @@ def main() -> int:
     parser.add_argument("--ansible-rounds", type=int, default=1, help="Ansible in the first ones")
     parser.add_argument("--skip-ansible", action="store_true")
     parser.add_argument("--skip-kcli", action="store_true")
+    parser.add_argument("--tools-only", action="store_true", help="make the tools' venv, no run")
     args = parser.parse_args()
-    if not args.skip_kcli or not args.skip_ansible:
+    if not args.skip_kcli or not args.skip_ansible or args.tools_only:
         ensure_tools()
+    if args.tools_only:
+        return 0
     # Bytecode of the checkout, as an installed package has it; written where an
     # import would write it (__pycache__, ignored by Git).
     subprocess.run(
