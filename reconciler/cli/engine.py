@@ -6,8 +6,6 @@ import argparse
 import gc
 import json
 import os
-import re
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from reconciler.cli.common import (
     read_config,
     repository_dir,
 )
+from reconciler.cli.revision import checked_out
 from reconciler.cli.terminal import emit, escaped
 from reconciler.engine.fleet.placement import host_capacity
 from reconciler.engine.network.addressing import AddressInputs
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
     from reconciler.config import Config
 
 EXIT_CHANGES = 3
-GIT_SECONDS = 10
-_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,28 +85,6 @@ def _domain_type(choice: str) -> str:
     if choice != "auto":
         return choice
     return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
-
-
-def _revision(directory: Path) -> str:
-    """The commit checked out where DIR is, "" when unknown (not a repository, no commit
-    yet, no git). One `git rev-parse`: GitPython cost a one-shot command 0.15 s to
-    import and start. safe.directory as GitPython had it: a checkout of another owner
-    still has a revision, and rev-parse only reads the HEAD it resolves."""
-    try:
-        done = subprocess.run(
-            ["git", "-c", "safe.directory=*", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
-            cwd=directory,
-            # DIR's repository, not one a calling hook's GIT_DIR names.
-            env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-            capture_output=True,
-            text=True,
-            timeout=GIT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    revision = done.stdout.strip()
-    return revision if done.returncode == 0 and _COMMIT_ID.fullmatch(revision) else ""
 
 
 def _host(
@@ -170,7 +145,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     context = read_plan_context(
         loaded,
         host,
-        args.revision or _revision(args.dir),
+        args.revision or checked_out(args.dir),
         pool,
         status_root=args.dir / "status",
         addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),

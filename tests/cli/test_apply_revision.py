@@ -1,5 +1,5 @@
 """`reconciler apply` names the commit it applied in the node report (lastAppliedRevision):
-the HEAD of the checkout DIR is in, read with one `git rev-parse`."""
+the HEAD of the checkout DIR is in, read from the checkout's files (cli/revision.py)."""
 
 from __future__ import annotations
 
@@ -79,3 +79,38 @@ def test_apply_reports_dirs_commit_whatever_git_dir_the_environment_names(
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
 
     assert applied_revision(repo, tmp_path / "status") == head
+
+
+def test_apply_reports_a_commit_whose_branch_is_only_in_packed_refs(tmp_path: Path) -> None:
+    repo = manifests(tmp_path / "repo")
+    head = committed(repo)
+    git(repo, "pack-refs", "--all", "--prune")
+
+    assert applied_revision(repo, tmp_path / "status") == head
+
+
+def test_apply_reports_a_detached_head(tmp_path: Path) -> None:
+    repo = manifests(tmp_path / "repo")
+    first = committed(repo)
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "second")
+    git(repo, "checkout", "--quiet", "--detach", first)
+
+    assert applied_revision(repo, tmp_path / "status") == first
+
+
+def test_apply_in_a_linked_worktree_reports_its_own_head(tmp_path: Path) -> None:
+    repo = manifests(tmp_path / "repo")
+    first = committed(repo)
+    git(repo, "worktree", "add", "--quiet", "-b", "host", str(tmp_path / "host"))
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "main moves on")
+
+    assert applied_revision(tmp_path / "host", tmp_path / "status") == first
+
+
+def test_a_head_naming_a_file_outside_the_refs_is_no_revision(tmp_path: Path) -> None:
+    repo = manifests(tmp_path / "repo")
+    committed(repo)
+    (tmp_path / "outside").write_text("a" * 40, encoding="utf-8")
+    (repo / ".git" / "HEAD").write_text("ref: refs/../../../outside\n", encoding="utf-8")
+
+    assert applied_revision(repo, tmp_path / "status") == ""
