@@ -16,6 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 
+import pycdlib
+
 from reconciler.api import ObjectId
 from reconciler.model import names
 from reconciler.provisioning.payload import ProvisioningKind, ProvisioningPayload, SeedFile
@@ -134,10 +136,6 @@ def build_seed_iso(
 
 
 def _iso(volume_id: str, files: tuple[SeedFile, ...]) -> bytes:
-    # Imported here: only a VM with provisioning needs it, and it costs every pass's
-    # command 14 ms to import.
-    import pycdlib
-
     iso = pycdlib.PyCdlib()
     # Interchange level 3 allows the 8.3-breaking names below in the plain ISO 9660
     # tree, which only readers without Rock Ridge or Joliet ever see.
