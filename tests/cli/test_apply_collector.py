@@ -75,3 +75,14 @@ def test_the_pass_runs_without_the_collector(
     main(["apply", str(repository(tmp_path)), *host_options(f"test://{HOST_XML}")])
 
     assert seen == [False]
+
+
+def test_a_caller_of_main_keeps_its_objects_collectable(
+    tmp_path: Path, collector_enabled: None
+) -> None:
+    frozen = gc.get_freeze_count()
+
+    code = main(["apply", str(repository(tmp_path)), *host_options(f"test://{HOST_XML}")])
+
+    assert code == 0
+    assert gc.get_freeze_count() == frozen
