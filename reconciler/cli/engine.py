@@ -21,7 +21,6 @@ from reconciler.cli.common import (
     read_config,
     repository_dir,
 )
-from reconciler.cli.readahead import ReadAhead
 from reconciler.cli.revision import checked_out
 from reconciler.cli.terminal import emit, escaped
 from reconciler.engine.fleet.placement import host_capacity
@@ -88,10 +87,6 @@ def _domain_type(choice: str) -> str:
     return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu"
 
 
-def _storage_pool(args: argparse.Namespace, config: Config | None) -> str:
-    return str(args.storage_pool or (config.storage_pool if config else "default"))
-
-
 def _host(
     args: argparse.Namespace,
     config: Config | None,
@@ -104,7 +99,7 @@ def _host(
     return HostContext(
         node_name=node_name,
         domain_type="qemu" if _domain_type(args.domain_type) == "qemu" else "kvm",
-        storage_pool=_storage_pool(args, config),
+        storage_pool=args.storage_pool or (config.storage_pool if config else "default"),
         network=args.network or (config.network if config else None),
         cpu_capacity_millicores=millicores,
         memory_capacity_bytes=memory,
@@ -143,22 +138,6 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     except LibvirtUnavailable as error:
         print(f"reconciler: {error}", file=sys.stderr)
         return 1
-    # The host is read while the manifests load (readahead.py).
-    source = ReadAhead(Observer(connection), _storage_pool(args, config))
-    try:
-        return _pass(args, config, connection, source, apply=apply)
-    finally:
-        source.wait()
-
-
-def _pass(
-    args: argparse.Namespace,
-    config: Config | None,
-    connection: Any,
-    source: ReadAhead,
-    *,
-    apply: bool,
-) -> PassResult:
     # Report texts rendered by earlier commands: unchanged reports are neither rendered
     # nor parsed again (reports/known.py).
     keep_known_reports(config.cache_dir if config else None)
@@ -179,7 +158,7 @@ def _pass(
     )
     progress = (lambda line: emit(escaped(line), sys.stderr)) if apply else (lambda _: None)
     runner = Applier(connection, progress=progress) if apply else None
-    return reconcile_once(context, source, runner, progress)
+    return reconcile_once(context, Observer(connection), runner, progress)
 
 
 def plan_pass(args: argparse.Namespace) -> PassResult | int:
