@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:]
     parser = build_parser(argv, started=started)
     args = parser.parse_args(argv)
+    # Whether what the command makes lives until the process ends (cli/engine.py).
+    args.own_process = started
     try:
         code: int = args.run(args)
     except BrokenPipeError:

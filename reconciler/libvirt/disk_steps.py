@@ -18,10 +18,10 @@ from reconciler.libvirt.storage import (
     VolumeInUse,
     VolumeMissing,
     delete_volume,
-    ensure_disk_volume,
     ensure_image_volume,
     find_image_volume,
     inspect_source,
+    make_disk_volume,
     pool_lock,
     resize_disk,
     source_path,
@@ -158,8 +158,7 @@ def make_disk(conn: libvirt.virConnect, action: EnsureDiskVolume) -> int:
                 pool=action.pool,
                 volume=action.volume,
             )
-    made = ensure_disk_volume(pool, action.disk, action.capacity_bytes, image)
-    return 1 if made.created else 0
+    return 1 if make_disk_volume(pool, action.disk, action.capacity_bytes, image) else 0
 
 
 def grow_disk(conn: libvirt.virConnect, action: ResizeDisk) -> int:

@@ -233,6 +233,10 @@ class Observer:
         return ImageSourceFacts(path, found.format, found.virtual_bytes)
 
 
+# Pool types whose volumes are files, keyed by their path (libvirt's storage_backend_fs).
+_FILE_POOLS = frozenset({"dir", "fs", "netfs"})
+
+
 def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
     root = ET.fromstring(xml)
     gateways: list[ipaddress.IPv4Address] = []
@@ -254,10 +258,15 @@ def network_facts(name: str, active: bool, xml: str) -> NetworkFacts:
 
 
 def _volume_facts(storage: libvirt.virStoragePool, pool: str) -> dict[str, VolumeFacts]:
+    # In a pool of files a volume's key is its path, and the key comes with the
+    # listing: one call to libvirt per volume fewer (100 of a no-op pass's 300 at
+    # 100 VMs). Other pools' keys are not paths (an LV's UUID, an RBD's pool/image).
+    keyed_by_path = ET.fromstring(storage.XMLDesc(0)).get("type") in _FILE_POOLS
     found: dict[str, VolumeFacts] = {}
     for volume in storage.listAllVolumes(0):
         _type, capacity, _allocation = volume.info()
-        found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, volume.path())
+        path = volume.key() if keyed_by_path else volume.path()
+        found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, path)
     return found
 
 

@@ -118,3 +118,18 @@ def test_a_pass_with_nothing_to_do_renders_no_domain(host: Host, monkeypatch) ->
 
     assert mutations == 0
     assert rendered == []
+
+
+def test_observer_reads_each_volume_of_a_file_pool_with_its_path_and_size(host: Host) -> None:
+    pool = host.connection.storagePoolLookupByName(host.storage_pool)
+    made = pool.createXML(
+        "<volume><name>data.qcow2</name><capacity>4096</capacity>"
+        "<target><format type='qcow2'/></target></volume>",
+        0,
+    )
+
+    seen = Observer(host.connection).volumes(host.storage_pool)
+
+    assert seen["data.qcow2"].path == made.path()
+    assert seen["data.qcow2"].capacity_bytes == 4096
+    assert set(seen) == {volume.name() for volume in pool.listAllVolumes(0)}

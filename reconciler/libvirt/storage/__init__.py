@@ -10,6 +10,7 @@ from reconciler.libvirt.storage.disks import (
     delete_disk_volume,
     delete_volume,
     ensure_disk_volume,
+    make_disk_volume,
     resize_disk,
 )
 from reconciler.libvirt.storage.errors import (
@@ -58,6 +59,7 @@ __all__ = [
     "ensure_image_volume",
     "find_image_volume",
     "inspect_source",
+    "make_disk_volume",
     "pool_lock",
     "resize_disk",
     "source_path",

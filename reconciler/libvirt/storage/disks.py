@@ -63,6 +63,28 @@ def ensure_disk_volume(
     dataSource only matters when it is provisioned (dvp-api.md §8.2), and growing
     is resize_disk's job.
     """
+    pool_name, volume, created = _ensure(pool, disk_id, size_bytes, image)
+    path, capacity = str(volume.path()), volume_capacity(volume)
+    return DiskVolume(pool_name, disk_volume_name(disk_id), path, capacity, created)
+
+
+def make_disk_volume(
+    pool: libvirt.virStoragePool,
+    disk_id: ObjectId,
+    size_bytes: int | None,
+    image: ImageVolume | None = None,
+) -> bool:
+    """ensure_disk_volume for a caller that needs only whether it made the volume: two
+    calls to libvirt fewer (the path and size), a fifth of a first pass's per disk."""
+    return _ensure(pool, disk_id, size_bytes, image)[2]
+
+
+def _ensure(
+    pool: libvirt.virStoragePool,
+    disk_id: ObjectId,
+    size_bytes: int | None,
+    image: ImageVolume | None,
+) -> tuple[str, libvirt.virStorageVol, bool]:
     name = disk_volume_name(disk_id)
     if size_bytes is None and image is None:
         raise ValueError(f"{disk_id}: a disk needs a size or an image")
@@ -78,7 +100,7 @@ def ensure_disk_volume(
             else:
                 assert size_bytes is not None  # checked above
                 volume = create_volume(pool, name, size_bytes, DISK_FORMAT)
-        return DiskVolume(pool_name, name, str(volume.path()), volume_capacity(volume), created)
+        return pool_name, volume, created
 
 
 def _copy_image(

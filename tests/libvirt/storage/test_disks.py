@@ -17,6 +17,7 @@ from reconciler.libvirt.storage import (
     ImageVolume,
     PoolUnavailable,
     ensure_disk_volume,
+    make_disk_volume,
 )
 from reconciler.libvirt.storage.pools import create_volume, volume_format
 from reconciler.model.names import ImageFormat, image_volume_name
@@ -39,6 +40,30 @@ def test_a_blank_disk_gets_the_size_of_its_manifest(pool: libvirt.virStoragePool
     assert volume.info()[1] == made.capacity_bytes == 5 * MiB
     assert volume_format(volume) == "qcow2"
     assert made.path == volume.path()
+
+
+def test_making_a_disk_says_it_made_a_blank_volume_of_the_manifests_size(
+    pool: libvirt.virStoragePool,
+) -> None:
+    made = make_disk_volume(pool, disk("data"), 5 * MiB)
+
+    volume = pool.storageVolLookupByName("vd-default-data.qcow2")
+    assert made
+    assert volume.info()[1] == 5 * MiB
+    assert volume_format(volume) == "qcow2"
+
+
+def test_making_a_disk_that_exists_leaves_it_and_says_so(
+    pool: libvirt.virStoragePool, ubuntu: ImageVolume
+) -> None:
+    first = ensure_disk_volume(pool, disk("data"), 5 * MiB)
+    key = pool.storageVolLookupByName(first.name).key()
+
+    made = make_disk_volume(pool, disk("data"), 9 * MiB, ubuntu)
+
+    assert not made
+    volume = pool.storageVolLookupByName(first.name)
+    assert volume.key() == key and volume.info()[1] == 5 * MiB
 
 
 def test_an_existing_disk_is_never_made_again(
