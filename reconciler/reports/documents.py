@@ -214,6 +214,11 @@ def _tree_folders(path: Path) -> list[Path]:
     return folders
 
 
+def tree_folders_linked(path: Path) -> bool:
+    """Whether a report folder above path (its kind's, its namespace's) is a symlink."""
+    return any(os.path.islink(folder) for folder in _tree_folders(path))
+
+
 def _report_signature(name: str) -> FileSignature | None:
     """file_signature of a report; None also when the report is a symlink.
 
@@ -254,7 +259,7 @@ def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]
     reached through a symlink)."""
     name = os.fspath(path)
     signature = _report_signature(name)
-    if signature is None or any(os.path.islink(f) for f in _tree_folders(path)):
+    if signature is None or tree_folders_linked(path):
         _MEMO.files.pop(name, None)
         return None, None, None
     known = _MEMO.files.get(name)

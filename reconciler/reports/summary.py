@@ -63,6 +63,17 @@ def fleet_readme(
 ) -> str:
     """status/README.md: every VM of the fleet, then every host; nothing in it changes
     unless a report does."""
+    rows = {vm: readme_row(vm, statuses[vm], created.get(vm, "")) for vm in statuses}
+    return readme_of_rows(rows, nodes)
+
+
+def readme_row(object_id: ObjectId, status: Mapping[str, Any], created: str = "") -> str:
+    """A VM's line of the README's table."""
+    return "| " + " | ".join(_cell(cell) for cell in vm_row(object_id, status, created)) + " |"
+
+
+def readme_of_rows(rows: Mapping[ObjectId, str], nodes: Mapping[str, Mapping[str, Any]]) -> str:
+    """fleet_readme from each VM's line (readme_row), made once per report that changed."""
     lines = [
         "# Status",
         "",
@@ -72,9 +83,7 @@ def fleet_readme(
         "| " + " | ".join(COLUMNS) + " |",
         "|" + " --- |" * len(COLUMNS),
     ]
-    for object_id in sorted(statuses):
-        row = vm_row(object_id, statuses[object_id], created.get(object_id, ""))
-        lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
+    lines.extend(rows[object_id] for object_id in sorted(rows))
     if nodes:
         lines += [
             "",

@@ -37,7 +37,8 @@ from reconciler.reports.documents import (
     write_if_changed,
     write_report,
 )
-from reconciler.reports.summary import fleet_readme, node_status
+from reconciler.reports.scan import PerReport
+from reconciler.reports.summary import node_status, readme_of_rows, readme_row
 
 VM_FOLDER = "virtualmachines"
 NODE_KIND = Node.KIND
@@ -147,8 +148,8 @@ def write_object_reports(
     present = present - retired
     for kind in REPORTED_KINDS:
         folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
-        for path in sorted(folder.glob("*/*.yaml")):
-            reported = report_object_id(path, kind, namespaced=True)
+        for name, reported in _REPORTED_IDS[kind].over(folder):
+            path = Path(name)
             if reported is not None and (reported in present or reported in reports):
                 continue
             if reported is not None and _made_by_a_host(path, reported):
@@ -159,6 +160,14 @@ def write_object_reports(
             changed.append(path)
             _remove_if_empty(path.parent)
     return changed
+
+
+def _reported_id(kind: str) -> PerReport[ObjectId | None]:
+    return PerReport(lambda path: report_object_id(path, kind, namespaced=True))
+
+
+# Per kind: the object each report file is of (derived once per file that changed).
+_REPORTED_IDS = {kind: _reported_id(kind) for kind in REPORTED_KINDS}
 
 
 def _made_by_a_host(path: Path, operation: ObjectId) -> bool:
@@ -235,21 +244,52 @@ def _remove_stale(
         # Some file could not be read: a VM missing from this pass may only be
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
-    for path, object_id, document in _vm_reports(root):
+    for name, (object_id, holder, handed_over) in _HOLDERS.over(root / VM_FOLDER):
         if object_id is not None and object_id in reported:
             continue
         # A file no VM's report is ever written at is gone from Git too.
         gone_from_git = object_id is None or object_id not in desired_vms
-        status = document.get("status") if isinstance(document, dict) else None
-        mine = isinstance(status, dict) and status.get("nodeName") == node_name
-        # A VM that left by live migration keeps its report until the host it went to
-        # writes its own: without one, another host could place and start it anew.
-        handed_over = isinstance(status, dict) and status.get("phase") == VMPhase.MIGRATING
-        if gone_from_git or (mine and not handed_over):
+        if gone_from_git or (holder == node_name and not handed_over):
+            path = Path(name)
             path.unlink()
             removed.append(path)
             _remove_if_empty(path.parent)
     return removed
+
+
+def _holder(path: Path) -> tuple[ObjectId | None, str | None, bool]:
+    """A VM report's object, the host it names (None when none) and whether it says the
+    VM left by live migration: it keeps its report until the host it went to writes its
+    own (without one, another host could place and start it anew)."""
+    object_id = report_object_id(path, "VirtualMachine", namespaced=True)
+    document = read_document(path)
+    status = document.get("status") if isinstance(document, dict) else None
+    if not isinstance(status, dict):
+        return object_id, None, False
+    node = status.get("nodeName")
+    return (
+        object_id,
+        node if isinstance(node, str) else None,
+        status.get("phase") == VMPhase.MIGRATING,
+    )
+
+
+def _readme_row(path: Path) -> tuple[ObjectId, str] | None:
+    """A VM report's object and its line of the README; None when it has none."""
+    object_id = report_object_id(path, "VirtualMachine", namespaced=True)
+    document = read_document(path)
+    if object_id is None or not isinstance(document, dict):
+        return None
+    status = document.get("status")
+    metadata = document.get("metadata")
+    created = ""
+    if isinstance(metadata, dict):
+        created = str(metadata.get("creationTimestamp", "") or "")
+    return object_id, readme_row(object_id, status if isinstance(status, dict) else {}, created)
+
+
+_HOLDERS = PerReport(_holder)
+_README_ROWS = PerReport(_readme_row)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -259,29 +299,15 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def _vm_reports(root: Path) -> list[tuple[Path, ObjectId | None, Any]]:
-    found = []
-    for path in sorted((root / VM_FOLDER).glob("*/*.yaml")):
-        object_id = report_object_id(path, "VirtualMachine", namespaced=True)
-        found.append((path, object_id, _read(path)))
-    return found
-
-
 def _read(path: Path) -> Any:
     return read_document(path)
 
 
 def _write_readme(root: Path) -> list[Path]:
-    statuses: dict[ObjectId, dict[str, Any]] = {}
-    created: dict[ObjectId, str] = {}
-    for _path, object_id, document in _vm_reports(root):
-        if object_id is None or not isinstance(document, dict):
-            continue
-        status = document.get("status")
-        statuses[object_id] = status if isinstance(status, dict) else {}
-        metadata = document.get("metadata")
-        if isinstance(metadata, dict):
-            created[object_id] = str(metadata.get("creationTimestamp", "") or "")
+    rows: dict[ObjectId, str] = {}
+    for _name, row in _README_ROWS.over(root / VM_FOLDER):
+        if row is not None:
+            rows[row[0]] = row[1]
     nodes = {}
     for path in sorted((root / "nodes").glob("*.yaml")):
         node_id = report_object_id(path, NODE_KIND, namespaced=False)
@@ -291,4 +317,4 @@ def _write_readme(root: Path) -> list[Path]:
         status = document.get("status") if isinstance(document, dict) else None
         nodes[node_id.name] = status if isinstance(status, dict) else {}
     path = root / "README.md"
-    return [path] if write_if_changed(path, fleet_readme(statuses, created, nodes)) else []
+    return [path] if write_if_changed(path, readme_of_rows(rows, nodes)) else []
