@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -143,9 +143,14 @@ def manifest_files(root: Path) -> Iterator[Path]:
                 yield Path(directory) / name
 
 
-def load_directory(root: Path, kinds: Collection[str] | None = None) -> LoadResult:
+def load_directory(
+    root: Path,
+    kinds: Collection[str] | None = None,
+    step: Callable[[str, int, int], None] | None = None,
+) -> LoadResult:
     """Every manifest under root; with `kinds`, documents of other kinds are skipped
-    unvalidated, so that listing one kind does not build every kind's validator."""
+    unvalidated, so that listing one kind does not build every kind's validator.
+    `step` hears how many files are read (reconciler.progress)."""
     result = LoadResult()
     # Parsing allocates millions of short-lived objects and no garbage cycles
     # worth collecting meanwhile; with the collector running, half of a large
@@ -153,7 +158,10 @@ def load_directory(root: Path, kinds: Collection[str] | None = None) -> LoadResu
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for path in manifest_files(root):
+        paths = list(manifest_files(root))
+        for done, path in enumerate(paths):
+            if step is not None:
+                step("files read", done, len(paths))
             result.extend(load_file(path, path.relative_to(root).as_posix(), root, kinds))
     finally:
         if collecting:

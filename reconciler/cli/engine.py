@@ -38,6 +38,7 @@ from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.model.migration import StorageMode
+from reconciler.progress import Progress, for_stream
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
@@ -130,7 +131,7 @@ def _collector_paused(args: argparse.Namespace) -> Iterator[None]:
             gc.enable()
 
 
-def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
+def _run_pass(args: argparse.Namespace, *, apply: bool, steps: Progress) -> PassResult | int:
     config = read_config(args)
     uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
     try:
@@ -141,7 +142,7 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
     # Report texts rendered by earlier commands: unchanged reports are neither rendered
     # nor parsed again (reports/known.py).
     keep_known_reports(config.cache_dir if config else None)
-    loaded = load_directory(args.dir)
+    loaded = load_directory(args.dir, step=steps.step)
     nodes = [obj.model for obj in loaded.objects if isinstance(obj.model, Node)]
     host = _host(args, config, connection.getInfo(), nodes)
     pool = pool_from(args, config)
@@ -156,15 +157,24 @@ def _run_pass(args: argparse.Namespace, *, apply: bool) -> PassResult | int:
         addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),
         disk_reports_root=status_dir,
     )
-    progress = (lambda line: emit(escaped(line), sys.stderr)) if apply else (lambda _: None)
+
+    def progress(line: str) -> None:
+        if apply:
+            steps.interrupt()  # the action's line replaces the progress line
+            emit(escaped(line), sys.stderr)
+
     runner = Applier(connection, progress=progress) if apply else None
-    return reconcile_once(context, Observer(connection), runner, progress)
+    return reconcile_once(context, Observer(connection), runner, progress, steps.step)
 
 
 def plan_pass(args: argparse.Namespace) -> PassResult | int:
     """The pass `reconciler plan` runs, changing nothing; an int is the exit code of a
     failure already reported."""
-    return _run_pass(args, apply=False)
+    steps = for_stream("plan", sys.stderr)
+    try:
+        return _run_pass(args, apply=False, steps=steps)
+    finally:
+        steps.finish()
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -173,7 +183,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    outcome = _run_pass(args, apply=False)
+    outcome = plan_pass(args)
     if isinstance(outcome, int):
         return outcome
     result = outcome
@@ -190,10 +200,24 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def _run_apply(args: argparse.Namespace) -> int:
-    outcome = _run_pass(args, apply=True)
-    if isinstance(outcome, int):
-        return outcome
+    steps = for_stream("apply", sys.stderr)
+    try:
+        outcome = _run_pass(args, apply=True, steps=steps)
+        if isinstance(outcome, int):
+            return outcome
+        _write_reports(args, outcome, steps)
+    finally:
+        steps.finish()
     result = outcome
+    emit(render_plan(result.plan, result.findings, args.format))
+    _warn_held_back(result)
+    for failure in result.errors:
+        emit(escaped(f"error: {failure.action.describe()}: {failure.error}"), sys.stderr)
+    return 1 if result.errors else 0
+
+
+def _write_reports(args: argparse.Namespace, result: PassResult, steps: Progress) -> None:
+    """--status-dir: the host's reports of the pass, as the daemon writes them."""
     held_back = deletions_held_back(result.context, result.plan)
     if args.status_dir is not None:
         errors = ([held_back] if held_back else []) + [
@@ -215,13 +239,9 @@ def _run_apply(args: argparse.Namespace) -> int:
             result.context.addressing,
             result.context.addresses.now if result.context.addresses else None,
             revision_objects(result.context),
+            steps.step,
         )
         save_known_reports()
-    emit(render_plan(result.plan, result.findings, args.format))
-    _warn_held_back(result)
-    for failure in result.errors:
-        emit(escaped(f"error: {failure.action.describe()}: {failure.error}"), sys.stderr)
-    return 1 if result.errors else 0
 
 
 def _warn_held_back(result: PassResult) -> None:

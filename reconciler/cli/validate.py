@@ -7,6 +7,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from reconciler.cli.common import (
 from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
 from reconciler.loader import load_directory
+from reconciler.progress import for_stream
 from reconciler.rules import Pool, check
 
 
@@ -75,8 +77,12 @@ def _validated(
     image_directories: Sequence[str],
     fmt: str,
 ) -> tuple[str, bool]:
-    result = load_directory(root)
-    findings = check(result, pool, image_directories=image_directories)
+    steps = for_stream("validate", sys.stderr)
+    try:
+        result = load_directory(root, step=steps.step)
+        findings = check(result, pool, image_directories=image_directories)
+    finally:
+        steps.finish()
     output = render(findings, fmt, root, objects=len(result.objects), files=len(result.files))
     return output, not findings
 

@@ -30,6 +30,7 @@ from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
 from reconciler.loader import LoadResult
 from reconciler.model.actions import MigrateDomain
+from reconciler.progress import for_log
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
@@ -121,6 +122,8 @@ class Pass:
         self.notifier = notifier
         # The progress of a long step (an image upload) also keeps the watchdog fed.
         self._progress = progress
+        # A long pass (the first over many VMs) says how far it is every ~10 s.
+        self._steps = for_log("pass", log)
 
     def run(self, reasons: Counter[str]) -> None:
         """One pass. Whatever it raises stops here, at its boundary (a pass never dies
@@ -223,7 +226,7 @@ class Pass:
             log.error("libvirt: %s", self.health.libvirt)
             self._publish_error(revision, f"libvirt: {self.health.libvirt}", why)
             return
-        loaded = self._components.cache.load(revision)
+        loaded = self._components.cache.load(revision, self._steps.step)
         stages.mark("load")
         status_root = self._status_root(revision, fleet=_nodes(loaded) > 1)
         context = read_plan_context(
@@ -256,7 +259,7 @@ class Pass:
         if self._libvirt.migrations is not None:
             # Why this process's migrations failed, for their operations' reports.
             context = replace(context, migration_failures=self._libvirt.migrations.failures())
-        result = reconcile_once(context, observer, runner, self._progress)
+        result = reconcile_once(context, observer, runner, self._progress, self._steps.step)
         stages.mark("engine")
         errors = [f"{e.action.describe()}: {e.error}" for e in result.errors]
         held_back = self._deletions_held_back(result)
@@ -387,6 +390,7 @@ class Pass:
                 result.context.addressing,
                 result.context.addresses.now if result.context.addresses else None,
                 revision_objects(result.context),
+                self._steps.step,
             )
 
         self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")

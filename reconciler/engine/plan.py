@@ -32,7 +32,9 @@ from reconciler.engine.plan_types import (
     Plan,
     PlanContext,
     Settled,
+    Step,
     VMPlan,
+    no_step,
 )
 from reconciler.engine.vm.capacity import capacity_in_use
 from reconciler.engine.vm.changes import change_table_for
@@ -43,8 +45,14 @@ from reconciler.findings import Finding
 from reconciler.model.names import domain_name
 
 
-def plan(context: PlanContext, observation: Observation, settled: Settled | None = None) -> Plan:
-    """The pass's plan; `settled`: an earlier plan of the same pass (Settled)."""
+def plan(
+    context: PlanContext,
+    observation: Observation,
+    settled: Settled | None = None,
+    step: Step = no_step,
+) -> Plan:
+    """The pass's plan; `settled`: an earlier plan of the same pass (Settled); `step`
+    hears how many of this host's VMs are planned."""
     observation = observation.without_arriving()
     if settled is not None and not settled.applies_to(observation):
         settled = None
@@ -96,7 +104,8 @@ def plan(context: PlanContext, observation: Observation, settled: Settled | None
     held: dict[ObjectId, str] = {}
     # The VMs this host reports, in the revision's order (their actions run in it), each
     # admitted to the CPU the earlier ones left.
-    for vm, placement in assignment.here:
+    for done, (vm, placement) in enumerate(assignment.here):
+        step("VMs planned", done, len(assignment.here))
         if not placement.node:
             vm_plans.append(
                 VMPlan(vm.id, Outcome.BLOCKED, details=[f"not placed: {placement.reason}"])

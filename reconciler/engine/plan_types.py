@@ -7,7 +7,7 @@ Values only: the steps of plan.py read them and return new ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -33,6 +33,16 @@ from reconciler.rules.inventory import Inventory
 
 if TYPE_CHECKING:  # strays.py plans with the types of this module
     from reconciler.engine.fleet.strays import StrayDomain
+
+
+# How far a long pass is, for the caller to show (reconciler.progress): (stage, done,
+# total), "VMs planned", 340, 1000. The engine only calls it; the caller decides
+# whether and where it is shown.
+Step = Callable[[str, int, int], None]
+
+
+def no_step(_stage: str, _done: int, _total: int) -> None:
+    """The Step of a caller that shows no progress."""
 
 
 class Outcome(StrEnum):

@@ -31,6 +31,7 @@ from reconciler.engine.plan import (
     Settled,
     plan,
 )
+from reconciler.engine.plan_types import Step, no_step
 from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.desired import HostContext
 from reconciler.engine.vm.lifecycle import explain_failed_starts
@@ -297,12 +298,15 @@ def reconcile_once(
     source: DomainSource,
     runner: ActionRunner | None,
     progress: Callable[[str], None] = lambda _: None,
+    step: Step = no_step,
 ) -> PassResult:
     """Plan, and with a runner apply and re-plan so statuses describe the result; the
-    second plan keeps the VMs the first had nothing to do for (plan.Settled)."""
+    second plan keeps the VMs the first had nothing to do for (plan.Settled).
+    `progress` hears each action as it starts; `step` how far the pass is (the VMs
+    planned, the actions done), for the caller to show when the pass is long."""
     observation = with_image_sources(source, context, observe(source, context.host))
     context = with_addressing(context, observation)
-    first = plan(context, observation)
+    first = plan(context, observation, step=step)
     result = PassResult(context, first, context.findings)
     if runner is None or not first.has_changes:
         return result
@@ -315,6 +319,7 @@ def reconcile_once(
                 skipped = SkippedAfterFailure("skipped after an earlier failure")
                 result.applied.append(ActionOutcome(action, skipped))
                 continue
+            step("actions done", len(result.applied), total)
             progress(f"[{len(result.applied) + 1}/{total}] {action.describe()}")
             try:
                 runner.run(action)

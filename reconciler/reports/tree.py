@@ -10,7 +10,7 @@ regenerating it from the same tree writes the same bytes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,19 +54,23 @@ def write_host_reports(
     addressing: Addressing | None = None,
     moment: datetime | None = None,
     present: set[ObjectId] | None = None,
+    step: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Write this host's reports under root; returns the files changed or removed.
 
     desired_vms: every VM of the revision, or None when it is not known for sure
     (an unreadable file): then no report is removed at all. addressing: the pass's IP
     allocation, whose vmip and lease reports every host writes alike. present: every
-    object of the revision (revision_objects), None when not known for sure.
+    object of the revision (revision_objects), None when not known for sure. `step`
+    hears how many VM reports are written (reconciler.progress).
     """
     moment = moment or datetime.now(UTC)
     now = timestamp(moment)
     changed: list[Path] = []
     documents: dict[ObjectId, dict[str, Any]] = {}
-    for object_id, status in sorted(plan.statuses.items()):
+    for done, (object_id, status) in enumerate(sorted(plan.statuses.items())):
+        if step is not None:
+            step("VM reports written", done, len(plan.statuses))
         path = status_path(root, object_id)
         documents[object_id] = status.as_dict(now, read_previous(root, object_id))
         document = status_document(object_id, documents[object_id], status.created)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 
 from reconciler.confined import resolve_inside
 from reconciler.findings import Finding, Rule
@@ -25,7 +26,11 @@ class ManifestCache:
         self._links: set[str] = set()
         self.parsed_last = 0
 
-    def load(self, revision: Revision) -> LoadResult:
+    def load(
+        self, revision: Revision, step: Callable[[str, int, int], None] | None = None
+    ) -> LoadResult:
+        """The revision's manifests; `step` hears how many files are loaded
+        (reconciler.progress)."""
         combined = LoadResult()
         files: dict[str, tuple[str, LoadResult]] = {}
         links: set[str] = set()
@@ -37,7 +42,10 @@ class ManifestCache:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for path in manifest_files(revision.root):
+            paths = list(manifest_files(revision.root))
+            for done, path in enumerate(paths):
+                if step is not None:
+                    step("files loaded", done, len(paths))
                 display = path.relative_to(revision.root).as_posix()
                 blob = revision.blobs.get(display)
                 cached = self._files.get(display)
