@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from reconciler.config import ConfigError, load_config, read_webhook_secret
+from reconciler.daemon.collector import PassCollector
 from reconciler.daemon.components import Components, Libvirt
 from reconciler.daemon.health import Health
 from reconciler.daemon.metrics import Metrics
@@ -47,6 +48,7 @@ class Daemon:
         self._libvirt = Libvirt(self.health, lambda: self.triggers.request("migration"))
         self._components: Components | None = None
         self._memory = PassMemory()
+        self._collector = PassCollector()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -88,6 +90,7 @@ class Daemon:
         components = self._components
         if components is not None:  # started before the loop, and again by every reload
             Pass(components, self._memory, self.notifier, self._progress).run(reasons)
+            self._collector.after_pass()
 
     def _progress(self, line: str) -> None:
         self.heartbeat.beat()

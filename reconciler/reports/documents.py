@@ -114,9 +114,12 @@ class _Memo:
         self.parsed: dict[str, tuple[str, Any, Finding | None]] = {}
         # Text rendered here -> the JSON of the plain document it was rendered from.
         self.sources: dict[str, str] = {}
+        # Path -> the signature of the file when it was last read and found usable, read
+        # kept or not: check_reports does not read it again.
+        self.usable: dict[str, FileSignature] = {}
 
     def trim(self) -> None:
-        for found in (self.rendered, self.files, self.parsed, self.sources):
+        for found in (self.rendered, self.files, self.parsed, self.sources, self.usable):
             if len(found) > self.LIMIT:
                 found.clear()
 
@@ -254,9 +257,9 @@ def read_text(path: Path) -> str | None:
     return _read(path)[0]
 
 
-def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]:
+def _read(path: Path, keep: bool = True) -> tuple[str | None, FileSignature | None, Finding | None]:
     """The file's text and signature, or None and why not (no reason when it is gone or
-    reached through a symlink)."""
+    reached through a symlink); `keep`: the text is kept for the next read."""
     name = os.fspath(path)
     signature = _report_signature(name)
     if signature is None or tree_folders_linked(path):
@@ -279,16 +282,20 @@ def _read(path: Path) -> tuple[str | None, FileSignature | None, Finding | None]
         message = f"cannot be read: {error.strerror or error}"
         return None, signature, place_finding(name, None, message, Rule.YAML)
     # Changed between the stat and the read: the next stat differs, and reads it again.
-    _MEMO.trim()
-    _MEMO.files[name] = (signature, text)
+    if keep:
+        _MEMO.trim()
+        _MEMO.files[name] = (signature, text)
+    else:
+        _MEMO.files.pop(name, None)
     return text, signature, None
 
 
-def read_document(path: Path) -> Any:
+def read_document(path: Path, keep: bool = True) -> Any:
     """A report as plain values; None when it is missing, or cannot be used: then it is
     skipped, logged once and named by skipped_reports. Treat the result as read-only:
-    it is shared with later readers of the same text."""
-    text, signature, problem = _read(path)
+    it is shared with later readers of the same text. Without `keep`, neither its text
+    nor its values are kept for the next reader (scan.PerReport keeps what it needs)."""
+    text, signature, problem = _read(path, keep)
     name = os.fspath(path)
     if text is None or signature is None:
         _note(name, signature, problem)
@@ -296,6 +303,8 @@ def read_document(path: Path) -> Any:
     known = _MEMO.parsed.get(name)
     if known is not None and known[0] == text:
         _note(name, signature, known[2])
+        if known[1] is not None:
+            _MEMO.usable[name] = signature
         return known[1]
     value = _from_source(_MEMO.sources.get(text) or known_reports.KNOWN.source(name, text))
     try:
@@ -308,8 +317,15 @@ def read_document(path: Path) -> Any:
         if shape is not None:
             value, problem = None, place_finding(name, None, shape, Rule.SCHEMA)
     _note(name, signature, problem)
-    _MEMO.trim()
-    _MEMO.parsed[name] = (text, value, problem)
+    if value is not None:
+        _MEMO.usable[name] = signature
+    else:
+        _MEMO.usable.pop(name, None)
+    if keep:
+        _MEMO.trim()
+        _MEMO.parsed[name] = (text, value, problem)
+    else:
+        _MEMO.parsed.pop(name, None)
     return value
 
 
@@ -349,9 +365,9 @@ def check_reports(root: Path) -> list[str]:
                 continue
             name = os.path.join(directory, file_name)
             signature = _report_signature(name)
-            if signature is not None and checked.get(name) == signature:
+            if signature is not None and signature in (checked.get(name), _MEMO.usable.get(name)):
                 usable[name] = signature  # read and usable before, unchanged since
-            elif read_document(Path(name)) is not None and signature is not None:
+            elif read_document(Path(name), keep=False) is not None and signature is not None:
                 usable[name] = signature
     _CHECKED[os.fspath(root)] = usable
     skipped = sorted(skipped_reports(root))

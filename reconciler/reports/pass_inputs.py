@@ -16,7 +16,7 @@ from reconciler.engine.reconcile import EarlierReports, plan_context
 from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
-from reconciler.reports.reported import reported_disks, reported_migrations, reported_nodes
+from reconciler.reports.reported import reported_disks, reported_placements
 from reconciler.reports.reported_capacity import reported_capacities
 from reconciler.reports.reported_operations import reported_operations
 from reconciler.rules import Pool, check
@@ -29,9 +29,10 @@ def earlier_reports(status_root: Path | None, disk_reports_root: Path | None) ->
     same root: the reports this pass writes over. The Node reports' capacities come
     from status_root, as every host of the fleet reads them."""
     disks_root = disk_reports_root or status_root
+    nodes, migrations = reported_placements(status_root) if status_root is not None else ({}, {})
     return EarlierReports(
-        nodes=reported_nodes(status_root) if status_root is not None else {},
-        migrations=reported_migrations(status_root) if status_root is not None else {},
+        nodes=nodes,
+        migrations=migrations,
         disks=reported_disks(disks_root) if disks_root is not None else {},
         operations=reported_operations(disks_root) if disks_root is not None else {},
         capacities=reported_capacities(status_root) if status_root is not None else {},

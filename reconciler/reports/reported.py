@@ -4,57 +4,100 @@ existed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from reconciler.api import ObjectId, VirtualDisk, VirtualMachine
 from reconciler.engine.devices.disks import PROTECTED_FIELD, DiskRecord
 from reconciler.model.phases import VMPhase
 from reconciler.reports.documents import read_document, report_object_id
 from reconciler.reports.scan import PerReport
+from reconciler.reports.summary import readme_row
 
 
-def _vm_placement(path: Path) -> tuple[ObjectId | None, str, str]:
-    """A VM report's object, its nodeName and, when it says Migrating, the node the VM
-    goes to ("" for each that is not there or not usable)."""
-    document = read_document(path)
-    status = document.get("status") if isinstance(document, dict) else None
-    if not isinstance(status, dict):
-        # A report is advisory; a damaged one only loses its stickiness.
-        return None, "", ""
+class VMReport(NamedTuple):
+    """What the readers of the VM reports take from one (vm_reports)."""
+
+    # The VM it is of; None for a file at which no report is ever written.
+    vm_id: ObjectId | None
+    # status.nodeName: the host that reports the VM ("" when none or unusable).
+    node: str
+    # Whether it says the VM left by live migration (phase Migrating), and the node it
+    # goes to ("" when not said).
+    migrating: bool
+    migration_target: str
+    # Its line of status/README.md; None when the file is no usable report.
+    readme_row: str | None
+
+
+def _vm_report(path: Path) -> VMReport:
     vm_id = report_object_id(path, VirtualMachine.KIND, namespaced=True)
+    # Read once per change by every reader of the VM reports, and not kept: a fleet's
+    # reports would otherwise stay in memory whole (see scan.py).
+    document = read_document(path, keep=False)
+    status = document.get("status") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(status, dict):
+        # A report is advisory; a damaged one only loses its stickiness.
+        row = None if vm_id is None or not isinstance(document, dict) else _row(vm_id, document)
+        return VMReport(vm_id, "", False, "", row)
     node = status.get("nodeName")
+    migrating = status.get("phase") == VMPhase.MIGRATING
     target_node = ""
-    if status.get("phase") == VMPhase.MIGRATING:
+    if migrating:
         state = status.get("migrationState")
         target = state.get("target") if isinstance(state, dict) else None
         found = target.get("node") if isinstance(target, dict) else None
         target_node = found if isinstance(found, str) else ""
-    return vm_id, node if isinstance(node, str) else "", target_node
+    row = None if vm_id is None else _row(vm_id, document)
+    return VMReport(vm_id, node if isinstance(node, str) else "", migrating, target_node, row)
 
 
-_PLACEMENTS = PerReport(_vm_placement)
+def _row(vm_id: ObjectId, document: dict[str, Any]) -> str:
+    status = document.get("status")
+    metadata = document.get("metadata")
+    created = ""
+    if isinstance(metadata, dict):
+        created = str(metadata.get("creationTimestamp", "") or "")
+    return readme_row(vm_id, status if isinstance(status, dict) else {}, created)
+
+
+_VM_REPORTS = PerReport(_vm_report)
+
+
+def vm_reports(status_root: Path) -> list[tuple[str, VMReport]]:
+    """Every file under status_root's VM folder, in the glob's order, with what it says:
+    each file is read again only when it changed (scan.py)."""
+    return _VM_REPORTS.over(status_root / VirtualMachine.PLURAL)
 
 
 def reported_nodes(status_root: Path) -> dict[ObjectId, str]:
     """nodeName of every VirtualMachine report under status_root; unreadable ones are skipped."""
-    found: dict[ObjectId, str] = {}
-    for _name, (vm_id, node, _target) in _PLACEMENTS.over(status_root / "virtualmachines"):
-        if node and vm_id is not None:
-            found[vm_id] = node
-    return found
+    return reported_placements(status_root)[0]
 
 
 def reported_migrations(status_root: Path) -> dict[ObjectId, str]:
     """The node each VM whose report says Migrating goes to (status.migrationState): the
     host it leaves does not define it again once it is gone from there."""
-    found: dict[ObjectId, str] = {}
-    for _name, (vm_id, _node, target) in _PLACEMENTS.over(status_root / "virtualmachines"):
-        if target and vm_id is not None:
-            found[vm_id] = target
-    return found
+    return reported_placements(status_root)[1]
+
+
+def reported_placements(
+    status_root: Path,
+) -> tuple[dict[ObjectId, str], dict[ObjectId, str]]:
+    """reported_nodes and reported_migrations from one listing of the reports."""
+    nodes: dict[ObjectId, str] = {}
+    migrations: dict[ObjectId, str] = {}
+    for _name, report in vm_reports(status_root):
+        if report.vm_id is None:
+            continue
+        if report.node:
+            nodes[report.vm_id] = report.node
+        if report.migration_target:
+            migrations[report.vm_id] = report.migration_target
+    return nodes, migrations
 
 
 def _disk_record(path: Path) -> DiskRecord | None:
-    document = read_document(path)
+    document = read_document(path, keep=False)
     status = document.get("status") if isinstance(document, dict) else None
     target = status.get("target") if isinstance(status, dict) else None
     volume = target.get("persistentVolumeClaimName") if isinstance(target, dict) else None

@@ -84,22 +84,23 @@ class PerReport(Generic[T]):
 
     def __init__(self, derive: Callable[[Path], T]) -> None:
         self._derive = derive
-        self._known: dict[tuple[str, str], tuple[FileKey, T]] = {}
+        # Per folder listed: each file's key and value.
+        self._known: dict[str, dict[str, tuple[FileKey, T]]] = {}
 
     def over(self, folder: Path, nested: bool = True) -> list[tuple[str, T]]:
         """(path, value) of every report under folder, in the glob's order."""
         top = os.fspath(folder)
+        known = self._known.get(top, {})
         values: list[tuple[str, T]] = []
-        kept: dict[tuple[str, str], tuple[FileKey, T]] = {}
+        kept: dict[str, tuple[FileKey, T]] = {}
         for name, key in list_reports(folder, nested):
-            known = self._known.get((top, name))
-            if known is not None and known[0] == key and key[0] is not None:
-                value = known[1]
+            found = known.get(name)
+            if found is not None and found[0] == key and key[0] is not None:
+                value = found[1]
             else:
                 value = self._derive(Path(name))
-            kept[(top, name)] = (key, value)
+            kept[name] = (key, value)
             values.append((name, value))
-        # Only this folder's files of this call are kept: others of other roots stay, and
-        # deleted files do not accumulate.
-        self._known = {k: v for k, v in self._known.items() if k[0] != top} | kept
+        # Only the files of this listing are kept: deleted files do not accumulate.
+        self._known[top] = kept
         return values

@@ -25,7 +25,6 @@ from reconciler.engine.operations.generated import (
 )
 from reconciler.engine.plan import Plan, PlanContext
 from reconciler.engine.vm.desired import HostContext
-from reconciler.model.phases import VMPhase
 from reconciler.reports.addresses import timestamp, write_address_reports
 from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
@@ -37,8 +36,9 @@ from reconciler.reports.documents import (
     write_if_changed,
     write_report,
 )
+from reconciler.reports.reported import vm_reports
 from reconciler.reports.scan import PerReport
-from reconciler.reports.summary import node_status, readme_of_rows, readme_row
+from reconciler.reports.summary import node_status, readme_of_rows
 
 VM_FOLDER = "virtualmachines"
 NODE_KIND = Node.KIND
@@ -248,52 +248,20 @@ def _remove_stale(
         # Some file could not be read: a VM missing from this pass may only be
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
-    for name, (object_id, holder, handed_over) in _HOLDERS.over(root / VM_FOLDER):
+    for name, report in vm_reports(root):
+        object_id = report.vm_id
         if object_id is not None and object_id in reported:
             continue
         # A file no VM's report is ever written at is gone from Git too.
         gone_from_git = object_id is None or object_id not in desired_vms
-        if gone_from_git or (holder == node_name and not handed_over):
+        # A VM that left by live migration keeps its report until the host it went to
+        # writes its own: without one, another host could place and start it anew.
+        if gone_from_git or (report.node == node_name and not report.migrating):
             path = Path(name)
             path.unlink()
             removed.append(path)
             _remove_if_empty(path.parent)
     return removed
-
-
-def _holder(path: Path) -> tuple[ObjectId | None, str | None, bool]:
-    """A VM report's object, the host it names (None when none) and whether it says the
-    VM left by live migration: it keeps its report until the host it went to writes its
-    own (without one, another host could place and start it anew)."""
-    object_id = report_object_id(path, "VirtualMachine", namespaced=True)
-    document = read_document(path)
-    status = document.get("status") if isinstance(document, dict) else None
-    if not isinstance(status, dict):
-        return object_id, None, False
-    node = status.get("nodeName")
-    return (
-        object_id,
-        node if isinstance(node, str) else None,
-        status.get("phase") == VMPhase.MIGRATING,
-    )
-
-
-def _readme_row(path: Path) -> tuple[ObjectId, str] | None:
-    """A VM report's object and its line of the README; None when it has none."""
-    object_id = report_object_id(path, "VirtualMachine", namespaced=True)
-    document = read_document(path)
-    if object_id is None or not isinstance(document, dict):
-        return None
-    status = document.get("status")
-    metadata = document.get("metadata")
-    created = ""
-    if isinstance(metadata, dict):
-        created = str(metadata.get("creationTimestamp", "") or "")
-    return object_id, readme_row(object_id, status if isinstance(status, dict) else {}, created)
-
-
-_HOLDERS = PerReport(_holder)
-_README_ROWS = PerReport(_readme_row)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -309,9 +277,9 @@ def _read(path: Path) -> Any:
 
 def _write_readme(root: Path) -> list[Path]:
     rows: dict[ObjectId, str] = {}
-    for _name, row in _README_ROWS.over(root / VM_FOLDER):
-        if row is not None:
-            rows[row[0]] = row[1]
+    for _name, report in vm_reports(root):
+        if report.vm_id is not None and report.readme_row is not None:
+            rows[report.vm_id] = report.readme_row
     nodes = {}
     for path in sorted((root / "nodes").glob("*.yaml")):
         node_id = report_object_id(path, NODE_KIND, namespaced=False)
