@@ -203,9 +203,29 @@ class StatusPublisher:
             return
         fetched = self._git(env, "rev-parse", f"refs/remotes/origin/{self.branch}")
         self._fetched_head = fetched.strip()
+        if self._holds(env, self._fetched_head):
+            # Checking out and cleaning the tree again would only rewrite the index and
+            # look at every file twice more (twice per pass of a host of a fleet: about
+            # half a second each at 10,000 VMs).
+            return
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
         self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
         self._git(env, "clean", "-q", "-fdx")
+
+    def _holds(self, env: dict[str, str], head: str) -> bool:
+        """Whether the clone is the branch at `head` exactly: nothing changed, staged,
+        added or left over (ignored files too), as checkout -f and clean -fdx leave it."""
+        try:
+            if self._git(env, "symbolic-ref", "-q", "HEAD").strip() != f"refs/heads/{self.branch}":
+                return False
+            if self._git(env, "rev-parse", "--verify", "-q", "HEAD").strip() != head:
+                return False
+            changes = self._git(
+                env, "status", "--porcelain", "--untracked-files=all", "--ignored=matching"
+            )
+        except PublishError:  # detached, or no commit yet (a new clone): check it out
+            return False
+        return not changes.strip()
 
     def _signing(self) -> tuple[str, ...]:
         """git options that sign the commit with the host's key (ssh-keygen -Y sign), or

@@ -10,6 +10,7 @@ regenerating it from the same tree writes the same bytes.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from reconciler.reports.documents import (
     write_if_changed,
     write_report,
 )
-from reconciler.reports.reported import vm_reports
+from reconciler.reports.reported import VMReport, vm_reports
 from reconciler.reports.scan import PerReport
 from reconciler.reports.summary import node_status, readme_of_rows
 
@@ -76,7 +77,11 @@ def write_host_reports(
         document = status_document(object_id, documents[object_id], status.created)
         if write_report(path, document):
             changed.append(path)
-    changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
+    # The VM reports as this host's own writes left them: after the stale ones go, the
+    # same listing (less those) is what the README is made of.
+    vm_files = vm_reports(root)
+    removed = _remove_stale(vm_files, host.node_name, set(plan.statuses), desired_vms)
+    changed.extend(removed)
     changed.extend(
         write_object_reports(
             root,
@@ -102,7 +107,8 @@ def write_host_reports(
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
-    changed.extend(_write_readme(root))
+    gone = {os.fspath(path) for path in removed}
+    changed.extend(_write_readme(root, [(n, r) for n, r in vm_files if n not in gone]))
     return changed
 
 
@@ -238,7 +244,7 @@ def _node_path(root: Path, node_name: str) -> Path:
 
 
 def _remove_stale(
-    root: Path,
+    vm_files: list[tuple[str, VMReport]],
     node_name: str,
     reported: set[ObjectId],
     desired_vms: set[ObjectId] | None,
@@ -248,7 +254,7 @@ def _remove_stale(
         # Some file could not be read: a VM missing from this pass may only be
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
-    for name, report in vm_reports(root):
+    for name, report in vm_files:
         object_id = report.vm_id
         if object_id is not None and object_id in reported:
             continue
@@ -275,9 +281,10 @@ def _read(path: Path) -> Any:
     return read_document(path)
 
 
-def _write_readme(root: Path) -> list[Path]:
+def _write_readme(root: Path, vm_files: list[tuple[str, VMReport]] | None = None) -> list[Path]:
+    """status/README.md from the VM reports (vm_files: as vm_reports lists them now)."""
     rows: dict[ObjectId, str] = {}
-    for _name, report in vm_reports(root):
+    for _name, report in vm_reports(root) if vm_files is None else vm_files:
         if report.vm_id is not None and report.readme_row is not None:
             rows[report.vm_id] = report.readme_row
     nodes = {}

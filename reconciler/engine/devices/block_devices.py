@@ -189,12 +189,13 @@ def report_devices(
     creating = {a.volume for a in actions if isinstance(a, EnsureDiskVolume)}
     growing = {a.volume for a in actions if isinstance(a, ResizeDisk)}
     for disk_id in devices.index.disks:
+        if disk_id not in users and disk_id in used_anywhere:
+            # A VM of another host uses it: that host reports it, and this one does not
+            # work out its state (in a fleet-sized repository, most disks are such).
+            continue
         state = devices.view.disk(disk_id)
-        if disk_id not in users:
-            if disk_id in used_anywhere:
-                continue  # a VM of another host uses it: that host reports it
-            if state.observed is None and not first_member:
-                continue
+        if disk_id not in users and state.observed is None and not first_member:
+            continue
         using = users.get(disk_id, [])
         inputs = (using, state.volume in creating, state.volume in growing, anticipate)
         known = _REPORTS.get(disk_id)
