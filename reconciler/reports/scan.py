@@ -51,7 +51,7 @@ def list_reports(folder: Path, nested: bool) -> list[tuple[str, FileKey]]:
     """Every `*.yaml` under folder (`*/*.yaml` when nested), as the glob sorts them, with
     the key that says whether it changed."""
     top = os.fspath(folder)
-    folders: list[tuple[tuple[str, ...], str]] = []
+    folders: list[tuple[str, str]] = []
     if nested:
         # As the glob does, a folder reached through a symlink is listed too: reading a
         # file in it finds the symlink and treats the file as unusable.
@@ -61,19 +61,19 @@ def list_reports(folder: Path, nested: bool) -> list[tuple[str, FileKey]]:
             except OSError:
                 is_folder = False
             if is_folder:
-                folders.append(((entry.name,), entry.path))
+                folders.append((entry.name, entry.path))
     else:
-        folders.append(((), top))
-    listed: list[tuple[tuple[str, ...], str, FileKey]] = []
-    for parts, path in folders:
-        entries = [e for e in _entries(path) if e.name.endswith(".yaml")]
+        folders.append(("", top))
+    # The glob's order is by path parts: by folder, then by file within it.
+    folders.sort()
+    listed: list[tuple[str, FileKey]] = []
+    for _name, path in folders:
+        entries = sorted((e.name, e) for e in _entries(path) if e.name.endswith(".yaml"))
         if not entries:
             continue
-        linked = tree_folders_linked(Path(entries[0].path))
-        for entry in entries:
-            listed.append(((*parts, entry.name), entry.path, (_signature(entry), linked)))
-    listed.sort(key=lambda found: found[0])
-    return [(name, key) for _parts, name, key in listed]
+        linked = tree_folders_linked(Path(entries[0][1].path))
+        listed.extend((entry.path, (_signature(entry), linked)) for _name, entry in entries)
+    return listed
 
 
 class PerReport(Generic[T]):

@@ -43,10 +43,17 @@ class ManifestCache:
         gc.disable()
         try:
             paths = list(manifest_files(revision.root))
+            # Every path is under the root (manifest_files walks it): its display path is
+            # the rest of it, without pathlib's parsing of each of thousands of paths.
+            prefix = os.path.join(os.fspath(revision.root), "")
             for done, path in enumerate(paths):
                 if step is not None:
                     step("files loaded", done, len(paths))
-                display = path.relative_to(revision.root).as_posix()
+                name = os.fspath(path)
+                if name.startswith(prefix):
+                    display = name[len(prefix) :]
+                else:  # a root written relative ("."), which Path shortens
+                    display = path.relative_to(revision.root).as_posix()
                 blob = revision.blobs.get(display)
                 cached = self._files.get(display)
                 if (
