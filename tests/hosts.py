@@ -22,6 +22,7 @@ from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.informer import InformedObserver, InformedRunner
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.model.domain import METADATA_NAMESPACE, ObservedDomain
@@ -189,11 +190,17 @@ class Host:
         )
 
     def reconcile(
-        self, *, apply: bool = True, revision: str = "rev1", observer: Observer | None = None
+        self,
+        *,
+        apply: bool = True,
+        revision: str = "rev1",
+        observer: Observer | None = None,
+        informer: InformedObserver | None = None,
     ) -> tuple[PassResult, int]:
         """One pass; returns it and the number of libvirt calls that changed something.
 
-        `observer`: one kept across passes, as the daemon keeps it (its agent answers)."""
+        `observer`: one kept across passes, as the daemon keeps it (its agent answers);
+        `informer`: the daemon's event-fed observation instead, told of every action."""
         context = read_plan_context(
             load_directory(self.repo),
             self.context,
@@ -203,6 +210,11 @@ class Host:
             disk_reports_root=self.repo / "status",
         )
         applier = Applier(self.connection, poll_seconds=0.1) if apply else None
+        if informer is not None:
+            runner = InformedRunner(applier, informer) if applier else None
+            result = reconcile_once(context, informer, runner)
+            self.passes.append(result)
+            return result, applier.mutations if applier else 0
         observer = observer or NamespaceObserver(self.connection, self.namespaces)
         result = reconcile_once(context, observer, applier)
         self.passes.append(result)
