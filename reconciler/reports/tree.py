@@ -38,6 +38,7 @@ from reconciler.reports.documents import (
     write_report,
 )
 from reconciler.reports.summary import fleet_readme, node_status
+from reconciler.reports.written import WRITTEN
 
 VM_FOLDER = "virtualmachines"
 NODE_KIND = Node.KIND
@@ -65,13 +66,23 @@ def write_host_reports(
     now = timestamp(moment)
     changed: list[Path] = []
     documents: dict[ObjectId, dict[str, Any]] = {}
+    written = WRITTEN.of(root)
     for object_id, status in sorted(plan.statuses.items()):
+        kept = written.unchanged(object_id, status)
+        if kept is not None:
+            documents[object_id] = kept
+            continue
         path = status_path(root, object_id)
         documents[object_id] = status.as_dict(now, read_previous(root, object_id))
         document = status_document(object_id, documents[object_id], status.created)
         if write_report(path, document):
             changed.append(path)
-    changed.extend(_remove_stale(root, host.node_name, set(plan.statuses), desired_vms))
+        written.note(object_id, status, path, documents[object_id])
+    written.keep(plan.statuses)
+    # Read once for both: the stale ones go, the README shows the rest.
+    vm_reports = _vm_reports(root)
+    removed = _remove_stale(root, host.node_name, set(plan.statuses), desired_vms, vm_reports)
+    changed.extend(removed)
     changed.extend(
         write_object_reports(
             root,
@@ -97,7 +108,8 @@ def write_host_reports(
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
-    changed.extend(_write_readme(root))
+    gone = set(removed)
+    changed.extend(_write_readme(root, [r for r in vm_reports if r[0] not in gone]))
     return changed
 
 
@@ -127,7 +139,11 @@ def write_object_reports(
     """
     changed: list[Path] = []
     made = made or {}
+    written = WRITTEN.of(root, "objects")
     for object_id, status in sorted(reports.items()):
+        content = (status, made.get(object_id))
+        if written.unchanged(object_id, content) is not None:
+            continue
         previous = read_previous(root, object_id)
         document = status_document(object_id, carry_condition_times(status, previous, now))
         if object_id in made:
@@ -136,6 +152,8 @@ def write_object_reports(
         path = status_path(root, object_id)
         if write_report(path, document):
             changed.append(path)
+        written.note(object_id, content, path, document)
+    written.keep(reports)
     for object_id in sorted(retired - set(reports)):
         path = status_path(root, object_id)
         if path.is_file():
@@ -229,13 +247,14 @@ def _remove_stale(
     node_name: str,
     reported: set[ObjectId],
     desired_vms: set[ObjectId] | None,
+    vm_reports: list[_VMReport],
 ) -> list[Path]:
     removed: list[Path] = []
     if desired_vms is None:
         # Some file could not be read: a VM missing from this pass may only be
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
-    for path, object_id, document in _vm_reports(root):
+    for path, object_id, document in vm_reports:
         if object_id is not None and object_id in reported:
             continue
         # A file no VM's report is ever written at is gone from Git too.
@@ -259,7 +278,10 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def _vm_reports(root: Path) -> list[tuple[Path, ObjectId | None, Any]]:
+_VMReport = tuple[Path, ObjectId | None, Any]
+
+
+def _vm_reports(root: Path) -> list[_VMReport]:
     found = []
     for path in sorted((root / VM_FOLDER).glob("*/*.yaml")):
         object_id = report_object_id(path, "VirtualMachine", namespaced=True)
@@ -271,10 +293,10 @@ def _read(path: Path) -> Any:
     return read_document(path)
 
 
-def _write_readme(root: Path) -> list[Path]:
+def _write_readme(root: Path, vm_reports: list[_VMReport] | None = None) -> list[Path]:
     statuses: dict[ObjectId, dict[str, Any]] = {}
     created: dict[ObjectId, str] = {}
-    for _path, object_id, document in _vm_reports(root):
+    for _path, object_id, document in _vm_reports(root) if vm_reports is None else vm_reports:
         if object_id is None or not isinstance(document, dict):
             continue
         status = document.get("status")
