@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 DEB_PACKAGES := python3 python3-venv python3-dev gcc pkg-config git \
 	libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-	dnsmasq-base systemd iproute2 tini openssh-client gnupg
+	dnsmasq-base systemd iproute2 tini openssh-client gnupg age
 
 .PHONY: test check lint unit e2e e2e-deps run-sample deps venv bench bench-tools bench-oneshot clean
 

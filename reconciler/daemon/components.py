@@ -28,6 +28,7 @@ from reconciler.libvirt.migrations import Migrations
 from reconciler.libvirt.observe import Observer
 from reconciler.reports.publish import StatusPublisher
 from reconciler.source import ManifestCache, Source, open_source
+from reconciler.source.secrets import SecretOpener
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -189,6 +190,11 @@ class Components:
             config.repository, config.cache_dir / "source", config.status.path
         )
         self.cache = ManifestCache()
+        # Kept with the configuration: a revision's Secrets are decrypted once, not at
+        # every pass (a reload makes a new one, for a new key file).
+        self.secrets = SecretOpener(
+            config.age_key_file, require_encrypted=config.require_encrypted_secrets
+        )
         self.publisher = self._make_publisher()
 
     def start(self, webhook_secret: bytes | None) -> None:

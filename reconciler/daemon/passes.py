@@ -233,6 +233,7 @@ class Pass:
             # without an event (or with one that was lost) is corrected as it always was.
             observer.resync()
         loaded = self._components.cache.load(revision)
+        secrets = self._components.secrets.open(loaded)
         stages.mark("load")
         status_root = self._status_root(revision, fleet=_nodes(loaded) > 1)
         context = read_plan_context(
@@ -246,6 +247,8 @@ class Pass:
                 read_leases(status_root) if status_root is not None else (),
                 datetime.now(UTC),
             ),
+            secrets=secrets,
+            require_encrypted_secrets=self.config.require_encrypted_secrets,
         )
         stages.mark("context")
         connection = self._libvirt.connection
