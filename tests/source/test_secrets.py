@@ -14,7 +14,7 @@ from reconciler.loader import load_text
 from reconciler.model.conditions import VMReason
 from reconciler.model.secrets import SecretRefusal
 from reconciler.source.secrets import SecretOpener
-from tests.agekeys import AgeKey, cloud_init_secret, encrypt, user_data_ref
+from tests.agekeys import AgeKey, cloud_init_secret, encrypt, sops, user_data_ref
 from tests.hosts import vm_yaml
 
 MARKER = "plaintext-marker-b7e2"
@@ -150,3 +150,44 @@ def test_required_encryption_refuses_a_secret_in_the_clear() -> None:
 
     assert refused.reason is VMReason.SECRET_NOT_ENCRYPTED
     assert "requireEncryptedSecrets" in refused.message and MARKER not in refused.message
+
+
+def sops_config(repo: Path, *keys: AgeKey) -> None:
+    """The repository's .sops.yaml, as docs/install.md §9 writes it."""
+    recipients = ",\n      ".join(key.recipient for key in keys)
+    (repo / ".sops.yaml").write_text(
+        "creation_rules:\n  - path_regex: secrets/.*\\.yaml$\n"
+        f"    encrypted_regex: ^(data|stringData)$\n    age: >-\n      {recipients}\n",
+        encoding="utf-8",
+    )
+
+
+def test_a_team_adds_a_host_and_retires_another_as_the_install_guide_says(
+    keys: dict[str, AgeKey], tmp_path: Path
+) -> None:
+    # given a repository whose Secret hv1 and an operator can open, by .sops.yaml
+    ops = AgeKey.create(tmp_path / "keys", "ops")
+    repo = tmp_path / "repo"
+    (repo / "secrets").mkdir(parents=True)
+    secret_file = repo / "secrets" / "web.yaml"
+    secret_file.write_text(cloud_init_secret("web-cloud-init", USER_DATA), encoding="utf-8")
+    sops_config(repo, keys["hv1"], ops)
+    sops("--encrypt", "--in-place", "secrets/web.yaml", cwd=repo)
+    hv1, hv2 = SecretOpener(keys["hv1"].path), SecretOpener(keys["hv2"].path)
+
+    def opened_by(opener: SecretOpener) -> bool:
+        text = web(secret_file.read_text(encoding="utf-8"))
+        secret = opener.open(load_text(text, "all.yaml")).opened.get(WEB_SECRET)
+        return secret is not None and secret.value("userData") == USER_DATA.encode()
+
+    assert opened_by(hv1) and not opened_by(hv2)
+    # when the operator adds hv2 to .sops.yaml and updates the Secret's keys
+    sops_config(repo, keys["hv1"], keys["hv2"], ops)
+    sops("updatekeys", "-y", "secrets/web.yaml", cwd=repo, key=ops)
+    assert opened_by(hv1) and opened_by(hv2)
+    # and retires hv1, with a new data key
+    sops_config(repo, keys["hv2"], ops)
+    sops("updatekeys", "-y", "secrets/web.yaml", cwd=repo, key=ops)
+    sops("rotate", "--in-place", "secrets/web.yaml", cwd=repo, key=ops)
+    # then only hv2 opens it, to the same values
+    assert not opened_by(hv1) and opened_by(hv2)
