@@ -19,6 +19,9 @@ _ENCRYPTED = re.compile(
     r"tag:[A-Za-z0-9+/]+={0,2},type:(?:str|int|float|bool|bytes|comment)\]"
 )
 _AGE_ARMOR = "-----BEGIN AGE ENCRYPTED FILE-----"
+# Master keys sops would fetch a data key from over the network (cloud KMS, Vault),
+# by the names the sops block gives them.
+NETWORK_KEY_SERVICES = ("kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 # The command the docs give: data and stringData encrypted, the rest readable.
 ENCRYPT_COMMAND = "sops --encrypt --age RECIPIENTS --encrypted-regex '^(data|stringData)$'"
 
@@ -61,6 +64,11 @@ class KeyGroup(_SopsModel):
     age: list[AgeStanza] = Field(default_factory=list)
 
 
+def _network_services(block: BaseModel) -> set[str]:
+    extra = block.model_extra or {}
+    return {name for name in NETWORK_KEY_SERVICES if extra.get(name)}
+
+
 class SopsMetadata(_SopsModel):
     """The `sops:` block: who may decrypt (age recipients), and the MAC over the values."""
 
@@ -85,6 +93,15 @@ class SopsMetadata(_SopsModel):
                 f" identity only; encrypt with {ENCRYPT_COMMAND}"
             )
         return self
+
+    @property
+    def network_key_services(self) -> tuple[str, ...]:
+        """The key services besides age this block names that sops would reach over the
+        network (AWS/GCP KMS, Azure Key Vault, Vault): a host never lets it."""
+        found = _network_services(self)
+        for group in self.key_groups:
+            found |= _network_services(group)
+        return tuple(sorted(found))
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -71,6 +71,17 @@ class SecretOpener:
         return outcome
 
     def _decrypt(self, secret: Secret, document: str) -> Secret | SecretRefusal:
+        assert secret.sops is not None  # only an encrypted Secret is decrypted
+        services = secret.sops.network_key_services
+        if services:
+            # sops would try them when age does not open the data key: requests (and the
+            # cloud's metadata service for credentials) to wherever the file points.
+            return _not_decrypted(
+                secret,
+                f"it names key services besides age ({', '.join(services)}) that this"
+                " host does not contact",
+                "encrypt it for age recipients only (.sops.yaml's creation rule)",
+            )
         if self.key_file is None:
             return _not_decrypted(secret, "this host has no age key file (ageKeyFile)")
         limit = load_limits().max_file_bytes

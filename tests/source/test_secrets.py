@@ -191,3 +191,21 @@ def test_a_team_adds_a_host_and_retires_another_as_the_install_guide_says(
     sops("rotate", "--in-place", "secrets/web.yaml", cwd=repo, key=ops)
     # then only hv2 opens it, to the same values
     assert not opened_by(hv1) and opened_by(hv2)
+
+
+def test_a_secret_naming_a_network_key_service_is_not_handed_to_sops(
+    keys: dict[str, AgeKey], encrypted: str
+) -> None:
+    # a writer adds a Vault beside the age recipients: sops would contact it, and whatever
+    # the address, when the host's age key did not open the file
+    vault = (
+        "sops:\n    hc_vault:\n        - vault_address: http://127.0.0.1:9\n"
+        "          engine_path: sops\n          key_name: hosts\n"
+        "          created_at: '2026-01-01T00:00:00Z'\n          enc: vault:v1:abc\n"
+    )
+    text = web(encrypted.replace("sops:\n", vault, 1))
+
+    refused = refusal(SecretOpener(keys["stranger"].path), text)
+
+    assert refused.reason is VMReason.SECRET_NOT_DECRYPTED
+    assert "key services besides age (hc_vault)" in refused.message
