@@ -5,7 +5,8 @@ and for the others why this host cannot use them (model/secrets.py).
 Only the Secrets some VM's provisioning names are decrypted, once per revision: the
 results are kept by the encrypted text and the key file's identity, so the next pass of
 the same revision runs no `sops`, and hands the engine the very same objects (its memo
-of desired domains then holds, engine/vm/desired.py).
+of desired domains then holds, engine/vm/desired.py). Only the last revision's are kept:
+a Secret's plaintext leaves memory with the revision that used it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from reconciler.policies import load_limits
 from reconciler.rules.inventory import Inventory
 from reconciler.source.sops import Failure, SopsError, decrypt
 
-# Decrypted Secrets kept between passes: far more than a revision's VMs name.
-CACHE_LIMIT = 4096
-
 _KeyStamp = tuple[str, int, int, int, int] | None
 _CacheKey = tuple[ObjectId, str, _KeyStamp]
 
@@ -45,30 +43,27 @@ class SecretOpener:
     def open(self, result: LoadResult) -> OpenedSecrets:
         opened: dict[ObjectId, Secret] = {}
         refused: dict[ObjectId, SecretRefusal] = {}
+        kept: dict[_CacheKey, Secret | SecretRefusal] = {}
+        stamp = _stamp(self.key_file)
         for loaded, secret in _named_secrets(Inventory(result)):
             if secret.sops is None:
                 if self.require_encrypted and secret.clear_values():
                     refused[secret.id] = _in_the_clear(secret)
                 continue
-            outcome = self._decrypted(loaded, secret)
+            document = document_text(loaded)
+            key = (secret.id, document, stamp)
+            outcome = self._cache.get(key)
+            if outcome is None:
+                outcome = self._decrypt(secret, document)
+            kept[key] = outcome
             if isinstance(outcome, Secret):
                 opened[secret.id] = outcome
             else:
                 refused[secret.id] = outcome
+        self._cache = kept
         if not opened and not refused:
             return NO_SECRETS
         return OpenedSecrets(opened, refused)
-
-    def _decrypted(self, loaded: LoadedObject, secret: Secret) -> Secret | SecretRefusal:
-        document = document_text(loaded)
-        key = (secret.id, document, _stamp(self.key_file))
-        outcome = self._cache.get(key)
-        if outcome is None:
-            outcome = self._decrypt(secret, document)
-            while len(self._cache) >= CACHE_LIMIT:
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = outcome
-        return outcome
 
     def _decrypt(self, secret: Secret, document: str) -> Secret | SecretRefusal:
         assert secret.sops is not None  # only an encrypted Secret is decrypted

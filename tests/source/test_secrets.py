@@ -209,3 +209,16 @@ def test_a_secret_naming_a_network_key_service_is_not_handed_to_sops(
 
     assert refused.reason is VMReason.SECRET_NOT_DECRYPTED
     assert "key services besides age (hc_vault)" in refused.message
+
+
+def test_the_same_revision_again_is_not_decrypted_again(
+    keys: dict[str, AgeKey], encrypted: str
+) -> None:
+    opener = SecretOpener(keys["hv1"].path)
+    first = opener.open(load_text(web(encrypted), "all.yaml")).opened[WEB_SECRET]
+
+    # loaded anew, as the next pass of the same revision: the very same object (the
+    # engine's memo of desired domains holds, and no sops runs)
+    again = opener.open(load_text(web(encrypted), "all.yaml")).opened[WEB_SECRET]
+
+    assert again is first
