@@ -50,10 +50,6 @@ class Secret(Manifest):
                 raise FieldError(("data", key), "not valid base64") from None
         return self
 
-    @property
-    def encrypted(self) -> bool:
-        return self.sops is not None
-
     def clear_values(self) -> bool:
         """Whether any value is readable as it is written: data not encrypted."""
         return self.sops is None and any(

@@ -22,6 +22,10 @@ _AGE_ARMOR = "-----BEGIN AGE ENCRYPTED FILE-----"
 # Master keys sops would fetch a data key from over the network (cloud KMS, Vault),
 # by the names the sops block gives them.
 NETWORK_KEY_SERVICES = ("kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
+# How many recipients a message names, and how much of each: the list is anyone's who
+# can push, and a condition's message goes into every report.
+_NAMED_RECIPIENTS = 5
+_RECIPIENT_CHARS = 120
 # The command the docs give: data and stringData encrypted, the rest readable.
 ENCRYPT_COMMAND = "sops --encrypt --age RECIPIENTS --encrypted-regex '^(data|stringData)$'"
 
@@ -102,6 +106,16 @@ class SopsMetadata(_SopsModel):
         for group in self.key_groups:
             found |= _network_services(group)
         return tuple(sorted(found))
+
+    def named_recipients(self) -> str:
+        """The recipients, for a message: the first few, each cut to a sensible length."""
+        recipients = self.recipients
+        named = [
+            r if len(r) <= _RECIPIENT_CHARS else r[: _RECIPIENT_CHARS - 1] + "…"
+            for r in recipients[:_NAMED_RECIPIENTS]
+        ]
+        more = len(recipients) - len(named)
+        return ", ".join(named) + (f" and {more} more" if more else "")
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -129,7 +129,7 @@ def _secret(
             VMCondition.PROVISIONING_READY,
             VMReason.SECRET_NOT_DECRYPTED,
             f"{where}, named by {field_name}, is encrypted with SOPS for the age"
-            f" recipient(s) {', '.join(content.sops.recipients)}, and this host has no"
+            f" recipient(s) {content.sops.named_recipients()}, and this host has no"
             " age key file (ageKeyFile) to decrypt it",
         )
     if content.type != secret_type:

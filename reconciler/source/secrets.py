@@ -179,7 +179,7 @@ def _not_decrypted(secret: Secret, why: str, hint: str = "") -> SecretRefusal:
     message = (
         f"Secret {secret.name} in namespace {secret.namespace} cannot be decrypted on this"
         f" host: {why}; it is encrypted for the age recipient(s)"
-        f" {', '.join(secret.sops.recipients)}"
+        f" {secret.sops.named_recipients()}"
     )
     return SecretRefusal(VMReason.SECRET_NOT_DECRYPTED, f"{message}; {hint}" if hint else message)
 

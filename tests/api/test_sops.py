@@ -95,3 +95,17 @@ def test_the_sops_block_is_refused_on_other_kinds(encrypted: str) -> None:
     assert load_text(text, "a.yaml").findings == []  # a Secret with no data at all
     findings = load_text(vmclass, "b.yaml").findings
     assert any("unknown field sops" in f.message for f in findings)
+
+
+def test_a_message_names_a_few_recipients_each_of_a_sensible_length(encrypted: str) -> None:
+    # given a sops block a writer filled with recipients, one of them very long
+    secret = load_text(encrypted, "secret.yaml").objects[0].model
+    assert isinstance(secret, Secret) and secret.sops is not None
+    stanza = secret.sops.age[0].model_dump()
+    stanzas = [{**stanza, "recipient": f"age1{'x' * (500 if i == 0 else 58)}{i}"} for i in range(9)]
+    block = secret.sops.model_copy(update={"age": []}).model_dump() | {"age": stanzas}
+
+    named = type(secret.sops).model_validate(block).named_recipients()
+
+    assert named.endswith(" and 4 more")
+    assert len(named) < 5 * 125 + 20
