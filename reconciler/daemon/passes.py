@@ -433,7 +433,7 @@ class Pass:
             log.error("status: %s", error)
         else:
             self.health.status_failure = ""
-        save_known_reports()
+        save_known_reports(lazily=True)
 
 
 def _nodes(loaded: LoadResult) -> int:
