@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 DEB_PACKAGES := python3 python3-venv python3-dev gcc pkg-config git \
 	libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
-	dnsmasq-base systemd iproute2 tini openssh-client gnupg
+	dnsmasq-base systemd iproute2 tini openssh-client gnupg age
 
 .PHONY: test check lint unit e2e e2e-deps run-sample deps venv bench bench-tools bench-oneshot clean
 
@@ -20,7 +20,10 @@ test: lint unit e2e
 deps: $(STAMPS)/deb
 venv: $(STAMPS)/venv
 
-$(STAMPS)/deb:
+# Checked again when the Makefile changes: a package added to DEB_PACKAGES (age, for the
+# encrypted Secrets) is installed on a machine set up before it; the check installs only
+# what is missing.
+$(STAMPS)/deb: Makefile
 	@mkdir -p $(STAMPS)
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>/dev/null \
 		| awk '$$NF != "installed" {print $$1}'; \
@@ -32,7 +35,7 @@ $(STAMPS)/deb:
 	fi
 	@touch $@
 
-$(STAMPS)/venv: $(STAMPS)/deb pyproject.toml
+$(STAMPS)/venv: pyproject.toml | $(STAMPS)/deb
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -94,6 +94,12 @@ class Config(Strict):
         default_factory=lambda: [Path(d) for d in DEFAULT_IMAGE_DIRECTORIES]
     )
     suspend: bool = False
+    # This host's age identity (age-keygen -o FILE, mode 0600): SOPS-encrypted Secrets
+    # are decrypted with it, in memory (source/secrets.py). Unset: a VM whose Secret is
+    # encrypted is not provisioned, and says so.
+    age_key_file: Path | None = None
+    # Refuse a Secret whose data is in the clear: a finding, and its VMs not provisioned.
+    require_encrypted_secrets: bool = False
     # The libvirt URIs this host may live-migrate a guest to (Nodes' spec.libvirtUri):
     # a guest's memory and disks leave only for a host the operator listed here, never
     # for wherever a commit points. Empty: this host migrates nothing.

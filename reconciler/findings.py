@@ -21,6 +21,8 @@ class Rule(StrEnum):
     IMAGE_SOURCE = "image-source"
     SYMLINK = "symlink"
     LIMITS = "limits"
+    # A Secret whose data is in the clear, with --require-encrypted-secrets.
+    SECRET_ENCRYPTION = "secret-encryption"
 
 
 @dataclass(frozen=True, order=True)

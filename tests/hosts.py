@@ -22,12 +22,14 @@ from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.reconcile import PassResult, reconcile_once
 from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.informer import InformedObserver, InformedRunner
 from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.model.domain import METADATA_NAMESPACE, ObservedDomain
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
+from reconciler.source.secrets import SecretOpener
 
 CLASS = """
 apiVersion: virtualization.deckhouse.io/v1alpha2
@@ -163,6 +165,9 @@ class Host:
     # The host's imageDirectories; None: the folder that holds the repository, where the
     # tests make their image files (tmp_path).
     image_directories: tuple[str, ...] | None = None
+    # Decrypts the SOPS-encrypted Secrets as a daemon does, once per revision; without an
+    # age key file an encrypted Secret's VMs wait for one.
+    secrets: SecretOpener = field(default_factory=lambda: SecretOpener(None))
 
     def write(self, relative: str, text: str) -> Path:
         path = self.repo / relative
@@ -189,20 +194,33 @@ class Host:
         )
 
     def reconcile(
-        self, *, apply: bool = True, revision: str = "rev1", observer: Observer | None = None
+        self,
+        *,
+        apply: bool = True,
+        revision: str = "rev1",
+        observer: Observer | None = None,
+        informer: InformedObserver | None = None,
     ) -> tuple[PassResult, int]:
         """One pass; returns it and the number of libvirt calls that changed something.
 
-        `observer`: one kept across passes, as the daemon keeps it (its agent answers)."""
+        `observer`: one kept across passes, as the daemon keeps it (its agent answers);
+        `informer`: the daemon's event-fed observation instead, told of every action."""
+        loaded = load_directory(self.repo)
         context = read_plan_context(
-            load_directory(self.repo),
+            loaded,
             self.context,
             revision,
             self.cidrs,
             addresses=AddressInputs(self.cidrs, read_leases(self.repo / "status"), self.now),
             disk_reports_root=self.repo / "status",
+            secrets=self.secrets.open(loaded),
         )
         applier = Applier(self.connection, poll_seconds=0.1) if apply else None
+        if informer is not None:
+            runner = InformedRunner(applier, informer) if applier else None
+            result = reconcile_once(context, informer, runner)
+            self.passes.append(result)
+            return result, applier.mutations if applier else 0
         observer = observer or NamespaceObserver(self.connection, self.namespaces)
         result = reconcile_once(context, observer, applier)
         self.passes.append(result)

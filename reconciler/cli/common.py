@@ -67,6 +67,13 @@ def engine_options(parser: argparse.ArgumentParser, uri_help: str) -> None:
         "--profile", choices=sorted(CHANGE_PROFILES), help="change-application profile"
     )
     parser.add_argument("--revision", help="the Git revision applied (default: DIR's HEAD)")
+    parser.add_argument(
+        "--age-key-file",
+        type=Path,
+        metavar="FILE",
+        help="this host's age identity, to decrypt SOPS-encrypted Secrets with"
+        " (default: the config's ageKeyFile)",
+    )
     add_pool_arguments(parser)
     add_image_directory_argument(parser)
 
@@ -93,6 +100,21 @@ def read_config(args: argparse.Namespace) -> Config | None:
     except ConfigError as error:
         print(f"reconciler: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def add_require_encrypted_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--require-encrypted-secrets",
+        action="store_true",
+        help="refuse a Secret whose data is in the clear (default: the config's"
+        " requireEncryptedSecrets)",
+    )
+
+
+def require_encrypted_from(args: argparse.Namespace, config: Config | None) -> bool:
+    return bool(getattr(args, "require_encrypted_secrets", False)) or (
+        config is not None and config.require_encrypted_secrets
+    )
 
 
 def pool_from(args: argparse.Namespace, config: Config | None) -> list[ipaddress.IPv4Network]:

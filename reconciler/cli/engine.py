@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.api import Node
 from reconciler.cli.common import (
+    add_require_encrypted_argument,
     engine_options,
     image_directories_from,
     pool_from,
     read_config,
     repository_dir,
+    require_encrypted_from,
 )
 from reconciler.cli.revision import checked_out
 from reconciler.cli.terminal import emit, escaped
@@ -44,6 +46,7 @@ from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
+from reconciler.source.secrets import SecretOpener
 
 if TYPE_CHECKING:
     # Only with --config, and then imported by read_config: 6 ms of every start.
@@ -80,6 +83,7 @@ def apply_arguments(parser: argparse.ArgumentParser) -> None:
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", default=".", type=repository_dir, metavar="DIR")
     engine_options(parser, "default: the config's, else qemu:///system")
+    add_require_encrypted_argument(parser)
 
 
 def _domain_type(choice: str) -> str:
@@ -148,6 +152,9 @@ def _run_pass(args: argparse.Namespace, *, apply: bool, steps: Progress) -> Pass
     pool = pool_from(args, config)
     # The leases of the reports this pass will write over, else of the repository's own.
     status_dir = getattr(args, "status_dir", None) or args.dir / "status"
+    require_encrypted = require_encrypted_from(args, config)
+    key_file = args.age_key_file or (config.age_key_file if config else None)
+    secrets = SecretOpener(key_file, require_encrypted=require_encrypted).open(loaded)
     context = read_plan_context(
         loaded,
         host,
@@ -156,6 +163,8 @@ def _run_pass(args: argparse.Namespace, *, apply: bool, steps: Progress) -> Pass
         status_root=args.dir / "status",
         addresses=AddressInputs(tuple(pool), read_leases(status_dir), datetime.now(UTC)),
         disk_reports_root=status_dir,
+        secrets=secrets,
+        require_encrypted_secrets=require_encrypted,
     )
 
     def progress(line: str) -> None:

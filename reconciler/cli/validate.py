@@ -14,10 +14,12 @@ from pathlib import Path
 from reconciler.cli.common import (
     add_image_directory_argument,
     add_pool_arguments,
+    add_require_encrypted_argument,
     image_directories_from,
     pool_from,
     read_config,
     repository_dir,
+    require_encrypted_from,
 )
 from reconciler.cli.terminal import emit, escaped
 from reconciler.findings import Finding
@@ -35,13 +37,18 @@ def validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json", "github"), default="text")
     add_pool_arguments(parser)
     add_image_directory_argument(parser)
+    add_require_encrypted_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = read_config(args)
     output, clean = validated(
-        args.dir, pool_from(args, config), image_directories_from(args, config), args.format
+        args.dir,
+        pool_from(args, config),
+        image_directories_from(args, config),
+        args.format,
+        require_encrypted_secrets=require_encrypted_from(args, config),
     )
     emit(output)
     return 0 if clean else 1
@@ -52,6 +59,8 @@ def validated(
     pool: Pool,
     image_directories: Sequence[str],
     fmt: str,
+    *,
+    require_encrypted_secrets: bool = False,
 ) -> tuple[str, bool]:
     """What `validate` prints about root, and whether it is clean.
 
@@ -65,7 +74,7 @@ def validated(
     try:
         # A call of its own: its frame, and with it the loaded objects, is gone before
         # the collector runs again.
-        return _validated(root, pool, image_directories, fmt)
+        return _validated(root, pool, image_directories, fmt, require_encrypted_secrets)
     finally:
         if collecting:
             gc.enable()
@@ -76,11 +85,17 @@ def _validated(
     pool: Pool,
     image_directories: Sequence[str],
     fmt: str,
+    require_encrypted_secrets: bool,
 ) -> tuple[str, bool]:
     steps = for_stream("validate", sys.stderr)
     try:
         result = load_directory(root, step=steps.step)
-        findings = check(result, pool, image_directories=image_directories)
+        findings = check(
+            result,
+            pool,
+            image_directories=image_directories,
+            require_encrypted_secrets=require_encrypted_secrets,
+        )
     finally:
         steps.finish()
     output = render(findings, fmt, root, objects=len(result.objects), files=len(result.files))

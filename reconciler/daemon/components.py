@@ -23,10 +23,12 @@ from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.triggers import Triggers
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
 from reconciler.libvirt.events import LifecycleWatch
+from reconciler.libvirt.informer import InformedObserver
 from reconciler.libvirt.migrations import Migrations
 from reconciler.libvirt.observe import Observer
 from reconciler.reports.publish import StatusPublisher
 from reconciler.source import ManifestCache, Source, open_source
+from reconciler.source.secrets import SecretOpener
 
 log = logging.getLogger("reconciler.daemon")
 
@@ -60,11 +62,11 @@ class Libvirt:
         self._health = health
         self._on_migration_end = on_migration_end
         self.connection: LibvirtConnection | None = None
-        self.observer: Observer | None = None
+        self.observer: InformedObserver | None = None
         # Live migrations outlast the pass that begins them (libvirt/migrations.py).
         self.migrations: Migrations | None = None
 
-    def connect(self, uri: str) -> Observer | None:
+    def connect(self, uri: str) -> InformedObserver | None:
         """The observer over a live connection, opened again if it was lost; None when
         libvirt cannot be reached (health says why)."""
         if self.connection is not None:
@@ -79,9 +81,12 @@ class Libvirt:
         except LibvirtUnavailable as error:
             self._health.libvirt = str(error)
             return None
-        self.observer = Observer(self.connection)
+        observer = Observer(self.connection)
         self.migrations = Migrations(self.connection, on_end=self._on_migration_end)
-        self.observer.in_flight = self.migrations.running
+        observer.in_flight = self.migrations.running
+        # Fed by the lifecycle watch's events (Components._on_domain_event): a pass
+        # reads again only the domains that changed.
+        self.observer = InformedObserver(observer)
         self._health.libvirt = "ok"
         return self.observer
 
@@ -185,6 +190,11 @@ class Components:
             config.repository, config.cache_dir / "source", config.status.path
         )
         self.cache = ManifestCache()
+        # Kept with the configuration: a revision's Secrets are decrypted once, not at
+        # every pass (a reload makes a new one, for a new key file).
+        self.secrets = SecretOpener(
+            config.age_key_file, require_encrypted=config.require_encrypted_secrets
+        )
         self.publisher = self._make_publisher()
 
     def start(self, webhook_secret: bytes | None) -> None:
@@ -196,7 +206,12 @@ class Components:
         scheduler.start()
         self._running.append(("scheduler", scheduler))
 
-        watch = LifecycleWatch(config.libvirt_uri, self._on_domain_event, self._on_libvirt)
+        watch = LifecycleWatch(
+            config.libvirt_uri,
+            self._on_domain_event,
+            self._on_libvirt,
+            on_changed=self._on_domain_changed,
+        )
         watch.start()
         self._running.append(("libvirt-watch", watch))
 
@@ -259,6 +274,13 @@ class Components:
             signing_key=repository.signing_key_file,
         )
 
+    def _on_domain_changed(self, domain: str) -> None:
+        """Any event of a domain: the next pass reads it again (the trigger, if the event
+        calls for a pass at all, comes from _on_domain_event)."""
+        observer = self.libvirt.observer
+        if observer is not None:
+            observer.changed(domain)
+
     def _on_domain_event(self, domain: str, event: str) -> None:
         if event in _AGENT_TRIGGERS:
             observer = self.libvirt.observer
@@ -269,6 +291,9 @@ class Components:
             self.triggers.request("libvirt")
 
     def _on_libvirt(self, up: bool, why: str) -> None:
+        observer = self.libvirt.observer
+        if observer is not None:
+            observer.resync()  # events may have been missed meanwhile
         if up:
             self.triggers.request("libvirt-reconnected")
         else:

@@ -28,6 +28,7 @@ from reconciler.engine.reconcile import (
 )
 from reconciler.engine.vm.desired import HostContext
 from reconciler.libvirt.apply import Applier
+from reconciler.libvirt.informer import InformedRunner
 from reconciler.loader import LoadResult
 from reconciler.model.actions import MigrateDomain
 from reconciler.progress import for_log
@@ -47,6 +48,10 @@ from reconciler.source import Revision, UnverifiedHistory
 log = logging.getLogger("reconciler.daemon")
 
 _LIBVIRT_ONLY = frozenset({"libvirt", "libvirt-reconnected", "agent"})
+# Triggers whose pass trusts the informer's events (libvirt/informer.py); any other
+# (interval, start, reload, libvirt-reconnected, the end of a migration) reads every
+# domain again.
+_EVENT_FED = frozenset({"push", "file", "libvirt", "agent"})
 # A pass's stages in order: the one after the last finished is where a failure happened.
 _STAGES = ("source", "load", "context", "engine", "status")
 # How much of an exception's message /healthz and the node report repeat (the journal
@@ -226,7 +231,12 @@ class Pass:
             log.error("libvirt: %s", self.health.libvirt)
             self._publish_error(revision, f"libvirt: {self.health.libvirt}", why)
             return
+        if not reasons.keys() <= _EVENT_FED:
+            # The interval's pass (and a first one) reads the whole host: whatever changed
+            # without an event (or with one that was lost) is corrected as it always was.
+            observer.resync()
         loaded = self._components.cache.load(revision, self._steps.step)
+        secrets = self._components.secrets.open(loaded)
         stages.mark("load")
         status_root = self._status_root(revision, fleet=_nodes(loaded) > 1)
         context = read_plan_context(
@@ -240,17 +250,22 @@ class Pass:
                 read_leases(status_root) if status_root is not None else (),
                 datetime.now(UTC),
             ),
+            secrets=secrets,
+            require_encrypted_secrets=self.config.require_encrypted_secrets,
         )
         stages.mark("context")
         connection = self._libvirt.connection
         runner = (
             None
             if self.config.suspend
-            else Applier(
-                connection,
-                progress=self._progress,
-                migrations=self._libvirt.migrations,
-                migration_peers=tuple(self.config.migration_peers),
+            else InformedRunner(
+                Applier(
+                    connection,
+                    progress=self._progress,
+                    migrations=self._libvirt.migrations,
+                    migration_peers=tuple(self.config.migration_peers),
+                ),
+                observer,
             )
         )
         if self.config.suspend:
@@ -294,13 +309,14 @@ class Pass:
             self.metrics.last_success.set_to_current_time()
         applied = len(result.applied)
         log.info(
-            "pass (%s) at %s: %d action(s), %d error(s), %.2fs (%s)",
+            "pass (%s) at %s: %d action(s), %d error(s), %.2fs (%s; domains read: %s)",
             why,
             revision.sha[:12],
             applied,
             len(result.errors),
             elapsed,
             stages,
+            observer.last_reading,
         )
         self.notifier.status(f"revision {revision.sha[:12]}, {applied} action(s) in last pass")
 
@@ -421,7 +437,7 @@ class Pass:
             log.error("status: %s", error)
         else:
             self.health.status_failure = ""
-        save_known_reports()
+        save_known_reports(lazily=True)
 
 
 def _nodes(loaded: LoadResult) -> int:

@@ -28,6 +28,7 @@ from reconciler.daemon.notify import Heartbeat, Notifier, watchdog_interval_seco
 from reconciler.daemon.passes import Pass, PassMemory
 from reconciler.daemon.triggers import Triggers
 from reconciler.libvirt.events import start_event_loop
+from reconciler.reports.known import save_known_reports
 from reconciler.source import SourceError
 
 log = logging.getLogger("reconciler.daemon")
@@ -83,6 +84,7 @@ class Daemon:
         self.heartbeat.stop()
         self.notifier.stopping()
         self._stop_components()
+        save_known_reports()  # saved lazily after passes: what the last ones added
         log.info("stopped")
         return 0
 

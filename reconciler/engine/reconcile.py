@@ -53,6 +53,7 @@ from reconciler.model.actions import (
 from reconciler.model.conditions import VMCondition, VMReason, mark_false
 from reconciler.model.domain import ObservedDomain, VolumeFacts
 from reconciler.model.errors import ReconcileError, RetryableError
+from reconciler.model.secrets import NO_SECRETS, OpenedSecrets
 from reconciler.policies import ChangeRule, TopologyPolicy
 from reconciler.rules import Inventory
 
@@ -136,14 +137,16 @@ def plan_context(
     change_rules: Sequence[ChangeRule],
     earlier: EarlierReports = EarlierReports(),
     addresses: AddressInputs | None = None,
+    secrets: OpenedSecrets = NO_SECRETS,
 ) -> PlanContext:
     """Everything a plan needs besides the observation, from values only: the revision's
     `findings` (rules.check), the policies and the earlier reports. `addresses` turns
-    on IP address management (the pool, the last leases, the clock)."""
+    on IP address management (the pool, the last leases, the clock); `secrets` are the
+    revision's encrypted Secrets as the host decrypted them."""
     # The operations hosts made live in their reports (operations/generated.py).
     made_by_hosts = (r.generated for r in earlier.operations.values() if r.generated)
     return PlanContext(
-        inventory=Inventory(result).with_objects(as_loaded(g) for g in made_by_hosts),
+        inventory=Inventory(result, secrets).with_objects(as_loaded(g) for g in made_by_hosts),
         findings=findings,
         broken=frozenset(result.broken),
         unreadable_files=tuple(f for f in result.findings if not f.object),

@@ -39,6 +39,24 @@ _AGENT_EVENT_NAMES = {
 }
 
 
+# Events after which a domain reads differently (its definitions, devices, metadata,
+# media, jobs) though its lifecycle did not change: the observation reads it again.
+_CHANGE_EVENTS = (
+    libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
+    libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+    libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+    libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+    libvirt.VIR_DOMAIN_EVENT_ID_TRAY_CHANGE,
+    libvirt.VIR_DOMAIN_EVENT_ID_DISK_CHANGE,
+    libvirt.VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE,
+    libvirt.VIR_DOMAIN_EVENT_ID_TUNABLE,
+    libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+    libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2,
+    libvirt.VIR_DOMAIN_EVENT_ID_REBOOT,
+    libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+)
+
+
 def start_event_loop() -> None:
     """Register libvirt's default event loop and run it in a daemon thread (once).
 
@@ -68,9 +86,11 @@ class LifecycleWatch:
         on_event: Callable[[str, str], None],
         on_connection: Callable[[bool, str], None] = lambda _up, _why: None,
         retry_seconds: float = 2.0,
+        on_changed: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self._uri = uri
         self._on_event = on_event
+        self._on_changed = on_changed
         self._on_connection = on_connection
         self._retry = retry_seconds
         self._connection: libvirt.virConnect | None = None
@@ -116,6 +136,10 @@ class LifecycleWatch:
             connection.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._agent_lifecycle, None
             )
+        for event_id in _CHANGE_EVENTS:
+            # Drivers refuse the events they never send.
+            with contextlib.suppress(libvirt.libvirtError):
+                connection.domainEventRegisterAny(None, event_id, self._changed, None)
         self._connection = connection
 
     def _disconnect(self) -> None:
@@ -140,7 +164,9 @@ class LifecycleWatch:
         _detail: int,
         _opaque: object,
     ) -> None:
-        self._on_event(domain.name(), _EVENT_NAMES.get(event, str(event)))
+        name = domain.name()
+        self._on_changed(name)
+        self._on_event(name, _EVENT_NAMES.get(event, str(event)))
 
     def _agent_lifecycle(
         self,
@@ -150,4 +176,12 @@ class LifecycleWatch:
         _reason: int,
         _opaque: object,
     ) -> None:
-        self._on_event(domain.name(), _AGENT_EVENT_NAMES.get(state, f"agent-{state}"))
+        name = domain.name()
+        self._on_changed(name)
+        self._on_event(name, _AGENT_EVENT_NAMES.get(state, f"agent-{state}"))
+
+    def _changed(
+        self, _connection: libvirt.virConnect, domain: libvirt.virDomain, *_details: object
+    ) -> None:
+        """Any event of _CHANGE_EVENTS; their details differ, the domain comes second."""
+        self._on_changed(domain.name())

@@ -54,6 +54,11 @@ class VMReason(StrEnum):
     # ProvisioningReady
     PROVISIONING_READY = "ProvisioningReady"
     PROVISIONING_NOT_READY = "ProvisioningNotReady"
+    # ...for a SOPS-encrypted Secret this host cannot decrypt (no age key file, or its
+    # identity is none of the Secret's recipients), and for a Secret in the clear that
+    # requireEncryptedSecrets refuses: this project's words, the platform has no SOPS.
+    SECRET_NOT_DECRYPTED = "SecretNotDecrypted"
+    SECRET_NOT_ENCRYPTED = "SecretNotEncrypted"
     # Running; Unschedulable and InsufficientResources as KubeVirt's reasons passed through
     RUNNING = "Running"
     NOT_RUNNING = "NotRunning"

@@ -14,6 +14,7 @@ from reconciler.api import CLOUD_INIT_SECRET, SYSPREP_SECRET, ObjectId, Secret, 
 from reconciler.api.vm import USERDATA_LIMIT, ProvisioningType, SecretRef
 from reconciler.model.conditions import VMCondition, VMReason
 from reconciler.model.errors import NotReady
+from reconciler.model.secrets import SecretRefusal
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import CLOUD_INIT_KEYS, SYSPREP_KEYS
 
@@ -115,16 +116,27 @@ def _secret(
     # of its use ("unexpected secret type" otherwise).
     secret_id = ObjectId("Secret", vm.namespace, ref.name)
     where = f"Secret {ref.name} in namespace {vm.namespace}"
-    loaded = inventory.get(secret_id)
-    if loaded is None or not isinstance(loaded.model, Secret):
+    content = inventory.secret_content(secret_id)
+    if isinstance(content, SecretRefusal):
+        raise NotReady(VMCondition.PROVISIONING_READY, content.reason, content.message)
+    if content is None:
         problem = "is invalid (see its own error)" if secret_id in inventory else "does not exist"
         raise _not_ready(f"{where}, named by {field_name}, {problem}")
-    secret = loaded.model
-    if secret.type != secret_type:
-        raise _not_ready(
-            f"{where} has unexpected type {secret.type!r}; {field_name} needs type {secret_type!r}"
+    if content.sops is not None:
+        # Nobody tried to decrypt it (a caller without an age key file): say whose key
+        # it waits for.
+        raise NotReady(
+            VMCondition.PROVISIONING_READY,
+            VMReason.SECRET_NOT_DECRYPTED,
+            f"{where}, named by {field_name}, is encrypted with SOPS for the age"
+            f" recipient(s) {content.sops.named_recipients()}, and this host has no"
+            " age key file (ageKeyFile) to decrypt it",
         )
-    return secret
+    if content.type != secret_type:
+        raise _not_ready(
+            f"{where} has unexpected type {content.type!r}; {field_name} needs type {secret_type!r}"
+        )
+    return content
 
 
 def _cloud_init_secret(secret: Secret) -> ProvisioningPayload:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -26,6 +27,9 @@ REPORT_SUFFIX = ".yaml"
 _REPORT_STEM_MAX = FILE_NAME_MAX - len(REPORT_SUFFIX) - len(".tmp")
 
 
+# Cached: a pass asks for every report's path and place several times, and pathlib's
+# joins cost more than the rest of an unchanged report's handling.
+@functools.lru_cache(maxsize=1 << 16)
 def status_path(root: Path, object_id: ObjectId) -> Path:
     """`root/PLURAL/NAMESPACE/NAME.yaml`, or `root/PLURAL/NAME.yaml` for a cluster kind.
 
@@ -63,6 +67,7 @@ def report_object_id(path: Path, kind: str, namespaced: bool) -> ObjectId | None
     return claimed if _report_place(claimed) == _place(path, namespaced) else None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _report_place(object_id: ObjectId) -> tuple[str, str]:
     path = status_path(Path(), object_id)
     return (path.parent.name if object_id.namespace else "", path.name)

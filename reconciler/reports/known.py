@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ FILE_NAME = "known-reports.json"
 _FORMAT = "vm-reconciler known reports 1"
 # Some fleets' worth of report files (a few hundred bytes each): a few MiB at most.
 LIMIT = 50_000
+# The daemon's cache is saved at most this often (and when it stops).
+SAVE_EVERY_S = 60.0
 
 
 def default_file(cache_dir: Path | None) -> Path:
@@ -56,10 +60,12 @@ def digest(text: str) -> str:
 class KnownReports:
     """Report file -> the digest of its text and the JSON of the document it holds."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.path: Path | None = None
         self._reports: dict[str, tuple[str, str]] = {}
         self._added = False
+        self._clock = clock
+        self._saved_at: float | None = None
 
     def use(self, path: Path | None) -> None:
         """Remember in `path` from now on (None: in this process only), starting from
@@ -87,9 +93,17 @@ class KnownReports:
             self._reports[key] = entry
             self._added = True
 
-    def save(self) -> None:
-        """Write what is known, when anything was added; a failure costs only speed."""
+    def save(self, lazily: bool = False) -> None:
+        """Write what is known, when anything was added; a failure costs only speed.
+
+        `lazily` (the daemon, after each pass): only when the last save is SAVE_EVERY_S
+        old. The whole file is written each time, a twentieth of a push's pass at 1,000
+        VMs, for a cache that only speeds up the next process; the daemon saves it
+        for sure when it stops."""
         if self.path is None or not self._added:
+            return
+        now = self._clock()
+        if lazily and self._saved_at is not None and now - self._saved_at < SAVE_EVERY_S:
             return
         if len(self._reports) > LIMIT:
             gone = [name for name in self._reports if not os.path.exists(name)]
@@ -103,6 +117,7 @@ class KnownReports:
             log.debug("cannot keep known reports in %s: %s", self.path, error)
             return
         self._added = False
+        self._saved_at = now
 
 
 KNOWN = KnownReports()
@@ -113,8 +128,8 @@ def keep_known_reports(cache_dir: Path | None) -> None:
     KNOWN.use(default_file(cache_dir))
 
 
-def save_known_reports() -> None:
-    KNOWN.save()
+def save_known_reports(lazily: bool = False) -> None:
+    KNOWN.save(lazily)
 
 
 def _load(path: Path) -> dict[str, tuple[str, str]]:

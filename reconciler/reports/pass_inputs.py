@@ -15,6 +15,7 @@ from reconciler.engine.plan import PlanContext
 from reconciler.engine.reconcile import EarlierReports, plan_context
 from reconciler.engine.vm.desired import HostContext
 from reconciler.loader import LoadResult
+from reconciler.model.secrets import NO_SECRETS, OpenedSecrets
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.reports.reported import reported_disks, reported_placements
 from reconciler.reports.reported_capacity import reported_capacities
@@ -48,15 +49,25 @@ def read_plan_context(
     status_root: Path | None = None,
     addresses: AddressInputs | None = None,
     disk_reports_root: Path | None = None,
+    secrets: OpenedSecrets = NO_SECRETS,
+    require_encrypted_secrets: bool = False,
 ) -> PlanContext:
     """The plan context of a loaded revision, its policies (under policy_dir, else the
-    packaged ones) and earlier reports read (earlier_reports)."""
+    packaged ones) and earlier reports read (earlier_reports). `secrets`: what the host
+    decrypted of the revision's encrypted Secrets (source/secrets.py)."""
     topology = load_topology_policy(policy_dir)
     return plan_context(
         result,
         host,
         revision,
-        findings=check(result, pool, policy_dir, host.image_directories),
+        secrets=secrets,
+        findings=check(
+            result,
+            pool,
+            policy_dir,
+            host.image_directories,
+            require_encrypted_secrets=require_encrypted_secrets,
+        ),
         topology=topology,
         change_rules=load_change_rules(host.change_profile, policy_dir),
         earlier=earlier_reports(status_root, disk_reports_root),

@@ -40,6 +40,7 @@ from reconciler.reports.documents import (
 from reconciler.reports.reported import VMReport, vm_reports
 from reconciler.reports.scan import PerReport
 from reconciler.reports.summary import node_status, readme_of_rows
+from reconciler.reports.written import WRITTEN
 
 VM_FOLDER = "virtualmachines"
 NODE_KIND = Node.KIND
@@ -69,14 +70,21 @@ def write_host_reports(
     now = timestamp(moment)
     changed: list[Path] = []
     documents: dict[ObjectId, dict[str, Any]] = {}
+    written = WRITTEN.of(root)
     for done, (object_id, status) in enumerate(sorted(plan.statuses.items())):
         if step is not None:
             step("VM reports written", done, len(plan.statuses))
+        kept = written.unchanged(object_id, status)
+        if kept is not None:
+            documents[object_id] = kept
+            continue
         path = status_path(root, object_id)
         documents[object_id] = status.as_dict(now, read_previous(root, object_id))
         document = status_document(object_id, documents[object_id], status.created)
         if write_report(path, document):
             changed.append(path)
+        written.note(object_id, status, path, documents[object_id])
+    written.keep(plan.statuses)
     # The VM reports as this host's own writes left them: after the stale ones go, the
     # same listing (less those) is what the README is made of.
     vm_files = vm_reports(root)
@@ -138,7 +146,11 @@ def write_object_reports(
     """
     changed: list[Path] = []
     made = made or {}
+    written = WRITTEN.of(root, "objects")
     for object_id, status in sorted(reports.items()):
+        content = (status, made.get(object_id))
+        if written.unchanged(object_id, content) is not None:
+            continue
         previous = read_previous(root, object_id)
         document = status_document(object_id, carry_condition_times(status, previous, now))
         if object_id in made:
@@ -147,6 +159,8 @@ def write_object_reports(
         path = status_path(root, object_id)
         if write_report(path, document):
             changed.append(path)
+        written.note(object_id, content, path, document)
+    written.keep(reports)
     for object_id in sorted(retired - set(reports)):
         path = status_path(root, object_id)
         if path.is_file():

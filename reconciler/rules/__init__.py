@@ -14,6 +14,7 @@ from reconciler.rules.disks import volume_name_findings
 from reconciler.rules.images import image_source_findings
 from reconciler.rules.inventory import Inventory
 from reconciler.rules.references import reference_findings
+from reconciler.rules.secrets import clear_secret_findings
 from reconciler.rules.vm_rules import vm_findings
 
 
@@ -22,11 +23,14 @@ def check(
     pool: Pool | None = None,
     policy_dir: Path | None = None,
     image_directories: Sequence[str] = DEFAULT_IMAGE_DIRECTORIES,
+    *,
+    require_encrypted_secrets: bool = False,
 ) -> list[Finding]:
     """Every finding of a loaded revision, sorted by place.
 
     Without a pool (no CIDRs configured) the checks that need one are skipped.
     `image_directories`: where the host allows image files to come from.
+    `require_encrypted_secrets`: a Secret whose data is in the clear is a finding.
     """
     inventory = Inventory(result)
     findings = list(result.findings)
@@ -38,6 +42,8 @@ def check(
     findings.extend(image_source_findings(inventory, image_directories))
     if pool:
         findings.extend(ip_range_findings(inventory, pool))
+    if require_encrypted_secrets:
+        findings.extend(clear_secret_findings(inventory))
     return sorted(set(findings))
 
 

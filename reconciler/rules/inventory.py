@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from reconciler.api import Manifest, ObjectId
+from reconciler.api import Manifest, ObjectId, Secret
 from reconciler.loader import LoadedObject, LoadResult
+from reconciler.model.secrets import NO_SECRETS, OpenedSecrets, SecretRefusal
 
 M = TypeVar("M", bound=Manifest)
 
@@ -14,7 +15,10 @@ M = TypeVar("M", bound=Manifest)
 class Inventory:
     """First definition of each identity wins; later ones are reported as duplicates."""
 
-    def __init__(self, result: LoadResult) -> None:
+    def __init__(self, result: LoadResult, secrets: OpenedSecrets = NO_SECRETS) -> None:
+        """`secrets`: what the host decrypted of the encrypted Secrets (model/secrets.py);
+        the objects themselves stay as written, encrypted."""
+        self.secrets = secrets
         self.objects: list[LoadedObject] = []
         self.duplicates: list[tuple[LoadedObject, LoadedObject]] = []
         self._by_id: dict[ObjectId, LoadedObject] = {}
@@ -34,7 +38,10 @@ class Inventory:
         added = [loaded for loaded in extra if loaded.id not in self]
         if not added:
             return self
-        return Inventory(LoadResult(objects=[*self.objects, *added], broken=self._broken_findings))
+        return Inventory(
+            LoadResult(objects=[*self.objects, *added], broken=self._broken_findings),
+            self.secrets,
+        )
 
     def __contains__(self, object_id: ObjectId) -> bool:
         """Present, even if broken: a broken object is reported once, in its own file."""
@@ -42,6 +49,20 @@ class Inventory:
 
     def get(self, object_id: ObjectId) -> LoadedObject | None:
         return self._by_id.get(object_id)
+
+    def secret_content(self, object_id: ObjectId) -> Secret | SecretRefusal | None:
+        """The Secret whose values provisioning may read: the decrypted one of an encrypted
+        Secret, the Secret itself when it is in the clear; why not when the host cannot
+        use it; None when there is no such (valid) Secret."""
+        refusal = self.secrets.refused.get(object_id)
+        if refusal is not None:
+            return refusal
+        loaded = self._by_id.get(object_id)
+        if loaded is None or not isinstance(loaded.model, Secret):
+            return None
+        if loaded.model.sops is None:
+            return loaded.model
+        return self.secrets.opened.get(object_id, loaded.model)
 
     def of_kind(self, kind: type[M]) -> Iterator[tuple[LoadedObject, M]]:
         for loaded in self.objects:

@@ -139,6 +139,14 @@ def test_validate_loads_neither_libvirt_nor_git(tmp_path: Path) -> None:
     assert loaded(probe.modules, "libvirt", "git") == []
 
 
+def test_plan_loads_no_git(tmp_path: Path) -> None:
+    # `apply` and `plan` read a directory: Git is the daemon's (and verify's) business.
+    probe = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert "reconciler.source.secrets" in probe.modules  # SOPS-encrypted Secrets
+    assert loaded(probe.modules, "git") == []
+
+
 def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
     tmp_path: Path,
 ) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.daemonlab import Daemon, Remote, Workspace, wait_until
+from tests.daemonlab import Daemon, Remote, Workspace, git, wait_until
 from tests.hosts import CLASS, vm_yaml
 
 from .lab import (
@@ -163,7 +163,7 @@ def test_a_change_waits_for_restart_then_applies_automatically_and_commits_once(
     passes_before = fleet.daemon.log_text().count("pass (interval")
     time.sleep(3 * INTERVAL + 1)
     assert fleet.daemon.log_text().count("pass (interval") >= passes_before + 3
-    assert fleet.remote.head() == head, fleet.remote.log()[:3]
+    assert fleet.remote.head() == head, git(fleet.remote.path, "diff", head, fleet.remote.branch)
 
     for line in fleet.remote.status_commits():
         assert f" vm-reconciler on {fleet.node}|status({fleet.node}): " in line

@@ -189,3 +189,28 @@ def test_the_cache_keeps_one_entry_per_report_however_often_reports_change(
     entries = json.loads(cache.read_text())["reports"]
 
     assert sorted(entries) == sorted(str(path) for path in status.rglob("*.yaml"))
+
+
+def test_after_each_pass_the_daemon_saves_the_cache_at_most_once_a_minute(
+    tmp_path: Path,
+) -> None:
+    now = [100.0]
+    cache = tmp_path / "known-reports.json"
+    known_reports = KnownReports(clock=lambda: now[0])
+    known_reports.use(cache)
+    known_reports.add(str(tmp_path / "a.yaml"), "a: 1\n", '{"a":1}')
+    known_reports.save(lazily=True)
+    assert len(json.loads(cache.read_text())["reports"]) == 1  # the first pass's, at once
+
+    known_reports.add(str(tmp_path / "b.yaml"), "b: 1\n", '{"b":1}')
+    now[0] += 30
+    known_reports.save(lazily=True)
+    assert len(json.loads(cache.read_text())["reports"]) == 1  # half a minute later: not yet
+
+    now[0] += 31
+    known_reports.save(lazily=True)
+    assert len(json.loads(cache.read_text())["reports"]) == 2
+
+    known_reports.add(str(tmp_path / "c.yaml"), "c: 1\n", '{"c":1}')
+    known_reports.save()  # the daemon stopping, or a one-shot command's end
+    assert len(json.loads(cache.read_text())["reports"]) == 3

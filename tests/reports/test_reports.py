@@ -137,3 +137,34 @@ def test_namespace_folder_goes_with_its_last_report(tmp_path: Path) -> None:
 
     assert not (tmp_path / "virtualmachines" / "team").exists()
     assert (tmp_path / VMS / "a.yaml").exists()
+
+
+def test_a_report_changed_under_the_host_is_written_again_though_its_status_is_not(
+    tmp_path: Path,
+) -> None:
+    # given reports written, and the same plan again (nothing to write)
+    plan = plan_of("hv1", "a", "b")
+    write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+    report = tmp_path / VMS / "a.yaml"
+    written = report.read_bytes()
+    # when something else rewrites one of them (a Git pull, an operator's hand)
+    report.write_text(written.decode().replace("Running", "Stopped"), encoding="utf-8")
+    changed = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+    # then the next pass puts this host's view back, and only there
+    assert changed == [report]
+    assert report.read_bytes() == written
+
+
+def test_a_status_changed_in_place_after_it_was_written_is_written_again(
+    tmp_path: Path,
+) -> None:
+    plan = plan_of("hv1", "a")
+    write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+    plan.statuses[vm("a")].memory = "2Gi"
+
+    changed = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
+
+    assert tmp_path / VMS / "a.yaml" in changed
+    assert read_document(tmp_path / VMS / "a.yaml")["status"]["resources"]["memory"] == {
+        "size": "2Gi"
+    }

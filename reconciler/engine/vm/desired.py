@@ -126,8 +126,8 @@ def _provisioning_secret(vm: VirtualMachine, inventory: Inventory) -> object:
         ref = provisioning.user_data_ref or provisioning.sysprep_ref
     if ref is None:
         return None
-    loaded = inventory.get(ObjectId("Secret", vm.namespace, ref.name))
-    return loaded.model if loaded is not None else None
+    # The decrypted one of an encrypted Secret: the seed is built from its values.
+    return inventory.secret_content(ObjectId("Secret", vm.namespace, ref.name))
 
 
 _Inputs = tuple[

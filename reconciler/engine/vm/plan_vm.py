@@ -180,6 +180,11 @@ def _plan_vm(
         details.append(power.detail)
     if status.phase is VMPhase.MIGRATING:
         status.migration_target = _migration_target(power.actions, observed)
+    if observed is not None and observed.migration is not None:
+        # Leaving this host: only what follows or stops the migration is done. Anything
+        # else races it, and a volume made now would be one the migration's end has just
+        # deleted here (moved_volumes.py): the destination has the VM from then on.
+        actions = list(power.actions)
     return PlannedVM(VMPlan(vm.id, power.outcome, actions, details), status, power.capacity)
 
 

@@ -8,7 +8,13 @@ from dataclasses import replace
 import pytest
 
 from reconciler.engine.plan import Observation, PlanContext, plan
-from reconciler.model.actions import AbortMigration, CarryOutOperation, DefineDomain, MigrateDomain
+from reconciler.model.actions import (
+    AbortMigration,
+    CarryOutOperation,
+    DefineDomain,
+    EnsureDiskVolume,
+    MigrateDomain,
+)
 from reconciler.model.domain import MigrationJob, PowerState
 from reconciler.model.migration import StorageMode
 from tests.engine.conftest import context_for, revision, vm_yaml
@@ -64,6 +70,20 @@ def test_a_migration_libvirt_runs_is_followed_not_begun_again() -> None:
     assert result.statuses[LINUX_VM].phase == "Migrating"
     verdict = report(result, EVICT)
     assert verdict["phase"] == "InProgress" and "copying disks: 40%" in verdict["message"]
+
+
+def test_nothing_is_made_for_a_vm_while_it_migrates_away_not_even_its_deleted_disk() -> None:
+    # given hv1 migrating the guest to hv2, and its disk's volume already gone here (the
+    # migration ended as the pass read the host: moved_volumes.py deleted the copy)
+    ctx = on("hv1", vmop_yaml(EVICT, "Evict"))
+    host = migrating(defined(ctx, completed=(f"{KEY}:started>hv2",)), "copying disks: 99%")
+    host = replace(host, volumes={})
+    # when hv1 plans
+    result = plan(ctx, host)
+    # then no volume is made anew, nothing is defined: the VM is hv2's once it lands
+    vm_actions = [a for a in result.actions if a.owner == LINUX_VM]
+    assert not any(isinstance(a, EnsureDiskVolume | DefineDomain) for a in vm_actions)
+    assert result.statuses[LINUX_VM].phase == "Migrating"
 
 
 def test_a_migration_cut_off_with_its_daemon_is_begun_again_once() -> None:
