@@ -42,6 +42,12 @@ class Metrics:
             ["stage"],
             registry=self.registry,
         )
+        self.status_push_rejections = Counter(
+            "reconciler_status_push_rejections",
+            "Status pushes the remote rejected because another host's push landed first;"
+            " each is retried on the new head.",
+            registry=self.registry,
+        )
         self.vms_by_phase = Gauge(
             "reconciler_virtual_machines",
             "Virtual machines reported by this host, by phase.",

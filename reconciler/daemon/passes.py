@@ -101,6 +101,8 @@ class PassMemory:
     # The copies of other hosts' VMs found here (engine/fleet/strays.py), logged once.
     logged_strays: tuple[str, ...] = ()
     logged_unverified: str = ""
+    # The Nodes of the last pass's fleet: the hosts that push status with this one.
+    fleet: tuple[str, ...] = ()
 
     def forget_revision(self) -> None:
         """After a reload: the next pass fetches and applies as if started anew."""
@@ -409,6 +411,8 @@ class Pass:
                 self._steps.step,
             )
 
+        # Every Node's host pushes to the branch: the publisher takes turns with them.
+        self._memory.fleet = tuple(node.name for node in result.context.fleet)
         self._write_reports(write, revision, f"{len(result.applied)} action(s) ({why})")
 
     def _publish_error(self, revision: Revision, error: str, why: str) -> None:
@@ -427,9 +431,24 @@ class Pass:
             if publisher is None:
                 write(revision.repo_root / self.config.status.path)
             else:
-                outcome = publisher.publish(write, summary)
+                before = publisher.rejections
+                try:
+                    outcome = publisher.publish(
+                        write,
+                        summary,
+                        fleet=self._memory.fleet,
+                        revision=revision.sha if self._status_on_branch() else "",
+                    )
+                finally:
+                    self.metrics.status_push_rejections.inc(publisher.rejections - before)
                 if outcome.committed:
-                    log.info("status committed and pushed: %s", publisher.last_commit)
+                    log.info(
+                        "status committed and pushed: %s%s",
+                        publisher.last_commit,
+                        f" (after {outcome.attempts - 1} rejected push(es))"
+                        if outcome.attempts > 1
+                        else "",
+                    )
         except Exception as error:
             self.metrics.errors.labels(stage="status").inc()
             self.health.last_error = f"status: {error}"

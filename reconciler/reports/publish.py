@@ -5,6 +5,9 @@ Several hosts push to one branch at once. A rejected push is never forced and ne
 cherry-picked: the clone is reset to what the remote now holds and the reports are
 written again on top of it, so every host's files survive (each host writes only
 its own reports). A clone left half-done by a killed daemon is reset the same way.
+The hosts of a fleet that lost a race take turns, in an order each reads from the
+branch's history (`_turn_seconds`), so that each loses about once however many there
+are.
 
 Every push holds a lease on the head it was built on: it lands only while the
 remote's branch is still exactly there. A branch deleted on the remote is therefore
@@ -14,9 +17,11 @@ own, which holds nothing else, is started when missing.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +54,14 @@ _NO_BRANCH = ("couldn't find remote ref", "not found in upstream")
 _NEW_BRANCH = "vmr-new-status-branch"
 # The lease of a push that starts a branch: the remote must not have it yet.
 _ABSENT = ""
+# The author of a host's status commits, before its node name: who has pushed is read
+# back from the branch's history (_turn_seconds).
+_AUTHOR_PREFIX = "vm-reconciler on "
+# A turn's slot and the longest wait for a turn: an attempt's Git part (fetch, commit,
+# push) takes a fraction of a second on a quiet remote; a waiting host never sleeps longer
+# than a daemon's usual interval.
+_SLOT_SECONDS = 2.0
+_TURN_SECONDS = 60.0
 
 
 class PublishError(RetryableError):
@@ -93,6 +106,11 @@ class StatusPublisher:
         self.work_dir = work_dir
         self.attempts = attempts
         self.last_commit: str | None = None
+        # Pushes another host's push beat since this publisher was made: the daemon
+        # exports it (reconciler_status_push_rejections), contention made visible.
+        self.rejections = 0
+        # The Git part (fetch, commit, push) of its last attempts.
+        self._recent_attempts: deque[float] = deque(maxlen=8)
         self._git_env = dict(git_env or {})
         self._environment = environment or dict
         self._redact = Redactor(url)
@@ -112,9 +130,9 @@ class StatusPublisher:
             **self._environment(),
             # Never wait for a password: the daemon has no terminal.
             "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": f"vm-reconciler on {self.node_name}",
+            "GIT_AUTHOR_NAME": f"{_AUTHOR_PREFIX}{self.node_name}",
             "GIT_AUTHOR_EMAIL": f"vm-reconciler@{self.node_name}",
-            "GIT_COMMITTER_NAME": f"vm-reconciler on {self.node_name}",
+            "GIT_COMMITTER_NAME": f"{_AUTHOR_PREFIX}{self.node_name}",
             "GIT_COMMITTER_EMAIL": f"vm-reconciler@{self.node_name}",
         }
 
@@ -130,13 +148,29 @@ class StatusPublisher:
             return False
         return True
 
-    def publish(self, write: Write, summary: str) -> PublishResult:
+    def publish(
+        self, write: Write, summary: str, *, fleet: Sequence[str] = (), revision: str = ""
+    ) -> PublishResult:
+        """fleet: the names of the hosts that push to the branch (the fleet's Nodes);
+        revision: the commit of the branch this host applied (empty when the reports go
+        to a branch of their own). Every host writes its Node report after every push to
+        the branch, so after each push all of them publish at once and only one lands
+        per round: a host that loses the race takes a turn (`_turn_seconds`) instead of
+        a random few seconds that would bring the losers back together, and may lose to
+        each other host once before its turn comes (docs/engine.md, "Many hosts on one
+        repository")."""
         env = self._env()
         message = f"status({self.node_name}): {summary} [skip ci]"
-        for attempt in range(1, self.attempts + 1):
+        attempts = max(self.attempts, 3 * len(fleet))
+        for attempt in range(1, attempts + 1):
+            began = time.monotonic()
             self._sync(env)
             _unlink_symlinked_folders(self.work_dir, self.status_path)
+            writing = time.monotonic()
             write(self.status_root)
+            # A turn's slot is the Git part of an attempt: the others redo their writes
+            # from reports they have rendered already, which is quick.
+            began += time.monotonic() - writing
             if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
                 return PublishResult(committed=False, attempts=attempt)
             self._git(env, "add", "-A", "--", self.status_path)
@@ -153,17 +187,74 @@ class StatusPublisher:
             if failure is not None:
                 if not any(word in failure for word in _REJECTED):
                     raise self._failed("push to", failure)
-                if attempt < self.attempts:
-                    # Another host pushed first: back off a little (jitter keeps hosts
-                    # that lost together from colliding again), then redo on its head.
-                    time.sleep(_backoff_seconds(attempt))
+                self.rejections += 1
+                cycle = time.monotonic() - began
+                self._recent_attempts.append(cycle)
+                if attempt < attempts:
+                    # Another host pushed first: wait for this host's turn, then redo
+                    # the reports on the head the others left. The slot: this attempt's
+                    # Git part, but at most twice the quickest recent one (an attempt
+                    # made while every host of the fleet runs its pass is slower than
+                    # the turns that follow).
+                    cycle = min(cycle, 2 * min(self._recent_attempts))
+                    turn = self._turn_seconds(env, fleet, revision, cycle)
+                    time.sleep(turn if turn is not None else _backoff_seconds(attempt))
                 continue
+            self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
             return PublishResult(committed=True, commit=self.last_commit, attempts=attempt)
         raise PublishError(
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
-            f" {self.attempts} times in a row; giving up until the next pass"
+            f" {attempts} times in a row; giving up until the next pass"
         )
+
+    def _turn_seconds(
+        self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
+    ) -> float | None:
+        """How long to wait, after a lost race, for this host's turn: the hosts of the
+        fleet that have not yet pushed a status commit since `revision` (the branch's
+        history says who has) are ranked by a hash of the revision and their name, the
+        same order on every host and a different one for each revision (no host is
+        always last), and each waits its rank times `cycle`, one turn's slot (what the
+        Git part of an attempt takes: fetch, commit, push).
+        So the hosts land one after the other, each after about one lost race, in
+        about as many rounds as there are hosts. None when there is no fleet or its
+        history cannot say, or this host has pushed for the revision already: then a
+        random backoff."""
+        if not revision or self.node_name not in fleet:
+            return None
+        remote_ref = f"refs/remotes/origin/{self.branch}"
+        fetch = f"+refs/heads/{self.branch}:{remote_ref}"
+        if self._network(env, "fetch", "--quiet", "--no-tags", "origin", fetch) is not None:
+            return None
+        try:
+            # Bounded: a rewritten branch the revision is no longer on lists no more.
+            authors = self._git(
+                env,
+                "log",
+                f"--max-count={4 * len(fleet) + 64}",
+                "--format=%an",
+                f"{revision}..{remote_ref}",
+            )
+        except PublishError:
+            return None
+        landed = {
+            line.removeprefix(_AUTHOR_PREFIX)
+            for line in authors.splitlines()
+            if line.startswith(_AUTHOR_PREFIX)
+        }
+        waiting = sorted(
+            (node for node in set(fleet) if node not in landed),
+            key=lambda node: hashlib.sha256(f"{revision}/{node}".encode()).digest(),
+        )
+        if self.node_name not in waiting:
+            return None  # a second publish for the revision: no turn of its own
+        # One slot per host ahead (bounded: a slot too short costs one more lost race,
+        # one too long leaves the branch idle), and a little jitter: two hosts that
+        # read the branch at different heads may compute the same rank.
+        slot = min(cycle, _SLOT_SECONDS)
+        turn = waiting.index(self.node_name) * slot + random.uniform(0.0, max(0.05, slot / 4))
+        return min(turn, _TURN_SECONDS)
 
     # ----------------------------------------------------------------------- clone
 

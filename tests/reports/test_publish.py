@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -270,3 +271,49 @@ def test_a_branch_deleted_between_fetch_and_push_is_not_recreated(
         status.publish(write_then_branch_deleted, "1 VM")
 
     assert remote.head() == ""
+
+
+def test_a_host_of_a_fleet_retries_as_often_as_its_fleet_needs(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """After a push, every host of the fleet publishes at once and may lose to each of
+    the others: a fleet of four keeps retrying past the three attempts a host alone
+    gets (test_push_lost_every_time_gives_up_after_the_attempts)."""
+    revision = remote.head()
+    fleet = ("hv1", "hv2", "hv3", "hv4")
+    races: list[int] = []
+
+    def write_racing_four_times(root: Path) -> list[Path]:
+        if len(races) < 4:
+            races.append(len(races))
+            remote.push_manifest("other.yaml", f"race: {len(races)}\n")
+        return node_file("hv1", "up: true\n")(root)
+
+    status = publisher(remote, tmp_path, attempts=3)
+    result = status.publish(write_racing_four_times, "1 VM", fleet=fleet, revision=revision)
+
+    assert result.committed and result.attempts == 5
+    assert status.rejections == 4
+    assert remote.show("status/nodes/hv1.yaml") == "up: true"
+
+
+def test_hosts_that_lost_a_race_take_turns_in_one_order(remote: Remote, tmp_path: Path) -> None:
+    """Each host still to publish for the revision waits its own slot, in an order every
+    host computes alike from the branch's history; a host that has published for it
+    already has no turn (it backs off at random)."""
+    revision = remote.head()
+    fleet = ("hv1", "hv2", "hv3", "hv4")
+    hosts = {node: publisher(remote, tmp_path, node) for node in fleet}
+    hosts["hv2"].publish(node_file("hv2", "up: true\n"), "hv2", fleet=fleet, revision=revision)
+    turns = {}
+    for node, status in hosts.items():
+        assert status.refresh()
+        turns[node] = status._turn_seconds(status._env(), fleet, revision, cycle=1.0)
+
+    assert turns.pop("hv2") is None
+    slots = {node: int(turn) for node, turn in turns.items() if turn is not None}
+    order = sorted(turns, key=lambda node: hashlib.sha256(f"{revision}/{node}".encode()).digest())
+    assert slots == {node: rank for rank, node in enumerate(order)}
+    # Without the revision (reports on a branch of their own) no history says who is
+    # waiting.
+    assert hosts["hv1"]._turn_seconds(hosts["hv1"]._env(), fleet, "", cycle=1.0) is None
