@@ -37,19 +37,7 @@ from reconciler.engine.vm.desired import HostContext
 from reconciler.engine.vm.lifecycle import explain_failed_starts
 from reconciler.findings import Finding
 from reconciler.loader import LoadResult
-from reconciler.model.actions import (
-    Action,
-    DefineDomain,
-    DeleteDiskVolume,
-    DeleteImageVolume,
-    DeleteSeedVolume,
-    EnsureDiskVolume,
-    EnsureImageVolume,
-    EnsureSeedVolume,
-    ReleaseAddress,
-    ReserveAddress,
-    ResizeDisk,
-)
+from reconciler.model.actions import ADDRESS_ACTIONS, VOLUME_ACTIONS, Action, touched_domain
 from reconciler.model.conditions import VMCondition, VMReason, mark_false
 from reconciler.model.domain import ObservedDomain, VolumeFacts
 from reconciler.model.errors import ReconcileError, RetryableError
@@ -261,15 +249,13 @@ def _observe_after(
     volumes_touched = False
     network_touched = False
     for action in actions:
-        if isinstance(action, _VOLUME_ACTIONS):
+        if isinstance(action, VOLUME_ACTIONS):
             volumes_touched = True
-        elif isinstance(action, ReserveAddress | ReleaseAddress):
+        elif isinstance(action, ADDRESS_ACTIONS):
             network_touched = True
-        elif isinstance(action, DefineDomain):
-            names.add(action.spec.name)
         else:
-            name = getattr(action, "domain", None)
-            if not isinstance(name, str):
+            name = touched_domain(action)
+            if name is None:
                 return observe(source, host)  # an action of unknown reach: read it all
             names.add(name)
     if len(names) > len(before.domains) // 2:
@@ -283,17 +269,6 @@ def _observe_after(
     volumes = _volumes(source, host) if volumes_touched else before.volumes
     network = _network(source, host) if network_touched else before.network
     return Observation(domains, volumes, network, before.image_sources)
-
-
-_VOLUME_ACTIONS = (
-    DeleteImageVolume,
-    EnsureImageVolume,
-    EnsureDiskVolume,
-    ResizeDisk,
-    DeleteDiskVolume,
-    EnsureSeedVolume,
-    DeleteSeedVolume,
-)
 
 
 def reconcile_once(

@@ -24,19 +24,7 @@ from reconciler.engine.network.addressing import NetworkFacts
 from reconciler.engine.reconcile import ActionRunner
 from reconciler.libvirt.agent import GuestAgents
 from reconciler.libvirt.observe import Observer
-from reconciler.model.actions import (
-    Action,
-    DefineDomain,
-    DeleteDiskVolume,
-    DeleteImageVolume,
-    DeleteSeedVolume,
-    EnsureDiskVolume,
-    EnsureImageVolume,
-    EnsureSeedVolume,
-    ReleaseAddress,
-    ReserveAddress,
-    ResizeDisk,
-)
+from reconciler.model.actions import ADDRESS_ACTIONS, VOLUME_ACTIONS, Action, touched_domain
 from reconciler.model.domain import ObservedDomain, VolumeFacts
 
 # The longest a pass trusts events alone: then it reads the whole host again.
@@ -90,14 +78,12 @@ class InformedObserver:
     def acted(self, action: Action) -> None:
         """An action of ours ran (or failed half-way): what it touched is read again,
         whether or not the driver sends an event for it."""
-        if isinstance(action, DefineDomain):
-            self.changed(action.spec.name)
-            return
-        name = getattr(action, "domain", None)
-        if isinstance(name, str):
+        name = touched_domain(action)
+        if name is not None:
             self.changed(name)
-        elif not _touches_no_domain(action):
-            self.resync()  # an action of unknown reach
+        elif not isinstance(action, VOLUME_ACTIONS + ADDRESS_ACTIONS):
+            # Of unknown reach (a pass reads volumes and the network again anyway).
+            self.resync()
 
     # ------------------------------------------------------------ the DomainSource
 
@@ -158,24 +144,6 @@ def _moves_without_events(domain: ObservedDomain) -> bool:
         return True
     agent = domain.agent
     return agent is not None and agent.connected and not agent.ready
-
-
-def _touches_no_domain(action: Action) -> bool:
-    """Volume and address actions: the pass reads volumes and the network every time."""
-    return isinstance(action, _NO_DOMAIN_ACTIONS)
-
-
-_NO_DOMAIN_ACTIONS = (
-    DeleteImageVolume,
-    EnsureImageVolume,
-    EnsureDiskVolume,
-    ResizeDisk,
-    DeleteDiskVolume,
-    EnsureSeedVolume,
-    DeleteSeedVolume,
-    ReserveAddress,
-    ReleaseAddress,
-)
 
 
 class InformedRunner:

@@ -345,3 +345,26 @@ class AbortMigration(Action):
 
     def describe(self) -> str:
         return f"cancel the live migration of {self.domain} (vmop {self.operation}: {self.reason})"
+
+
+# Actions on the storage pool's volumes and on the network's DHCP reservations: they
+# change no domain, and a pass reads volumes and the network again on their own.
+VOLUME_ACTIONS = (
+    DeleteImageVolume,
+    EnsureImageVolume,
+    EnsureDiskVolume,
+    ResizeDisk,
+    DeleteDiskVolume,
+    EnsureSeedVolume,
+    DeleteSeedVolume,
+)
+ADDRESS_ACTIONS = (ReserveAddress, ReleaseAddress)
+
+
+def touched_domain(action: Action) -> str | None:
+    """The name of the domain an action changes; None when it names none (a volume or
+    address action, or one of unknown reach)."""
+    if isinstance(action, DefineDomain):
+        return action.spec.name
+    name = getattr(action, "domain", None)
+    return name if isinstance(name, str) else None
