@@ -67,6 +67,9 @@ def _qcow2(path: Path, size_mib: int) -> None:
 
 def guest_output(domain: libvirt.virDomain, script: str, timeout: float = 30.0) -> str:
     """Run `sh -c script` in the guest through its agent; its standard output."""
+    # Just after a migration the destination's QEMU reconnects the agent's channel: until
+    # then libvirt answers "Guest agent not available for now" (seen on CI once).
+    wait_for_agent(domain)
     started = agent_command(
         domain, "guest-exec", path="/bin/sh", arg=["-c", script], **{"capture-output": True}
     )
