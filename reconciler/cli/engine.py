@@ -41,6 +41,7 @@ from reconciler.libvirt.observe import Observer
 from reconciler.loader import load_directory
 from reconciler.model.migration import StorageMode
 from reconciler.progress import Progress, for_stream
+from reconciler.reports import status_index
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
@@ -187,7 +188,8 @@ def plan_pass(args: argparse.Namespace) -> PassResult | int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    with _collector_paused(args):
+    # One listing of each status tree for the command's readers (reports/status_index.py).
+    with _collector_paused(args), status_index.reading():
         return _run_plan(args)
 
 
@@ -204,7 +206,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    with _collector_paused(args):
+    with _collector_paused(args), status_index.reading():
         return _run_apply(args)
 
 

@@ -32,6 +32,7 @@ from reconciler.libvirt.informer import InformedRunner
 from reconciler.loader import LoadResult
 from reconciler.model.actions import MigrateDomain
 from reconciler.progress import for_log
+from reconciler.reports import status_index
 from reconciler.reports.addresses import read_leases
 from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
@@ -140,10 +141,17 @@ class Pass:
         # Report texts rendered before a restart: unchanged reports are neither rendered
         # nor parsed again (reports/known.py). Loaded once; the same file again is kept.
         keep_known_reports(self.config.cache_dir)
-        try:
-            self._pass(reasons, why, stages)
-        except Exception as error:
-            self._pass_failed(error, why, stages)
+        # The readers of the status tree share one listing of it per pass; a pass fed by
+        # events trusts the index of the publisher's clone as its writers and Git
+        # operations left it (reports/status_index.py), and the others list it anew.
+        publisher = self._components.publisher
+        event_fed = reasons.keys() <= _EVENT_FED
+        kept = [publisher.status_root] if publisher is not None and event_fed else []
+        with status_index.reading(kept):
+            try:
+                self._pass(reasons, why, stages)
+            except Exception as error:
+                self._pass_failed(error, why, stages)
 
     def _host(self, loaded: LoadResult | None = None) -> HostContext:
         cpus = self._libvirt.cpus()

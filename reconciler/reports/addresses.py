@@ -10,6 +10,7 @@ condition, which moves only when the lease flips between Bound and Released.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,14 +24,14 @@ from reconciler.model.conditions import AddressCondition, AddressReason, mark_fa
 from reconciler.model.phases import LeasePhase
 from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
-    FileSignature,
-    file_signature,
     read_document,
     read_previous,
     status_document,
     status_path,
     write_report,
 )
+from reconciler.reports.status_index import FileSignature, index_of
+from reconciler.reports.status_index import changed as tell_index
 
 VMIP_KIND = "VirtualMachineIPAddress"
 LEASE_KIND = "VirtualMachineIPAddressLease"
@@ -61,16 +62,20 @@ def _parse_time(text: Any) -> datetime | None:
 
 _Signature = tuple[tuple[str, FileSignature], ...]
 
+# The report files of each kind here: its folder, and whether it holds namespace folders.
+_FOLDERS = ((VMIP_FOLDER, True), (LEASE_FOLDER, False))
 
-def _signature(paths: Iterable[Path]) -> _Signature:
-    """What the files are as far as the file system says (documents.file_signature): a
-    pass over a thousand unchanged reports compares this instead of reading them all."""
-    found = []
-    for path in paths:
-        signature = file_signature(path)
-        if signature is not None:  # gone meanwhile: it is simply not there
-            found.append((str(path), signature))
-    return tuple(found)
+
+def _listed(root: Path, folders: Iterable[tuple[str, bool]]) -> _Signature:
+    """The files under the folders, with what the file system says of each (lstat, from
+    the pass's index of the tree, status_index.py): a pass over a thousand unchanged
+    reports compares this instead of reading them all."""
+    index = index_of(root)
+    return tuple(
+        (name, entry.signature)
+        for folder, nested in folders
+        for name, entry in index.listing(os.path.join(root, folder), nested)
+    )
 
 
 # The leases last read under a root, and the report files last left under a root with the
@@ -79,21 +84,14 @@ _READ: dict[Path, tuple[_Signature, tuple[PreviousLease, ...]]] = {}
 _WRITTEN: dict[Path, tuple[_Signature, Allocation]] = {}
 
 
-def _report_files(root: Path) -> list[Path]:
-    return sorted((root / VMIP_FOLDER).glob("*/*.yaml")) + sorted(
-        (root / LEASE_FOLDER).glob("*.yaml")
-    )
-
-
 def read_leases(root: Path) -> tuple[PreviousLease, ...]:
     """Every lease the reports under root hold; a damaged file is skipped (it loses its
     lease, exactly as if the report were gone)."""
-    paths = sorted((root / LEASE_FOLDER).glob("*.yaml"))
-    signature = _signature(paths)
+    signature = _listed(root, [(LEASE_FOLDER, False)])
     known = _READ.get(root)
     if known is not None and known[0] == signature:
         return known[1]
-    leases = _read_leases(paths)
+    leases = _read_leases(Path(name) for name, _signature in signature)
     _READ[root] = (signature, leases)
     return leases
 
@@ -169,10 +167,10 @@ def write_address_reports(root: Path, addressing: Addressing, now: datetime) -> 
         return []
     allocation = addressing.allocation
     known = _WRITTEN.get(root)
-    if known is not None and known[1] == allocation and known[0] == _signature(_report_files(root)):
+    if known is not None and known[1] == allocation and known[0] == _listed(root, _FOLDERS):
         return []  # the reports are the very files this allocation left last time
     changed = _write_address_reports(root, allocation, timestamp(now))
-    _WRITTEN[root] = (_signature(_report_files(root)), allocation)
+    _WRITTEN[root] = (_listed(root, _FOLDERS), allocation)
     return changed
 
 
@@ -202,11 +200,13 @@ def _write_address_reports(root: Path, allocation: Allocation, now_text: str) ->
         wanted.add(path)
         if write_report(path, status_document(object_id, status)):
             changed.append(path)
-    for folder, pattern in ((VMIP_FOLDER, "*/*.yaml"), (LEASE_FOLDER, "*.yaml")):
-        for path in sorted((root / folder).glob(pattern)):
-            if path not in wanted:
-                path.unlink()
-                changed.append(path)
-                with contextlib.suppress(OSError):  # still holds reports of other objects
-                    path.parent.rmdir()
+    for name, _signature in _listed(root, _FOLDERS):
+        path = Path(name)
+        if path not in wanted:
+            path.unlink()
+            tell_index([path])
+            changed.append(path)
+            with contextlib.suppress(OSError):  # still holds reports of other objects
+                path.parent.rmdir()
+                tell_index([path.parent])
     return changed

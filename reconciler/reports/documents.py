@@ -19,6 +19,8 @@ from reconciler.policies import load_limits
 from reconciler.reports import known as known_reports
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
+from reconciler.reports.status_index import REPORT_FOLDERS, FileSignature, index_of, lookup
+from reconciler.reports.status_index import changed as tell_index
 from reconciler.reports.yamlwriter import ruamel_text, yaml_text
 from reconciler.yamltext import LoadError, place_finding, too_large
 
@@ -190,9 +192,6 @@ def write_report(path: Path, document: Mapping[str, Any]) -> bool:
     return written
 
 
-FileSignature = tuple[int, int, int, int]
-
-
 def file_signature(path: Path) -> FileSignature | None:
     """What a file is as far as the file system says (inode, size, modification and
     change times); None when it is gone. A Git checkout or any write changes it."""
@@ -203,9 +202,7 @@ def file_signature(path: Path) -> FileSignature | None:
     return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-# The status tree's folders: a kind's plural, holding reports or namespace folders
-# (addresses.py's lease folder too, named here as importing it would be circular).
-_REPORT_FOLDERS = frozenset([*PLURALS.values(), "virtualmachineipaddressleases"])
+_REPORT_FOLDERS = REPORT_FOLDERS
 
 
 def _tree_folders(path: Path) -> list[Path]:
@@ -266,7 +263,17 @@ def _read(path: Path, keep: bool = True) -> tuple[str | None, FileSignature | No
     """The file's text and signature, or None and why not (no reason when it is gone or
     reached through a symlink); `keep`: the text is kept for the next read."""
     name = os.fspath(path)
-    signature = _report_signature(name)
+    # The pass's index of the tree (status_index.py) says whether the file changed
+    # since it was read: an unchanged one costs no system call.
+    covered, entry = lookup(name)
+    signature = entry.readable if entry is not None else None
+    if not covered or signature is not None:
+        known = _MEMO.files.get(name)
+        if covered and known is not None and known[0] == signature:
+            return known[1], signature, None
+        # Read (or not) as the file is now, whatever the index says: a symlink is never
+        # followed.
+        signature = _report_signature(name)
     if signature is None or tree_folders_linked(path):
         _MEMO.files.pop(name, None)
         return None, None, None
@@ -362,19 +369,20 @@ def check_reports(root: Path) -> list[str]:
     only the README or another host's work would have read. At most NAMED_REPORTS are
     named, then how many more: anyone who can push can add thousands, and each name
     lands in the node report and /healthz (the log has them all, once each)."""
-    checked = _CHECKED.get(os.fspath(root), {})
-    usable: dict[str, FileSignature] = {}
-    for directory, _subdirs, files in os.walk(root):
-        for file_name in files:
-            if not file_name.endswith(".yaml"):
-                continue
-            name = os.path.join(directory, file_name)
-            signature = _report_signature(name)
+    key = os.fspath(root)
+    index = index_of(root)
+    if _CHECKED_AT.get(key) != index.generation():
+        checked = _CHECKED.get(key, {})
+        usable: dict[str, FileSignature] = {}
+        for name, entry in index.walked():
+            signature = entry.readable
             if signature is not None and signature in (checked.get(name), _MEMO.usable.get(name)):
                 usable[name] = signature  # read and usable before, unchanged since
             elif read_document(Path(name), keep=False) is not None and signature is not None:
                 usable[name] = signature
-    _CHECKED[os.fspath(root)] = usable
+        _CHECKED[key] = usable
+        # Until the tree changes, every report is as this pass found it.
+        _CHECKED_AT[key] = index.generation()
     skipped = sorted(skipped_reports(root))
     if len(skipped) > NAMED_REPORTS:
         skipped[NAMED_REPORTS:] = [f"and {len(skipped) - NAMED_REPORTS} more report(s) skipped"]
@@ -385,6 +393,7 @@ NAMED_REPORTS = 5
 # Per status root, the reports check_reports found usable, with their signatures: an
 # unchanged one costs an lstat in the next pass, not a read (thousands of them per pass).
 _CHECKED: dict[str, dict[str, FileSignature]] = {}
+_CHECKED_AT: dict[str, tuple[int, int]] = {}
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
@@ -403,11 +412,13 @@ def write_if_changed(path: Path, text: str) -> bool:
     for folder in reversed(_tree_folders(path)):
         if os.path.islink(folder):
             folder.unlink()
+            tell_index([folder])
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.unlink(missing_ok=True)
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+    tell_index([path])
     signature = file_signature(path)
     if signature is not None:
         _MEMO.files[os.fspath(path)] = (signature, text)

@@ -29,6 +29,7 @@ from git import Git
 from git.exc import GitCommandError
 
 from reconciler.model.errors import RetryableError
+from reconciler.reports import status_index
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     GitFailed,
@@ -62,6 +63,22 @@ _AUTHOR_PREFIX = "vm-reconciler on "
 # than a daemon's usual interval.
 _SLOT_SECONDS = 2.0
 _TURN_SECONDS = 60.0
+
+
+# More paths changed than this at once: the status tree is listed anew instead.
+_MOST_PATHS_TOLD = 2000
+
+
+@dataclass(frozen=True)
+class _CloneState:
+    branch: str | None  # the ref HEAD names
+    head: str | None  # the commit it holds
+    dirty: list[str] | None  # the paths that differ from that commit
+
+    def holds(self, branch: str, head: str) -> bool:
+        """Whether the clone is the branch at `head` exactly: nothing changed, staged,
+        added or left over, as checkout -f and clean -fdx leave it."""
+        return self.branch == f"refs/heads/{branch}" and self.head == head and self.dirty == []
 
 
 class PublishError(RetryableError):
@@ -259,8 +276,18 @@ class StatusPublisher:
     # ----------------------------------------------------------------------- clone
 
     def _sync(self, env: dict[str, str]) -> None:
-        """The clone at the remote's head, with nothing of an earlier attempt left."""
+        """The clone at the remote's head, with nothing of an earlier attempt left; the
+        index of the status tree (status_index.py) hears what that changed, or is no
+        longer trusted when Git cannot say."""
+        try:
+            self._sync_clone(env)
+        except BaseException:
+            status_index.distrust(self.status_root)
+            raise
+
+    def _sync_clone(self, env: dict[str, str]) -> None:
         if not (self.work_dir / ".git").is_dir():
+            status_index.distrust(self.status_root)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._git(env, "init", "--quiet")
             self._git(env, "remote", "add", "origin", self.url)
@@ -286,6 +313,7 @@ class StatusPublisher:
                     " they follow)"
                 )
             # A status branch of its own that nobody has pushed yet: start it empty.
+            status_index.distrust(self.status_root)
             self._fetched_head = _ABSENT
             self._git(env, "update-ref", "-d", f"refs/heads/{_NEW_BRANCH}")
             self._git(env, "symbolic-ref", "HEAD", f"refs/heads/{_NEW_BRANCH}")
@@ -294,7 +322,8 @@ class StatusPublisher:
             return
         fetched = self._git(env, "rev-parse", f"refs/remotes/origin/{self.branch}")
         self._fetched_head = fetched.strip()
-        if self._holds(env, self._fetched_head):
+        clone = self._clone_state(env)
+        if clone.holds(self.branch, self._fetched_head):
             # Checking out and cleaning the tree again would only rewrite the index and
             # look at every file twice more (twice per pass of a host of a fleet: about
             # half a second each at 10,000 VMs).
@@ -302,21 +331,65 @@ class StatusPublisher:
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
         self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
         self._git(env, "clean", "-q", "-fdx")
+        self._tell_index(env, clone, self._fetched_head)
 
-    def _holds(self, env: dict[str, str], head: str) -> bool:
-        """Whether the clone is the branch at `head` exactly: nothing changed, staged,
-        added or left over (ignored files too), as checkout -f and clean -fdx leave it."""
+    def _clone_state(self, env: dict[str, str]) -> _CloneState:
+        """The clone's branch, commit and the paths that differ from that commit
+        (changed, staged, added, left over; ignored files too, as clean -fdx removes
+        them); what cannot be read is None (detached, no commit yet: a new clone)."""
         try:
-            if self._git(env, "symbolic-ref", "-q", "HEAD").strip() != f"refs/heads/{self.branch}":
-                return False
-            if self._git(env, "rev-parse", "--verify", "-q", "HEAD").strip() != head:
-                return False
+            branch = self._git(env, "symbolic-ref", "-q", "HEAD").strip()
+        except PublishError:
+            branch = None
+        try:
+            head = self._git(env, "rev-parse", "--verify", "-q", "HEAD").strip()
             changes = self._git(
-                env, "status", "--porcelain", "--untracked-files=all", "--ignored=matching"
+                env,
+                "status",
+                "--porcelain",
+                "-z",
+                "--no-renames",
+                "--untracked-files=all",
+                "--ignored=matching",
             )
-        except PublishError:  # detached, or no commit yet (a new clone): check it out
-            return False
-        return not changes.strip()
+        except PublishError:
+            return _CloneState(branch, None, None)
+        # `XY PATH` records (no second path without renames), PATH as in the tree.
+        return _CloneState(branch, head, [record[3:] for record in changes.split("\0") if record])
+
+    def _tell_index(self, env: dict[str, str], clone: _CloneState, head: str) -> None:
+        """The paths the checkout and clean changed: those that differ between the
+        commit the clone held and the new one, and those that differed from that commit
+        (what an earlier attempt left). Git says both exactly; when it cannot, or says a
+        great many, the index is listed anew instead."""
+        if clone.head is None or clone.dirty is None:
+            status_index.distrust(self.status_root)
+            return
+        paths = list(clone.dirty)
+        if clone.head != head:
+            try:
+                between = self._git(
+                    env,
+                    "diff-tree",
+                    "-r",
+                    "-z",
+                    "--name-only",
+                    "--no-renames",
+                    clone.head,
+                    head,
+                    "--",
+                    self.status_path,
+                )
+            except PublishError:
+                status_index.distrust(self.status_root)
+                return
+            paths.extend(path for path in between.split("\0") if path)
+        if len(paths) > _MOST_PATHS_TOLD or any("\ufffd" in path for path in paths):
+            # Listing the tree is cheaper than that many updates; a name that did not
+            # decode cannot be found again.
+            status_index.distrust(self.status_root)
+            return
+        status_index.changed(self.work_dir / path.rstrip("/") for path in paths)
 
     def _signing(self) -> tuple[str, ...]:
         """git options that sign the commit with the host's key (ssh-keygen -Y sign), or
@@ -360,6 +433,7 @@ def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
         folder = folder / part
         if folder.is_symlink():
             folder.unlink()
+            status_index.distrust(work_dir / status_path)
             return
 
 

@@ -12,6 +12,7 @@ of the report is still used.
 from __future__ import annotations
 
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from reconciler.api.node import Node
 from reconciler.api.quantity import MAX_MEMORY_BYTES, QuantityError, parse_quantity
 from reconciler.engine.fleet.placement import ReportedCapacity
 from reconciler.reports.documents import read_document, report_object_id
+from reconciler.reports.status_index import index_of
 
 log = logging.getLogger("reconciler.reports")
 
@@ -39,8 +41,9 @@ def reported_capacities(status_root: Path) -> dict[str, ReportedCapacity]:
     that cannot be read, or states none that passes the checks, gives none."""
     found: dict[str, ReportedCapacity] = {}
     seen: set[str] = set()
-    for path in sorted((status_root / Node.PLURAL).glob("*.yaml")):
-        name = str(path)
+    folder = os.path.join(status_root, Node.PLURAL)
+    for name, _entry in index_of(status_root).listing(folder, nested=False):
+        path = Path(name)
         seen.add(name)
         document = read_document(path)
         status = document.get("status") if isinstance(document, dict) else None

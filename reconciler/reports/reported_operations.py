@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from reconciler.api import ObjectId, VirtualMachineOperation
@@ -9,6 +10,7 @@ from reconciler.engine.operations.execute import ReportedOperation
 from reconciler.engine.operations.generated import read_generated
 from reconciler.model.conditions import OperationCondition
 from reconciler.reports.documents import read_document, report_object_id
+from reconciler.reports.status_index import index_of
 
 
 def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
@@ -19,7 +21,9 @@ def reported_operations(status_root: Path) -> dict[ObjectId, ReportedOperation]:
     operation a host made carries the operation too (engine/operations/generated.py).
     """
     found: dict[ObjectId, ReportedOperation] = {}
-    for path in sorted((status_root / VirtualMachineOperation.PLURAL).glob("*/*.yaml")):
+    folder = os.path.join(status_root, VirtualMachineOperation.PLURAL)
+    for name, _entry in index_of(status_root).listing(folder, nested=True):
+        path = Path(name)
         document = read_document(path)
         status = document.get("status") if isinstance(document, dict) else None
         phase = status.get("phase") if isinstance(status, dict) else None

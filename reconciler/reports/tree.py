@@ -39,6 +39,8 @@ from reconciler.reports.documents import (
 )
 from reconciler.reports.reported import VMReport, vm_reports
 from reconciler.reports.scan import PerReport
+from reconciler.reports.status_index import changed as tell_index
+from reconciler.reports.status_index import index_of
 from reconciler.reports.summary import node_status, readme_of_rows
 from reconciler.reports.written import WRITTEN
 
@@ -165,6 +167,7 @@ def write_object_reports(
         path = status_path(root, object_id)
         if path.is_file():
             path.unlink()
+            tell_index([path])
             changed.append(path)
             _remove_if_empty(path.parent)
     if present is None:
@@ -181,6 +184,7 @@ def write_object_reports(
                 # another host's view may be a push older than the tree it writes into.
                 continue
             path.unlink()
+            tell_index([path])
             changed.append(path)
             _remove_if_empty(path.parent)
     return changed
@@ -279,6 +283,7 @@ def _remove_stale(
         if gone_from_git or (report.node == node_name and not report.migrating):
             path = Path(name)
             path.unlink()
+            tell_index([path])
             removed.append(path)
             _remove_if_empty(path.parent)
     return removed
@@ -289,6 +294,7 @@ def _remove_if_empty(folder: Path) -> None:
     `--status-dir` tree should look the same as the committed one."""
     with contextlib.suppress(OSError):  # not empty: other reports of the namespace remain
         folder.rmdir()
+        tell_index([folder])
 
 
 def _read(path: Path) -> Any:
@@ -302,7 +308,8 @@ def _write_readme(root: Path, vm_files: list[tuple[str, VMReport]] | None = None
         if report.vm_id is not None and report.readme_row is not None:
             rows[report.vm_id] = report.readme_row
     nodes = {}
-    for path in sorted((root / "nodes").glob("*.yaml")):
+    for name, _entry in index_of(root).listing(os.path.join(root, "nodes"), nested=False):
+        path = Path(name)
         node_id = report_object_id(path, NODE_KIND, namespaced=False)
         if node_id is None:
             continue

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api import ObjectId
-from reconciler.reports.documents import FileSignature, file_signature
+from reconciler.reports.documents import file_signature
+from reconciler.reports.status_index import FileSignature, signature_of
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,8 @@ class WrittenReports:
         last = self._last.get(object_id)
         if last is None or last.content != content:
             return None
-        try:
-            info = os.lstat(last.path)
-        except OSError:
-            return None
-        signature = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        # The pass's index of the tree knows, without an lstat (status_index.py).
+        signature = signature_of(last.path)
         return last.document if signature == last.signature else None
 
     def note(
