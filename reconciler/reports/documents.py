@@ -19,7 +19,15 @@ from reconciler.policies import load_limits
 from reconciler.reports import known as known_reports
 from reconciler.reports.skipped import note as _note
 from reconciler.reports.skipped import noted, report_shape_problem
-from reconciler.reports.status_index import REPORT_FOLDERS, FileSignature, index_of, lookup
+from reconciler.reports.status_index import (
+    REPORT_FOLDERS,
+    Entry,
+    FileSignature,
+    TreeIndex,
+    index_of,
+    lookup,
+    signature_of,
+)
 from reconciler.reports.status_index import changed as tell_index
 from reconciler.reports.yamlwriter import ruamel_text, yaml_text
 from reconciler.yamltext import LoadError, place_finding, too_large
@@ -357,7 +365,7 @@ def skipped_reports(root: Path) -> list[str]:
     prefix = os.path.join(os.fspath(root), "")
     found = []
     for name, signature, problem in noted():
-        if name.startswith(prefix) and file_signature(Path(name)) == signature:
+        if name.startswith(prefix) and signature_of(name) == signature:
             shown = replace(problem, path=f"{root.name}/{name.removeprefix(prefix)}")
             found.append(f"report skipped: {shown}")
     return found
@@ -371,29 +379,58 @@ def check_reports(root: Path) -> list[str]:
     lands in the node report and /healthz (the log has them all, once each)."""
     key = os.fspath(root)
     index = index_of(root)
-    if _CHECKED_AT.get(key) != index.generation():
-        checked = _CHECKED.get(key, {})
-        usable: dict[str, FileSignature] = {}
-        for name, entry in index.walked():
-            signature = entry.readable
-            if signature is not None and signature in (checked.get(name), _MEMO.usable.get(name)):
-                usable[name] = signature  # read and usable before, unchanged since
-            elif read_document(Path(name), keep=False) is not None and signature is not None:
-                usable[name] = signature
-        _CHECKED[key] = usable
-        # Until the tree changes, every report is as this pass found it.
-        _CHECKED_AT[key] = index.generation()
+    last = _CHECKED_AT.get(key)
+    usable = _CHECKED.get(key, {})
+    if last is not None and last[:2] == (index.serial, index.epoch):
+        # The same listing as the last check: only the files told changed since.
+        told = index.journal[last[2] :]
+        if all(name.endswith(REPORT_SUFFIX) for name in told):
+            for name in told:
+                usable.pop(name, None)
+                _check(name, index.lookup(name)[1], usable)
+        else:  # a folder changed: check everything (unchanged files cost a comparison)
+            usable = _check_all(index, usable)
+    else:
+        usable = _check_all(index, usable)
+    _CHECKED[key] = usable
+    _CHECKED_AT[key] = (index.serial, index.epoch, len(index.journal))
     skipped = sorted(skipped_reports(root))
     if len(skipped) > NAMED_REPORTS:
         skipped[NAMED_REPORTS:] = [f"and {len(skipped) - NAMED_REPORTS} more report(s) skipped"]
     return skipped
 
 
+def _check_all(index: TreeIndex, checked: dict[str, FileSignature]) -> dict[str, FileSignature]:
+    usable: dict[str, FileSignature] = {}
+    for name, entry in index.walked():
+        _check(name, entry, usable, checked.get(name))
+    return usable
+
+
+def _check(
+    name: str,
+    entry: Entry | None,
+    usable: dict[str, FileSignature],
+    checked: FileSignature | None = None,
+) -> None:
+    """Read the report at name (unless it was read and usable before, unchanged since),
+    so that an unusable one is noted; a usable one goes into `usable`."""
+    signature = entry.readable if entry is not None else None
+    if entry is None or entry.linked or entry.mode == stat.S_IFDIR:
+        return  # not there, or not a file os.walk would list
+    if signature is None:
+        read_document(Path(name), keep=False)  # a symlink: never read, its note cleared
+        return
+    read_before = signature in (checked, _MEMO.usable.get(name))
+    if read_before or read_document(Path(name), keep=False) is not None:
+        usable[name] = signature
+
+
 NAMED_REPORTS = 5
 # Per status root, the reports check_reports found usable, with their signatures: an
 # unchanged one costs an lstat in the next pass, not a read (thousands of them per pass).
 _CHECKED: dict[str, dict[str, FileSignature]] = {}
-_CHECKED_AT: dict[str, tuple[int, int]] = {}
+_CHECKED_AT: dict[str, tuple[int, int, int]] = {}
 
 
 def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:

@@ -84,6 +84,8 @@ def _follows(parts: tuple[str, ...]) -> bool:
 
 
 _SERIALS = itertools.count(1)
+# The most names an index remembers as told since its last listing.
+_JOURNAL_MOST = 20_000
 
 
 class TreeIndex:
@@ -102,6 +104,10 @@ class TreeIndex:
         self._versions: dict[str, int] = {}
         self._listings: dict[tuple[str, bool], tuple[int, list[tuple[str, Entry]]]] = {}
         self._changes = 0
+        # The names told since the last listing (`update`), for readers that follow the
+        # changes one by one (documents.check_reports); a new listing starts a new epoch.
+        self.epoch = 0
+        self.journal: list[str] = []
         # Whether the index is what the tree holds, as far as it was told.
         self.intact = False
 
@@ -158,6 +164,8 @@ class TreeIndex:
             if before.get(top) != after.get(top):
                 self._bump(top)
         self.intact = True
+        self.epoch += 1
+        self.journal = []
 
     def _by_top(self) -> dict[str, list[object]]:
         tops: dict[str, list[object]] = {}
@@ -209,6 +217,10 @@ class TreeIndex:
             if not parts or ".." in parts or "." in parts:
                 self.intact = False
                 continue
+            if len(self.journal) >= _JOURNAL_MOST:
+                self.epoch += 1  # a reader following it lists everything once instead
+                self.journal = []
+            self.journal.append(os.path.join(self.root, *parts))
             self._update(parts)
 
     def _update(self, parts: tuple[str, ...]) -> None:

@@ -176,9 +176,9 @@ def write_object_reports(
     for kind in REPORTED_KINDS:
         folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
         for name, reported in _REPORTED_IDS[kind].over(folder):
-            path = Path(name)
             if reported is not None and (reported in present or reported in reports):
-                continue
+                continue  # the common case, by the thousand: no path made
+            path = Path(name)
             if reported is not None and _made_by_a_host(path, reported):
                 # Its report is all of it, and only the host that made it retires it:
                 # another host's view may be a push older than the tree it writes into.
