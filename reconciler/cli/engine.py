@@ -182,7 +182,8 @@ def plan_pass(args: argparse.Namespace) -> PassResult | int:
     failure already reported."""
     steps = for_stream("plan", sys.stderr)
     try:
-        return _run_pass(args, apply=False, steps=steps)
+        with status_index.reading():
+            return _run_pass(args, apply=False, steps=steps)
     finally:
         steps.finish()
 

@@ -318,7 +318,12 @@ _REGISTRY = _Registry()
 def reading(kept: Iterable[os.PathLike[str] | str] = ()) -> Iterator[None]:
     """One pass's reading of status trees: every root is listed at its first use in the
     scope, and its readers share that listing; a root in `kept` whose index stayed
-    intact since the last scope (everything that changed it said so) is not listed."""
+    intact since the last scope (everything that changed it said so) is not listed. A
+    scope opened inside another that keeps nothing is part of the outer one."""
+    kept = list(kept)
+    if _REGISTRY.scope is not None and not kept:
+        yield
+        return
     outer = (_REGISTRY.scope, _REGISTRY.kept)
     _REGISTRY.scope, _REGISTRY.kept = set(), frozenset(os.fspath(k) for k in kept)
     try:
