@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from reconciler.reports.status_index import FileSignature, index_of
+from reconciler.reports.status_index import SUFFIX, FileSignature, TreeIndex, index_of
 
 T = TypeVar("T")
 # What decides whether a file is the same as before: its lstat signature (None when it
@@ -39,6 +40,19 @@ def list_reports(folder: Path, nested: bool) -> list[tuple[str, FileKey]]:
     return [(name, (entry.signature, entry.linked)) for name, entry in index.listing(top, nested)]
 
 
+@dataclass
+class _Listed(Generic[T]):
+    """What a PerReport last gave for a folder, and the index state it followed."""
+
+    serial: int  # the index's
+    version: int  # the folder's in that index
+    epoch: int  # the index's listing ...
+    told: int  # ... and how much of its journal was followed since
+    values: list[tuple[str, T]]
+    known: dict[str, tuple[FileKey, T]]  # each file's key and value
+    positions: dict[str, int]  # each file's place in values
+
+
 class PerReport(Generic[T]):
     """A value derived from each report file of a folder (`derive(path)`, which reads it
     with read_document when it needs its document),
@@ -47,20 +61,48 @@ class PerReport(Generic[T]):
 
     def __init__(self, derive: Callable[[Path], T]) -> None:
         self._derive = derive
-        # Per folder listed: each file's key and value, and the listing they came from
-        # (the index's serial and the folder's version).
-        self._known: dict[str, dict[str, tuple[FileKey, T]]] = {}
-        self._values: dict[tuple[str, bool], tuple[tuple[int, int], list[tuple[str, T]]]] = {}
+        self._listed: dict[tuple[str, bool], _Listed[T]] = {}
 
     def over(self, folder: Path, nested: bool = True) -> list[tuple[str, T]]:
         """(path, value) of every report under folder, in the glob's order."""
         top = os.fspath(folder)
         index = index_of(os.path.dirname(top))
-        listed = (index.serial, index.version(top))
-        last = self._values.get((top, nested))
-        if last is not None and last[0] == listed:
-            return list(last[1])  # the same listing as at the last call
-        known = self._known.get(top, {})
+        last = self._listed.get((top, nested))
+        if last is not None and last.serial == index.serial:
+            if last.version == index.version(top):
+                return list(last.values)  # the same listing as at the last call
+            if last.epoch == index.epoch and self._follow(index, top, nested, last):
+                return list(last.values)
+        return list(self._list(index, top, nested, last).values)
+
+    def _follow(self, index: TreeIndex, top: str, nested: bool, last: _Listed[T]) -> bool:
+        """Bring last up to the files the index was told of since (a pass's own writes, a
+        fetch's changes): each costs a lookup, the folder's other files nothing. False
+        when a file came or went: then the folder's listing is walked."""
+        depth = top.count(os.sep) + (2 if nested else 1)
+        prefix = os.path.join(top, "")
+        for name in index.journal[last.told :]:
+            if not name.startswith(prefix):
+                continue
+            if name.count(os.sep) != depth or not name.endswith(SUFFIX):
+                return False  # a folder changed
+            position = last.positions.get(name)
+            entry = index.lookup(name)[1]
+            if position is None or entry is None:
+                return False
+            key: FileKey = (entry.signature, entry.linked)
+            if last.known[name][0] != key:
+                value = self._derive(Path(name))
+                last.known[name] = (key, value)
+                last.values[position] = (name, value)
+        last.told = len(index.journal)
+        last.version = index.version(top)
+        return True
+
+    def _list(
+        self, index: TreeIndex, top: str, nested: bool, last: _Listed[T] | None
+    ) -> _Listed[T]:
+        known = last.known if last is not None else {}
         values: list[tuple[str, T]] = []
         kept: dict[str, tuple[FileKey, T]] = {}
         for name, entry in index.listing(top, nested):
@@ -71,6 +113,14 @@ class PerReport(Generic[T]):
             kept[name] = (key, value)
             values.append((name, value))
         # Only the files of this listing are kept: deleted files do not accumulate.
-        self._known[top] = kept
-        self._values[(top, nested)] = (listed, values)
-        return list(values)
+        listed = _Listed(
+            index.serial,
+            index.version(top),
+            index.epoch,
+            len(index.journal),
+            values,
+            kept,
+            {name: position for position, (name, _value) in enumerate(values)},
+        )
+        self._listed[(top, nested)] = listed
+        return listed

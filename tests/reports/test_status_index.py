@@ -15,9 +15,10 @@ import pytest
 
 from reconciler.engine.plan import Plan
 from reconciler.reports import status_index
-from reconciler.reports.documents import check_reports
+from reconciler.reports.documents import check_reports, write_if_changed
 from reconciler.reports.publish import StatusPublisher
 from reconciler.reports.reported import reported_nodes
+from reconciler.reports.scan import PerReport
 from reconciler.reports.tree import write_host_reports
 from tests.gitrepos import Remote, git
 from tests.reports.conftest import host, plan_of, running, vm
@@ -215,3 +216,34 @@ def test_a_hand_edit_in_a_tree_no_publisher_keeps_is_seen_by_the_next_pass(
         assert reported_nodes(root) == {vm("a"): "hv2", vm("b"): "hv1"}
     # and so does a reader outside any pass
     assert reported_nodes(root) == {vm("a"): "hv2", vm("b"): "hv1"}
+
+
+def test_a_reader_follows_the_changes_it_is_told_of_and_derives_only_those(
+    tmp_path: Path,
+) -> None:
+    # given three reports a reader derived a value from, in a pass that lists the tree
+    root = tmp_path / "status"
+    folder = root / "virtualmachines" / "default"
+    folder.mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.yaml").write_text(f"{name}1\n", encoding="utf-8")
+    derived: list[str] = []
+
+    def text_of(path: Path) -> str:
+        derived.append(path.stem)
+        return path.read_text(encoding="utf-8").strip()
+
+    reader = PerReport(text_of)
+    with status_index.reading():
+        reader.over(root / "virtualmachines")
+    derived.clear()
+    # when a later pass that keeps the index rewrites one report, then adds one
+    with status_index.reading(kept=[root]):
+        write_if_changed(folder / "b.yaml", "b2\n")
+        rewritten = reader.over(root / "virtualmachines")
+        write_if_changed(folder / "d.yaml", "d1\n")
+        added = reader.over(root / "virtualmachines")
+    # then only those are derived again, and each listing is the folder as it is
+    assert derived == ["b", "d"]
+    assert [value for _name, value in rewritten] == ["a1", "b2", "c1"]
+    assert [value for _name, value in added] == ["a1", "b2", "c1", "d1"]
