@@ -384,10 +384,11 @@ def check_reports(root: Path) -> list[str]:
     if last is not None and last[:2] == (index.serial, index.epoch):
         # The same listing as the last check: only the files told changed since.
         told = index.journal[last[2] :]
-        if all(name.endswith(REPORT_SUFFIX) for name in told):
+        if not any(name.endswith(os.sep) for name in told):
             for name in told:
-                usable.pop(name, None)
-                _check(name, index.lookup(name)[1], usable)
+                if name.endswith(REPORT_SUFFIX):
+                    usable.pop(name, None)
+                    _check(name, index.lookup(name)[1], usable)
         else:  # a folder changed: check everything (unchanged files cost a comparison)
             usable = _check_all(index, usable)
     else:

@@ -217,38 +217,48 @@ class TreeIndex:
             if not parts or ".." in parts or "." in parts:
                 self.intact = False
                 continue
-            if len(self.journal) >= _JOURNAL_MOST:
-                self.epoch += 1  # a reader following it lists everything once instead
-                self.journal = []
-            self.journal.append(os.path.join(self.root, *parts))
             self._update(parts)
 
     def _update(self, parts: tuple[str, ...]) -> None:
+        name = os.path.join(self.root, *parts)
+        folder = self._look(parts)
+        if len(self.journal) >= _JOURNAL_MOST:
+            self.epoch += 1  # a reader following it lists everything once instead
+            self.journal = []
+        # A folder that came, went or changed is journaled as `NAME/`: what was in it
+        # was not told file by file.
+        self.journal.append(os.path.join(name, "") if folder else name)
+
+    def _look(self, parts: tuple[str, ...]) -> bool:
+        """Take in what is at parts now; whether it is or was a listed folder."""
         self._bump(parts[0])
         parent = os.path.join(self.root, *parts[:-1]) if len(parts) > 1 else self.root
         name = os.path.join(parent, parts[-1])
         base = parts[-1]
-        self._forget(name)
+        folder = self._forget(name)
         self._files.get(parent, {}).pop(base, None)
         self._folders.get(parent, {}).pop(base, None)
         linked = self._reach(parts[:-1])
         if linked is None:
-            return  # its folder is not there (or not listed): nothing to know of it
+            return folder  # its folder is not there (or not listed): nothing to know of it
         try:
             info = os.lstat(name)
         except OSError:
             if len(parts) > 1 and not os.path.isdir(parent):
                 self._update(parts[:-1])  # its folder went with it (git, rmdir)
-            return
+            return folder
         mode = stat.S_IFMT(info.st_mode)
         if base.endswith(SUFFIX):
             self._files.setdefault(parent, {})[base] = Entry(_signature(info), mode, linked)
         if mode == stat.S_IFDIR and (not linked or len(parts) <= 2):
             self._folders.setdefault(parent, {})[base] = linked
             self._scan(name, parts, linked)
-        elif mode == stat.S_IFLNK and _follows(parts):
+            return True
+        if mode == stat.S_IFLNK and _follows(parts):
             self._folders.setdefault(parent, {})[base] = True
             self._scan(name, parts, True)
+            return True
+        return folder
 
     def _reach(self, parts: tuple[str, ...]) -> bool | None:
         """Whether the folder at parts is reached through a symlinked folder; None when
@@ -281,12 +291,15 @@ class TreeIndex:
             folder = child
         return linked
 
-    def _forget(self, name: str) -> None:
-        """Drop name as a folder, with everything under it."""
+    def _forget(self, name: str) -> bool:
+        """Drop name as a folder, with everything under it; whether it was one."""
+        if name not in self._files and name not in self._folders:
+            return False
         below = os.path.join(name, "")
         for table in (self._files, self._folders):
             for folder in [f for f in table if f == name or f.startswith(below)]:
                 del table[folder]
+        return True
 
     def _bump(self, top: str) -> None:
         self._versions[top] = self._versions.get(top, 0) + 1

@@ -117,8 +117,10 @@ def write_host_reports(
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
-    gone = {os.fspath(path) for path in removed}
-    changed.extend(_write_readme(root, [(n, r) for n, r in vm_files if n not in gone]))
+    if removed:
+        gone = {os.fspath(path) for path in removed}
+        vm_files = [(n, r) for n, r in vm_files if n not in gone]
+    changed.extend(_write_readme(root, vm_files))
     return changed
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.reports import status_index
+from reconciler.reports.scan import PerReport
 from reconciler.reports.status_index import TreeIndex
 
 KINDS = ("virtualmachines", "nodes", "notes")  # a nested kind, a flat one, no kind at all
@@ -106,3 +108,32 @@ def test_an_index_told_each_change_lists_what_a_fresh_listing_does(
         fresh = TreeIndex(str(root))
         fresh.scan()
         assert seen(kept, root) == seen(fresh, root)
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8") if not path.is_symlink() else None
+    except OSError:
+        return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(change, min_size=1, max_size=8))
+def test_a_reader_following_the_told_changes_sees_what_a_fresh_reader_does(
+    changes: list[tuple[str, str, str, str]],
+) -> None:
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary) / "status"
+        outside = Path(temporary) / "outside"
+        (outside / "default").mkdir(parents=True)
+        (outside / "host.yaml").write_text("host\n", encoding="utf-8")
+        (root / "virtualmachines" / "default").mkdir(parents=True)
+        (root / "virtualmachines" / "default" / "a.yaml").write_text("a\n", encoding="utf-8")
+        followed = PerReport(_text)
+        with status_index.reading():
+            followed.over(root / "virtualmachines")
+        for what, kind, folder, name in changes:
+            status_index.changed(apply(root, outside, what, kind, folder, name))
+            with status_index.reading(kept=[root]):
+                seen = followed.over(root / "virtualmachines")
+            assert seen == PerReport(_text).over(root / "virtualmachines")
