@@ -103,7 +103,6 @@ class TreeIndex:
         # that derived values from a listing knows when it is still the same.
         self._versions: dict[str, int] = {}
         self._listings: dict[tuple[str, bool], tuple[int, list[tuple[str, Entry]]]] = {}
-        self._changes = 0
         # The names told since the last listing (`update`), for readers that follow the
         # changes one by one (documents.check_reports); a new listing starts a new epoch.
         self.epoch = 0
@@ -137,10 +136,6 @@ class TreeIndex:
             for name, entry in files.items():
                 if not entry.linked and entry.mode != stat.S_IFDIR:
                     yield os.path.join(folder, name), entry
-
-    def generation(self) -> tuple[int, int]:
-        """Moves with every change anywhere in the tree."""
-        return (self.serial, self._changes)
 
     def lookup(self, name: str) -> tuple[bool, Entry | None]:
         """Whether name's folder is one the index lists, and then name's entry (None:
@@ -303,7 +298,6 @@ class TreeIndex:
 
     def _bump(self, top: str) -> None:
         self._versions[top] = self._versions.get(top, 0) + 1
-        self._changes += 1
 
     def _top(self, folder: str) -> str:
         relative = folder[len(self.root) :].lstrip(os.sep)
