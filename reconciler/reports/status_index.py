@@ -359,6 +359,8 @@ def index_of(root: os.PathLike[str] | str) -> TreeIndex:
         if key not in _REGISTRY.kept or not index.intact:
             index.scan()
         scope.add(key)
+    elif not index.intact:  # a Git operation of this pass could not say what it did
+        index.scan()
     return index
 
 
