@@ -73,9 +73,7 @@ def assign(
     current = dict(reported_nodes)
     # From the host's domains (a hundred), not from every VM's name (ten thousand).
     ids = {vm.id for vm in ordered}
-    here_now = {
-        owner for owner in map(domain_owner, domains) if owner is not None and owner in ids
-    }
+    here_now = {owner for owner in map(domain_owner, domains) if owner is not None and owner in ids}
     for vm_id in here_now:
         current[vm_id] = local
     for vm_id, target in (reported_migrations or {}).items():
