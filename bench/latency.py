@@ -15,9 +15,9 @@ commit for that change.
 In the same run, the floor: what any tool that reports back into Git pays at the
 least, a fetch of the remote plus a commit and a push of one changed file.
 
-The targets: push to status commit under 2 s, and the daemon's peak memory
-(VmHWM, read from /proc before it stops) under 150 MiB. Times are printed as
-ratios, never asserted; the exit status is non-zero only when a push is not
+The targets: push to status commit under 0.5 s (issue 16; issue 4 asked for 2 s),
+and the daemon's peak memory (VmHWM, read from /proc before it stops) under 150 MiB.
+Times are printed as ratios, never asserted; the exit status is non-zero only when a push is not
 answered by a status commit naming the change.
 """
 
@@ -47,7 +47,7 @@ spec:
     cpu: {cpus}
     memory: 64Ti
 """
-TARGET_SECONDS = 2.0
+TARGET_SECONDS = 0.5
 TARGET_MEMORY_MIB = 150.0
 
 
@@ -202,7 +202,7 @@ def main() -> int:
             f" {len(latencies)} pushes"
         )
         print(
-            f"  ratio to the target ({TARGET_SECONDS:.0f}s): {median / TARGET_SECONDS:.2f}"
+            f"  ratio to the target ({TARGET_SECONDS:g}s): {median / TARGET_SECONDS:.2f}"
             f" (worst {worst / TARGET_SECONDS:.2f}); ratio to the Git floor"
             f" ({floor * 1000:.0f} ms): {median / floor:.1f}x"
         )

@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RECONCILER = ROOT / "reconciler"
 CLI = RECONCILER / "cli"
 # The packages whose names are imported on first use (PEP 562), for start-up speed.
-LAZY_PACKAGES = (RECONCILER / "api" / "__init__.py", RECONCILER / "source" / "__init__.py")
+LAZY_PACKAGES = (
+    RECONCILER / "api" / "__init__.py",
+    RECONCILER / "source" / "__init__.py",
+    RECONCILER / "provisioning" / "__init__.py",
+)
 FUTURE = "from __future__ import annotations\n"
 
 

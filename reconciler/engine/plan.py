@@ -1,8 +1,10 @@
 """The planner: (desired objects, observed domains, policies) -> (actions, statuses).
 
 A pure function in the controller-runtime sense: it starts from what *is*, the
-same inputs give the same plan, and it remembers nothing; run it again after
-applying and it returns no actions.
+same inputs give the same plan, and it remembers nothing that could change a plan;
+run it again after applying and it returns no actions. (What it does keep, each
+settled VM's plan for the next pass with the same inputs, vm/plan_memo.py, only
+saves the time of making that plan again: tests/engine/vm/test_plan_memo.py.)
 
 This module only orders the steps; each lives with its concern and decides from
 values: fleet/ (which VMs this host plans, which domains go), vm/ (one VM's plan and
@@ -39,6 +41,7 @@ from reconciler.engine.plan_types import (
 from reconciler.engine.vm.capacity import capacity_in_use
 from reconciler.engine.vm.changes import change_table_for
 from reconciler.engine.vm.migratable import migratable_condition, why_not_migratable
+from reconciler.engine.vm.plan_memo import PLANS
 from reconciler.engine.vm.plan_vm import SUSPEND_ANNOTATION, plan_vm
 from reconciler.engine.vm.status import broken_status, unplaced_status
 from reconciler.findings import Finding
@@ -101,6 +104,8 @@ def plan(
         inventory = context.inventory.with_objects(as_loaded(g) for g in moves.created)
         context = replace(context, inventory=inventory)
     findings = _findings_by_object(context.findings)
+    # The VMs whose inputs are the last pass's keep its plan (vm/plan_memo.py).
+    memo = settled is None and PLANS.begin(context, observation)
     held: dict[ObjectId, str] = {}
     # The VMs this host reports, in the revision's order (their actions run in it), each
     # admitted to the CPU the earlier ones left.
@@ -119,7 +124,13 @@ def plan(
             vm_plans.append(kept[0])
             statuses[vm.id] = kept[1]
             continue
-        planned = plan_vm(context, vm, findings.get(str(vm.id), ()), observation, capacity, devices)
+        found = findings.get(str(vm.id), ())
+        inputs = PLANS.inputs(context, vm, found, observation, capacity, devices) if memo else None
+        planned = PLANS.get(inputs) if inputs is not None else None
+        if planned is None:
+            planned = plan_vm(context, vm, found, observation, capacity, devices)
+            if inputs is not None:
+                PLANS.put(context, inputs, planned)
         capacity = planned.capacity
         if planned.held:
             held[vm.id] = planned.held

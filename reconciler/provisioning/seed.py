@@ -10,18 +10,14 @@ so the guest sees the file names exactly as written here.
 from __future__ import annotations
 
 import hashlib
-import io
 import ipaddress
 import json
 import re
 from dataclasses import dataclass
 
-import pycdlib
-
 from reconciler.api import ObjectId
 from reconciler.model import names
-from reconciler.provisioning.payload import ProvisioningKind, ProvisioningPayload, SeedFile
-from reconciler.provisioning.timestamps import with_fixed_timestamps
+from reconciler.provisioning.payload import ProvisioningPayload
 
 CIDATA_VOLUME_ID = "cidata"
 # KubeVirt labels the sysprep disk it builds for the platform "unattendCD"
@@ -110,59 +106,3 @@ def render_network_config(network: NetworkConfig) -> str:
         lines += ["    nameservers:", "      addresses:"]
         lines += [f"        - {json.dumps(server)}" for server in network.dns]
     return "\n".join(lines) + "\n"
-
-
-def build_seed_iso(
-    payload: ProvisioningPayload,
-    *,
-    instance_id: str,
-    hostname: str,
-    network: NetworkConfig | None = None,
-) -> bytes:
-    """The seed image; the same arguments give byte-identical images on any host.
-
-    For sysprep only the payload's files go on the medium: instance_id, hostname
-    and network are cloud-init's and the answer file sets its own computer name.
-    """
-    if payload.kind is ProvisioningKind.SYSPREP:
-        return _iso(SYSPREP_VOLUME_ID, payload.files)
-    files = [
-        *payload.files,
-        SeedFile("meta-data", render_meta_data(instance_id, hostname).encode()),
-    ]
-    if network is not None:
-        files.append(SeedFile("network-config", render_network_config(network).encode()))
-    return _iso(CIDATA_VOLUME_ID, tuple(files))
-
-
-def _iso(volume_id: str, files: tuple[SeedFile, ...]) -> bytes:
-    iso = pycdlib.PyCdlib()
-    # Interchange level 3 allows the 8.3-breaking names below in the plain ISO 9660
-    # tree, which only readers without Rock Ridge or Joliet ever see.
-    iso.new(
-        interchange_level=3,
-        sys_ident="LINUX",
-        vol_ident=volume_id,
-        joliet=3,
-        rock_ridge="1.09",
-    )
-    try:
-        for seed_file in sorted(files, key=lambda f: f.name):
-            iso.add_fp(
-                io.BytesIO(seed_file.content),
-                len(seed_file.content),
-                iso_path=f"/{_iso9660_name(seed_file.name)}",
-                rr_name=seed_file.name,
-                joliet_path=f"/{seed_file.name}",
-            )
-        out = io.BytesIO()
-        iso.write_fp(out)
-    finally:
-        iso.close()
-    return with_fixed_timestamps(out.getvalue())
-
-
-def _iso9660_name(name: str) -> str:
-    """`user-data` -> `USER_DATA.;1`, `unattend.xml` -> `UNATTEND.XML;1` (d-characters only)."""
-    stem, dot, extension = name.upper().replace("-", "_").partition(".")
-    return f"{stem}.{extension if dot else ''};1"

@@ -70,7 +70,7 @@ from reconciler.rules.inventory import Inventory
 ATTACHMENT_KIND = VirtualMachineBlockDeviceAttachment.KIND
 # The last report of each disk and what it was made of: a disk found as it was (the same
 # DiskState, storage._SETTLED) with the same users has the same report.
-_REPORTS: dict[ObjectId, tuple[DiskState, tuple[Any, ...], dict[str, Any]]] = {}
+_REPORTS: dict[tuple[ObjectId, bool], tuple[DiskState, tuple[Any, ...], dict[str, Any]]] = {}
 _REPORTS_LIMIT = 50_000
 # The last view made, with what it was made from (compared by identity; held, so no id
 # is reused meanwhile).
@@ -198,7 +198,8 @@ def report_devices(
             continue
         using = users.get(disk_id, [])
         inputs = (using, state.volume in creating, state.volume in growing, anticipate)
-        known = _REPORTS.get(disk_id)
+        # By disk and plan: a pass with actions plans twice (anticipating, then not).
+        known = _REPORTS.get((disk_id, anticipate))
         if known is not None and known[0] is state and known[1] == inputs:
             report = known[2]  # the disk as the last pass saw it: the same report
         else:
@@ -212,7 +213,7 @@ def report_devices(
             )
             if len(_REPORTS) >= _REPORTS_LIMIT:
                 _REPORTS.clear()
-            _REPORTS[disk_id] = (state, inputs, report)
+            _REPORTS[disk_id, anticipate] = (state, inputs, report)
         reports[disk_id] = dict(report)  # the caller may amend its copy
     return reports
 

@@ -20,7 +20,7 @@ from reconciler.api.vmclass import VirtualMachineClass
 from reconciler.engine.fleet.placement import FleetNode, Placement, reports_here
 from reconciler.engine.fleet.schedule import Demand, FleetHost, Schedule, schedule
 from reconciler.memo import IdentityMemo
-from reconciler.model.names import domain_name
+from reconciler.model.names import domain_name, domain_owner
 from reconciler.rules.inventory import Inventory
 
 
@@ -71,7 +71,9 @@ def assign(
     the hosts may not see the same fleet): VMs stay where they are, the others wait."""
     ordered = list(vms)
     current = dict(reported_nodes)
-    here_now = {vm.id for vm in ordered if domain_name(vm) in domains}
+    # From the host's domains (a hundred), not from every VM's name (ten thousand).
+    ids = {vm.id for vm in ordered}
+    here_now = {owner for owner in map(domain_owner, domains) if owner is not None and owner in ids}
     for vm_id in here_now:
         current[vm_id] = local
     for vm_id, target in (reported_migrations or {}).items():

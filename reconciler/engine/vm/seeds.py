@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler import provisioning
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.model.actions import Action, DeleteSeedVolume, EnsureSeedVolume
 from reconciler.model.domain import ObservedDomain, VolumeFacts
@@ -14,7 +15,6 @@ from reconciler.model.names import seed_volume_name
 from reconciler.provisioning import (
     NetworkConfig,
     ProvisioningKind,
-    build_seed_iso,
     resolve_provisioning,
     seed_instance_id,
 )
@@ -47,7 +47,8 @@ def provisioning_seeds(
     if payload is None:
         return ()
     network = network_config if payload.kind is ProvisioningKind.CLOUD_INIT else None
-    image = build_seed_iso(
+    # Through the package: pycdlib is imported when the first seed is made.
+    image = provisioning.build_seed_iso(
         payload,
         instance_id=seed_instance_id(vm.namespace, vm.name, payload, network),
         hostname=vm.name,
