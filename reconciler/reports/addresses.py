@@ -26,6 +26,7 @@ from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
     read_document,
     read_previous,
+    remove_report,
     status_document,
     status_path,
     write_report,
@@ -203,9 +204,7 @@ def _write_address_reports(root: Path, allocation: Allocation, now_text: str) ->
     for name, _signature in _listed(root, _FOLDERS):
         path = Path(name)
         if path not in wanted:
-            path.unlink()
-            tell_index([path])
-            changed.append(path)
+            changed.append(remove_report(path))
             with contextlib.suppress(OSError):  # still holds reports of other objects
                 path.parent.rmdir()
                 tell_index([path.parent])

@@ -441,6 +441,21 @@ def read_previous(root: Path, object_id: ObjectId) -> dict[str, Any] | None:
     return status if isinstance(status, dict) else None
 
 
+def remove_report(path: Path) -> Path:
+    """Remove a report file; returns what was removed. A report reached through a
+    symlinked report folder is not followed: the symlink goes instead (as
+    write_if_changed replaces it), never a host file named like a report where it
+    leads."""
+    for folder in reversed(_tree_folders(path)):
+        if os.path.islink(folder):
+            folder.unlink()
+            tell_index([folder])
+            return folder
+    path.unlink(missing_ok=True)  # gone already: with a symlinked folder removed before
+    tell_index([path])
+    return path
+
+
 def write_if_changed(path: Path, text: str) -> bool:
     """Write only when the bytes differ, so an unchanged pass touches no file."""
     if read_text(path) == text:

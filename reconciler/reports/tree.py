@@ -31,6 +31,7 @@ from reconciler.reports.conditions import carry_condition_times
 from reconciler.reports.documents import (
     read_document,
     read_previous,
+    remove_report,
     report_object_id,
     status_document,
     status_path,
@@ -168,9 +169,7 @@ def write_object_reports(
     for object_id in sorted(retired - set(reports)):
         path = status_path(root, object_id)
         if path.is_file():
-            path.unlink()
-            tell_index([path])
-            changed.append(path)
+            changed.append(remove_report(path))
             _remove_if_empty(path.parent)
     if present is None:
         return changed
@@ -185,9 +184,7 @@ def write_object_reports(
                 # Its report is all of it, and only the host that made it retires it:
                 # another host's view may be a push older than the tree it writes into.
                 continue
-            path.unlink()
-            tell_index([path])
-            changed.append(path)
+            changed.append(remove_report(path))
             _remove_if_empty(path.parent)
     return changed
 
@@ -284,9 +281,7 @@ def _remove_stale(
         # writes its own: without one, another host could place and start it anew.
         if gone_from_git or (report.node == node_name and not report.migrating):
             path = Path(name)
-            path.unlink()
-            tell_index([path])
-            removed.append(path)
+            removed.append(remove_report(path))
             _remove_if_empty(path.parent)
     return removed
 

@@ -12,7 +12,9 @@ from reconciler.api import ObjectId
 from reconciler.reports.documents import read_text, write_if_changed
 from reconciler.reports.publish import StatusPublisher
 from reconciler.reports.reported import reported_disks, reported_nodes
+from reconciler.reports.tree import write_host_reports
 from tests.gitrepos import Remote, git
+from tests.reports.conftest import host, plan_of
 
 SECRET = "S3CR3T-8f14e45fce"
 HOST_FILE_TEXT = (
@@ -120,3 +122,23 @@ def _write_node(root: Path) -> Path:
     path = root / "nodes" / "hv1.yaml"
     write_if_changed(path, "up: true\n")
     return path
+
+
+def test_a_stale_report_behind_a_symlinked_folder_removes_the_link_not_the_host_file(
+    status_root: Path, outside: Path
+) -> None:
+    # given a namespace folder committed as a symlink to a host folder of report-shaped
+    # files, none of them a VM of the revision (so each looks like a stale report)
+    (status_root / "virtualmachines" / "stolen").symlink_to(outside)
+    (outside / "default").mkdir()
+    (outside / "default" / "disk.yaml").write_text(HOST_FILE_TEXT, encoding="utf-8")
+    (status_root / "virtualdisks").symlink_to(outside)
+    # when the host writes its reports and removes the stale ones
+    write_host_reports(
+        status_root, plan_of("hv1", "db"), host("hv1"), "r1", desired_vms=set(), present=set()
+    )
+    # then the links are gone and the host's files are where they were
+    assert (outside / "web.yaml").read_text(encoding="utf-8") == HOST_FILE_TEXT
+    assert (outside / "default" / "disk.yaml").read_text(encoding="utf-8") == HOST_FILE_TEXT
+    assert not (status_root / "virtualmachines" / "stolen").exists()
+    assert not (status_root / "virtualdisks").is_symlink()
