@@ -24,6 +24,9 @@ class Inventory:
         self._by_id: dict[ObjectId, LoadedObject] = {}
         self._broken = set(result.broken)
         self._broken_findings = result.broken
+        # The objects of each model class, in order: a rule asks for one kind of 10,000
+        # objects several times a pass.
+        self._by_class: dict[type[Manifest], list[LoadedObject]] = {}
         for loaded in result.objects:
             first = self._by_id.get(loaded.id)
             if first is not None:
@@ -31,6 +34,11 @@ class Inventory:
                 continue
             self._by_id[loaded.id] = loaded
             self.objects.append(loaded)
+            same = self._by_class.get(type(loaded.model))
+            if same is None:
+                self._by_class[type(loaded.model)] = [loaded]
+            else:
+                same.append(loaded)
 
     def with_objects(self, extra: Iterable[LoadedObject]) -> Inventory:
         """This inventory and objects from elsewhere (operations hosts made: engine/
@@ -65,6 +73,11 @@ class Inventory:
         return self.secrets.opened.get(object_id, loaded.model)
 
     def of_kind(self, kind: type[M]) -> Iterator[tuple[LoadedObject, M]]:
-        for loaded in self.objects:
+        classes = [model for model in self._by_class if issubclass(model, kind)]
+        if not classes:
+            return
+        # One class: its own list. Several (kind is a base class): in inventory order.
+        candidates = self._by_class[classes[0]] if len(classes) == 1 else self.objects
+        for loaded in candidates:
             if isinstance(loaded.model, kind):
                 yield loaded, loaded.model
