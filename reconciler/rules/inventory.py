@@ -27,16 +27,23 @@ class Inventory:
         # The objects of each model class, in order: a rule asks for one kind of 10,000
         # objects several times a pass.
         self._by_class: dict[type[Manifest], list[LoadedObject]] = {}
+        by_id, by_class, objects = (
+            self._by_id,
+            self._by_class,
+            self.objects,
+        )  # once, not 20,000 times
         for loaded in result.objects:
-            first = self._by_id.get(loaded.id)
+            object_id = loaded.id
+            first = by_id.get(object_id)
             if first is not None:
                 self.duplicates.append((first, loaded))
                 continue
-            self._by_id[loaded.id] = loaded
-            self.objects.append(loaded)
-            same = self._by_class.get(type(loaded.model))
+            by_id[object_id] = loaded
+            objects.append(loaded)
+            model_class = type(loaded.model)
+            same = by_class.get(model_class)
             if same is None:
-                self._by_class[type(loaded.model)] = [loaded]
+                by_class[model_class] = [loaded]
             else:
                 same.append(loaded)
 

@@ -16,7 +16,7 @@ from reconciler.rules.topology import TopologyError, topology_for
 
 # Between two revisions nearly every VM and class is the same (frozen) object: what a
 # VM's findings depend on is looked up, not worked out again.
-_OWN: Derived[tuple[TopologyPolicy, tuple[Finding, ...]]] = Derived()
+_OWN: Derived[tuple[TopologyPolicy, tuple[Finding, ...], ObjectId]] = Derived()
 _SIZING: Derived[tuple[VirtualMachineClass, SizingVerdict]] = Derived()
 
 
@@ -24,10 +24,11 @@ def vm_findings(inventory: Inventory, topology: TopologyPolicy) -> Iterator[Find
     for loaded, vm in inventory.of_kind(VirtualMachine):
         own = _OWN.get(loaded)
         if own is None or own[0] is not topology:
-            own = _OWN.put(loaded, (topology, tuple(_own_findings(loaded, vm, topology))))
+            class_id = ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
+            findings = tuple(_own_findings(loaded, vm, topology))
+            own = _OWN.put(loaded, (topology, findings, class_id))
         yield from own[1]
-        class_id = ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
-        vmclass = inventory.get(class_id)
+        vmclass = inventory.get(own[2])
         if vmclass is not None and isinstance(vmclass.model, VirtualMachineClass):
             sized = _SIZING.get(loaded)
             if sized is None or sized[0] is not vmclass.model:
