@@ -31,6 +31,7 @@ from reconciler.source.revision import (
     clean_relative,
     status_inside,
 )
+from reconciler.source.sparse import PATTERNS, cone_folders
 from reconciler.source.tree_map import TreeMap, listing_follows_tree
 from reconciler.source.verified import HistoryVerifier, UnverifiedHistory
 
@@ -67,6 +68,7 @@ class GitSource:
         self._status_left_out: bool | None = None
         self._leave_out_status = False
         self._sparse_unavailable = False  # git refused it once: not asked again
+        self._sparse_shape: tuple[str, ...] | str | None = None  # as last set; None: unknown
         # repository.verify: only a head whose history verifies is checked out.
         self.verifier = (
             HistoryVerifier(repository.verify, cache_dir, self.work_tree, self.status_path)
@@ -269,7 +271,7 @@ class GitSource:
     ) -> Revision:
         head = tree.head
         try:
-            self._shape_work_tree(env, redact)
+            self._shape_work_tree(tree, env, redact)
             run_git(self.work_tree, ["reset", "--hard", "--quiet", head], env, redact)
             run_git(self.work_tree, ["clean", "-fdxq"], env, redact)
             sha = self._applied_sha(head, env, redact)
@@ -303,9 +305,16 @@ class GitSource:
             return tree.changed
         return changed_manifests(previous.blobs, tree.blobs, self._status_relative)
 
-    def _shape_work_tree(self, env: dict[str, str], redact: Redactor) -> None:
-        """Leave the status folder out of the work tree, or bring it back (sparse checkout,
-        patterns rather than cones: everything but that one folder)."""
+    def _shape_work_tree(self, tree: TreeMap, env: dict[str, str], redact: Redactor) -> None:
+        """Leave the status folder out of the work tree, or bring it back (sparse checkout:
+        everything but that one folder).
+
+        In cone mode with a sparse index, the index holds the status folder as one
+        entry, so `reset --hard` at every update does not go through each of the
+        fleet's thousands of reports. The cones are every folder beside the status
+        folder and beside each folder on the way to it, at the revision about to be
+        checked out (a folder new in it is checked out too); when one of their names
+        cannot be given as a cone, patterns say the same."""
         if self._status_left_out is None:
             try:
                 found = run_git(
@@ -314,26 +323,59 @@ class GitSource:
             except GitFailed:
                 found = ""  # not set
             self._status_left_out = found.strip() == "true"
-        if self._status_left_out == self._leave_out_status:
+        if not self._leave_out_status:
+            if self._status_left_out:
+                run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
+            self._status_left_out, self._sparse_shape = False, None
             return
-        if self._leave_out_status:
-            patterns = ["/*", f"!/{self.status_path}/"]
+        cones = cone_folders(
+            self.status_path, lambda folder: self._folders(tree, folder, env, redact)
+        )
+        shape = cones if cones is not None else PATTERNS
+        if self._status_left_out and shape == self._sparse_shape:
+            return
+        shapes = [shape, PATTERNS] if shape != PATTERNS else [PATTERNS]
+        for tried in shapes:
             try:
-                run_git(
-                    self.work_tree, ["sparse-checkout", "set", "--no-cone", *patterns], env, redact
-                )
+                run_git(self.work_tree, self._sparse_command(tried), env, redact)
             except GitFailed as error:
-                # Only a saving: the whole tree is checked out as before.
-                log.warning("the status folder stays in the source clone: %s", error)
-                self._sparse_unavailable = True
-                self._leave_out_status = False
-                with contextlib.suppress(GitFailed):
-                    run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
-                self._status_left_out = None  # read again from the clone's configuration
-                return
-        else:
+                failure = error
+                continue
+            self._status_left_out, self._sparse_shape = True, tried
+            return
+        # Only a saving: the whole tree is checked out as before.
+        log.warning("the status folder stays in the source clone: %s", failure)
+        self._sparse_unavailable = True
+        self._leave_out_status = False
+        with contextlib.suppress(GitFailed):
             run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
-        self._status_left_out = self._leave_out_status
+        self._status_left_out, self._sparse_shape = None, None  # read again from the clone
+
+    def _sparse_command(self, shape: tuple[str, ...] | str) -> list[str]:
+        if isinstance(shape, tuple):
+            return ["sparse-checkout", "set", "--cone", "--sparse-index", "--", *shape]
+        patterns = ["/*", f"!/{self.status_path}/"]
+        return ["sparse-checkout", "set", "--no-cone", "--no-sparse-index", *patterns]
+
+    def _folders(
+        self, tree: TreeMap, folder: str, env: dict[str, str], redact: Redactor
+    ) -> list[str]:
+        """The names of the folders in a folder of the repository at the tree's head: from
+        the tree's own entries when the manifests root is the repository's (they hold the
+        root and the folders on the way to the status folder), else from git."""
+        if not self.sub_path:
+            return tree.folders_in(folder)
+        try:
+            output = run_git(
+                self.work_tree, ["ls-tree", "-z", f"{tree.head}:{folder}"], env, redact
+            )
+        except GitFailed:
+            return []  # no such folder at head: nothing in it to check out
+        return [
+            record.partition("\t")[2]
+            for record in output.split("\0")
+            if record and record.split(" ")[1] == "tree"
+        ]
 
     def _applied_sha(self, head: str, env: dict[str, str], redact: Redactor) -> str:
         """The newest commit that changed the manifests: the daemon's own status

@@ -96,6 +96,16 @@ class TreeMap:
         made = self._made(head, blobs, links, top, status_relative)
         return replace(made, base=self.head, changed=changed)
 
+    def folders_in(self, folder: str) -> list[str]:
+        """The names of the folders in `folder` (the root, or one on the way to the
+        status folder: the others' entries are not kept)."""
+        prefix = f"{folder}/" if folder else ""
+        return [
+            path[len(prefix) :]
+            for path, (kind, _) in self.top.items()
+            if kind == "tree" and path.startswith(prefix) and "/" not in path[len(prefix) :]
+        ]
+
     @classmethod
     def _made(
         cls,

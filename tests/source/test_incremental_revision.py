@@ -116,12 +116,13 @@ def _commit(remote: Remote, operations: list[tuple[str, str, str]]) -> None:
     git(remote.author, "push", "--quiet", "origin", f"HEAD:{remote.branch}")
 
 
-def _fresh(remote: Remote, sub_path: str) -> Revision:
-    """The same head as a new source lists it, whole."""
+def _fresh(remote: Remote, sub_path: str) -> tuple[Revision, tuple[object, ...]]:
+    """The same head as a new source lists it and a new cache loads it, whole."""
     with tempfile.TemporaryDirectory() as cache:
         source = open_source(repository(remote.url, sub_path=sub_path), Path(cache), "status")
         assert isinstance(source, GitSource)
         revision = source.update()
+        loaded = _whole(ManifestCache().load(revision))
         # Only what depends on the tree: the clone itself goes with the directory.
         return Revision(
             head=revision.head,
@@ -132,7 +133,7 @@ def _fresh(remote: Remote, sub_path: str) -> Revision:
             changed=None,
             blobs=dict(revision.blobs),
             tree_listing=revision.tree_listing,
-        )
+        ), loaded
 
 
 def _whole(result: LoadResult) -> tuple[object, ...]:
@@ -140,15 +141,19 @@ def _whole(result: LoadResult) -> tuple[object, ...]:
 
 
 @SETTINGS
-@given(commits=COMMITS, sub_path=st.sampled_from(["", "vms"]))
+@given(commits=COMMITS, sub_path=st.sampled_from(["", "vms"]), sparse=st.booleans())
 def test_patched_revisions_and_loads_equal_fresh_ones(
-    commits: list[list[tuple[str, str, str]]], sub_path: str
+    commits: list[list[tuple[str, str, str]]], sub_path: str, sparse: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
         remote = Remote.create(work / "remote.git", author=work / "author")
-        remote.commit({"vms/a.yaml": vm_yaml("web"), "d.yaml": VM_CLASS})
+        # keep.txt: the sub-path "vms" never goes away (that is served stale instead).
+        remote.commit({"vms/a.yaml": vm_yaml("web"), "vms/keep.txt": "", "d.yaml": VM_CLASS})
         source = open_source(repository(remote.url, sub_path=sub_path), work / "cache", "status")
+        # sparse: the reports left out of the work tree, as the daemon asks when it
+        # reads them from the publisher's clone (folders come and go beside them).
+        source.leave_out_status(sparse)
         cache = ManifestCache()
         previous = source.update()
         cache.load(previous)
@@ -157,7 +162,7 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
             revision = source.update()
             loaded = cache.load(revision)
 
-            fresh = _fresh(remote, sub_path)
+            fresh, fresh_load = _fresh(remote, sub_path)
             assert (revision.head, revision.sha) == (fresh.head, fresh.sha)
             assert dict(revision.blobs) == fresh.blobs
             assert revision.manifests_key == fresh.manifests_key
@@ -166,7 +171,10 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
             assert revision.changed == changed_manifests(previous.blobs, revision.blobs, status)
             assert revision.base == previous.head
 
-            assert _whole(loaded) == _whole(ManifestCache().load(revision))
+            assert _whole(loaded) == _whole(ManifestCache().load(revision)) == fresh_load
+            assert (revision.repo_root / "status").exists() == (
+                not sparse and any(path.startswith("status/") for path in remote.files())
+            )
             if revision.tree_listing and previous.tree_listing:
                 assert revision.changed is not None
                 # Patched: only the changed files still there were read.
