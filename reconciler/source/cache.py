@@ -48,19 +48,17 @@ class ManifestCache:
             self._files, self._links, self.parsed_last = {}, set(), 0
             self._order, self._keys, self._head = [], [], None
             return _sub_path_refused(revision)
-        if (
-            revision.tree_listing
-            and revision.restamp is None
-            and revision.changed is not None
-            and self._head is not None
-            and revision.base == self._head
-            and not self._links
-        ):
-            return self._patched(revision, revision.changed, step)
+        if revision.tree_listing and revision.restamp is None and self._head and not self._links:
+            if revision.head == self._head:
+                # The revision loaded last, again (a pass for libvirt's events only).
+                return self._patched(revision, frozenset(), step)
+            if revision.changed is not None and revision.base == self._head:
+                return self._patched(revision, revision.changed, step)
         # As in load_directory: parsing makes many short-lived objects and no cycles.
         collecting = gc.isenabled()
         gc.disable()
         order: list[str] = []
+        keys: list[_WalkKey] = []
         try:
             paths = list(manifest_files(revision.root))
             # Every path is under the root (manifest_files walks it): its display path is
@@ -95,6 +93,7 @@ class ManifestCache:
                     files[display] = (blob, result)
                 combined.extend(result)
                 order.append(display)
+                keys.append(walk_key(display))
         finally:
             if collecting:
                 gc.enable()
@@ -102,7 +101,6 @@ class ManifestCache:
         self._files = files
         self._links = links
         self.parsed_last = parsed
-        keys = [walk_key(display) for display in order]
         # Patched next time only from a listing that is the tree's, in walk_key's order.
         listed = (
             revision.tree_listing

@@ -179,4 +179,8 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
                 assert revision.changed is not None
                 # Patched: only the changed files still there were read.
                 assert cache.parsed_last == len(revision.changed & revision.blobs.keys())
+            # The same revision again (a pass for libvirt's events): the same load.
+            assert _whole(cache.load(revision)) == _whole(loaded)
+            if revision.tree_listing:
+                assert cache.parsed_last == 0
             previous = revision
