@@ -93,6 +93,10 @@ class SourceDocument:
 class LoadedObject:
     model: Manifest
     source: SourceDocument
+    # What checks have worked out from this object alone, kept with it (and gone with
+    # it): between two revisions nearly every object is the very same one, and a rule
+    # looks up what it read off the object instead of reading it again (rules/derived.py).
+    derived: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def id(self) -> ObjectId:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,18 +33,27 @@ def check(
     `image_directories`: where the host allows image files to come from.
     `require_encrypted_secrets`: a Secret whose data is in the clear is a finding.
     """
-    inventory = Inventory(result)
-    findings = list(result.findings)
-    findings.extend(duplicate_findings(inventory))
-    findings.extend(reference_findings(inventory))
-    findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
-    findings.extend(claim_findings(inventory))
-    findings.extend(volume_name_findings(inventory))
-    findings.extend(image_source_findings(inventory, image_directories))
-    if pool:
-        findings.extend(ip_range_findings(inventory, pool))
-    if require_encrypted_secrets:
-        findings.extend(clear_secret_findings(inventory))
+    # As in the loaders: the first check of a revision keeps what it reads off each of
+    # thousands of objects (rules/derived.py) and makes no cycles; with the collector
+    # running, those survivors set off full collections of everything loaded.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        inventory = Inventory(result)
+        findings = list(result.findings)
+        findings.extend(duplicate_findings(inventory))
+        findings.extend(reference_findings(inventory))
+        findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
+        findings.extend(claim_findings(inventory))
+        findings.extend(volume_name_findings(inventory))
+        findings.extend(image_source_findings(inventory, image_directories))
+        if pool:
+            findings.extend(ip_range_findings(inventory, pool))
+        if require_encrypted_secrets:
+            findings.extend(clear_secret_findings(inventory))
+    finally:
+        if collecting:
+            gc.enable()
     return sorted(set(findings))
 
 

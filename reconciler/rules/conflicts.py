@@ -15,6 +15,7 @@ from reconciler.api import (
 )
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadedObject, Loc
+from reconciler.rules.derived import Derived
 from reconciler.rules.inventory import Inventory
 
 Pool = Sequence[ipaddress.IPv4Network]
@@ -43,14 +44,34 @@ def _first_claim(
     return earlier
 
 
+# What each VM claims, read off once per (frozen) VM object:
+# its IP address object, and the VirtualDisks it attaches with where each is named.
+_VM_CLAIMS: Derived[tuple[ObjectId | None, tuple[tuple[Loc, ObjectId], ...]]] = Derived()
+
+
+def _vm_claims(vm: VirtualMachine) -> tuple[ObjectId | None, tuple[tuple[Loc, ObjectId], ...]]:
+    name = vm.spec.virtual_machine_ip_address_name
+    vmip = ObjectId("VirtualMachineIPAddress", vm.namespace, name) if name else None
+    disks = tuple(
+        (
+            ("spec", "blockDeviceRefs", index, "name"),
+            ObjectId("VirtualDisk", vm.namespace, ref.name),
+        )
+        for index, ref in enumerate(vm.spec.block_device_refs)
+        if ref.kind.value == "VirtualDisk"
+    )
+    return vmip, disks
+
+
 def claim_findings(inventory: Inventory) -> Iterator[Finding]:
     ip_claims: dict[object, tuple[LoadedObject, Loc]] = {}
     disk_claims: dict[object, tuple[LoadedObject, Loc]] = {}
     for loaded, vm in inventory.of_kind(VirtualMachine):
-        if vm.spec.virtual_machine_ip_address_name:
-            vmip = ObjectId(
-                "VirtualMachineIPAddress", vm.namespace, vm.spec.virtual_machine_ip_address_name
-            )
+        claims = _VM_CLAIMS.get(loaded)
+        if claims is None:
+            claims = _VM_CLAIMS.put(loaded, _vm_claims(vm))
+        vmip, disks = claims
+        if vmip is not None:
             loc: Loc = ("spec", "virtualMachineIPAddressName")
             earlier = _first_claim(ip_claims, vmip, loaded, loc)
             if earlier is not None:
@@ -59,16 +80,12 @@ def claim_findings(inventory: Inventory) -> Iterator[Finding]:
                     f"VirtualMachineIPAddress {vmip.name} is already used by {earlier[0].id}",
                     Rule.CONFLICT,
                 )
-        for index, ref in enumerate(vm.spec.block_device_refs):
-            if ref.kind.value != "VirtualDisk":
-                continue
-            disk = ObjectId("VirtualDisk", vm.namespace, ref.name)
-            loc = ("spec", "blockDeviceRefs", index, "name")
+        for loc, disk in disks:
             earlier = _first_claim(disk_claims, disk, loaded, loc)
             if earlier is not None:
                 yield loaded.finding(
                     loc,
-                    f"VirtualDisk {ref.name} is already used by {earlier[0].id};"
+                    f"VirtualDisk {disk.name} is already used by {earlier[0].id};"
                     " a disk is attached read-write to one VM only",
                     Rule.CONFLICT,
                 )

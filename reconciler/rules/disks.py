@@ -8,7 +8,11 @@ from reconciler.api import VirtualDisk
 from reconciler.findings import Finding, Rule
 from reconciler.loader import LoadedObject
 from reconciler.model.names import disk_volume_name
+from reconciler.rules.derived import Derived
 from reconciler.rules.inventory import Inventory
+
+# A disk's volume name, worked out once per (frozen) disk object.
+_VOLUMES: Derived[str] = Derived()
 
 
 def volume_name_findings(inventory: Inventory) -> Iterator[Finding]:
@@ -17,7 +21,9 @@ def volume_name_findings(inventory: Inventory) -> Iterator[Finding]:
     host, each VM writing over the other's data; the second one is refused."""
     claims: dict[str, LoadedObject] = {}
     for loaded, disk in inventory.of_kind(VirtualDisk):
-        volume = disk_volume_name(disk.id)
+        volume = _VOLUMES.get(loaded)
+        if volume is None:
+            volume = _VOLUMES.put(loaded, disk_volume_name(disk.id))
         earlier = claims.setdefault(volume, loaded)
         if earlier is not loaded:
             yield loaded.finding(

@@ -10,11 +10,13 @@ runner: the daemon checks again on the host, and again when it opens the file).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 
 from reconciler.api import ClusterVirtualImage, VirtualImage
 from reconciler.api.storage import DataSourceType
 from reconciler.confined import resolve_inside
 from reconciler.findings import Finding, Rule
+from reconciler.loader import LoadedObject
 from reconciler.model.volumes import local_path
 from reconciler.rules.inventory import Inventory
 
@@ -30,10 +32,10 @@ def outside_message(location: str, directories: Sequence[str]) -> str:
 
 
 def image_source_findings(inventory: Inventory, directories: Sequence[str]) -> Iterator[Finding]:
-    for loaded in inventory.objects:
-        model = loaded.model
-        if not isinstance(model, VirtualImage | ClusterVirtualImage):
-            continue
+    images: Iterator[tuple[LoadedObject, VirtualImage | ClusterVirtualImage]] = chain(
+        inventory.of_kind(VirtualImage), inventory.of_kind(ClusterVirtualImage)
+    )
+    for loaded, model in images:
         source = model.spec.data_source
         if source.type is not DataSourceType.HTTP or source.http is None:
             continue

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import gc
 import os
 from collections.abc import Callable
+from itertools import chain, pairwise
 
 from reconciler.confined import resolve_inside
 from reconciler.findings import Finding, Rule
@@ -25,6 +27,13 @@ class ManifestCache:
         self._files: dict[str, tuple[str, LoadResult]] = {}
         self._links: set[str] = set()
         self.parsed_last = 0
+        # The files of the revision last loaded, in manifest_files' order with their
+        # sort keys, and its head when its listing followed its tree (Revision.
+        # tree_listing): a load of the next Git revision patches these with its
+        # `changed` files instead of walking root.
+        self._order: list[str] = []
+        self._keys: list[_WalkKey] = []
+        self._head: str | None = None
 
     def load(
         self, revision: Revision, step: Callable[[str, int, int], None] | None = None
@@ -37,10 +46,19 @@ class ManifestCache:
         parsed = 0
         if not _inside_work_tree(revision):
             self._files, self._links, self.parsed_last = {}, set(), 0
+            self._order, self._keys, self._head = [], [], None
             return _sub_path_refused(revision)
+        if revision.tree_listing and revision.restamp is None and self._head and not self._links:
+            if revision.head == self._head:
+                # The revision loaded last, again (a pass for libvirt's events only).
+                return self._patched(revision, frozenset(), step)
+            if revision.changed is not None and revision.base == self._head:
+                return self._patched(revision, revision.changed, step)
         # As in load_directory: parsing makes many short-lived objects and no cycles.
         collecting = gc.isenabled()
         gc.disable()
+        order: list[str] = []
+        keys: list[_WalkKey] = []
         try:
             paths = list(manifest_files(revision.root))
             # Every path is under the root (manifest_files walks it): its display path is
@@ -74,6 +92,8 @@ class ManifestCache:
                 if blob is not None:
                     files[display] = (blob, result)
                 combined.extend(result)
+                order.append(display)
+                keys.append(walk_key(display))
         finally:
             if collecting:
                 gc.enable()
@@ -81,7 +101,83 @@ class ManifestCache:
         self._files = files
         self._links = links
         self.parsed_last = parsed
+        # Patched next time only from a listing that is the tree's, in walk_key's order.
+        listed = (
+            revision.tree_listing
+            and not links
+            and len(files) == len(order)
+            and all(a < b for a, b in pairwise(keys))
+        )
+        self._order, self._keys = (order, keys) if listed else ([], [])
+        self._head = revision.head if listed else None
         return combined
+
+    def _patched(
+        self,
+        revision: Revision,
+        changed: frozenset[str],
+        step: Callable[[str, int, int], None] | None,
+    ) -> LoadResult:
+        """The last load with the changed files read again, added or left out: what a
+        walk of root would give when the work tree's files are the tree's
+        (tests/source/test_incremental_load.py)."""
+        files = dict(self._files)
+        order, keys = list(self._order), list(self._keys)
+        links: set[str] = set()
+        parsed = 0
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for done, display in enumerate(sorted(changed)):
+                if step is not None:
+                    step("files loaded", done, len(changed))
+                key = walk_key(display)
+                at = bisect.bisect_left(keys, key)
+                present = at < len(order) and order[at] == display
+                blob = revision.blobs.get(display)
+                if blob is None:
+                    if present:
+                        del order[at], keys[at]
+                    files.pop(display, None)
+                    continue
+                if not present:
+                    order.insert(at, display)
+                    keys.insert(at, key)
+                path = revision.root / display
+                files[display] = (blob, load_file(path, display, revision.repo_root))
+                parsed += 1
+                if os.path.islink(path):
+                    links.add(display)  # not the tree's file: the next load walks root
+        finally:
+            if collecting:
+                gc.enable()
+        self._files, self._links, self.parsed_last = files, links, parsed
+        self._order, self._keys, self._head = order, keys, revision.head
+        return _combined([files[display][1] for display in order])
+
+
+# manifest_files' order: a folder's files (by name) before its subfolders' (by name).
+_WalkKey = tuple[tuple[int, str], ...]
+
+
+def walk_key(display: str) -> _WalkKey:
+    """Where a file (a path relative to root, no symlink on the way) comes in
+    loader.manifest_files."""
+    *folders, name = display.split("/")
+    return (*((1, folder) for folder in folders), (0, name))
+
+
+def _combined(results: list[LoadResult]) -> LoadResult:
+    """The files' results one after the other, as LoadResult.extend would make them."""
+    combined = LoadResult(
+        objects=list(chain.from_iterable(result.objects for result in results)),
+        findings=list(chain.from_iterable(result.findings for result in results)),
+        files=list(chain.from_iterable(result.files for result in results)),
+    )
+    for result in results:
+        if result.broken:
+            combined.broken.update(result.broken)
+    return combined
 
 
 def _changed_while_read(display: str) -> LoadResult:

@@ -12,12 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections import defaultdict
 from pathlib import Path
-from types import MappingProxyType
 
 from reconciler.config import RepositoryConfig
-from reconciler.loader import SKIPPED_DIRS, YAML_SUFFIXES
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     Credentials,
@@ -32,15 +29,13 @@ from reconciler.source.revision import (
     SourceError,
     changed_manifests,
     clean_relative,
-    digest,
     status_inside,
 )
+from reconciler.source.sparse import PATTERNS, cone_folders
+from reconciler.source.tree_map import TreeMap, listing_follows_tree
 from reconciler.source.verified import HistoryVerifier, UnverifiedHistory
 
 log = logging.getLogger(__name__)
-
-# path (relative to the manifests root) -> (object type, object id)
-TreeEntries = dict[str, tuple[str, str]]
 
 
 class GitSource:
@@ -64,6 +59,8 @@ class GitSource:
             self.url, repository.ssh_key_file, repository.token_file, cache_dir / "known_hosts"
         )
         self._previous: Revision | None = None
+        # The tree last listed or patched: the next revision's is this one patched.
+        self._tree: TreeMap | None = None
         self.network_timeout = NETWORK_TIMEOUT_SECONDS
         self._clone_checked = False
         # Whether the clone's work tree leaves the status folder out, and whether it should
@@ -71,6 +68,7 @@ class GitSource:
         self._status_left_out: bool | None = None
         self._leave_out_status = False
         self._sparse_unavailable = False  # git refused it once: not asked again
+        self._sparse_shape: tuple[str, ...] | str | None = None  # as last set; None: unknown
         # repository.verify: only a head whose history verifies is checked out.
         self.verifier = (
             HistoryVerifier(repository.verify, cache_dir, self.work_tree, self.status_path)
@@ -122,31 +120,31 @@ class GitSource:
             refused = self.verifier.check(head, env, redact).refused
             if refused:
                 return self._serve_verified(refused, env, redact)
-        entries = self._list_tree(head, env, redact)
-        if entries is None:
+        tree = self._tree_at(head, env, redact)
+        if tree is None:
             reason = f"sub-path {self.sub_path!r} is missing at {head}"
             return self._serve_previous(reason, env, redact)
-        return self._checkout(head, entries, env, redact, stale_error="")
+        return self._checkout(tree, env, redact, stale_error="")
 
     def _serve_previous(self, reason: str, env: dict[str, str], redact: Redactor) -> Revision:
         """The last good revision marked stale, or SourceError when there is none."""
         head = self._previous.head if self._previous is not None else self._cached_head(env, redact)
-        entries = self._list_tree(head, env, redact) if head else None
-        if head is None or entries is None:
+        tree = self._tree_at(head, env, redact) if head else None
+        if tree is None:
             raise SourceError(f"{reason}; no earlier revision to serve")
         # Still refused, if it was: the fetch that failed brought nothing newer.
         unverified = self._previous.unverified if self._previous is not None else ""
-        return self._checkout(head, entries, env, redact, reason, unverified)
+        return self._checkout(tree, env, redact, reason, unverified)
 
     def _serve_verified(self, refused: str, env: dict[str, str], redact: Redactor) -> Revision:
         """The last verified revision, with why the head is not applied; UnverifiedHistory
         when no revision has verified yet."""
         assert self.verifier is not None
         last = self.verifier.last_verified()
-        entries = self._list_tree(last, env, redact) if last else None
-        if last is None or entries is None:
+        tree = self._tree_at(last, env, redact) if last else None
+        if tree is None:
             raise UnverifiedHistory(f"{self.describe()}: {refused}; no verified revision to serve")
-        return self._checkout(last, entries, env, redact, stale_error="", unverified=refused)
+        return self._checkout(tree, env, redact, stale_error="", unverified=refused)
 
     # --------------------------------------------------------------- the clone
 
@@ -156,7 +154,8 @@ class GitSource:
             refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
             run_git(
                 self.work_tree,
-                ["fetch", "--no-tags", "--quiet", "origin", refspec],
+                # No submodules here: fetch need not read the index to look for them.
+                ["fetch", "--no-tags", "--no-recurse-submodules", "--quiet", "origin", refspec],
                 env,
                 redact,
                 timeout=self.network_timeout,
@@ -217,7 +216,42 @@ class GitSource:
 
     # ---------------------------------------------------------- one revision
 
-    def _list_tree(self, head: str, env: dict[str, str], redact: Redactor) -> TreeEntries | None:
+    def _tree_at(self, head: str, env: dict[str, str], redact: Redactor) -> TreeMap | None:
+        """The tree under the sub-path at head: the last one patched with what changed
+        since (one git call, output in proportion to the change), else listed whole;
+        None if the sub-path is absent at head."""
+        known = self._tree
+        if known is not None and known.head == head:
+            return known
+        tree: TreeMap | None = None
+        if known is not None:
+            try:
+                output = run_git(
+                    self.work_tree,
+                    [
+                        "diff-tree",
+                        "-r",
+                        "-t",
+                        "-z",
+                        "--no-renames",
+                        "--no-abbrev",
+                        f"{known.head}:{self.sub_path}",
+                        f"{head}:{self.sub_path}",
+                    ],
+                    # Two trees, no index: git 2.39 would still read the index, and
+                    # expand a sparse one (tens of ms for thousands of reports).
+                    {**env, "GIT_INDEX_FILE": str(self.cache_dir / "no-index")},
+                    redact,
+                )
+                tree = known.patched(head, output, self._status_relative)
+            except GitFailed:
+                tree = None  # the sub-path is missing at one of them: listed below
+        if tree is None:
+            tree = self._list_tree(head, env, redact)
+        self._tree = tree if tree is not None else known
+        return tree
+
+    def _list_tree(self, head: str, env: dict[str, str], redact: Redactor) -> TreeMap | None:
         """Every tree and blob under the sub-path at head (one git call); None if absent."""
         try:
             output = run_git(
@@ -228,50 +262,62 @@ class GitSource:
             )
         except GitFailed:
             return None
-        entries: TreeEntries = {}
-        for record in output.split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            _mode, kind, object_id = meta.split(" ")
-            entries[path] = (kind, object_id)
-        return entries
+        return TreeMap.listed(head, output, self._status_relative)
 
     def _checkout(
         self,
-        head: str,
-        entries: TreeEntries,
+        tree: TreeMap,
         env: dict[str, str],
         redact: Redactor,
         stale_error: str,
         unverified: str = "",
     ) -> Revision:
+        head = tree.head
         try:
-            self._shape_work_tree(env, redact)
+            self._shape_work_tree(tree, env, redact)
             run_git(self.work_tree, ["reset", "--hard", "--quiet", head], env, redact)
             run_git(self.work_tree, ["clean", "-fdxq"], env, redact)
             sha = self._applied_sha(head, env, redact)
         except GitFailed as error:
             raise SourceError(f"{self.describe()}: cannot check out {head}: {error}") from None
-        blobs = {path: oid for path, (kind, oid) in entries.items() if kind == "blob"}
-        previous = self._previous.blobs if self._previous is not None else None
+        previous = self._previous
         revision = Revision(
             head=head,
             sha=sha,
             root=self.work_tree / self.sub_path if self.sub_path else self.work_tree,
             repo_root=self.work_tree,
-            manifests_key=manifests_key(entries, self._status_relative),
-            changed=changed_manifests(previous, blobs, self._status_relative),
+            manifests_key=tree.manifests_key,
+            changed=self._changed_since(previous, tree),
             stale_error=stale_error,
             unverified=unverified,
-            blobs=MappingProxyType(blobs),
+            blobs=tree.blobs,
+            base=previous.head if previous is not None else None,
+            tree_listing=listing_follows_tree(tree.links, self._status_relative),
         )
         self._previous = revision
         return revision
 
-    def _shape_work_tree(self, env: dict[str, str], redact: Redactor) -> None:
-        """Leave the status folder out of the work tree, or bring it back (sparse checkout,
-        patterns rather than cones: everything but that one folder)."""
+    def _changed_since(self, previous: Revision | None, tree: TreeMap) -> frozenset[str] | None:
+        """The manifest files changed since the revision served last: known from the
+        patch when the tree was patched from it, else by comparing the blob maps."""
+        if previous is None:
+            return None
+        if previous.head == tree.head:
+            return frozenset()
+        if tree.base == previous.head:
+            return tree.changed
+        return changed_manifests(previous.blobs, tree.blobs, self._status_relative)
+
+    def _shape_work_tree(self, tree: TreeMap, env: dict[str, str], redact: Redactor) -> None:
+        """Leave the status folder out of the work tree, or bring it back (sparse checkout:
+        everything but that one folder).
+
+        In cone mode with a sparse index, the index holds the status folder as one
+        entry, so `reset --hard` at every update does not go through each of the
+        fleet's thousands of reports. The cones are every folder beside the status
+        folder and beside each folder on the way to it, at the revision about to be
+        checked out (a folder new in it is checked out too); when one of their names
+        cannot be given as a cone, patterns say the same."""
         if self._status_left_out is None:
             try:
                 found = run_git(
@@ -280,26 +326,59 @@ class GitSource:
             except GitFailed:
                 found = ""  # not set
             self._status_left_out = found.strip() == "true"
-        if self._status_left_out == self._leave_out_status:
+        if not self._leave_out_status:
+            if self._status_left_out:
+                run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
+            self._status_left_out, self._sparse_shape = False, None
             return
-        if self._leave_out_status:
-            patterns = ["/*", f"!/{self.status_path}/"]
+        cones = cone_folders(
+            self.status_path, lambda folder: self._folders(tree, folder, env, redact)
+        )
+        shape = cones if cones is not None else PATTERNS
+        if self._status_left_out and shape == self._sparse_shape:
+            return
+        shapes = [shape, PATTERNS] if shape != PATTERNS else [PATTERNS]
+        for tried in shapes:
             try:
-                run_git(
-                    self.work_tree, ["sparse-checkout", "set", "--no-cone", *patterns], env, redact
-                )
+                run_git(self.work_tree, self._sparse_command(tried), env, redact)
             except GitFailed as error:
-                # Only a saving: the whole tree is checked out as before.
-                log.warning("the status folder stays in the source clone: %s", error)
-                self._sparse_unavailable = True
-                self._leave_out_status = False
-                with contextlib.suppress(GitFailed):
-                    run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
-                self._status_left_out = None  # read again from the clone's configuration
-                return
-        else:
+                failure = error
+                continue
+            self._status_left_out, self._sparse_shape = True, tried
+            return
+        # Only a saving: the whole tree is checked out as before.
+        log.warning("the status folder stays in the source clone: %s", failure)
+        self._sparse_unavailable = True
+        self._leave_out_status = False
+        with contextlib.suppress(GitFailed):
             run_git(self.work_tree, ["sparse-checkout", "disable"], env, redact)
-        self._status_left_out = self._leave_out_status
+        self._status_left_out, self._sparse_shape = None, None  # read again from the clone
+
+    def _sparse_command(self, shape: tuple[str, ...] | str) -> list[str]:
+        if isinstance(shape, tuple):
+            return ["sparse-checkout", "set", "--cone", "--sparse-index", "--", *shape]
+        patterns = ["/*", f"!/{self.status_path}/"]
+        return ["sparse-checkout", "set", "--no-cone", "--no-sparse-index", *patterns]
+
+    def _folders(
+        self, tree: TreeMap, folder: str, env: dict[str, str], redact: Redactor
+    ) -> list[str]:
+        """The names of the folders in a folder of the repository at the tree's head: from
+        the tree's own entries when the manifests root is the repository's (they hold the
+        root and the folders on the way to the status folder), else from git."""
+        if not self.sub_path:
+            return tree.folders_in(folder)
+        try:
+            output = run_git(
+                self.work_tree, ["ls-tree", "-z", f"{tree.head}:{folder}"], env, redact
+            )
+        except GitFailed:
+            return []  # no such folder at head: nothing in it to check out
+        return [
+            record.partition("\t")[2]
+            for record in output.split("\0")
+            if record and record.split(" ")[1] == "tree"
+        ]
 
     def _applied_sha(self, head: str, env: dict[str, str], redact: Redactor) -> str:
         """The newest commit that changed the manifests: the daemon's own status
@@ -316,34 +395,3 @@ class GitSource:
 def _plain(path: str) -> bool:
     """A path that means itself as a sparse-checkout pattern."""
     return not any(character in path for character in "*?[]!\\#") and not path.startswith(" ")
-
-
-def manifests_key(entries: TreeEntries, status_relative: str | None) -> str:
-    """A digest of the root's entries that changes iff a manifest changes.
-
-    Tree ids cover whole folders, so no file is read; the status folder and
-    dot-entries are left out, and folders holding the status folder are
-    opened to leave it out too.
-    """
-    children: dict[str, list[str]] = defaultdict(list)
-    for path in entries:
-        children[path.rpartition("/")[0]].append(path)
-
-    def keyed(prefix: str) -> list[tuple[str, str]]:
-        chosen: list[tuple[str, str]] = []
-        for path in sorted(children.get(prefix, ())):
-            kind, object_id = entries[path]
-            name = path.rpartition("/")[2]
-            if name.startswith(".") or path == status_relative:
-                continue
-            if not prefix and kind == "tree" and name in SKIPPED_DIRS:
-                continue
-            if kind == "blob" and not name.endswith(YAML_SUFFIXES):
-                continue  # a README beside the manifests is not a manifest
-            if status_relative and status_relative.startswith(path + "/"):
-                chosen.extend(keyed(path))
-            elif kind in ("blob", "tree"):
-                chosen.append((path, object_id))
-        return chosen
-
-    return digest(keyed(""))

@@ -39,6 +39,12 @@ class Revision:
     # (a file half-written, truncated): the stamp of a file as it is now, to compare
     # after reading it. None for Git, whose checkout holds whole commits.
     restamp: Callable[[Path], str | None] | None = field(default=None, repr=False, compare=False)
+    # The head of the revision `changed` is counted from (the source's previous one).
+    base: str | None = None
+    # Whether the manifest files under root are exactly the blobs that is_manifest_path
+    # keeps, in the work tree as in the revision's tree (source/tree_map.py
+    # listing_follows_tree): then a load may follow `changed` instead of walking root.
+    tree_listing: bool = False
 
 
 def clean_relative(path: str) -> str:

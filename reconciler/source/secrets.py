@@ -41,6 +41,10 @@ class SecretOpener:
         self._cache: dict[_CacheKey, Secret | SecretRefusal] = {}
 
     def open(self, result: LoadResult) -> OpenedSecrets:
+        if not any(isinstance(loaded.model, Secret) for loaded in result.objects):
+            # Nothing to open, without indexing thousands of VMs to find that out.
+            self._cache = {}
+            return NO_SECRETS
         opened: dict[ObjectId, Secret] = {}
         refused: dict[ObjectId, SecretRefusal] = {}
         kept: dict[_CacheKey, Secret | SecretRefusal] = {}
