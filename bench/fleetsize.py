@@ -300,7 +300,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--interval", type=int, default=4, help="the daemon's timer, seconds")
+    # Long enough that a push's pass is not merged with the timer's (a full one).
+    parser.add_argument("--interval", type=int, default=20, help="the daemon's timer, seconds")
     parser.add_argument("--tree", type=Path, help="an older checkout to run alternately")
     args = parser.parse_args()
     trees = [(REPO_ROOT, "this tree")]
