@@ -23,17 +23,7 @@ from reconciler.reports.tree import write_host_reports
 from tests.gitrepos import Remote, git
 from tests.reports.conftest import host, plan_of, running, vm
 from tests.reports.test_publish import publisher
-
-REPORT = """\
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachine
-metadata:
-  name: {name}
-  namespace: default
-status:
-  phase: Running
-  nodeName: {node}
-"""
+from tests.reports.test_report_scan import REPORT
 
 
 def report_path(name: str) -> str:
