@@ -19,6 +19,7 @@ from watchdog.observers import Observer as FileObserver
 from reconciler.config import Config, ConfigError
 from reconciler.daemon.health import Health
 from reconciler.daemon.http import Endpoint
+from reconciler.daemon.key_files import warn_about_key_files
 from reconciler.daemon.metrics import Metrics
 from reconciler.daemon.triggers import Triggers
 from reconciler.libvirt.connection import LibvirtUnavailable, open_connection
@@ -185,6 +186,7 @@ class Components:
         self.health = health
         self._running: list[tuple[str, Component]] = []
         _check_trust_files(config, config_path)
+        warn_about_key_files(config, config_path)
         config.cache_dir.mkdir(parents=True, exist_ok=True)
         self.source: Source = open_source(
             config.repository, config.cache_dir / "source", config.status.path
