@@ -47,6 +47,7 @@ from reconciler.reports.documents import check_reports
 from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
+from reconciler.reports.written import write_once
 from reconciler.source.secrets import SecretOpener
 
 if TYPE_CHECKING:
@@ -241,6 +242,8 @@ def _write_reports(args: argparse.Namespace, result: PassResult, steps: Progress
             Path(os.path.abspath(r)) for r in (args.dir / "status", args.status_dir)
         )
         errors.extend(dict.fromkeys(line for root in roots for line in check_reports(root)))
+        if getattr(args, "own_process", False):
+            write_once()  # the process ends after the command: no later pass to skip for
         write_host_reports(
             args.status_dir,
             result.statuses_plan,

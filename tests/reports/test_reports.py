@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconciler.reports.documents import read_document
 from reconciler.reports.tree import write_host_reports
+from reconciler.reports.written import WRITTEN, write_once
 from tests.reports.conftest import host, plan_of, running, vm
 
 VMS = Path("virtualmachines") / "default"
 
 
-def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path) -> None:
+@pytest.fixture(params=["daemon", "one-shot"])
+def process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's process remembers what it wrote, to skip it in the next pass; a
+    one-shot `reconciler apply`'s writes each tree once and remembers nothing."""
+    monkeypatch.setattr(WRITTEN, "remember", True)
+    if request.param == "one-shot":
+        write_once()
+
+
+def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path, process: None) -> None:
     plan = plan_of("hv1", "a", "b")
     first = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
@@ -140,7 +152,7 @@ def test_namespace_folder_goes_with_its_last_report(tmp_path: Path) -> None:
 
 
 def test_a_report_changed_under_the_host_is_written_again_though_its_status_is_not(
-    tmp_path: Path,
+    tmp_path: Path, process: None
 ) -> None:
     # given reports written, and the same plan again (nothing to write)
     plan = plan_of("hv1", "a", "b")
@@ -156,7 +168,7 @@ def test_a_report_changed_under_the_host_is_written_again_though_its_status_is_n
 
 
 def test_a_status_changed_in_place_after_it_was_written_is_written_again(
-    tmp_path: Path,
+    tmp_path: Path, process: None
 ) -> None:
     plan = plan_of("hv1", "a")
     write_host_reports(tmp_path, plan, host("hv1"), "rev1")
