@@ -43,7 +43,7 @@ from reconciler.model.migration import StorageMode
 from reconciler.progress import Progress, for_stream
 from reconciler.reports import status_index
 from reconciler.reports.addresses import read_leases
-from reconciler.reports.documents import check_reports
+from reconciler.reports.documents import check_reports, keep_every_read
 from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
@@ -138,6 +138,8 @@ def _collector_paused(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _run_pass(args: argparse.Namespace, *, apply: bool, steps: Progress) -> PassResult | int:
+    if getattr(args, "own_process", False):
+        keep_every_read()
     config = read_config(args)
     uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
     try:

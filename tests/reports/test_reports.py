@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.reports.documents import read_document
+from reconciler.reports import documents
+from reconciler.reports.documents import keep_every_read, read_document
 from reconciler.reports.tree import write_host_reports
 from reconciler.reports.written import WRITTEN, write_once
 from tests.reports.conftest import host, plan_of, running, vm
@@ -16,11 +17,14 @@ VMS = Path("virtualmachines") / "default"
 
 @pytest.fixture(params=["daemon", "one-shot"])
 def process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The daemon's process remembers what it wrote, to skip it in the next pass; a
-    one-shot `reconciler apply`'s writes each tree once and remembers nothing."""
+    """The daemon's process remembers what it wrote, to skip it in the next pass, and
+    keeps the reports its readers ask it to; a one-shot `reconciler apply`'s writes each
+    tree once and remembers nothing of it, and keeps every report it reads."""
     monkeypatch.setattr(WRITTEN, "remember", True)
+    monkeypatch.setattr(documents, "_MEMO", documents._Memo())
     if request.param == "one-shot":
         write_once()
+        keep_every_read()
 
 
 def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path, process: None) -> None:
@@ -180,3 +184,15 @@ def test_a_status_changed_in_place_after_it_was_written_is_written_again(
     assert read_document(tmp_path / VMS / "a.yaml")["status"]["resources"]["memory"] == {
         "size": "2Gi"
     }
+
+
+def test_a_report_rewritten_between_two_reads_is_read_as_it_is_now(
+    tmp_path: Path, process: None
+) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+    report = tmp_path / VMS / "a.yaml"
+    assert read_document(report, keep=False)["status"]["nodeName"] == "hv1"
+
+    report.write_text(report.read_text().replace("nodeName: hv1", "nodeName: hv2"))
+
+    assert read_document(report, keep=False)["status"]["nodeName"] == "hv2"
