@@ -38,8 +38,10 @@ def is_encrypted_value(value: str) -> bool:
 
 class _SopsModel(BaseModel):
     # sops's own field names (snake_case), and whatever else a newer sops adds is kept:
-    # the block is the tool's, only the parts decrypting needs are checked.
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # the block is the tool's, only the parts decrypting needs are checked. Validators
+    # built when first used: a repository without encrypted Secrets never needs them, and
+    # every pass imports this module (issue 16, start-up).
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class AgeStanza(_SopsModel):

@@ -64,8 +64,17 @@ modules = sorted(sys.modules)  # before KINDS imports the kinds the command did 
 api = sys.modules.get("reconciler.api")
 kinds = api.KINDS.items() if api else ()
 built = sorted(kind for kind, model in kinds if model.__pydantic_complete__)
+models = []
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    pending = [BaseModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if model.__module__.startswith("reconciler.") and model.__pydantic_complete__:
+            models.append(model.__name__)
 print()
-print(json.dumps([built, modules, gc.get_freeze_count()]))
+print(json.dumps([built, sorted(set(models)), modules, gc.get_freeze_count()]))
 """
 
 
@@ -74,6 +83,8 @@ class Probe:
     output: str
     modules: set[str]
     built_kinds: list[str]
+    # Every pydantic model of the package whose validator was built.
+    built_models: list[str]
     frozen: int
 
 
@@ -89,8 +100,8 @@ def run_probe(*argv: str) -> Probe:
         check=True,
     )
     output, _, last = done.stdout.rstrip("\n").rpartition("\n")
-    built, modules, frozen = json.loads(last)
-    return Probe(output.removesuffix("\n"), set(modules), built, frozen)
+    built, models, modules, frozen = json.loads(last)
+    return Probe(output.removesuffix("\n"), set(modules), built, models, frozen)
 
 
 def loaded(modules: set[str], *names: str) -> list[str]:
@@ -145,6 +156,16 @@ def test_plan_loads_no_git(tmp_path: Path) -> None:
 
     assert "reconciler.source.secrets" in probe.modules  # SOPS-encrypted Secrets
     assert loaded(probe.modules, "git") == []
+
+
+def test_plan_of_a_repository_without_secrets_builds_no_sops_validator(tmp_path: Path) -> None:
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+
+    probe = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert "reconciler.api.sops" in probe.modules  # SOPS-encrypted Secrets
+    assert probe.built_kinds == ["VirtualMachineClass"]
+    assert [m for m in probe.built_models if "Sops" in m or m in ("AgeStanza", "KeyGroup")] == []
 
 
 def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
