@@ -137,6 +137,8 @@ def import_command(name: str, started: bool) -> ModuleType:
     `validate`'s start: it waits while they are made, and in a process started for the
     command they are frozen (gc.freeze), out of every later collection's way. A caller
     of main() that passes argv (the tests) keeps its own objects collectable."""
+    if started:
+        _without_pydantic_plugins()
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -147,6 +149,23 @@ def import_command(name: str, started: bool) -> ModuleType:
             gc.freeze()
         if collecting:
             gc.enable()
+
+
+def _no_plugins() -> tuple[()]:
+    return ()
+
+
+def _without_pydantic_plugins() -> None:
+    """pydantic, as it builds its first validator, looks for plugins of its own among
+    the entry points of every installed distribution: it imports importlib.metadata
+    (and with it the email package) and reads each distribution's metadata, some 16 ms
+    of every command that reads a manifest, a twentieth of a no-op `apply` (issue 16).
+    The command line takes no pydantic plugin: in a process started for a command,
+    pydantic's plugin loader is one that finds none. (PYDANTIC_DISABLE_PLUGINS would
+    spare the search, not the imports.) A loader imported already is left alone."""
+    loader = ModuleType("pydantic.plugin._loader")
+    loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+    sys.modules.setdefault(loader.__name__, loader)
 
 
 def command_named(argv: Sequence[str]) -> str | None:

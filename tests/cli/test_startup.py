@@ -168,6 +168,22 @@ def test_plan_of_a_repository_without_secrets_builds_no_sops_validator(tmp_path:
     assert [m for m in probe.built_models if "Sops" in m or m in ("AgeStanza", "KeyGroup")] == []
 
 
+def test_a_command_looks_for_no_pydantic_plugin(tmp_path: Path) -> None:
+    # Looking would import importlib.metadata and read every installed distribution.
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text(
+        "apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: VirtualMachineClass\n"
+        "metadata: {name: broken}\nspec: {cpu: {type: Nowhere}}\n",
+        encoding="utf-8",
+    )
+
+    validated = run_probe("validate", str(tmp_path))
+    planned = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert "broken.yaml:4" in validated.output  # the models validate as before
+    assert loaded(validated.modules | planned.modules, "importlib.metadata") == []
+
+
 def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
     tmp_path: Path,
 ) -> None:
