@@ -184,6 +184,17 @@ def test_a_command_looks_for_no_pydantic_plugin(tmp_path: Path) -> None:
     assert loaded(validated.modules | planned.modules, "importlib.metadata") == []
 
 
+def test_plan_loads_neither_sops_nor_modules_its_pass_does_not_use(tmp_path: Path) -> None:
+    # sops (and subprocess) only decrypts Secrets; socket and html would be imported
+    # for one function each, which has its own of them.
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+
+    probe = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert probe.output.endswith("0 VM(s) with changes, 0 unchanged")
+    assert loaded(probe.modules, "reconciler.source.sops", "subprocess", "socket", "html") == []
+
+
 def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
     tmp_path: Path,
 ) -> None:
