@@ -12,6 +12,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reconciler.api.meta import empty_list
+
 # sops's encrypted scalar: AES-256-GCM data, IV and tag in base64, and the value's type
 # (stores.go: str, int, float, bool, bytes; comment for encrypted comments).
 _ENCRYPTED = re.compile(
@@ -67,7 +69,7 @@ class AgeStanza(_SopsModel):
 
 
 class KeyGroup(_SopsModel):
-    age: list[AgeStanza] = Field(default_factory=list)
+    age: list[AgeStanza] = Field(default_factory=empty_list)
 
 
 def _network_services(block: BaseModel) -> set[str]:
@@ -78,8 +80,8 @@ def _network_services(block: BaseModel) -> set[str]:
 class SopsMetadata(_SopsModel):
     """The `sops:` block: who may decrypt (age recipients), and the MAC over the values."""
 
-    age: list[AgeStanza] = Field(default_factory=list)
-    key_groups: list[KeyGroup] = Field(default_factory=list)
+    age: list[AgeStanza] = Field(default_factory=empty_list)
+    key_groups: list[KeyGroup] = Field(default_factory=empty_list)
     lastmodified: str
     mac: str = Field(repr=False)
     version: str
