@@ -69,7 +69,7 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 3 when there are changes, 0 when there are none",
     )
-    parser.set_defaults(run=run_plan)
+    parser.set_defaults(run=run_plan, ends_its_process=True)
 
 
 def apply_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +79,7 @@ def apply_arguments(parser: argparse.ArgumentParser) -> None:
         "--status-dir", type=Path, metavar="OUT", help="write status reports under OUT"
     )
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    parser.set_defaults(run=run_apply)
+    parser.set_defaults(run=run_apply, ends_its_process=True)
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from reconciler import __version__
 from reconciler.cli import main
+from tests.hosts import CLASS, HOST_XML, host_options, vm_yaml
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SAMPLE_REPO = CHECKOUT / "sample-repo"
@@ -54,8 +55,9 @@ COMMANDS = (
 # then prints on a last line, as JSON, the kinds whose validators were built, the
 # modules loaded and how many objects the garbage collector has frozen.
 PROBE = """\
-import gc, json, sys
+import gc, json, os, sys
 from reconciler.cli import main
+os._exit = sys.exit  # plan and apply end their process themselves: the probe looks on
 try:
     main()
 except SystemExit:
@@ -256,6 +258,47 @@ def test_the_libvirt_hook_loads_nothing_but_what_it_weighs_with(tmp_path: Path) 
 
     assert probe.output == ""
     assert loaded(probe.modules, *HEAVY, *PARSING_SKIPS[:2], "reconciler.api") == []
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_plan_and_apply_end_their_process_with_their_code_and_all_they_wrote(
+    tmp_path: Path, command: str
+) -> None:
+    # They end it themselves, without the interpreter's freeing of every object
+    # (cli/__init__.py end_process): nothing of their output, reports or code is lost.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "class.yaml").write_text(CLASS, encoding="utf-8")
+    for index in range(3):
+        (repo / f"vm-{index}.yaml").write_text(vm_yaml(name=f"vm-{index}"), encoding="utf-8")
+    status = tmp_path / "status"
+    extra = ["--detailed-exitcode"] if command == "plan" else ["--status-dir", str(status)]
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            command,
+            str(repo),
+            *host_options(f"test://{HOST_XML}"),
+            *extra,
+        ],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == (3 if command == "plan" else 0), done.stderr
+    assert done.stdout.endswith("3 VM(s) with changes, 0 unchanged\n")
+    if command == "apply":
+        assert done.stderr.endswith("[9/9] start vm-2.default\n")
+        reports = sorted(p.name for p in (status / "virtualmachines" / "default").iterdir())
+        assert reports == ["vm-0.yaml", "vm-1.yaml", "vm-2.yaml"]
+        readme = (status / "README.md").read_text(encoding="utf-8")
+        assert all(f"| vm-{index} |" in readme for index in range(3))
 
 
 @pytest.mark.parametrize("command", COMMANDS)
