@@ -16,6 +16,8 @@ run as the command a user types (whole process, wall clock):
               PYTHONPATH this checkout), REPO a Git checkout of N VirtualMachine +
               VirtualDisk manifests (runPolicy AlwaysOff), its known-reports cache
               in a fresh directory
+  baseline    with --baseline CHECKOUT: the same as reconciler, running that checkout
+              (a worktree of main), to compare a branch with it in the same rounds
   kcli        `kcli create plan -f plan.yml` (cold), `kcli update plan -f plan.yml`
               (the others), one plan of N VMs (`start: false`, `disks: [1]`)
   ansible     `ansible-playbook`: community.libvirt.virt_volume (state: present, the
@@ -194,7 +196,11 @@ class Bare(Tool):
         ]
 
 
+@dataclass
 class Reconciler(Tool):
+    # --baseline: another checkout (main's worktree) run the same way, in the same rounds.
+    checkout: Path = CHECKOUT
+
     def domain(self, index: int) -> str:
         return f"vm-{index:03d}.{self.lab.namespace}-rec"
 
@@ -237,7 +243,7 @@ class Reconciler(Tool):
         return {
             **super().environment(),
             "XDG_CACHE_HOME": str(self.home / "cache"),
-            "PYTHONPATH": str(CHECKOUT),
+            "PYTHONPATH": str(self.checkout),
         }
 
 
@@ -424,7 +430,9 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def report(results: dict[str, dict[str, list[float]]], vms: int) -> None:
-    labels = [label for label in ("bare", "reconciler", "kcli", "ansible") if label in results]
+    labels = [
+        label for label in ("bare", "reconciler", "baseline", "kcli", "ansible") if label in results
+    ]
     print(f"\nmedian wall time of a whole command, {vms} VMs (rounds in brackets)")
     print(f"{'scenario':10}" + "".join(f"{label:>18}" for label in labels))
     medians: dict[str, dict[str, float]] = {}
@@ -453,6 +461,8 @@ def report(results: dict[str, dict[str, list[float]]], vms: int) -> None:
             + f"  kcli/bare {ratio(get('kcli'), get('bare'))}"
             f"  ansible/reconciler {ratio(get('ansible'), ours)}"
         )
+        if get("baseline"):
+            line += f"  reconciler/baseline {ratio(ours, get('baseline'))}"
         print(line)
 
 
@@ -464,6 +474,12 @@ def main() -> int:
     parser.add_argument("--skip-ansible", action="store_true")
     parser.add_argument("--skip-kcli", action="store_true")
     parser.add_argument("--tools-only", action="store_true", help="make the tools' venv, no run")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run `reconciler apply` of this checkout (e.g. a worktree of main), after ours",
+    )
     args = parser.parse_args()
     if not args.skip_kcli or not args.skip_ansible or args.tools_only:
         ensure_tools()
@@ -471,12 +487,16 @@ def main() -> int:
         return 0
     # Bytecode of the checkout, as an installed package has it; written where an
     # import would write it (__pycache__, ignored by Git).
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(CHECKOUT / "reconciler")], check=True
-    )
+    checkouts = [CHECKOUT] + ([args.baseline.resolve()] if args.baseline else [])
+    for checkout in checkouts:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(checkout / "reconciler")], check=True
+        )
     results: dict[str, dict[str, list[float]]] = {}
     with bench_lab() as lab:
         tools: list[Tool] = [Bare("bare", lab, args.vms), Reconciler("reconciler", lab, args.vms)]
+        if args.baseline:
+            tools.append(Reconciler("baseline", lab, args.vms, checkout=checkouts[1]))
         if not args.skip_kcli:
             tools.append(Kcli("kcli", lab, args.vms))
         if not args.skip_ansible:

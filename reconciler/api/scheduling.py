@@ -10,29 +10,29 @@ from typing import Literal
 
 from pydantic import Field
 
-from reconciler.api.meta import Strict
+from reconciler.api.meta import Strict, empty_list
 
 
 class LabelSelectorRequirement(Strict):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
+    values: list[str] = Field(default_factory=empty_list)
 
 
 class LabelSelector(Strict):
     match_labels: dict[str, str] = Field(default_factory=dict)
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=empty_list)
 
 
 class NodeSelectorRequirement(Strict):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
-    values: list[str] = Field(default_factory=list)
+    values: list[str] = Field(default_factory=empty_list)
 
 
 class NodeSelectorTerm(Strict):
-    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list)
-    match_fields: list[NodeSelectorRequirement] = Field(default_factory=list)
+    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=empty_list)
+    match_fields: list[NodeSelectorRequirement] = Field(default_factory=empty_list)
 
 
 class NodeSelector(Strict):
@@ -47,17 +47,17 @@ class PreferredSchedulingTerm(Strict):
 class NodeAffinity(Strict):
     required_during_scheduling_ignored_during_execution: NodeSelector | None = None
     preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
-        default_factory=list
+        default_factory=empty_list
     )
 
 
 class VirtualMachineAndPodAffinityTerm(Strict):
     label_selector: LabelSelector | None = None
-    namespaces: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=empty_list)
     namespace_selector: LabelSelector | None = None
     topology_key: str
-    match_label_keys: list[str] = Field(default_factory=list)
-    mismatch_label_keys: list[str] = Field(default_factory=list)
+    match_label_keys: list[str] = Field(default_factory=empty_list)
+    mismatch_label_keys: list[str] = Field(default_factory=empty_list)
 
 
 class WeightedVirtualMachineAndPodAffinityTerm(Strict):
@@ -67,11 +67,11 @@ class WeightedVirtualMachineAndPodAffinityTerm(Strict):
 
 class VirtualMachineAndPodAffinity(Strict):
     required_during_scheduling_ignored_during_execution: list[VirtualMachineAndPodAffinityTerm] = (
-        Field(default_factory=list)
+        Field(default_factory=empty_list)
     )
     preferred_during_scheduling_ignored_during_execution: list[
         WeightedVirtualMachineAndPodAffinityTerm
-    ] = Field(default_factory=list)
+    ] = Field(default_factory=empty_list)
 
 
 class VMAffinity(Strict):
@@ -94,4 +94,4 @@ class TopologySpreadConstraint(Strict):
     when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
     label_selector: LabelSelector | None = None
     min_domains: int | None = None
-    match_label_keys: list[str] = Field(default_factory=list)
+    match_label_keys: list[str] = Field(default_factory=empty_list)

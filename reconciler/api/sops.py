@@ -12,6 +12,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reconciler.api.meta import empty_list
+
 # sops's encrypted scalar: AES-256-GCM data, IV and tag in base64, and the value's type
 # (stores.go: str, int, float, bool, bytes; comment for encrypted comments).
 _ENCRYPTED = re.compile(
@@ -38,8 +40,10 @@ def is_encrypted_value(value: str) -> bool:
 
 class _SopsModel(BaseModel):
     # sops's own field names (snake_case), and whatever else a newer sops adds is kept:
-    # the block is the tool's, only the parts decrypting needs are checked.
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # the block is the tool's, only the parts decrypting needs are checked. Validators
+    # built when first used: a repository without encrypted Secrets never needs them, and
+    # every pass imports this module (issue 16, start-up).
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class AgeStanza(_SopsModel):
@@ -65,7 +69,7 @@ class AgeStanza(_SopsModel):
 
 
 class KeyGroup(_SopsModel):
-    age: list[AgeStanza] = Field(default_factory=list)
+    age: list[AgeStanza] = Field(default_factory=empty_list)
 
 
 def _network_services(block: BaseModel) -> set[str]:
@@ -76,8 +80,8 @@ def _network_services(block: BaseModel) -> set[str]:
 class SopsMetadata(_SopsModel):
     """The `sops:` block: who may decrypt (age recipients), and the MAC over the values."""
 
-    age: list[AgeStanza] = Field(default_factory=list)
-    key_groups: list[KeyGroup] = Field(default_factory=list)
+    age: list[AgeStanza] = Field(default_factory=empty_list)
+    key_groups: list[KeyGroup] = Field(default_factory=empty_list)
     lastmodified: str
     mac: str = Field(repr=False)
     version: str

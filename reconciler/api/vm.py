@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reconciler.api.meta import INT32_MAX, INT64_MAX, FieldError, Manifest, Strict
+from reconciler.api.meta import INT32_MAX, INT64_MAX, FieldError, Manifest, Strict, empty_list
 from reconciler.api.names import VM_NAME_MAX
 from reconciler.api.quantity import MemorySize, Percent, Quantity
 from reconciler.api.scheduling import Toleration, TopologySpreadConstraint, VMAffinity
@@ -141,11 +141,11 @@ class VirtualMachineSpec(Strict):
     virtual_machine_ip_address_name: str | None = Field(
         default=None, min_length=1, alias="virtualMachineIPAddressName"
     )
-    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list)
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=empty_list)
     affinity: VMAffinity | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     priority_class_name: str | None = Field(default=None, min_length=1)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=empty_list)
     disruptions: Disruptions = Field(default_factory=Disruptions)
     termination_grace_period_seconds: int = Field(default=60, ge=0, le=INT64_MAX)
     enable_paravirtualization: bool = True
@@ -156,7 +156,7 @@ class VirtualMachineSpec(Strict):
     block_device_refs: list[BlockDeviceRef] = Field(min_length=1, max_length=MAX_BLOCK_DEVICES)
     provisioning: Provisioning | None = None
     live_migration_policy: LiveMigrationPolicy = LiveMigrationPolicy.PREFER_SAFE
-    networks: list[NetworkSpec] = Field(default_factory=list)
+    networks: list[NetworkSpec] = Field(default_factory=empty_list)
     kernel_boot: KernelBoot | None = None
 
     @model_validator(mode="after")

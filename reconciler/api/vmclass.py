@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from reconciler.api.meta import GROUP_VERSION, FieldError, Manifest, Strict
+from reconciler.api.meta import GROUP_VERSION, FieldError, Manifest, Strict, empty_list
 from reconciler.api.quantity import ClassPercent, MemorySize
 from reconciler.api.scheduling import LabelSelector, NodeSelectorRequirement, Toleration
 
@@ -29,7 +29,7 @@ class ClassCPUDiscovery(Strict):
 class ClassCPU(Strict):
     type: CPUType
     model: str | None = Field(default=None, min_length=1)
-    features: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=empty_list)
     discovery: ClassCPUDiscovery | None = None
 
     @model_validator(mode="after")
@@ -82,9 +82,9 @@ class MemoryPolicy(Strict):
 class SizingPolicy(Strict):
     cores: CoresRange
     memory: MemoryPolicy | None = None
-    core_fractions: list[ClassPercent] = Field(default_factory=list)
+    core_fractions: list[ClassPercent] = Field(default_factory=empty_list)
     default_core_fraction: ClassPercent | None = None
-    dedicated_cores: list[bool] = Field(default_factory=list)
+    dedicated_cores: list[bool] = Field(default_factory=empty_list)
 
     @model_validator(mode="after")
     def _default_is_allowed(self) -> SizingPolicy:
@@ -102,14 +102,14 @@ class SizingPolicy(Strict):
 
 class ClassNodeSelector(Strict):
     match_labels: dict[str, str] = Field(default_factory=dict)
-    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list)
+    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=empty_list)
 
 
 class VirtualMachineClassSpec(Strict):
     cpu: ClassCPU
     node_selector: ClassNodeSelector | None = None
-    tolerations: list[Toleration] = Field(default_factory=list)
-    sizing_policies: list[SizingPolicy] = Field(default_factory=list, max_length=16)
+    tolerations: list[Toleration] = Field(default_factory=empty_list)
+    sizing_policies: list[SizingPolicy] = Field(default_factory=empty_list, max_length=16)
 
     @model_validator(mode="after")
     def _ranges_do_not_overlap(self) -> VirtualMachineClassSpec:

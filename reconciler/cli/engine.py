@@ -43,10 +43,11 @@ from reconciler.model.migration import StorageMode
 from reconciler.progress import Progress, for_stream
 from reconciler.reports import status_index
 from reconciler.reports.addresses import read_leases
-from reconciler.reports.documents import check_reports
+from reconciler.reports.documents import check_reports, keep_every_read
 from reconciler.reports.known import keep_known_reports, save_known_reports
 from reconciler.reports.pass_inputs import read_plan_context
 from reconciler.reports.tree import desired_vms, revision_objects, write_host_reports
+from reconciler.reports.written import write_once
 from reconciler.source.secrets import SecretOpener
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def plan_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 3 when there are changes, 0 when there are none",
     )
-    parser.set_defaults(run=run_plan)
+    parser.set_defaults(run=run_plan, ends_its_process=True)
 
 
 def apply_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,7 @@ def apply_arguments(parser: argparse.ArgumentParser) -> None:
         "--status-dir", type=Path, metavar="OUT", help="write status reports under OUT"
     )
     parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    parser.set_defaults(run=run_apply)
+    parser.set_defaults(run=run_apply, ends_its_process=True)
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +138,8 @@ def _collector_paused(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _run_pass(args: argparse.Namespace, *, apply: bool, steps: Progress) -> PassResult | int:
+    if getattr(args, "own_process", False):
+        keep_every_read()
     config = read_config(args)
     uri = args.libvirt_uri or (config.libvirt_uri if config else "qemu:///system")
     try:
@@ -241,6 +244,8 @@ def _write_reports(args: argparse.Namespace, result: PassResult, steps: Progress
             Path(os.path.abspath(r)) for r in (args.dir / "status", args.status_dir)
         )
         errors.extend(dict.fromkeys(line for root in roots for line in check_reports(root)))
+        if getattr(args, "own_process", False):
+            write_once()  # the process ends after the command: no later pass to skip for
         write_host_reports(
             args.status_dir,
             result.statuses_plan,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 
 import libvirt
 
@@ -15,6 +16,7 @@ from reconciler.libvirt.disk_steps import is_test_driver, simulated_source
 from reconciler.libvirt.facts import parse_definition
 from reconciler.libvirt.migrate import MigrationProgress
 from reconciler.libvirt.storage import ImageSourceMissing, StorageError, inspect_source
+from reconciler.libvirt.together import Answer, together
 from reconciler.model.domain import (
     DefinitionView,
     MigrationJob,
@@ -115,12 +117,18 @@ class Observer:
         state_code: tuple[int, int] | None,
         transient: set[str],
         seen: dict[str, DefinitionView],
+        definition: Answer[str] | None = None,
     ) -> ObservedDomain | None:
-        """One domain as observed; None when it went away while we looked."""
+        """One domain as observed; None when it went away while we looked. `definition`:
+        its next-boot definition, asked for already."""
         name = domain.name()
         try:
             state, reason = _state(state_code) if state_code else state_of(domain)
-            config_xml = domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            config_xml = (
+                definition.value()
+                if definition is not None
+                else domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            )
             live_xml = domain.XMLDesc(0) if state.active else None
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
@@ -163,8 +171,12 @@ class Observer:
         seen: dict[str, DefinitionView] = {}
         observed: dict[str, ObservedDomain] = {}
         transient = self._transient()
-        for domain, state_code in self._states():
-            found = self._read(domain, state_code, transient, seen)
+        states = self._states()
+        definitions = together(
+            [partial(domain.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE) for domain, _ in states]
+        )
+        for (domain, state_code), definition in zip(states, definitions, strict=True):
+            found = self._read(domain, state_code, transient, seen, definition)
             if found is not None and found.owner is not None:
                 observed[found.name] = found
         # Forget definitions that are gone, so the cache does not grow forever.
@@ -263,8 +275,9 @@ def _volume_facts(storage: libvirt.virStoragePool, pool: str) -> dict[str, Volum
     # 100 VMs). Other pools' keys are not paths (an LV's UUID, an RBD's pool/image).
     keyed_by_path = ET.fromstring(storage.XMLDesc(0)).get("type") in _FILE_POOLS
     found: dict[str, VolumeFacts] = {}
-    for volume in storage.listAllVolumes(0):
-        _type, capacity, _allocation = volume.info()
+    volumes = storage.listAllVolumes(0)
+    for volume, info in zip(volumes, together([v.info for v in volumes]), strict=True):
+        _type, capacity, _allocation = info.value()
         path = volume.key() if keyed_by_path else volume.path()
         found[volume.name()] = VolumeFacts(pool, volume.name(), capacity, path)
     return found

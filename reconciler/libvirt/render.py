@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from html import escape
-
+from reconciler.libvirt.escape import escape
 from reconciler.libvirt.metadata import OPERATION, OPERATIONS, metadata_fields
 from reconciler.model.domain import (
     METADATA_NAMESPACE,

@@ -132,6 +132,8 @@ class _Memo:
         # Path -> the signature of the file when it was last read and found usable, read
         # kept or not: check_reports does not read it again.
         self.usable: dict[str, FileSignature] = {}
+        # Every read kept, asked to or not (keep_every_read).
+        self.keep_all = False
 
     def trim(self) -> None:
         for found in (self.rendered, self.files, self.parsed, self.sources, self.usable):
@@ -270,6 +272,7 @@ def read_text(path: Path) -> str | None:
 def _read(path: Path, keep: bool = True) -> tuple[str | None, FileSignature | None, Finding | None]:
     """The file's text and signature, or None and why not (no reason when it is gone or
     reached through a symlink); `keep`: the text is kept for the next read."""
+    keep = keep or _MEMO.keep_all
     name = os.fspath(path)
     # The pass's index of the tree (status_index.py) says whether the file changed
     # since it was read: an unchanged one costs no system call.
@@ -315,6 +318,7 @@ def read_document(path: Path, keep: bool = True) -> Any:
     skipped, logged once and named by skipped_reports. Treat the result as read-only:
     it is shared with later readers of the same text. Without `keep`, neither its text
     nor its values are kept for the next reader (scan.PerReport keeps what it needs)."""
+    keep = keep or _MEMO.keep_all
     text, signature, problem = _read(path, keep)
     name = os.fspath(path)
     if text is None or signature is None:
@@ -347,6 +351,14 @@ def read_document(path: Path, keep: bool = True) -> Any:
     else:
         _MEMO.parsed.pop(name, None)
     return value
+
+
+def keep_every_read() -> None:
+    """This process reads the status tree for one command and ends: every report it
+    reads is kept for the command's next reader of it, as a daemon keeps only what its
+    readers ask it to (they read a fleet's reports pass after pass, scan.py). An
+    `apply` of 100 VMs would read each of its reports twice, and parse it twice."""
+    _MEMO.keep_all = True
 
 
 def _from_source(source: str | None) -> Any:

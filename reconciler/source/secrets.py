@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+# source.sops (and subprocess with it) is imported only when a Secret is decrypted,
+# through the package's names (PEP 562): a repository without one pays nothing for it
+# at start-up (issue 16).
+from reconciler import source
 from reconciler.api import ObjectId, Secret, VirtualMachine
 from reconciler.api.sops import ENCRYPT_COMMAND
 from reconciler.loader import LoadedObject, LoadResult, load_config_text
@@ -24,7 +29,9 @@ from reconciler.model.conditions import VMReason
 from reconciler.model.secrets import NO_SECRETS, OpenedSecrets, SecretRefusal
 from reconciler.policies import load_limits
 from reconciler.rules.inventory import Inventory
-from reconciler.source.sops import Failure, SopsError, decrypt
+
+if TYPE_CHECKING:
+    from reconciler.source.sops import Failure
 
 _KeyStamp = tuple[str, int, int, int, int] | None
 _CacheKey = tuple[ObjectId, str, _KeyStamp]
@@ -85,8 +92,8 @@ class SecretOpener:
             return _not_decrypted(secret, "this host has no age key file (ageKeyFile)")
         limit = load_limits().max_file_bytes
         try:
-            plaintext = decrypt(document, self.key_file, limit)
-        except SopsError as error:
+            plaintext = source.decrypt(document, self.key_file, limit)
+        except source.SopsError as error:
             return _not_decrypted(secret, str(error), _hint(error.failure, self.key_file))
         try:
             return decrypted_secret(secret, plaintext)
@@ -168,9 +175,9 @@ def _stamp(key_file: Path | None) -> _KeyStamp:
 
 
 def _hint(failure: Failure, key_file: Path) -> str:
-    if failure is Failure.KEY_FILE_MISSING:
+    if failure is source.Failure.KEY_FILE_MISSING:
         return f"create this host's age key (age-keygen -o {key_file}, docs/install.md)"
-    if failure is Failure.NOT_A_RECIPIENT:
+    if failure is source.Failure.NOT_A_RECIPIENT:
         return (
             f"add this host's recipient (age-keygen -y {key_file}) to .sops.yaml and run"
             " `sops updatekeys` on the Secret's file"

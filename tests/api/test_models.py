@@ -64,6 +64,14 @@ def test_vm_gets_the_platform_defaults() -> None:
     assert vm.spec.provisioning is None
 
 
+def test_unwritten_lists_are_empty_and_each_models_own() -> None:
+    first, second = _vm(vm_yaml()), _vm(vm_yaml())
+
+    assert first.spec.tolerations == first.spec.topology_spread_constraints == []
+    assert first.spec.networks is not second.spec.networks
+    assert first.spec.tolerations is not second.spec.tolerations
+
+
 def test_written_values_override_the_defaults() -> None:
     vm = _vm(
         vm_yaml(

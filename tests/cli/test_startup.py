@@ -20,6 +20,7 @@ import pytest
 
 from reconciler import __version__
 from reconciler.cli import main
+from tests.hosts import CLASS, HOST_XML, host_options, vm_yaml
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 SAMPLE_REPO = CHECKOUT / "sample-repo"
@@ -54,8 +55,9 @@ COMMANDS = (
 # then prints on a last line, as JSON, the kinds whose validators were built, the
 # modules loaded and how many objects the garbage collector has frozen.
 PROBE = """\
-import gc, json, sys
+import gc, json, os, sys
 from reconciler.cli import main
+os._exit = sys.exit  # plan and apply end their process themselves: the probe looks on
 try:
     main()
 except SystemExit:
@@ -64,8 +66,17 @@ modules = sorted(sys.modules)  # before KINDS imports the kinds the command did 
 api = sys.modules.get("reconciler.api")
 kinds = api.KINDS.items() if api else ()
 built = sorted(kind for kind, model in kinds if model.__pydantic_complete__)
+models = []
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    pending = [BaseModel]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if model.__module__.startswith("reconciler.") and model.__pydantic_complete__:
+            models.append(model.__name__)
 print()
-print(json.dumps([built, modules, gc.get_freeze_count()]))
+print(json.dumps([built, sorted(set(models)), modules, gc.get_freeze_count()]))
 """
 
 
@@ -74,6 +85,8 @@ class Probe:
     output: str
     modules: set[str]
     built_kinds: list[str]
+    # Every pydantic model of the package whose validator was built.
+    built_models: list[str]
     frozen: int
 
 
@@ -89,8 +102,8 @@ def run_probe(*argv: str) -> Probe:
         check=True,
     )
     output, _, last = done.stdout.rstrip("\n").rpartition("\n")
-    built, modules, frozen = json.loads(last)
-    return Probe(output.removesuffix("\n"), set(modules), built, frozen)
+    built, models, modules, frozen = json.loads(last)
+    return Probe(output.removesuffix("\n"), set(modules), built, models, frozen)
 
 
 def loaded(modules: set[str], *names: str) -> list[str]:
@@ -145,6 +158,43 @@ def test_plan_loads_no_git(tmp_path: Path) -> None:
 
     assert "reconciler.source.secrets" in probe.modules  # SOPS-encrypted Secrets
     assert loaded(probe.modules, "git") == []
+
+
+def test_plan_of_a_repository_without_secrets_builds_no_sops_validator(tmp_path: Path) -> None:
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+
+    probe = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert "reconciler.api.sops" in probe.modules  # SOPS-encrypted Secrets
+    assert probe.built_kinds == ["VirtualMachineClass"]
+    assert [m for m in probe.built_models if "Sops" in m or m in ("AgeStanza", "KeyGroup")] == []
+
+
+def test_a_command_looks_for_no_pydantic_plugin(tmp_path: Path) -> None:
+    # Looking would import importlib.metadata and read every installed distribution.
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text(
+        "apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: VirtualMachineClass\n"
+        "metadata: {name: broken}\nspec: {cpu: {type: Nowhere}}\n",
+        encoding="utf-8",
+    )
+
+    validated = run_probe("validate", str(tmp_path))
+    planned = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert "broken.yaml:4" in validated.output  # the models validate as before
+    assert loaded(validated.modules | planned.modules, "importlib.metadata") == []
+
+
+def test_plan_loads_neither_sops_nor_modules_its_pass_does_not_use(tmp_path: Path) -> None:
+    # sops (and subprocess) only decrypts Secrets; socket and html would be imported
+    # for one function each, which has its own of them.
+    shutil.copy(SAMPLE_REPO / "classes" / "host.yaml", tmp_path)
+
+    probe = run_probe("plan", str(tmp_path), "--libvirt-uri", "test:///default")
+
+    assert probe.output.endswith("0 VM(s) with changes, 0 unchanged")
+    assert loaded(probe.modules, "reconciler.source.sops", "subprocess", "socket", "html") == []
 
 
 def test_validate_loads_neither_the_engine_nor_the_config_nor_the_reports(
@@ -208,6 +258,47 @@ def test_the_libvirt_hook_loads_nothing_but_what_it_weighs_with(tmp_path: Path) 
 
     assert probe.output == ""
     assert loaded(probe.modules, *HEAVY, *PARSING_SKIPS[:2], "reconciler.api") == []
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_plan_and_apply_end_their_process_with_their_code_and_all_they_wrote(
+    tmp_path: Path, command: str
+) -> None:
+    # They end it themselves, without the interpreter's freeing of every object
+    # (cli/__init__.py end_process): nothing of their output, reports or code is lost.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "class.yaml").write_text(CLASS, encoding="utf-8")
+    for index in range(3):
+        (repo / f"vm-{index}.yaml").write_text(vm_yaml(name=f"vm-{index}"), encoding="utf-8")
+    status = tmp_path / "status"
+    extra = ["--detailed-exitcode"] if command == "plan" else ["--status-dir", str(status)]
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            command,
+            str(repo),
+            *host_options(f"test://{HOST_XML}"),
+            *extra,
+        ],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == (3 if command == "plan" else 0), done.stderr
+    assert done.stdout.endswith("3 VM(s) with changes, 0 unchanged\n")
+    if command == "apply":
+        assert done.stderr.endswith("[9/9] start vm-2.default\n")
+        reports = sorted(p.name for p in (status / "virtualmachines" / "default").iterdir())
+        assert reports == ["vm-0.yaml", "vm-1.yaml", "vm-2.yaml"]
+        readme = (status / "README.md").read_text(encoding="utf-8")
+        assert all(f"| vm-{index} |" in readme for index in range(3))
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.reports.documents import read_document
+import pytest
+
+from reconciler.reports import documents
+from reconciler.reports.documents import keep_every_read, read_document
 from reconciler.reports.tree import write_host_reports
+from reconciler.reports.written import WRITTEN, write_once
 from tests.reports.conftest import host, plan_of, running, vm
 
 VMS = Path("virtualmachines") / "default"
 
 
-def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path) -> None:
+@pytest.fixture(params=["daemon", "one-shot"])
+def process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's process remembers what it wrote, to skip it in the next pass, and
+    keeps the reports its readers ask it to; a one-shot `reconciler apply`'s writes each
+    tree once and remembers nothing of it, and keeps every report it reads."""
+    monkeypatch.setattr(WRITTEN, "remember", True)
+    monkeypatch.setattr(documents, "_MEMO", documents._Memo())
+    if request.param == "one-shot":
+        write_once()
+        keep_every_read()
+
+
+def test_writing_the_same_plan_twice_changes_no_byte(tmp_path: Path, process: None) -> None:
     plan = plan_of("hv1", "a", "b")
     first = write_host_reports(tmp_path, plan, host("hv1"), "rev1")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
@@ -140,7 +156,7 @@ def test_namespace_folder_goes_with_its_last_report(tmp_path: Path) -> None:
 
 
 def test_a_report_changed_under_the_host_is_written_again_though_its_status_is_not(
-    tmp_path: Path,
+    tmp_path: Path, process: None
 ) -> None:
     # given reports written, and the same plan again (nothing to write)
     plan = plan_of("hv1", "a", "b")
@@ -156,7 +172,7 @@ def test_a_report_changed_under_the_host_is_written_again_though_its_status_is_n
 
 
 def test_a_status_changed_in_place_after_it_was_written_is_written_again(
-    tmp_path: Path,
+    tmp_path: Path, process: None
 ) -> None:
     plan = plan_of("hv1", "a")
     write_host_reports(tmp_path, plan, host("hv1"), "rev1")
@@ -168,3 +184,15 @@ def test_a_status_changed_in_place_after_it_was_written_is_written_again(
     assert read_document(tmp_path / VMS / "a.yaml")["status"]["resources"]["memory"] == {
         "size": "2Gi"
     }
+
+
+def test_a_report_rewritten_between_two_reads_is_read_as_it_is_now(
+    tmp_path: Path, process: None
+) -> None:
+    write_host_reports(tmp_path, plan_of("hv1", "a"), host("hv1"), "rev1")
+    report = tmp_path / VMS / "a.yaml"
+    assert read_document(report, keep=False)["status"]["nodeName"] == "hv1"
+
+    report.write_text(report.read_text().replace("nodeName: hv1", "nodeName: hv2"))
+
+    assert read_document(report, keep=False)["status"]["nodeName"] == "hv2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from html import escape
 
 import libvirt
 
+from reconciler.libvirt.escape import escape
 from reconciler.libvirt.storage.errors import PoolUnavailable, StorageError
 
 
