@@ -39,7 +39,7 @@ def check(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        inventory = Inventory(result)
+        inventory = Inventory.of(result)
         findings = list(result.findings)
         findings.extend(duplicate_findings(inventory))
         findings.extend(reference_findings(inventory))
