@@ -59,7 +59,9 @@ class Inventory:
     def of(cls, result: LoadResult) -> Inventory:
         """The inventory of `result`, made once: the rules and the plan context of a pass
         both index the same 10,000 objects. Kept for the last result asked about only,
-        and only while it holds the very objects (and broken ones) it was made from."""
+        and only while it holds the very objects (and broken ones) it was made from.
+        A result that replaced some of the last one's objects in place (a push that
+        edited manifests) is indexed from the last inventory (_edited)."""
         last = _LAST_MADE[0] if _LAST_MADE else None
         if last is not None:
             made_from, objects, broken, count, inventory = last
@@ -71,7 +73,8 @@ class Inventory:
                 and len(broken) == len(inventory._broken)
             ):
                 return inventory
-        inventory = cls(result)
+        made = _edited(inventory, result) if last is not None else None
+        inventory = made or cls(result)
         _LAST_MADE[:] = [
             (weakref.ref(result), result.objects, result.broken, len(result.objects), inventory)
         ]
@@ -170,6 +173,39 @@ class Inventory:
         for loaded in candidates:
             if isinstance(loaded.model, kind):
                 yield loaded, loaded.model
+
+
+def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
+    """The inventory of `result` made from `last` (an inventory without duplicates or
+    Secrets' content) when `result` holds its objects but for some replaced in place by
+    objects of the same identity and model class; None otherwise. It is what Inventory
+    would make of `result`, and it knows what replaced what (replaced_since)."""
+    objects = result.objects
+    if last.duplicates or last.secrets is not NO_SECRETS or len(objects) != len(last.objects):
+        return None
+    replaced = tuple(
+        (old, new) for old, new in zip(last.objects, objects, strict=True) if old is not new
+    )
+    if any(old.id != new.id or type(old.model) is not type(new.model) for old, new in replaced):
+        return None
+    inventory = object.__new__(Inventory)
+    inventory.secrets = NO_SECRETS
+    inventory.objects = list(objects)
+    inventory.duplicates = []
+    inventory._broken = set(result.broken)
+    inventory._broken_findings = result.broken
+    inventory._by_id = dict(last._by_id)
+    inventory._by_class = dict(last._by_class)
+    swapped: dict[int, LoadedObject] = {}
+    for old, new in replaced:
+        inventory._by_id[new.id] = new
+        swapped[id(old)] = new
+    for model_class in {type(new.model) for _old, new in replaced}:
+        same = last._by_class[model_class]
+        inventory._by_class[model_class] = [swapped.get(id(o), o) for o in same]
+    same_broken = inventory._broken == last._broken
+    inventory._replaced = (weakref.ref(last), replaced if same_broken else None)
+    return inventory
 
 
 # Inventory.of's one inventory: (the result, its objects and broken objects as they were,
