@@ -44,6 +44,7 @@ from reconciler.model.errors import ReconcileError, RetryableError
 from reconciler.model.secrets import NO_SECRETS, OpenedSecrets
 from reconciler.policies import ChangeRule, TopologyPolicy
 from reconciler.rules import Inventory
+from reconciler.rules.inventory import models_of_kind
 
 
 class DomainSource(Protocol):
@@ -134,13 +135,7 @@ def plan_context(
     # The operations hosts made live in their reports (operations/generated.py).
     made_by_hosts = (r.generated for r in earlier.operations.values() if r.generated)
     indexed = Inventory.of(result)
-    # The Nodes as the revision lists them (duplicates too): without duplicates, the
-    # inventory's list of them, not a walk of 10,000 objects.
-    nodes = (
-        (model for _, model in indexed.of_kind(Node))
-        if not indexed.duplicates
-        else (obj.model for obj in result.objects if isinstance(obj.model, Node))
-    )
+    nodes = models_of_kind(result, Node)
     return PlanContext(
         inventory=indexed.with_secrets(secrets).with_objects(as_loaded(g) for g in made_by_hosts),
         findings=findings,

@@ -175,6 +175,15 @@ class Inventory:
                 yield loaded, loaded.model
 
 
+def models_of_kind(result: LoadResult, kind: type[M]) -> list[M]:
+    """Every object of `kind` in `result`, duplicates too, in the order loaded: from
+    Inventory.of's index (not a walk of 10,000 objects) when there is no duplicate."""
+    inventory = Inventory.of(result)
+    if not inventory.duplicates:
+        return [model for _, model in inventory.of_kind(kind)]
+    return [loaded.model for loaded in result.objects if isinstance(loaded.model, kind)]
+
+
 def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
     """The inventory of `result` made from `last` (an inventory without duplicates or
     Secrets' content) when `result` holds its objects but for some replaced in place by
