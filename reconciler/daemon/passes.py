@@ -44,6 +44,7 @@ from reconciler.reports.tree import (
     write_host_reports,
     write_node_report,
 )
+from reconciler.rules.inventory import models_of_kind
 from reconciler.source import Revision, UnverifiedHistory
 
 log = logging.getLogger("reconciler.daemon")
@@ -158,7 +159,7 @@ class Pass:
         # The repository's Node object, when it states a capacity, is what admission
         # weighs against (an operator may keep CPUs back for the host itself).
         millicores, memory = host_capacity(
-            (o.model for o in (loaded.objects if loaded else ()) if isinstance(o.model, Node)),
+            models_of_kind(loaded, Node) if loaded else (),
             self.config.node_name,
             1 if cpus is None else cpus,
             self._libvirt.memory_bytes(),
@@ -469,4 +470,4 @@ class Pass:
 
 def _nodes(loaded: LoadResult) -> int:
     """How many Node objects the revision has: more than one is a fleet."""
-    return sum(isinstance(obj.model, Node) for obj in loaded.objects)
+    return len(models_of_kind(loaded, Node))

@@ -22,9 +22,10 @@ from reconciler.api import ObjectId, RunPolicy, VirtualMachine
 from reconciler.engine.devices.block_devices import PassDevices
 from reconciler.engine.devices.pass_volumes import pass_volumes
 from reconciler.engine.fleet.assignment import assign, reports_broken_here
-from reconciler.engine.fleet.deletions import desired_names, plan_deletions
+from reconciler.engine.fleet.deletions import plan_deletions
 from reconciler.engine.fleet.evacuation import host_moves
 from reconciler.engine.fleet.strays import find_strays
+from reconciler.engine.from_last import desired_names, sorted_vms
 from reconciler.engine.network.releases import release_stale_reservations
 from reconciler.engine.operations.generated import as_loaded, generated_operations
 from reconciler.engine.operations.status import report_operations
@@ -60,9 +61,10 @@ def plan(
     if settled is not None and not settled.applies_to(observation):
         settled = None
     local, domains = context.host.node_name, observation.domains
-    vms = sorted((vm for _, vm in context.inventory.of_kind(VirtualMachine)), key=lambda v: v.id)
+    # Made from the last pass's when a push only edited manifests (from_last.py).
+    vms = sorted_vms(context.inventory)
     # Deletions go first: the guaranteed CPU they free admits VMs in the same pass.
-    wanted = desired_names(vms, context.broken)
+    wanted = desired_names(context.inventory, context.broken)
     deletions = plan_deletions(context, observation, wanted)
     vm_plans = list(deletions.vms)
     # Copies of VMs another host runs are not this host's (strays.py): only reported.

@@ -44,6 +44,7 @@ from reconciler.model.errors import ReconcileError, RetryableError
 from reconciler.model.secrets import NO_SECRETS, OpenedSecrets
 from reconciler.policies import ChangeRule, TopologyPolicy
 from reconciler.rules import Inventory
+from reconciler.rules.inventory import models_of_kind
 
 
 class DomainSource(Protocol):
@@ -133,8 +134,10 @@ def plan_context(
     revision's encrypted Secrets as the host decrypted them."""
     # The operations hosts made live in their reports (operations/generated.py).
     made_by_hosts = (r.generated for r in earlier.operations.values() if r.generated)
+    indexed = Inventory.of(result)
+    nodes = models_of_kind(result, Node)
     return PlanContext(
-        inventory=Inventory(result, secrets).with_objects(as_loaded(g) for g in made_by_hosts),
+        inventory=indexed.with_secrets(secrets).with_objects(as_loaded(g) for g in made_by_hosts),
         findings=findings,
         broken=frozenset(result.broken),
         unreadable_files=tuple(f for f in result.findings if not f.object),
@@ -142,14 +145,7 @@ def plan_context(
         change_table=change_table_for(change_rules, topology),
         host=host,
         revision=revision,
-        fleet=tuple(
-            fleet(
-                (obj.model for obj in result.objects if isinstance(obj.model, Node)),
-                host.node_name,
-                dict(host.node_labels),
-                earlier.capacities,
-            )
-        ),
+        fleet=tuple(fleet(nodes, host.node_name, dict(host.node_labels), earlier.capacities)),
         reported_nodes=earlier.nodes,
         reported_migrations=earlier.migrations,
         addresses=addresses if addresses is not None and addresses.pool else None,

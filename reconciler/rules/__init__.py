@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from reconciler.findings import Finding
@@ -14,6 +14,7 @@ from reconciler.rules.conflicts import Pool, claim_findings, duplicate_findings,
 from reconciler.rules.disks import volume_name_findings
 from reconciler.rules.images import image_source_findings
 from reconciler.rules.inventory import Inventory
+from reconciler.rules.recheck import Settings, from_last, remember
 from reconciler.rules.references import reference_findings
 from reconciler.rules.secrets import clear_secret_findings
 from reconciler.rules.vm_rules import vm_findings
@@ -39,22 +40,40 @@ def check(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        inventory = Inventory(result)
-        findings = list(result.findings)
-        findings.extend(duplicate_findings(inventory))
-        findings.extend(reference_findings(inventory))
-        findings.extend(vm_findings(inventory, load_topology_policy(policy_dir)))
-        findings.extend(claim_findings(inventory))
-        findings.extend(volume_name_findings(inventory))
-        findings.extend(image_source_findings(inventory, image_directories))
-        if pool:
-            findings.extend(ip_range_findings(inventory, pool))
-        if require_encrypted_secrets:
-            findings.extend(clear_secret_findings(inventory))
+        inventory = Inventory.of(result)
+        settings = Settings(
+            tuple(pool or ()),
+            policy_dir,
+            tuple(image_directories),
+            require_encrypted_secrets,
+            load_topology_policy(policy_dir),
+        )
+        # After a push that edited a few manifests: from the last check's (recheck.py).
+        found = from_last(inventory, settings, pool or ())
+        if found is None:
+            found = list(_every_finding(inventory, settings, pool))
+        remember(inventory, settings, found)
     finally:
         if collecting:
             gc.enable()
+    findings = [*result.findings, *found]
     return sorted(set(findings))
+
+
+def _every_finding(
+    inventory: Inventory, settings: Settings, pool: Pool | None
+) -> Iterator[Finding]:
+    """The rules' findings of every object."""
+    yield from duplicate_findings(inventory)
+    yield from reference_findings(inventory)
+    yield from vm_findings(inventory, settings.topology)
+    yield from claim_findings(inventory)
+    yield from volume_name_findings(inventory)
+    yield from image_source_findings(inventory, settings.image_directories)
+    if pool:
+        yield from ip_range_findings(inventory, pool)
+    if settings.require_encrypted_secrets:
+        yield from clear_secret_findings(inventory)
 
 
 __all__ = ["Inventory", "Pool", "check"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from reconciler.api import (
     IPAddressType,
@@ -63,14 +63,21 @@ def _vm_claims(vm: VirtualMachine) -> tuple[ObjectId | None, tuple[tuple[Loc, Ob
     return vmip, disks
 
 
+def vm_claims(loaded: LoadedObject) -> tuple[ObjectId | None, tuple[tuple[Loc, ObjectId], ...]]:
+    """What a VM claims (kept with it): its IP address object, and its VirtualDisks with
+    where each is named."""
+    claims = _VM_CLAIMS.get(loaded)
+    if claims is None:
+        assert isinstance(loaded.model, VirtualMachine)
+        claims = _VM_CLAIMS.put(loaded, _vm_claims(loaded.model))
+    return claims
+
+
 def claim_findings(inventory: Inventory) -> Iterator[Finding]:
     ip_claims: dict[object, tuple[LoadedObject, Loc]] = {}
     disk_claims: dict[object, tuple[LoadedObject, Loc]] = {}
-    for loaded, vm in inventory.of_kind(VirtualMachine):
-        claims = _VM_CLAIMS.get(loaded)
-        if claims is None:
-            claims = _VM_CLAIMS.put(loaded, _vm_claims(vm))
-        vmip, disks = claims
+    for loaded, _vm in inventory.of_kind(VirtualMachine):
+        vmip, disks = vm_claims(loaded)
         if vmip is not None:
             loc: Loc = ("spec", "virtualMachineIPAddressName")
             earlier = _first_claim(ip_claims, vmip, loaded, loc)
@@ -138,7 +145,14 @@ def ip_range_problem(address: str, pool: Pool) -> str | None:
 
 
 def ip_range_findings(inventory: Inventory, pool: Pool) -> Iterator[Finding]:
-    for loaded, vmip in inventory.of_kind(VirtualMachineIPAddress):
+    yield from address_range_findings(inventory.of_kind(VirtualMachineIPAddress), pool)
+
+
+def address_range_findings(
+    addresses: Iterable[tuple[LoadedObject, VirtualMachineIPAddress]], pool: Pool
+) -> Iterator[Finding]:
+    """The range findings of these addresses, each on its own."""
+    for loaded, vmip in addresses:
         if vmip.spec.type is IPAddressType.STATIC and vmip.spec.static_ip:
             problem = ip_range_problem(vmip.spec.static_ip, pool)
             if problem:

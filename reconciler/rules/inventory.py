@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from reconciler.api import Manifest, ObjectId, Secret
+from reconciler.findings import Finding
 from reconciler.loader import LoadedObject, LoadResult
 from reconciler.model.secrets import NO_SECRETS, OpenedSecrets, SecretRefusal
 
@@ -24,6 +26,12 @@ class Inventory:
         self._by_id: dict[ObjectId, LoadedObject] = {}
         self._broken = set(result.broken)
         self._broken_findings = result.broken
+        # replaced_since's last answer (several values of a pass ask it about one
+        # inventory), by a weak reference: an inventory never keeps the one before alive.
+        self._replaced: (
+            tuple[weakref.ref[Inventory], tuple[tuple[LoadedObject, LoadedObject], ...] | None]
+            | None
+        ) = None
         # The objects of each model class, in order: a rule asks for one kind of 10,000
         # objects several times a pass.
         self._by_class: dict[type[Manifest], list[LoadedObject]] = {}
@@ -46,6 +54,83 @@ class Inventory:
                 by_class[model_class] = [loaded]
             else:
                 same.append(loaded)
+
+    @classmethod
+    def of(cls, result: LoadResult) -> Inventory:
+        """The inventory of `result`, made once: the rules and the plan context of a pass
+        both index the same 10,000 objects. Kept for the last result asked about only,
+        and only while it holds the very objects (and broken ones) it was made from.
+        A result that replaced some of the last one's objects in place (a push that
+        edited manifests) is indexed from the last inventory (_edited)."""
+        last = _LAST_MADE[0] if _LAST_MADE else None
+        if last is not None:
+            made_from, objects, broken, count, inventory = last
+            if (
+                made_from() is result
+                and result.objects is objects
+                and len(objects) == count
+                and result.broken is broken
+                and len(broken) == len(inventory._broken)
+            ):
+                return inventory
+        made = _edited(inventory, result) if last is not None else None
+        inventory = made or cls(result)
+        _LAST_MADE[:] = [
+            (weakref.ref(result), result.objects, result.broken, len(result.objects), inventory)
+        ]
+        return inventory
+
+    def with_secrets(self, secrets: OpenedSecrets) -> Inventory:
+        """This inventory with what the host decrypted of its Secrets; its indexes are
+        shared (no inventory changes after it is made)."""
+        if secrets is self.secrets:
+            return self
+        other = object.__new__(Inventory)
+        other.__dict__.update(self.__dict__)
+        other.secrets = secrets
+        other._replaced = None
+        return other
+
+    def replaced_since(
+        self, before: Inventory
+    ) -> tuple[tuple[LoadedObject, LoadedObject], ...] | None:
+        """The objects this inventory holds in place of `before`'s, as (before's, this
+        one's) pairs in inventory order: the same number of objects, each one either the
+        very object of `before` or one of the same identity (kind, namespace, name) at
+        the same place, with the same duplicates, broken objects and Secrets' content.
+        None when they differ in any other way (an object added, removed, renamed or
+        moved): a caller that keeps a value made from `before` makes it anew then.
+
+        A daemon's pass after an edited manifest finds exactly that: the manifest cache
+        keeps every unchanged file's objects (source/cache.py)."""
+        last = self._replaced
+        if last is not None and last[0]() is before:
+            return last[1]
+        replaced = self._replaced_since(before)
+        self._replaced = (weakref.ref(before), replaced)
+        return replaced
+
+    def _replaced_since(
+        self, before: Inventory
+    ) -> tuple[tuple[LoadedObject, LoadedObject], ...] | None:
+        mine, theirs = self.objects, before.objects
+        if (
+            len(mine) != len(theirs)
+            or self._broken != before._broken
+            or len(self.duplicates) != len(before.duplicates)
+            or any(
+                a is not b or c is not d
+                for (a, c), (b, d) in zip(self.duplicates, before.duplicates, strict=True)
+            )
+            or not (self.secrets is before.secrets or self.secrets == before.secrets)
+        ):
+            return None
+        replaced = tuple(
+            (old, new) for new, old in zip(mine, theirs, strict=True) if new is not old
+        )
+        if any(old.id != new.id for old, new in replaced):
+            return None
+        return replaced
 
     def with_objects(self, extra: Iterable[LoadedObject]) -> Inventory:
         """This inventory and objects from elsewhere (operations hosts made: engine/
@@ -88,3 +173,58 @@ class Inventory:
         for loaded in candidates:
             if isinstance(loaded.model, kind):
                 yield loaded, loaded.model
+
+
+def models_of_kind(result: LoadResult, kind: type[M]) -> list[M]:
+    """Every object of `kind` in `result`, duplicates too, in the order loaded: from
+    Inventory.of's index (not a walk of 10,000 objects) when there is no duplicate."""
+    inventory = Inventory.of(result)
+    if not inventory.duplicates:
+        return [model for _, model in inventory.of_kind(kind)]
+    return [loaded.model for loaded in result.objects if isinstance(loaded.model, kind)]
+
+
+def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
+    """The inventory of `result` made from `last` (an inventory without duplicates or
+    Secrets' content) when `result` holds its objects but for some replaced in place by
+    objects of the same identity and model class; None otherwise. It is what Inventory
+    would make of `result`, and it knows what replaced what (replaced_since)."""
+    objects = result.objects
+    if last.duplicates or last.secrets is not NO_SECRETS or len(objects) != len(last.objects):
+        return None
+    replaced = tuple(
+        (old, new) for old, new in zip(last.objects, objects, strict=True) if old is not new
+    )
+    if any(old.id != new.id or type(old.model) is not type(new.model) for old, new in replaced):
+        return None
+    inventory = object.__new__(Inventory)
+    inventory.secrets = NO_SECRETS
+    inventory.objects = list(objects)
+    inventory.duplicates = []
+    inventory._broken = set(result.broken)
+    inventory._broken_findings = result.broken
+    inventory._by_id = dict(last._by_id)
+    inventory._by_class = dict(last._by_class)
+    swapped: dict[int, LoadedObject] = {}
+    for old, new in replaced:
+        inventory._by_id[new.id] = new
+        swapped[id(old)] = new
+    for model_class in {type(new.model) for _old, new in replaced}:
+        same = last._by_class[model_class]
+        inventory._by_class[model_class] = [swapped.get(id(o), o) for o in same]
+    same_broken = inventory._broken == last._broken
+    inventory._replaced = (weakref.ref(last), replaced if same_broken else None)
+    return inventory
+
+
+# Inventory.of's one inventory: (the result, its objects and broken objects as they were,
+# how many objects, the inventory).
+_LAST_MADE: list[
+    tuple[
+        weakref.ref[LoadResult],
+        list[LoadedObject],
+        dict[ObjectId, Finding],
+        int,
+        Inventory,
+    ]
+] = []

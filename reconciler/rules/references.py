@@ -56,15 +56,26 @@ _REFERENCES: Derived[_References] = Derived()
 
 def reference_findings(inventory: Inventory) -> Iterator[Finding]:
     for loaded in inventory.objects:
-        references = _REFERENCES.get(loaded)
-        if references is None:
-            references = _REFERENCES.put(loaded, _references(loaded.model))
-        for loc, target in references.required:
-            if target not in inventory:
-                yield _missing(loaded, loc, target)
-        use = references.secret
-        if use is not None and use.target in inventory:
-            yield from _secret_findings(inventory, loaded, use)
+        yield from object_reference_findings(inventory, loaded)
+
+
+def object_reference_findings(inventory: Inventory, loaded: LoadedObject) -> Iterator[Finding]:
+    """The reference findings of one object: its own references, against the others."""
+    references = references_of(loaded)
+    for loc, target in references.required:
+        if target not in inventory:
+            yield _missing(loaded, loc, target)
+    use = references.secret
+    if use is not None and use.target in inventory:
+        yield from _secret_findings(inventory, loaded, use)
+
+
+def references_of(loaded: LoadedObject) -> _References:
+    """What the object refers to (kept with it)."""
+    references = _REFERENCES.get(loaded)
+    if references is None:
+        references = _REFERENCES.put(loaded, _references(loaded.model))
+    return references
 
 
 def _references(model: Manifest) -> _References:

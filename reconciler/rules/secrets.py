@@ -3,16 +3,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from reconciler.api import Secret
 from reconciler.api.sops import ENCRYPT_COMMAND
 from reconciler.findings import Finding, Rule
+from reconciler.loader import LoadedObject
 from reconciler.rules.inventory import Inventory
 
 
 def clear_secret_findings(inventory: Inventory) -> Iterator[Finding]:
-    for loaded, secret in inventory.of_kind(Secret):
+    yield from secrets_in_the_clear(inventory.of_kind(Secret))
+
+
+def secrets_in_the_clear(secrets: Iterable[tuple[LoadedObject, Secret]]) -> Iterator[Finding]:
+    """The findings of these Secrets, each on its own."""
+    for loaded, secret in secrets:
         if not secret.clear_values():
             continue
         # At the first value in the clear: where the reader's eye should go.

@@ -22,20 +22,27 @@ _SIZING: Derived[tuple[VirtualMachineClass, SizingVerdict]] = Derived()
 
 def vm_findings(inventory: Inventory, topology: TopologyPolicy) -> Iterator[Finding]:
     for loaded, vm in inventory.of_kind(VirtualMachine):
-        own = _OWN.get(loaded)
-        if own is None or own[0] is not topology:
-            class_id = ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
-            findings = tuple(_own_findings(loaded, vm, topology))
-            own = _OWN.put(loaded, (topology, findings, class_id))
-        yield from own[1]
-        vmclass = inventory.get(own[2])
-        if vmclass is not None and isinstance(vmclass.model, VirtualMachineClass):
-            sized = _SIZING.get(loaded)
-            if sized is None or sized[0] is not vmclass.model:
-                sized = _SIZING.put(loaded, (vmclass.model, sizing_verdict(vm.spec, vmclass.model)))
-            verdict = sized[1]
-            if not verdict.matched:
-                yield loaded.finding(verdict.field, verdict.message, Rule.SIZING_POLICY)
+        yield from one_vm_findings(inventory, loaded, vm, topology)
+
+
+def one_vm_findings(
+    inventory: Inventory, loaded: LoadedObject, vm: VirtualMachine, topology: TopologyPolicy
+) -> Iterator[Finding]:
+    """The findings of one VM: its own, and its sizing against its class."""
+    own = _OWN.get(loaded)
+    if own is None or own[0] is not topology:
+        class_id = ObjectId("VirtualMachineClass", "", vm.spec.virtual_machine_class_name)
+        findings = tuple(_own_findings(loaded, vm, topology))
+        own = _OWN.put(loaded, (topology, findings, class_id))
+    yield from own[1]
+    vmclass = inventory.get(own[2])
+    if vmclass is not None and isinstance(vmclass.model, VirtualMachineClass):
+        sized = _SIZING.get(loaded)
+        if sized is None or sized[0] is not vmclass.model:
+            sized = _SIZING.put(loaded, (vmclass.model, sizing_verdict(vm.spec, vmclass.model)))
+        verdict = sized[1]
+        if not verdict.matched:
+            yield loaded.finding(verdict.field, verdict.message, Rule.SIZING_POLICY)
 
 
 def _own_findings(

@@ -182,17 +182,18 @@ def report_devices(
             # No such VM anywhere: the attachment waits, reported once for the fleet.
             for attachment in attachments:
                 reports[attachment.object_id] = attachment_report(attachment, None, "")
-    users = disk_users(devices.index, pairs, here, pool)
-    used_anywhere = set(devices.index.used_by_vms)
-    for vm_pairs in pairs.values():
-        used_anywhere.update(disk for _a, disk in vm_pairs)
+    index = devices.index
+    users = disk_users(index, pairs, here, pool)
+    attached = {disk for vm_pairs in pairs.values() for _a, disk in vm_pairs}
     creating = {a.volume for a in actions if isinstance(a, EnsureDiskVolume)}
     growing = {a.volume for a in actions if isinstance(a, ResizeDisk)}
-    for disk_id in devices.index.disks:
-        if disk_id not in users and disk_id in used_anywhere:
-            # A VM of another host uses it: that host reports it, and this one does not
-            # work out its state (in a fleet-sized repository, most disks are such).
-            continue
+    # A disk a VM of another host uses (or an attachment does) is that host's to report:
+    # this one does not work out its state (in a fleet-sized repository, most disks are
+    # such), nor walks all of them: only those of its VMs and those no VM uses.
+    position = index.disk_positions
+    candidates = {disk for disk in users if disk in position}
+    candidates.update(disk for disk in index.unused_disks if disk not in attached)
+    for disk_id in sorted(candidates, key=position.__getitem__):
         state = devices.view.disk(disk_id)
         if disk_id not in users and state.observed is None and not first_member:
             continue

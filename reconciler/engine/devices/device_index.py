@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from reconciler.api import (
     ObjectId,
@@ -18,6 +19,7 @@ from reconciler.api import (
     VirtualMachineBlockDeviceAttachment,
 )
 from reconciler.api.storage import DataSourceType
+from reconciler.engine.from_last import FromLast, Replaced
 from reconciler.memo import IdentityMemo
 from reconciler.model.names import disk_volume_name
 from reconciler.rules.inventory import Inventory
@@ -45,6 +47,16 @@ class DeviceIndex:
         default_factory=dict
     )
 
+    @cached_property
+    def disk_positions(self) -> Mapping[ObjectId, int]:
+        """Where each disk is in `disks`."""
+        return {disk: at for at, disk in enumerate(self.disks)}
+
+    @cached_property
+    def unused_disks(self) -> tuple[ObjectId, ...]:
+        """The disks no VM's blockDeviceRefs names, in the order of `disks`."""
+        return tuple(disk for disk in self.disks if disk not in self.used_by_vms)
+
 
 _INDEXES: weakref.WeakKeyDictionary[Inventory, DeviceIndex] = weakref.WeakKeyDictionary()
 
@@ -52,9 +64,26 @@ _INDEXES: weakref.WeakKeyDictionary[Inventory, DeviceIndex] = weakref.WeakKeyDic
 def device_index(inventory: Inventory, broken: Iterable[ObjectId] = ()) -> DeviceIndex:
     index = _INDEXES.get(inventory)
     if index is None:
-        index = _build(inventory, broken)
+        index = _FROM_LAST(inventory, frozenset(broken))
         _INDEXES[inventory] = index
     return index
+
+
+def _unchanged(last: DeviceIndex, replaced: Replaced) -> DeviceIndex | None:
+    """The last revision's index for one whose objects refer to the same devices (a
+    VM's cores, memory, run policy edited; a file read again), or changed only objects
+    the index does not read; None (made anew) when a reference or a disk changed."""
+    for old, new in replaced:
+        before, after = old.model, new.model
+        if isinstance(before, VirtualMachine) and isinstance(after, VirtualMachine):
+            if _vm_refs(before) != _vm_refs(after):
+                return None
+        elif isinstance(before, VirtualDisk) and isinstance(after, VirtualDisk):
+            if _disk_entry(before) != _disk_entry(after):
+                return None
+        elif (isinstance(before, _READ) or isinstance(after, _READ)) and before != after:
+            return None
+    return last
 
 
 def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
@@ -100,6 +129,13 @@ def _build(inventory: Inventory, broken: Iterable[ObjectId]) -> DeviceIndex:
         {vm_id: tuple(sorted(pairs)) for vm_id, pairs in attached.items()},
     )
 
+
+# The kinds the index reads.
+_READ = (VirtualMachine, VirtualDisk, VirtualMachineBlockDeviceAttachment)
+# The index of the last revision, kept for the next (engine/from_last.py).
+_FROM_LAST: FromLast[DeviceIndex] = FromLast(
+    lambda inventory, broken: _build(inventory, broken), _unchanged
+)
 
 _Refs = tuple[tuple[ObjectId, int | None], ...]
 # What a manifest refers to, by the very model object it was read from: between two

@@ -4,15 +4,15 @@ the revision is whole (SPEC §10)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from reconciler.api import ObjectId, VirtualMachine
+from reconciler.api import ObjectId
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext, VMPlan
 from reconciler.engine.vm.lifecycle import running_metadata, terminating_status
 from reconciler.model.actions import DeleteSeedVolume, UndefineDomain
 from reconciler.model.cpu import millicores_of
-from reconciler.model.names import domain_name, seed_volume_prefix
+from reconciler.model.names import seed_volume_prefix
 from reconciler.model.status import VMStatus
 
 
@@ -76,11 +76,3 @@ def plan_deletions(
             )
         )
     return Deletions(vms, statuses, frozenset(observed.name for observed in orphans))
-
-
-def desired_names(vms: Iterable[VirtualMachine], broken: Collection[ObjectId]) -> set[str]:
-    """The domain names of the revision's VMs, the broken ones included: none of them
-    is deleted."""
-    return {domain_name(vm) for vm in vms} | {
-        domain_name(vm_id) for vm_id in broken if vm_id.kind == "VirtualMachine"
-    }

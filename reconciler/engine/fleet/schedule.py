@@ -152,11 +152,16 @@ class Schedule:
         hosts: Sequence[FleetHost],
         demands: Mapping[ObjectId, Demand],
         state: _State | None = None,
+        *,
+        placed_anew: bool = False,
     ) -> None:
         self.homes = homes
         self.hosts = hosts
         self.demands = demands
         self._state = state
+        # Whether some VM was not somewhere already and was given a place (or none):
+        # then the homes depend on every VM's demand, not only on where each one is.
+        self.placed_anew = placed_anew
 
     def home_of(self, vm_id: ObjectId) -> Home | None:
         return self.homes.get(vm_id)
@@ -221,7 +226,7 @@ def schedule(
         if len(still) == len(waiting):
             break
         waiting = still
-    return Schedule(homes, list(state.hosts.values()), by_id, state)
+    return Schedule(homes, list(state.hosts.values()), by_id, state, placed_anew=True)
 
 
 def target_for(

@@ -35,6 +35,7 @@ from typing import Any
 from reconciler.api import VirtualMachine
 from reconciler.engine.devices.block_devices import PassDevices
 from reconciler.engine.devices.vm_devices import DeviceProblem
+from reconciler.engine.from_last import FromLast, others_equal, vm_pairs
 from reconciler.engine.network.vm_address import address_report
 from reconciler.engine.operations.execute import operations_by_vm
 from reconciler.engine.plan_types import Observation, Outcome, PlanContext
@@ -44,6 +45,7 @@ from reconciler.findings import Finding
 from reconciler.model.domain import ObservedDomain
 from reconciler.model.names import domain_name
 from reconciler.model.status import VMStatus
+from reconciler.rules.inventory import Inventory
 
 _KEPT_OUTCOMES = frozenset({Outcome.UNCHANGED, Outcome.AWAITING_RESTART})
 
@@ -54,12 +56,7 @@ def _same(a: object, b: object) -> bool:
 
 def _world(context: PlanContext, observation: Observation) -> tuple[object, ...]:
     """Everything of the pass that any VM's plan may read, besides the VM's own inputs."""
-    inventory = context.inventory
-    others = tuple(
-        (loaded.model, inventory.secret_content(loaded.id) if loaded.id.kind == "Secret" else None)
-        for loaded in inventory.objects
-        if loaded.id.kind != VirtualMachine.KIND
-    )
+    others = _OTHERS(context.inventory)
     return (
         context.topology,
         # Its rules: the table is made anew for each pass, from them and the topology.
@@ -78,15 +75,38 @@ def _world(context: PlanContext, observation: Observation) -> tuple[object, ...]
     )
 
 
+def _others(inventory: Inventory, _extra: object) -> tuple[tuple[object, object], ...]:
+    """Every object of the revision that is not a VM, with a Secret's content."""
+    return tuple(
+        (loaded.model, inventory.secret_content(loaded.id) if loaded.id.kind == "Secret" else None)
+        for loaded in inventory.objects
+        if loaded.id.kind != VirtualMachine.KIND
+    )
+
+
+# The last revision's, for one that edited only VMs (engine/from_last.py): its objects
+# that are not VMs are equal ones, with the same Secrets' contents (replaced_since), and
+# worlds are compared by equality.
+_OTHERS = FromLast(
+    _others,
+    lambda last, replaced: (
+        last if vm_pairs(replaced) is not None and others_equal(replaced) else None
+    ),
+)
+
+
 def _worlds_equal(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     *a_values, a_objects = a
     *b_values, b_objects = b
     if not all(_same(x, y) for x, y in zip(a_values, b_values, strict=True)):
         return False
     assert isinstance(a_objects, tuple) and isinstance(b_objects, tuple)
-    return len(a_objects) == len(b_objects) and all(
-        (x[0] is y[0] or x[0] == y[0]) and _same(x[1], y[1])
-        for x, y in zip(a_objects, b_objects, strict=True)
+    return a_objects is b_objects or (
+        len(a_objects) == len(b_objects)
+        and all(
+            (x[0] is y[0] or x[0] == y[0]) and _same(x[1], y[1])
+            for x, y in zip(a_objects, b_objects, strict=True)
+        )
     )
 
 
