@@ -74,6 +74,7 @@ class _CloneState:
     branch: str | None  # the ref HEAD names
     head: str | None  # the commit it holds
     dirty: list[str] | None  # the paths that differ from that commit
+    untracked: bool = True  # whether some of them are not tracked (left over, ignored)
 
     def holds(self, branch: str, head: str) -> bool:
         """Whether the clone is the branch at `head` exactly: nothing changed, staged,
@@ -135,6 +136,8 @@ class StatusPublisher:
         # The remote head the clone was last reset to: the lease of the next push.
         self._fetched_head = _ABSENT
         self.signing_key = signing_key
+        # Whether the clone's remote was set to `url` by this publisher already.
+        self._remote_set = False
 
     @property
     def status_root(self) -> Path:
@@ -184,14 +187,12 @@ class StatusPublisher:
             self._sync(env)
             _unlink_symlinked_folders(self.work_dir, self.status_path)
             writing = time.monotonic()
-            write(self.status_root)
+            written = write(self.status_root)
             # A turn's slot is the Git part of an attempt: the others redo their writes
             # from reports they have rendered already, which is quick.
             began += time.monotonic() - writing
-            if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
+            if not self._commit(env, message, bool(written)):
                 return PublishResult(committed=False, attempts=attempt)
-            self._git(env, "add", "-A", "--", self.status_path)
-            self._git(env, *self._signing(), "commit", "--quiet", "--no-verify", "-m", message)
             ref = f"refs/heads/{self.branch}"
             failure = self._network(
                 env,
@@ -224,6 +225,27 @@ class StatusPublisher:
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
             f" {attempts} times in a row; giving up until the next pass"
         )
+
+    def _commit(self, env: dict[str, str], message: str, written: bool) -> bool:
+        """Commit the status tree as it now is; False when it holds nothing new. A write
+        that says it changed files is committed at once (two git processes, not three:
+        this is the serial part of a fleet's turns); when it says it changed nothing,
+        the tree is asked, as the write may not know what an earlier attempt left."""
+        if not written:
+            changed = self._git(env, "status", "--porcelain", "--", self.status_path)
+            if not changed.strip():
+                return False
+        self._git(env, "add", "-A", "--", self.status_path)
+        try:
+            self._git(env, *self._signing(), "commit", "--quiet", "--no-verify", "-m", message)
+        except PublishError as failed:
+            # A file written again with the text it had is no change: nothing staged.
+            try:
+                self._git(env, "diff", "--cached", "--quiet", "--", self.status_path)
+            except PublishError:
+                raise failed from None  # staged, yet not committed: the commit's error
+            return False
+        return True
 
     def _turn_seconds(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
@@ -293,8 +315,11 @@ class StatusPublisher:
             self._git(env, "remote", "add", "origin", self.url)
         else:
             _remove_stale_locks(self.work_dir / ".git")
-            # A reloaded configuration may point the same work dir at another remote.
-            self._git(env, "remote", "set-url", "origin", self.url)
+            if not self._remote_set:
+                # A reloaded configuration may point the same work dir at another remote
+                # (with a publisher of its own: once per publisher is enough).
+                self._git(env, "remote", "set-url", "origin", self.url)
+        self._remote_set = True
         failure = self._network(
             env,
             "fetch",
@@ -330,32 +355,31 @@ class StatusPublisher:
             return
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
         self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
-        self._git(env, "clean", "-q", "-fdx")
+        if clone.untracked:
+            # Only files Git does not track outlive a checkout -f: none, no clean (a
+            # process less in each attempt, the serial part of a fleet's turns).
+            self._git(env, "clean", "-q", "-fdx")
         self._tell_index(env, clone, self._fetched_head)
 
     def _clone_state(self, env: dict[str, str]) -> _CloneState:
         """The clone's branch, commit and the paths that differ from that commit
         (changed, staged, added, left over; ignored files too, as clean -fdx removes
-        them); what cannot be read is None (detached, no commit yet: a new clone)."""
+        them), from one `git status`; what cannot be read is None (detached, no commit
+        yet: a new clone)."""
         try:
-            branch = self._git(env, "symbolic-ref", "-q", "HEAD").strip()
-        except PublishError:
-            branch = None
-        try:
-            head = self._git(env, "rev-parse", "--verify", "-q", "HEAD").strip()
             changes = self._git(
                 env,
                 "status",
-                "--porcelain",
+                "--porcelain=v2",
+                "--branch",
                 "-z",
                 "--no-renames",
                 "--untracked-files=all",
                 "--ignored=matching",
             )
         except PublishError:
-            return _CloneState(branch, None, None)
-        # `XY PATH` records (no second path without renames), PATH as in the tree.
-        return _CloneState(branch, head, [record[3:] for record in changes.split("\0") if record])
+            return _CloneState(None, None, None)
+        return _parse_status(changes)
 
     def _tell_index(self, env: dict[str, str], clone: _CloneState, head: str) -> None:
         """The paths the checkout and clean changed: those that differ between the
@@ -423,6 +447,42 @@ class StatusPublisher:
     def _failed(self, what: str, stderr: str) -> PublishError:
         reason = _reason(stderr)
         return PublishError(f"cannot {what} {redact_url(self.url)} ({self.branch}): {reason}")
+
+
+def _parse_status(changes: str) -> _CloneState:
+    """`git status --porcelain=v2 --branch -z`: the `# branch.oid` and `# branch.head`
+    headers, then one record per path that differs (`1 XY sub mH mI mW hH hI PATH`,
+    `u ...` with three more fields for a conflict, `? PATH` untracked, `! PATH`
+    ignored). A record this does not know (a rename) makes the paths unknown."""
+    branch: str | None = None
+    head: str | None = None
+    dirty: list[str] | None = []
+    untracked = False
+    for record in changes.split("\0"):
+        if record.startswith("# branch.head "):
+            name = record.removeprefix("# branch.head ")
+            branch = None if name == "(detached)" else f"refs/heads/{name}"
+        elif record.startswith("# branch.oid "):
+            oid = record.removeprefix("# branch.oid ")
+            head = None if oid == "(initial)" else oid
+        elif record.startswith("#") or not record:
+            continue
+        elif record.startswith(("? ", "! ")):
+            untracked = True
+            if dirty is not None:
+                dirty.append(record[2:])
+        elif record.startswith(("1 ", "u ")) and dirty is not None:
+            fields = 8 if record.startswith("1 ") else 10
+            parts = record.split(" ", fields)
+            if len(parts) <= fields:
+                dirty = None
+            else:
+                dirty.append(parts[fields])
+        else:
+            dirty = None
+    if head is None:
+        return _CloneState(branch, None, None)
+    return _CloneState(branch, head, dirty, untracked or dirty is None)
 
 
 def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
