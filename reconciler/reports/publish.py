@@ -138,6 +138,9 @@ class StatusPublisher:
         self.signing_key = signing_key
         # Whether the clone's remote was set to `url` by this publisher already.
         self._remote_set = False
+        # Whether the remote's head was fetched just now, for a turn: the next attempt
+        # builds on it without fetching again (its push's lease says if it moved since).
+        self._fetched_for_turn = False
 
     @property
     def status_root(self) -> Path:
@@ -215,8 +218,8 @@ class StatusPublisher:
                     # made while every host of the fleet runs its pass is slower than
                     # the turns that follow).
                     cycle = min(cycle, 2 * min(self._recent_attempts))
-                    turn = self._turn_seconds(env, fleet, revision, cycle)
-                    time.sleep(turn if turn is not None else _backoff_seconds(attempt))
+                    if not self._wait_for_turn(env, fleet, revision, cycle):
+                        time.sleep(_backoff_seconds(attempt))
                 continue
             self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
@@ -247,6 +250,35 @@ class StatusPublisher:
             return False
         return True
 
+    def _wait_for_turn(
+        self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
+    ) -> bool:
+        """Sleep until this host's turn (`_turn_seconds`); False when it has none (then a
+        random backoff). On waking, the branch is read again: the hosts ahead in the
+        order that landed meanwhile move this host up, and when one of them has not (its
+        pass is slow, or it is down) the host waits only the slots still ahead of it, or
+        goes at once when nobody landed at all while it slept. Each look costs one fetch,
+        not an attempt: a host that woke too early does not lose a race again, one that
+        woke too late does not leave the branch idle (docs/engine.md)."""
+        slot = min(cycle, _SLOT_SECONDS)
+        history: str | None = None
+        waited = 0.0
+        while True:
+            turn = self._turn(env, fleet, revision)
+            if turn is None:
+                # No order to read: the first time a random backoff; after a wait, go.
+                return history is not None
+            rank, seen = turn
+            if rank == 0 or seen == history or waited >= _TURN_SECONDS:
+                # The fetch of this look is the one the attempt needs.
+                self._fetched_for_turn = True
+                time.sleep(_jitter(slot))
+                return True
+            history = seen
+            pause = min(rank * slot + _jitter(slot), _TURN_SECONDS - waited)
+            time.sleep(pause)
+            waited += pause
+
     def _turn_seconds(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
     ) -> float | None:
@@ -260,6 +292,21 @@ class StatusPublisher:
         about as many rounds as there are hosts. None when there is no fleet or its
         history cannot say, or this host has pushed for the revision already: then a
         random backoff."""
+        turn = self._turn(env, fleet, revision)
+        if turn is None:
+            return None
+        # One slot per host ahead (bounded: a slot too short costs one more lost race,
+        # one too long leaves the branch idle), and a little jitter: two hosts that
+        # read the branch at different heads may compute the same rank.
+        slot = min(cycle, _SLOT_SECONDS)
+        return min(turn[0] * slot + _jitter(slot), _TURN_SECONDS)
+
+    def _turn(
+        self, env: dict[str, str], fleet: Sequence[str], revision: str
+    ) -> tuple[int, str] | None:
+        """This host's rank among the hosts of the fleet still to push for `revision`,
+        and the history it read it from (the authors since the revision); None when
+        there is no fleet, its history cannot say, or this host has pushed already."""
         if not revision or self.node_name not in fleet:
             return None
         remote_ref = f"refs/remotes/origin/{self.branch}"
@@ -288,12 +335,7 @@ class StatusPublisher:
         )
         if self.node_name not in waiting:
             return None  # a second publish for the revision: no turn of its own
-        # One slot per host ahead (bounded: a slot too short costs one more lost race,
-        # one too long leaves the branch idle), and a little jitter: two hosts that
-        # read the branch at different heads may compute the same rank.
-        slot = min(cycle, _SLOT_SECONDS)
-        turn = waiting.index(self.node_name) * slot + random.uniform(0.0, max(0.05, slot / 4))
-        return min(turn, _TURN_SECONDS)
+        return waiting.index(self.node_name), authors
 
     # ----------------------------------------------------------------------- clone
 
@@ -308,7 +350,9 @@ class StatusPublisher:
             raise
 
     def _sync_clone(self, env: dict[str, str]) -> None:
+        up_to_date, self._fetched_for_turn = self._fetched_for_turn, False
         if not (self.work_dir / ".git").is_dir():
+            up_to_date = False
             status_index.distrust(self.status_root)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._git(env, "init", "--quiet")
@@ -320,14 +364,16 @@ class StatusPublisher:
                 # (with a publisher of its own: once per publisher is enough).
                 self._git(env, "remote", "set-url", "origin", self.url)
         self._remote_set = True
-        failure = self._network(
-            env,
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "origin",
-            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
-        )
+        failure = None
+        if not up_to_date:
+            failure = self._network(
+                env,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            )
         if failure is not None:
             if not any(words in failure for words in _NO_BRANCH):
                 raise self._failed("fetch", failure)
@@ -495,6 +541,12 @@ def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
             folder.unlink()
             status_index.distrust(work_dir / status_path)
             return
+
+
+def _jitter(slot: float) -> float:
+    """A turn's random part: two hosts that read the branch at different heads may
+    compute the same rank."""
+    return random.uniform(0.0, max(0.05, slot / 4))
 
 
 def _backoff_seconds(attempt: int) -> float:
