@@ -17,6 +17,7 @@ own, which holds nothing else, is started when missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -363,6 +364,8 @@ class StatusPublisher:
                 # A reloaded configuration may point the same work dir at another remote
                 # (with a publisher of its own: once per publisher is enough).
                 self._git(env, "remote", "set-url", "origin", self.url)
+        if not self._remote_set:
+            self._check_out_status_only(env)
         self._remote_set = True
         failure = None
         if not up_to_date:
@@ -406,6 +409,14 @@ class StatusPublisher:
             # process less in each attempt, the serial part of a fleet's turns).
             self._git(env, "clean", "-q", "-fdx")
         self._tell_index(env, clone, self._fetched_head)
+
+    def _check_out_status_only(self, env: dict[str, str]) -> None:
+        """The clone's tree holds the status folder (and the files of the folders above
+        it), not the manifests: nothing here reads them, and a push that changes every
+        VM would otherwise have each host write every manifest once more, and look at
+        them in every attempt. A Git too old for it checks out everything, as before."""
+        with contextlib.suppress(PublishError):
+            self._git(env, "sparse-checkout", "set", "--cone", "--", self.status_path)
 
     def _clone_state(self, env: dict[str, str]) -> _CloneState:
         """The clone's branch, commit and the paths that differ from that commit

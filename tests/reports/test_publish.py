@@ -367,3 +367,20 @@ def test_files_left_over_in_a_folder_git_ignores_are_discarded(
     assert not ignored.exists() and not stray.exists()
     assert remote.show("status/nodes/hv1.yaml") == "up: false"
     assert remote.show("status/new folder/a report.yaml") is None
+
+
+def test_the_clone_holds_the_reports_not_the_manifests(remote: Remote, tmp_path: Path) -> None:
+    """The publisher's clone checks out the status folder (and the files at the top),
+    not the manifests' folders: a push that changes every manifest costs it nothing to
+    write, and the reports still land beside them."""
+    remote.push_manifest("vms/vm1.yaml", "kind: VirtualMachine\n")
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert not (status.work_dir / "vms").exists()
+    remote.push_manifest("vms/vm1.yaml", "kind: Changed\n")
+    status.publish(node_file("hv1", "up: false\n"), "1 VM")
+
+    assert not (status.work_dir / "vms").exists()
+    assert remote.show("vms/vm1.yaml") == "kind: Changed"
+    assert remote.show("status/nodes/hv1.yaml") == "up: false"
