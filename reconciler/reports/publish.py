@@ -83,6 +83,30 @@ class _CloneState:
         return self.branch == f"refs/heads/{branch}" and self.head == head and self.dirty == []
 
 
+class _Turn:
+    """A host's wait for its turn after a lost race, across the looks it takes at the
+    branch (each attempt's fetch): it waits the slots of the hosts still ahead of it,
+    and goes when none are left, when nobody landed while it slept (the hosts ahead are
+    slow, or down), or when it has waited long enough."""
+
+    def __init__(self, slot: float) -> None:
+        self.slot = slot
+        self.waited = 0.0
+        self.history: str | None = None
+
+    def again(self, look: tuple[int, str] | None) -> float:
+        """The seconds to sleep before the next look; 0: go now."""
+        if look is None:
+            return 0.0
+        rank, history = look
+        if rank == 0 or history == self.history or self.waited >= _TURN_SECONDS:
+            return 0.0
+        self.history = history
+        pause = min(rank * self.slot + _jitter(self.slot), _TURN_SECONDS - self.waited)
+        self.waited += pause
+        return pause
+
+
 class PublishError(RetryableError):
     """The reports could not be pushed; the message is redacted and says why."""
 
@@ -139,9 +163,6 @@ class StatusPublisher:
         self.signing_key = signing_key
         # Whether the clone's remote was set to `url` by this publisher already.
         self._remote_set = False
-        # Whether the remote's head was fetched just now, for a turn: the next attempt
-        # builds on it without fetching again (its push's lease says if it moved since).
-        self._fetched_for_turn = False
 
     @property
     def status_root(self) -> Path:
@@ -186,9 +207,16 @@ class StatusPublisher:
         env = self._env()
         message = f"status({self.node_name}): {summary} [skip ci]"
         attempts = max(self.attempts, 3 * len(fleet))
+        turn: _Turn | None = None  # this host's place in the order, after a lost race
         for attempt in range(1, attempts + 1):
             began = time.monotonic()
             self._sync(env)
+            while turn is not None and (pause := turn.again(self._turn(env, fleet, revision))):
+                # Not its turn yet: the hosts ahead are still landing.
+                time.sleep(pause)
+                began = time.monotonic()
+                self._sync(env)
+            turn = None
             _unlink_symlinked_folders(self.work_dir, self.status_path)
             writing = time.monotonic()
             written = write(self.status_root)
@@ -219,7 +247,8 @@ class StatusPublisher:
                     # made while every host of the fleet runs its pass is slower than
                     # the turns that follow).
                     cycle = min(cycle, 2 * min(self._recent_attempts))
-                    if not self._wait_for_turn(env, fleet, revision, cycle):
+                    turn = self._wait_for_turn(env, fleet, revision, cycle)
+                    if turn is None:
                         time.sleep(_backoff_seconds(attempt))
                 continue
             self._recent_attempts.append(time.monotonic() - began)
@@ -253,32 +282,17 @@ class StatusPublisher:
 
     def _wait_for_turn(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
-    ) -> bool:
-        """Sleep until this host's turn (`_turn_seconds`); False when it has none (then a
-        random backoff). On waking, the branch is read again: the hosts ahead in the
-        order that landed meanwhile move this host up, and when one of them has not (its
-        pass is slow, or it is down) the host waits only the slots still ahead of it, or
-        goes at once when nobody landed at all while it slept. Each look costs one fetch,
-        not an attempt: a host that woke too early does not lose a race again, one that
-        woke too late does not leave the branch idle (docs/engine.md)."""
-        slot = min(cycle, _SLOT_SECONDS)
-        history: str | None = None
-        waited = 0.0
-        while True:
-            turn = self._turn(env, fleet, revision)
-            if turn is None:
-                # No order to read: the first time a random backoff; after a wait, go.
-                return history is not None
-            rank, seen = turn
-            if rank == 0 or seen == history or waited >= _TURN_SECONDS:
-                # The fetch of this look is the one the attempt needs.
-                self._fetched_for_turn = True
-                time.sleep(_jitter(slot))
-                return True
-            history = seen
-            pause = min(rank * slot + _jitter(slot), _TURN_SECONDS - waited)
-            time.sleep(pause)
-            waited += pause
+    ) -> _Turn | None:
+        """Sleep until this host's turn (`_turn_seconds`); None when it has none (then a
+        random backoff). The turn goes on into the next attempt: the branch it fetches is
+        read again (`_Turn.again`), and while hosts ahead in the order are still landing
+        the host sleeps again instead of losing one more race."""
+        look = self._turn(env, fleet, revision, fetch=True)
+        if look is None:
+            return None
+        turn = _Turn(min(cycle, _SLOT_SECONDS))
+        time.sleep(turn.again(look) or _jitter(turn.slot))
+        return turn
 
     def _turn_seconds(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
@@ -293,7 +307,7 @@ class StatusPublisher:
         about as many rounds as there are hosts. None when there is no fleet or its
         history cannot say, or this host has pushed for the revision already: then a
         random backoff."""
-        turn = self._turn(env, fleet, revision)
+        turn = self._turn(env, fleet, revision, fetch=True)
         if turn is None:
             return None
         # One slot per host ahead (bounded: a slot too short costs one more lost race,
@@ -303,16 +317,17 @@ class StatusPublisher:
         return min(turn[0] * slot + _jitter(slot), _TURN_SECONDS)
 
     def _turn(
-        self, env: dict[str, str], fleet: Sequence[str], revision: str
+        self, env: dict[str, str], fleet: Sequence[str], revision: str, *, fetch: bool = False
     ) -> tuple[int, str] | None:
         """This host's rank among the hosts of the fleet still to push for `revision`,
-        and the history it read it from (the authors since the revision); None when
-        there is no fleet, its history cannot say, or this host has pushed already."""
+        and the history it read it from (the authors since the revision), from the
+        branch as fetched (first fetched again with `fetch`); None when there is no
+        fleet, its history cannot say, or this host has pushed already."""
         if not revision or self.node_name not in fleet:
             return None
         remote_ref = f"refs/remotes/origin/{self.branch}"
-        fetch = f"+refs/heads/{self.branch}:{remote_ref}"
-        if self._network(env, "fetch", "--quiet", "--no-tags", "origin", fetch) is not None:
+        refspec = f"+refs/heads/{self.branch}:{remote_ref}"
+        if fetch and self._network(env, "fetch", "--quiet", "--no-tags", "origin", refspec):
             return None
         try:
             # Bounded: a rewritten branch the revision is no longer on lists no more.
@@ -351,9 +366,7 @@ class StatusPublisher:
             raise
 
     def _sync_clone(self, env: dict[str, str]) -> None:
-        up_to_date, self._fetched_for_turn = self._fetched_for_turn, False
         if not (self.work_dir / ".git").is_dir():
-            up_to_date = False
             status_index.distrust(self.status_root)
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._git(env, "init", "--quiet")
@@ -367,16 +380,14 @@ class StatusPublisher:
         if not self._remote_set:
             self._check_out_status_only(env)
         self._remote_set = True
-        failure = None
-        if not up_to_date:
-            failure = self._network(
-                env,
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "origin",
-                f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
-            )
+        failure = self._network(
+            env,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+        )
         if failure is not None:
             if not any(words in failure for words in _NO_BRANCH):
                 raise self._failed("fetch", failure)
