@@ -278,7 +278,7 @@ def load_config_text(text: str, display_path: str, limits: Limits) -> Any:
     it is not valid YAML or beyond the limits; no other exception."""
     try:
         check_size_and_depth(text, limits)
-        node = COMPOSER.compose(text)
+        node = compose_single(text)
         return Converter(limits, text).value(node) if node is not None else None
     except Exception as error:  # whatever it is, it is about this text only
         raise LoadError(failure_finding(display_path, error)) from error
@@ -445,6 +445,20 @@ def compose_all(text: str) -> Iterator[Node | None]:
         # with it, until a collection, which the loaders hold off while they parse. A
         # repository of 10,000 files then peaked at twice the memory of its objects.
         composer.loadumper = composer._resolver = None
+
+
+def compose_single(text: str) -> Node | None:
+    """The node tree of text's one document, as COMPOSER.compose gives it (an error when
+    there are more), without defining a loader class for each text: a host of a fleet
+    reads every other host's changed reports in each pass, where that was most of the
+    time a report took."""
+    composer = _TextComposer(text)
+    try:
+        node: Node | None = composer.get_single_node()
+        return node
+    finally:
+        composer.dispose()
+        composer.loadumper = composer._resolver = None  # the cycle, as in compose_all
 
 
 # Built once: constructing a YAML instance scans for plug-ins on the disk.

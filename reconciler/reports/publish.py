@@ -17,6 +17,7 @@ own, which holds nothing else, is started when missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -74,11 +75,36 @@ class _CloneState:
     branch: str | None  # the ref HEAD names
     head: str | None  # the commit it holds
     dirty: list[str] | None  # the paths that differ from that commit
+    untracked: bool = True  # whether some of them are not tracked (left over, ignored)
 
     def holds(self, branch: str, head: str) -> bool:
         """Whether the clone is the branch at `head` exactly: nothing changed, staged,
         added or left over, as checkout -f and clean -fdx leave it."""
         return self.branch == f"refs/heads/{branch}" and self.head == head and self.dirty == []
+
+
+class _Turn:
+    """A host's wait for its turn after a lost race, across the looks it takes at the
+    branch (each attempt's fetch): it waits the slots of the hosts still ahead of it,
+    and goes when none are left, when nobody landed while it slept (the hosts ahead are
+    slow, or down), or when it has waited long enough."""
+
+    def __init__(self, slot: float) -> None:
+        self.slot = slot
+        self.waited = 0.0
+        self.history: str | None = None
+
+    def again(self, look: tuple[int, str] | None) -> float:
+        """The seconds to sleep before the next look; 0: go now."""
+        if look is None:
+            return 0.0
+        rank, history = look
+        if rank == 0 or history == self.history or self.waited >= _TURN_SECONDS:
+            return 0.0
+        self.history = history
+        pause = min(rank * self.slot + _jitter(self.slot), _TURN_SECONDS - self.waited)
+        self.waited += pause
+        return pause
 
 
 class PublishError(RetryableError):
@@ -135,6 +161,8 @@ class StatusPublisher:
         # The remote head the clone was last reset to: the lease of the next push.
         self._fetched_head = _ABSENT
         self.signing_key = signing_key
+        # Whether the clone's remote was set to `url` by this publisher already.
+        self._remote_set = False
 
     @property
     def status_root(self) -> Path:
@@ -179,19 +207,24 @@ class StatusPublisher:
         env = self._env()
         message = f"status({self.node_name}): {summary} [skip ci]"
         attempts = max(self.attempts, 3 * len(fleet))
+        turn: _Turn | None = None  # this host's place in the order, after a lost race
         for attempt in range(1, attempts + 1):
             began = time.monotonic()
             self._sync(env)
+            while turn is not None and (pause := turn.again(self._turn(env, fleet, revision))):
+                # Not its turn yet: the hosts ahead are still landing.
+                time.sleep(pause)
+                began = time.monotonic()
+                self._sync(env)
+            turn = None
             _unlink_symlinked_folders(self.work_dir, self.status_path)
             writing = time.monotonic()
-            write(self.status_root)
+            written = write(self.status_root)
             # A turn's slot is the Git part of an attempt: the others redo their writes
             # from reports they have rendered already, which is quick.
             began += time.monotonic() - writing
-            if not self._git(env, "status", "--porcelain", "--", self.status_path).strip():
+            if not self._commit(env, message, bool(written)):
                 return PublishResult(committed=False, attempts=attempt)
-            self._git(env, "add", "-A", "--", self.status_path)
-            self._git(env, *self._signing(), "commit", "--quiet", "--no-verify", "-m", message)
             ref = f"refs/heads/{self.branch}"
             failure = self._network(
                 env,
@@ -214,8 +247,9 @@ class StatusPublisher:
                     # made while every host of the fleet runs its pass is slower than
                     # the turns that follow).
                     cycle = min(cycle, 2 * min(self._recent_attempts))
-                    turn = self._turn_seconds(env, fleet, revision, cycle)
-                    time.sleep(turn if turn is not None else _backoff_seconds(attempt))
+                    turn = self._wait_for_turn(env, fleet, revision, cycle)
+                    if turn is None:
+                        time.sleep(_backoff_seconds(attempt))
                 continue
             self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
@@ -224,6 +258,41 @@ class StatusPublisher:
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
             f" {attempts} times in a row; giving up until the next pass"
         )
+
+    def _commit(self, env: dict[str, str], message: str, written: bool) -> bool:
+        """Commit the status tree as it now is; False when it holds nothing new. A write
+        that says it changed files is committed at once (two git processes, not three:
+        this is the serial part of a fleet's turns); when it says it changed nothing,
+        the tree is asked, as the write may not know what an earlier attempt left."""
+        if not written:
+            changed = self._git(env, "status", "--porcelain", "--", self.status_path)
+            if not changed.strip():
+                return False
+        self._git(env, "add", "-A", "--", self.status_path)
+        try:
+            self._git(env, *self._signing(), "commit", "--quiet", "--no-verify", "-m", message)
+        except PublishError as failed:
+            # A file written again with the text it had is no change: nothing staged.
+            try:
+                self._git(env, "diff", "--cached", "--quiet", "--", self.status_path)
+            except PublishError:
+                raise failed from None  # staged, yet not committed: the commit's error
+            return False
+        return True
+
+    def _wait_for_turn(
+        self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
+    ) -> _Turn | None:
+        """Sleep until this host's turn (`_turn_seconds`); None when it has none (then a
+        random backoff). The turn goes on into the next attempt: the branch it fetches is
+        read again (`_Turn.again`), and while hosts ahead in the order are still landing
+        the host sleeps again instead of losing one more race."""
+        look = self._turn(env, fleet, revision, fetch=True)
+        if look is None:
+            return None
+        turn = _Turn(min(cycle, _SLOT_SECONDS))
+        time.sleep(turn.again(look) or _jitter(turn.slot))
+        return turn
 
     def _turn_seconds(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
@@ -238,11 +307,27 @@ class StatusPublisher:
         about as many rounds as there are hosts. None when there is no fleet or its
         history cannot say, or this host has pushed for the revision already: then a
         random backoff."""
+        turn = self._turn(env, fleet, revision, fetch=True)
+        if turn is None:
+            return None
+        # One slot per host ahead (bounded: a slot too short costs one more lost race,
+        # one too long leaves the branch idle), and a little jitter: two hosts that
+        # read the branch at different heads may compute the same rank.
+        slot = min(cycle, _SLOT_SECONDS)
+        return min(turn[0] * slot + _jitter(slot), _TURN_SECONDS)
+
+    def _turn(
+        self, env: dict[str, str], fleet: Sequence[str], revision: str, *, fetch: bool = False
+    ) -> tuple[int, str] | None:
+        """This host's rank among the hosts of the fleet still to push for `revision`,
+        and the history it read it from (the authors since the revision), from the
+        branch as fetched (first fetched again with `fetch`); None when there is no
+        fleet, its history cannot say, or this host has pushed already."""
         if not revision or self.node_name not in fleet:
             return None
         remote_ref = f"refs/remotes/origin/{self.branch}"
-        fetch = f"+refs/heads/{self.branch}:{remote_ref}"
-        if self._network(env, "fetch", "--quiet", "--no-tags", "origin", fetch) is not None:
+        refspec = f"+refs/heads/{self.branch}:{remote_ref}"
+        if fetch and self._network(env, "fetch", "--quiet", "--no-tags", "origin", refspec):
             return None
         try:
             # Bounded: a rewritten branch the revision is no longer on lists no more.
@@ -266,12 +351,7 @@ class StatusPublisher:
         )
         if self.node_name not in waiting:
             return None  # a second publish for the revision: no turn of its own
-        # One slot per host ahead (bounded: a slot too short costs one more lost race,
-        # one too long leaves the branch idle), and a little jitter: two hosts that
-        # read the branch at different heads may compute the same rank.
-        slot = min(cycle, _SLOT_SECONDS)
-        turn = waiting.index(self.node_name) * slot + random.uniform(0.0, max(0.05, slot / 4))
-        return min(turn, _TURN_SECONDS)
+        return waiting.index(self.node_name), authors
 
     # ----------------------------------------------------------------------- clone
 
@@ -293,8 +373,13 @@ class StatusPublisher:
             self._git(env, "remote", "add", "origin", self.url)
         else:
             _remove_stale_locks(self.work_dir / ".git")
-            # A reloaded configuration may point the same work dir at another remote.
-            self._git(env, "remote", "set-url", "origin", self.url)
+            if not self._remote_set:
+                # A reloaded configuration may point the same work dir at another remote
+                # (with a publisher of its own: once per publisher is enough).
+                self._git(env, "remote", "set-url", "origin", self.url)
+        if not self._remote_set:
+            self._check_out_status_only(env)
+        self._remote_set = True
         failure = self._network(
             env,
             "fetch",
@@ -330,32 +415,39 @@ class StatusPublisher:
             return
         # -f: whatever an earlier attempt left in the tree and the index is discarded.
         self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
-        self._git(env, "clean", "-q", "-fdx")
+        if clone.untracked:
+            # Only files Git does not track outlive a checkout -f: none, no clean (a
+            # process less in each attempt, the serial part of a fleet's turns).
+            self._git(env, "clean", "-q", "-fdx")
         self._tell_index(env, clone, self._fetched_head)
+
+    def _check_out_status_only(self, env: dict[str, str]) -> None:
+        """The clone's tree holds the status folder (and the files of the folders above
+        it), not the manifests: nothing here reads them, and a push that changes every
+        VM would otherwise have each host write every manifest once more, and look at
+        them in every attempt. A Git too old for it checks out everything, as before."""
+        with contextlib.suppress(PublishError):
+            self._git(env, "sparse-checkout", "set", "--cone", "--", self.status_path)
 
     def _clone_state(self, env: dict[str, str]) -> _CloneState:
         """The clone's branch, commit and the paths that differ from that commit
         (changed, staged, added, left over; ignored files too, as clean -fdx removes
-        them); what cannot be read is None (detached, no commit yet: a new clone)."""
+        them), from one `git status`; what cannot be read is None (detached, no commit
+        yet: a new clone)."""
         try:
-            branch = self._git(env, "symbolic-ref", "-q", "HEAD").strip()
-        except PublishError:
-            branch = None
-        try:
-            head = self._git(env, "rev-parse", "--verify", "-q", "HEAD").strip()
             changes = self._git(
                 env,
                 "status",
-                "--porcelain",
+                "--porcelain=v2",
+                "--branch",
                 "-z",
                 "--no-renames",
                 "--untracked-files=all",
                 "--ignored=matching",
             )
         except PublishError:
-            return _CloneState(branch, None, None)
-        # `XY PATH` records (no second path without renames), PATH as in the tree.
-        return _CloneState(branch, head, [record[3:] for record in changes.split("\0") if record])
+            return _CloneState(None, None, None)
+        return _parse_status(changes)
 
     def _tell_index(self, env: dict[str, str], clone: _CloneState, head: str) -> None:
         """The paths the checkout and clean changed: those that differ between the
@@ -425,6 +517,42 @@ class StatusPublisher:
         return PublishError(f"cannot {what} {redact_url(self.url)} ({self.branch}): {reason}")
 
 
+def _parse_status(changes: str) -> _CloneState:
+    """`git status --porcelain=v2 --branch -z`: the `# branch.oid` and `# branch.head`
+    headers, then one record per path that differs (`1 XY sub mH mI mW hH hI PATH`,
+    `u ...` with three more fields for a conflict, `? PATH` untracked, `! PATH`
+    ignored). A record this does not know (a rename) makes the paths unknown."""
+    branch: str | None = None
+    head: str | None = None
+    dirty: list[str] | None = []
+    untracked = False
+    for record in changes.split("\0"):
+        if record.startswith("# branch.head "):
+            name = record.removeprefix("# branch.head ")
+            branch = None if name == "(detached)" else f"refs/heads/{name}"
+        elif record.startswith("# branch.oid "):
+            oid = record.removeprefix("# branch.oid ")
+            head = None if oid == "(initial)" else oid
+        elif record.startswith("#") or not record:
+            continue
+        elif record.startswith(("? ", "! ")):
+            untracked = True
+            if dirty is not None:
+                dirty.append(record[2:])
+        elif record.startswith(("1 ", "u ")) and dirty is not None:
+            fields = 8 if record.startswith("1 ") else 10
+            parts = record.split(" ", fields)
+            if len(parts) <= fields:
+                dirty = None
+            else:
+                dirty.append(parts[fields])
+        else:
+            dirty = None
+    if head is None:
+        return _CloneState(branch, None, None)
+    return _CloneState(branch, head, dirty, untracked or dirty is None)
+
+
 def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
     """A status folder (or a folder above it) committed as a symlink is removed, so the
     reports replace it instead of being read and written wherever it leads."""
@@ -435,6 +563,12 @@ def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
             folder.unlink()
             status_index.distrust(work_dir / status_path)
             return
+
+
+def _jitter(slot: float) -> float:
+    """A turn's random part: two hosts that read the branch at different heads may
+    compute the same rank."""
+    return random.uniform(0.0, max(0.05, slot / 4))
 
 
 def _backoff_seconds(attempt: int) -> float:

@@ -317,3 +317,70 @@ def test_hosts_that_lost_a_race_take_turns_in_one_order(remote: Remote, tmp_path
     # Without the revision (reports on a branch of their own) no history says who is
     # waiting.
     assert hosts["hv1"]._turn_seconds(hosts["hv1"]._env(), fleet, "", cycle=1.0) is None
+
+
+def test_a_host_whose_turn_comes_after_silent_hosts_still_lands(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """A host that lost a race waits for the hosts ahead of it in the order; when none of
+    them pushes (their passes are slow, or they are down) it goes once the branch stayed
+    quiet, and a push that lands between its look at the branch and its own push only
+    costs it one more race: its report lands, the other push is kept."""
+    revision = remote.head()
+    fleet = tuple(f"hv{number}" for number in range(1, 9))
+    order = sorted(fleet, key=lambda node: hashlib.sha256(f"{revision}/{node}".encode()).digest())
+    last = order[-1]  # seven hosts ahead of it, none of which ever pushes
+    races: list[int] = []
+
+    def write_racing_twice(root: Path) -> list[Path]:
+        if len(races) < 2:
+            races.append(len(races))
+            remote.push_manifest("other.yaml", f"race: {len(races)}\n")
+        return node_file(last, "up: true\n")(root)
+
+    status = publisher(remote, tmp_path, last)
+    result = status.publish(write_racing_twice, "1 VM", fleet=fleet, revision=revision)
+
+    assert result.committed and result.attempts == 3
+    assert status.rejections == 2
+    assert remote.show(f"status/nodes/{last}.yaml") == "up: true"
+    assert remote.show("other.yaml") == "race: 2"
+
+
+def test_files_left_over_in_a_folder_git_ignores_are_discarded(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """What an earlier attempt left where Git does not look (an ignored file, a name with
+    a space in an untracked folder) is removed before the next attempt writes."""
+    remote.push_manifest(".gitignore", "*.tmp\n")
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    ignored = status.status_root / "nodes" / "half written.tmp"
+    ignored.write_text("x", encoding="utf-8")
+    stray = status.status_root / "new folder" / "a report.yaml"
+    stray.parent.mkdir()
+    stray.write_text("x: 1\n", encoding="utf-8")
+
+    result = status.publish(node_file("hv1", "up: false\n"), "1 VM")
+
+    assert result.committed
+    assert not ignored.exists() and not stray.exists()
+    assert remote.show("status/nodes/hv1.yaml") == "up: false"
+    assert remote.show("status/new folder/a report.yaml") is None
+
+
+def test_the_clone_holds_the_reports_not_the_manifests(remote: Remote, tmp_path: Path) -> None:
+    """The publisher's clone checks out the status folder (and the files at the top),
+    not the manifests' folders: a push that changes every manifest costs it nothing to
+    write, and the reports still land beside them."""
+    remote.push_manifest("vms/vm1.yaml", "kind: VirtualMachine\n")
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+
+    assert not (status.work_dir / "vms").exists()
+    remote.push_manifest("vms/vm1.yaml", "kind: Changed\n")
+    status.publish(node_file("hv1", "up: false\n"), "1 VM")
+
+    assert not (status.work_dir / "vms").exists()
+    assert remote.show("vms/vm1.yaml") == "kind: Changed"
+    assert remote.show("status/nodes/hv1.yaml") == "up: false"
