@@ -69,8 +69,8 @@ metadata:
     kubernetes.io/hostname: {node}
 spec:
   capacity:
-    cpu: 16
-    memory: 64Gi
+    cpu: 1000
+    memory: 64Ti
 """
 
 
