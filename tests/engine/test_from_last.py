@@ -29,12 +29,13 @@ from reconciler.engine.plan import Observation, Plan, plan
 from reconciler.engine.reconcile import EarlierReports, plan_context
 from reconciler.engine.vm import plan_memo
 from reconciler.engine.vm.plan_memo import PlanMemo
-from reconciler.loader import LoadResult, load_text
+from reconciler.loader import LoadResult
 from reconciler.policies import load_change_rules, load_topology_policy
 from reconciler.rules import check
 from reconciler.rules import inventory as inventory_module
 from reconciler.rules.inventory import Inventory
 from tests.engine.conftest import HOST
+from tests.engine.kept_texts import load_keeping
 from tests.hosts import CLASS, vm_yaml
 
 plan_module = sys.modules["reconciler.engine.plan"]
@@ -91,15 +92,7 @@ class Fleet:
     touched: int = 0
 
     def load(self) -> LoadResult:
-        result = LoadResult()
-        loaded: dict[str, tuple[str, LoadResult]] = {}
-        for name in sorted(self.texts):
-            text = self.texts[name]
-            cached = self._loaded.get(name)
-            one = cached[1] if cached and cached[0] == text else load_text(text, name)
-            loaded[name] = (text, one)
-            result.extend(one)
-        self._loaded = loaded
+        result, self._loaded = load_keeping(self.texts, self._loaded)
         return result
 
     def earlier(self) -> EarlierReports:

@@ -25,11 +25,12 @@ from reconciler.engine.network.addressing import AddressInputs
 from reconciler.engine.plan import Observation, Plan, plan
 from reconciler.engine.reconcile import with_addressing
 from reconciler.engine.vm.plan_memo import PlanMemo
-from reconciler.loader import LoadResult, load_text
+from reconciler.loader import LoadResult
 from reconciler.model.actions import DefineDomain, EnsureDiskVolume
 from reconciler.model.domain import PowerState, VolumeFacts
 from reconciler.reports.pass_inputs import read_plan_context
 from tests.engine.conftest import HOST, observed_as_defined, vm_yaml
+from tests.engine.kept_texts import load_keeping
 from tests.hosts import CLASS
 
 # The module, not its function of the same name that reconciler.engine exports.
@@ -51,15 +52,7 @@ class Repository:
     _loaded: dict[str, tuple[str, LoadResult]] = field(default_factory=dict)
 
     def load(self) -> LoadResult:
-        result = LoadResult()
-        loaded: dict[str, tuple[str, LoadResult]] = {}
-        for name in sorted(self.texts):
-            text = self.texts[name]
-            cached = self._loaded.get(name)
-            one = cached[1] if cached and cached[0] == text else load_text(text, name)
-            loaded[name] = (text, one)
-            result.extend(one)
-        self._loaded = loaded
+        result, self._loaded = load_keeping(self.texts, self._loaded)
         return result
 
 
