@@ -82,9 +82,12 @@ bench: $(STAMPS)/venv
 	$(PY) bench/startup.py
 
 # Issue 16: 2, 10 and 30 `reconciler run` daemons (test driver) on one bare remote, one push
-# changing every VM; about six minutes on two CPUs, so not part of `bench`.
+# changing every VM: first a repository that grows with the fleet (10 VMs per host), then
+# one repository of 300 VMs at every size (only the number of hosts changes); about ten
+# minutes on two CPUs, so not part of `bench`.
 bench-fleet: $(STAMPS)/venv
 	$(PY) bench/fleet.py
+	$(PY) bench/fleet.py --total-vms 300 --changes 3
 
 # Issue 16: one-shot `reconciler apply` beside kcli, Ansible and bare libvirt calls, on a
 # libvirtd the bench starts for itself (as root; never the shared qemu:///system). kcli
