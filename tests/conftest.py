@@ -55,6 +55,16 @@ spec:
 """
 
 
+# A VM spec part: cloud-init from the Secret `cloud-init` (vm_yaml(extra_spec=...)).
+USER_DATA_REF = """\
+provisioning:
+  type: UserDataRef
+  userDataRef:
+    kind: Secret
+    name: cloud-init
+"""
+
+
 def vm_yaml(
     name: str = "linux-vm",
     *,

@@ -15,15 +15,16 @@ from hypothesis import strategies as st
 
 from reconciler.loader import LoadResult, load_text
 from reconciler.rules import Pool, check
-from tests.conftest import OPEN_CLASS, REFERENCE_CLASS, disk_yaml, docs, vm_yaml, vmip_yaml
+from tests.conftest import (
+    OPEN_CLASS,
+    REFERENCE_CLASS,
+    USER_DATA_REF,
+    disk_yaml,
+    docs,
+    vm_yaml,
+    vmip_yaml,
+)
 
-USER_DATA_REF = """\
-provisioning:
-  type: UserDataRef
-  userDataRef:
-    kind: Secret
-    name: cloud-init
-"""
 BIG_USER_DATA = "provisioning:\n  type: UserData\n  userData: " + "x" * 20000 + "\n"
 
 

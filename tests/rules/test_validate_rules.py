@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import (
     REFERENCE_CLASS,
+    USER_DATA_REF,
     Cli,
     ManifestRepo,
     disk_yaml,
@@ -306,15 +307,6 @@ def test_missing_ip_address_points_at_its_name(cli: Cli, good: ManifestRepo) -> 
         obj=LINUX_VM,
     )
     assert "linux-vm-ip" in finding["message"]
-
-
-USER_DATA_REF = """\
-provisioning:
-  type: UserDataRef
-  userDataRef:
-    kind: Secret
-    name: cloud-init
-"""
 
 
 def test_missing_secret_points_at_the_user_data_ref(cli: Cli, good: ManifestRepo) -> None:
