@@ -6,7 +6,7 @@ cherry-picked: the clone is reset to what the remote now holds and the reports a
 written again on top of it, so every host's files survive (each host writes only
 its own reports). A clone left half-done by a killed daemon is reset the same way.
 The hosts of a fleet that lost a race take turns, in an order each reads from the
-branch's history (`_turn_seconds`), so that each loses about once however many there
+branch's history (`_turn`), so that each loses about once however many there
 are.
 
 Every push holds a lease on the head it was built on: it lands only while the
@@ -57,7 +57,7 @@ _NEW_BRANCH = "vmr-new-status-branch"
 # The lease of a push that starts a branch: the remote must not have it yet.
 _ABSENT = ""
 # The author of a host's status commits, before its node name: who has pushed is read
-# back from the branch's history (_turn_seconds).
+# back from the branch's history (_turn).
 _AUTHOR_PREFIX = "vm-reconciler on "
 # A turn's slot and the longest wait for a turn: an attempt's Git part (fetch, commit,
 # push) takes a fraction of a second on a quiet remote; a waiting host never sleeps longer
@@ -200,7 +200,7 @@ class StatusPublisher:
         revision: the commit of the branch this host applied (empty when the reports go
         to a branch of their own). Every host writes its Node report after every push to
         the branch, so after each push all of them publish at once and only one lands
-        per round: a host that loses the race takes a turn (`_turn_seconds`) instead of
+        per round: a host that loses the race takes a turn (`_turn`) instead of
         a random few seconds that would bring the losers back together, and may lose to
         each other host once before its turn comes (docs/engine.md, "Many hosts on one
         repository")."""
@@ -283,38 +283,18 @@ class StatusPublisher:
     def _wait_for_turn(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
     ) -> _Turn | None:
-        """Sleep until this host's turn (`_turn_seconds`); None when it has none (then a
+        """Sleep until this host's turn (`_turn`); None when it has none (then a
         random backoff). The turn goes on into the next attempt: the branch it fetches is
         read again (`_Turn.again`), and while hosts ahead in the order are still landing
         the host sleeps again instead of losing one more race."""
         look = self._turn(env, fleet, revision, fetch=True)
         if look is None:
             return None
+        # The slot is bounded: one too short costs one more lost race, one too long
+        # leaves the branch idle.
         turn = _Turn(min(cycle, _SLOT_SECONDS))
         time.sleep(turn.again(look) or _jitter(turn.slot))
         return turn
-
-    def _turn_seconds(
-        self, env: dict[str, str], fleet: Sequence[str], revision: str, cycle: float
-    ) -> float | None:
-        """How long to wait, after a lost race, for this host's turn: the hosts of the
-        fleet that have not yet pushed a status commit since `revision` (the branch's
-        history says who has) are ranked by a hash of the revision and their name, the
-        same order on every host and a different one for each revision (no host is
-        always last), and each waits its rank times `cycle`, one turn's slot (what the
-        Git part of an attempt takes: fetch, commit, push).
-        So the hosts land one after the other, each after about one lost race, in
-        about as many rounds as there are hosts. None when there is no fleet or its
-        history cannot say, or this host has pushed for the revision already: then a
-        random backoff."""
-        turn = self._turn(env, fleet, revision, fetch=True)
-        if turn is None:
-            return None
-        # One slot per host ahead (bounded: a slot too short costs one more lost race,
-        # one too long leaves the branch idle), and a little jitter: two hosts that
-        # read the branch at different heads may compute the same rank.
-        slot = min(cycle, _SLOT_SECONDS)
-        return min(turn[0] * slot + _jitter(slot), _TURN_SECONDS)
 
     def _turn(
         self, env: dict[str, str], fleet: Sequence[str], revision: str, *, fetch: bool = False
@@ -322,7 +302,14 @@ class StatusPublisher:
         """This host's rank among the hosts of the fleet still to push for `revision`,
         and the history it read it from (the authors since the revision), from the
         branch as fetched (first fetched again with `fetch`); None when there is no
-        fleet, its history cannot say, or this host has pushed already."""
+        fleet, its history cannot say, or this host has pushed already: then a random
+        backoff. The hosts that have not yet pushed a status commit since `revision`
+        (the branch's history says who has) are ranked by a hash of the revision and
+        their name, the same order on every host and a different one for each revision
+        (no host is always last); each waits its rank times one slot (`_Turn`), what
+        the Git part of an attempt takes (fetch, commit, push). So the hosts land one
+        after the other, each after about one lost race, in about as many rounds as
+        there are hosts."""
         if not revision or self.node_name not in fleet:
             return None
         remote_ref = f"refs/remotes/origin/{self.branch}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.reports.publish import PublishError, StatusPublisher
+from reconciler.reports.publish import PublishError, StatusPublisher, _Turn
 from reconciler.reports.tree import write_host_reports
 from tests.gitrepos import Remote, git
 from tests.reports.conftest import host, plan_of
@@ -308,7 +308,8 @@ def test_hosts_that_lost_a_race_take_turns_in_one_order(remote: Remote, tmp_path
     turns = {}
     for node, status in hosts.items():
         assert status.refresh()
-        turns[node] = status._turn_seconds(status._env(), fleet, revision, cycle=1.0)
+        look = status._turn(status._env(), fleet, revision, fetch=True)
+        turns[node] = _Turn(1.0).again(look) if look is not None else None
 
     assert turns.pop("hv2") is None
     slots = {node: int(turn) for node, turn in turns.items() if turn is not None}
@@ -316,7 +317,7 @@ def test_hosts_that_lost_a_race_take_turns_in_one_order(remote: Remote, tmp_path
     assert slots == {node: rank for rank, node in enumerate(order)}
     # Without the revision (reports on a branch of their own) no history says who is
     # waiting.
-    assert hosts["hv1"]._turn_seconds(hosts["hv1"]._env(), fleet, "", cycle=1.0) is None
+    assert hosts["hv1"]._turn(hosts["hv1"]._env(), fleet, "", fetch=True) is None
 
 
 def test_a_host_whose_turn_comes_after_silent_hosts_still_lands(
