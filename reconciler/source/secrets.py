@@ -56,7 +56,7 @@ class SecretOpener:
         refused: dict[ObjectId, SecretRefusal] = {}
         kept: dict[_CacheKey, Secret | SecretRefusal] = {}
         stamp = _stamp(self.key_file)
-        for loaded, secret in _named_secrets(Inventory(result)):
+        for loaded, secret in _named_secrets(Inventory.of(result)):
             if secret.sops is None:
                 if self.require_encrypted and secret.clear_values():
                     refused[secret.id] = _in_the_clear(secret)
