@@ -274,6 +274,9 @@ class Components:
             # deleted on the remote, must not come back holding nothing but reports.
             create_missing_branch=branch != repository.branch,
             signing_key=repository.signing_key_file,
+            # The source has just fetched the same branch: its objects need not come
+            # twice (a branch of the reports' own shares none of them).
+            borrowed_objects=self.source.object_store if branch == repository.branch else None,
         )
 
     def _on_domain_changed(self, domain: str) -> None:

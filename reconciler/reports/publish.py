@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import random
+import shutil
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,13 +34,19 @@ from git.exc import GitCommandError
 
 from reconciler.model.errors import RetryableError
 from reconciler.reports import status_index
+from reconciler.reports.tree_commit import TreeCommits, Unfit
+from reconciler.reports.tree_follow import follow
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     GitFailed,
     Redactor,
+    batch_mktree,
     redact_url,
     run_git,
+    run_git_bytes,
 )
+
+log = logging.getLogger(__name__)
 
 # git's words for "someone else pushed first" (client side) or "someone else is
 # updating the ref right now" (server side). A bare "rejected" is not enough: a hook
@@ -68,6 +77,13 @@ _TURN_SECONDS = 60.0
 
 # More paths changed than this at once: the status tree is listed anew instead.
 _MOST_PATHS_TOLD = 2000
+# How long the clone is followed by what Git says changed (tree_follow.py) before
+# `git status` looks at every file of it again: whatever else touched the clone
+# (a person, a bug of ours) is undone within this.
+_TRUSTED_SECONDS = 300.0
+# A head refresh() fetched this recently is the one a publish builds on, without a
+# fetch of its own: a pass's planning takes less.
+_FRESH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -135,13 +151,17 @@ class StatusPublisher:
         attempts: int = 8,
         create_missing_branch: bool = False,
         signing_key: Path | None = None,
+        borrowed_objects: Path | None = None,
     ) -> None:
         """git_env: fixed variables for git (credentials); environment: a callable asked
         before every publish instead, so a rotated token file is picked up.
         create_missing_branch: only for a status branch of its own; the branch the hosts
         follow is never created (its manifests would be gone). signing_key: the host's SSH
         private key that signs every status commit, so that hosts verifying history
-        (repository.verify) accept it; None: unsigned."""
+        (repository.verify) accept it; None: unsigned. borrowed_objects: the object store
+        of the source's clone of the same remote, which fetched the same branch moments
+        before: the clone borrows its objects (`objects/info/alternates`) instead of
+        fetching them once more (_borrow)."""
         self.url = url
         self.branch = branch
         self.status_path = status_path.strip("/") or "status"
@@ -163,6 +183,17 @@ class StatusPublisher:
         self.signing_key = signing_key
         # Whether the clone's remote was set to `url` by this publisher already.
         self._remote_set = False
+        # The commit whose status folder the clone's files are, exactly, as far as this
+        # process made them so (None: not known; `git status` looks). HEAD and the index
+        # may be older: only a checkout moves them (_checked_out).
+        self._holds: str | None = None
+        self._checked_out: str | None = None
+        self._looked_at = 0.0  # when `git status` last looked at every file
+        # When refresh() last fetched: a publish soon after (in the same pass) builds
+        # on that head.
+        self._refreshed_at: float | None = None
+        self._trees = TreeCommits(self._git_bytes)
+        self.borrowed_objects = borrowed_objects
 
     @property
     def status_root(self) -> Path:
@@ -191,6 +222,7 @@ class StatusPublisher:
             self._sync(self._env())
         except PublishError:
             return False
+        self._refreshed_at = time.monotonic()
         return True
 
     def publish(
@@ -208,22 +240,30 @@ class StatusPublisher:
         message = f"status({self.node_name}): {summary} [skip ci]"
         attempts = max(self.attempts, 3 * len(fleet))
         turn: _Turn | None = None  # this host's place in the order, after a lost race
+        # The head refresh() fetched in this pass is fresh enough for a first attempt: a
+        # push that meets a newer one loses its lease and is redone, as any lost race.
+        refreshed, self._refreshed_at = self._refreshed_at, None
+        fresh = (
+            refreshed is not None
+            and time.monotonic() - refreshed < _FRESH_SECONDS
+            and self._holds == self._fetched_head
+        )
         for attempt in range(1, attempts + 1):
             began = time.monotonic()
-            self._sync(env)
+            if not (fresh and attempt == 1):
+                self._sync(env)
             while turn is not None and (pause := turn.again(self._turn(env, fleet, revision))):
                 # Not its turn yet: the hosts ahead are still landing.
                 time.sleep(pause)
                 began = time.monotonic()
                 self._sync(env)
             turn = None
-            _unlink_symlinked_folders(self.work_dir, self.status_path)
             writing = time.monotonic()
-            written = write(self.status_root)
+            commit = self._write_and_commit(env, write, message)
             # A turn's slot is the Git part of an attempt: the others redo their writes
             # from reports they have rendered already, which is quick.
             began += time.monotonic() - writing
-            if not self._commit(env, message, bool(written)):
+            if commit is None:
                 return PublishResult(committed=False, attempts=attempt)
             ref = f"refs/heads/{self.branch}"
             failure = self._network(
@@ -232,7 +272,7 @@ class StatusPublisher:
                 "--quiet",
                 f"--force-with-lease={ref}:{self._fetched_head}",
                 "origin",
-                f"HEAD:{ref}",
+                f"{commit}:{ref}",
             )
             if failure is not None:
                 if not any(word in failure for word in _REJECTED):
@@ -252,18 +292,69 @@ class StatusPublisher:
                         time.sleep(_backoff_seconds(attempt))
                 continue
             self._recent_attempts.append(time.monotonic() - began)
-            self.last_commit = self._git(env, "rev-parse", "HEAD").strip()
-            return PublishResult(committed=True, commit=self.last_commit, attempts=attempt)
+            self.last_commit = commit
+            return PublishResult(committed=True, commit=commit, attempts=attempt)
         raise PublishError(
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
             f" {attempts} times in a row; giving up until the next pass"
         )
 
+    def _write_and_commit(self, env: dict[str, str], write: Write, message: str) -> str | None:
+        """Write the reports and commit them on the fetched head; the commit, or None when
+        they changed nothing. The clone's files hold the commit afterwards (or the head,
+        when nothing changed), pushed or not.
+
+        The written files are committed from trees (tree_commit.py): this is the serial
+        part of a fleet's turns, and it looks at the files written, not at every file of
+        the clone. What that cannot commit (a symlink replaced, a branch not started yet)
+        goes through the index, on a checkout of the head."""
+        base = self._fetched_head
+        unlinked = _unlink_symlinked_folders(self.work_dir, self.status_path)
+        try:
+            written = write(self.status_root)
+        except BaseException:
+            self._holds = None  # half written: `git status` looks at the next attempt
+            raise
+        if not unlinked and base != _ABSENT and self._holds == base:
+            try:
+                commit = self._trees.commit(
+                    base,
+                    self.work_dir,
+                    written,
+                    lambda tree, parent: self._commit_tree(env, tree, parent, message),
+                    lambda: batch_mktree(self.work_dir, self._env(), self._redact),
+                )
+            except Unfit as unfit:
+                log.info("status: committed through the index: %s", unfit)
+            except BaseException:
+                self._holds = None
+                raise
+            else:
+                if commit is not None:
+                    self._holds = commit
+                return commit
+        self._holds = None
+        if self._checked_out != base:
+            # HEAD and the index are older than the files: check the head out, then
+            # write again on it.
+            self._sync(env, fetch=False)
+            _unlink_symlinked_folders(self.work_dir, self.status_path)
+            written = write(self.status_root)
+        committed = self._commit(env, message, bool(written))
+        head = self._git(env, "rev-parse", "HEAD").strip() if committed else None
+        self._holds = self._checked_out = head if committed else base
+        return head
+
+    def _commit_tree(self, env: dict[str, str], tree: str, parent: str, message: str) -> str:
+        signing = ("-S",) if self.signing_key is not None else ()
+        return self._git(
+            env, *self._signing(), "commit-tree", tree, "-p", parent, *signing, "-m", message
+        ).strip()
+
     def _commit(self, env: dict[str, str], message: str, written: bool) -> bool:
-        """Commit the status tree as it now is; False when it holds nothing new. A write
-        that says it changed files is committed at once (two git processes, not three:
-        this is the serial part of a fleet's turns); when it says it changed nothing,
-        the tree is asked, as the write may not know what an earlier attempt left."""
+        """Commit the status tree as it now is, through the index; False when it holds
+        nothing new. When the write says it changed nothing, the tree is asked, as the
+        write may not know what an earlier attempt left."""
         if not written:
             changed = self._git(env, "status", "--porcelain", "--", self.status_path)
             if not changed.strip():
@@ -342,17 +433,48 @@ class StatusPublisher:
 
     # ----------------------------------------------------------------------- clone
 
-    def _sync(self, env: dict[str, str]) -> None:
-        """The clone at the remote's head, with nothing of an earlier attempt left; the
-        index of the status tree (status_index.py) hears what that changed, or is no
-        longer trusted when Git cannot say."""
+    def _sync(self, env: dict[str, str], *, fetch: bool = True) -> None:
+        """The clone at the remote's head (fetched first, or as last fetched), with
+        nothing of an earlier attempt left; the index of the status tree
+        (status_index.py) hears what that changed, or is no longer trusted when Git
+        cannot say."""
         try:
-            self._sync_clone(env)
+            self._sync_clone(env, fetch=fetch)
         except BaseException:
             status_index.distrust(self.status_root)
+            self._holds = None
             raise
 
-    def _sync_clone(self, env: dict[str, str]) -> None:
+    def _sync_clone(self, env: dict[str, str], *, fetch: bool = True) -> None:
+        if fetch:
+            self._fetch(env)
+            if self._fetched_head == _ABSENT:
+                return
+        if self._follow():
+            return
+        self._check_out(env)
+
+    def _follow(self) -> bool:
+        """The files brought to the fetched head by what Git says differs from the commit
+        they hold (tree_follow.py), while that is known and recent enough; False when
+        a checkout must do it."""
+        holds, head = self._holds, self._fetched_head
+        if holds is None or time.monotonic() - self._looked_at > _TRUSTED_SECONDS:
+            return False
+        if holds == head:
+            return True
+        self._holds = None  # until it is done
+        changed = follow(self._git_bytes, self.work_dir, self.status_path, holds, head)
+        if changed is None:
+            return False
+        self._holds = head
+        status_index.changed(changed)
+        return True
+
+    def _fetch(self, env: dict[str, str]) -> None:
+        """The remote's head into refs/remotes/origin (and `_fetched_head`); a status
+        branch of its own not started yet leaves an empty branch checked out."""
+        self._leave_a_changed_lender()
         if not (self.work_dir / ".git").is_dir():
             status_index.distrust(self.status_root)
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -367,6 +489,7 @@ class StatusPublisher:
         if not self._remote_set:
             self._check_out_status_only(env)
         self._remote_set = True
+        self._borrow()
         failure = self._network(
             env,
             "fetch",
@@ -387,26 +510,67 @@ class StatusPublisher:
             # A status branch of its own that nobody has pushed yet: start it empty.
             status_index.distrust(self.status_root)
             self._fetched_head = _ABSENT
+            self._holds = None
             self._git(env, "update-ref", "-d", f"refs/heads/{_NEW_BRANCH}")
             self._git(env, "symbolic-ref", "HEAD", f"refs/heads/{_NEW_BRANCH}")
             self._git(env, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
             self._git(env, "clean", "-q", "-fdx")
+            self._checked_out = _ABSENT
             return
         fetched = self._git(env, "rev-parse", f"refs/remotes/origin/{self.branch}")
         self._fetched_head = fetched.strip()
-        clone = self._clone_state(env)
-        if clone.holds(self.branch, self._fetched_head):
-            # Checking out and cleaning the tree again would only rewrite the index and
-            # look at every file twice more (twice per pass of a host of a fleet: about
-            # half a second each at 10,000 VMs).
+
+    def _borrow(self) -> None:
+        """Borrow the objects of the source's clone: every object of the branch's head is
+        there already (the source fetched it in this pass), so the fetch only reads the
+        remote's refs. The clone notes whose store it borrows (`vmr-borrowed`): objects
+        fetched since are not copied, so a store made anew is never borrowed from
+        unnoticed (_leave_a_changed_lender). What this clone makes itself (its commits)
+        stays in its own store."""
+        if self.borrowed_objects is None:
             return
-        # -f: whatever an earlier attempt left in the tree and the index is discarded.
-        self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
-        if clone.untracked:
-            # Only files Git does not track outlive a checkout -f: none, no clean (a
-            # process less in each attempt, the serial part of a fleet's turns).
-            self._git(env, "clean", "-q", "-fdx")
-        self._tell_index(env, clone, self._fetched_head)
+        git_dir = self.work_dir / ".git"
+        lender = _store_identity(self.borrowed_objects)
+        if _read(git_dir / _BORROWED) == lender:
+            return
+        alternates = git_dir / "objects" / "info" / "alternates"
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text(
+            f"{self.borrowed_objects.resolve()}\n" if lender else "", encoding="utf-8"
+        )
+        (git_dir / _BORROWED).write_text(lender, encoding="utf-8")
+
+    def _leave_a_changed_lender(self) -> None:
+        """A clone that borrowed from a store since removed or made anew (the source
+        cloned again: another URL, a wiped cache) may lack objects its history needs:
+        it is made anew, as a cache is. One that borrowed nothing yet holds all of its
+        own."""
+        if self.borrowed_objects is None:
+            return
+        had = _read(self.work_dir / ".git" / _BORROWED)
+        if not had or had == _store_identity(self.borrowed_objects):
+            return
+        log.info("status: the source's clone was made anew; the status clone is too")
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        status_index.distrust(self.status_root)
+        self._holds = self._checked_out = None
+        self._remote_set = False
+
+    def _check_out(self, env: dict[str, str]) -> None:
+        """The clone at the fetched head, its files, HEAD and index, with nothing of an
+        earlier attempt left, as `git status` finds it."""
+        self._holds = None
+        clone = self._clone_state(env)
+        if not clone.holds(self.branch, self._fetched_head):
+            # -f: whatever an earlier attempt left in the tree and the index is discarded.
+            self._git(env, "checkout", "--quiet", "-f", "-B", self.branch, self._fetched_head)
+            if clone.untracked:
+                # Only files Git does not track outlive a checkout -f: none, no clean (a
+                # process less in each attempt, the serial part of a fleet's turns).
+                self._git(env, "clean", "-q", "-fdx")
+            self._tell_index(env, clone, self._fetched_head)
+        self._holds = self._checked_out = self._fetched_head
+        self._looked_at = time.monotonic()
 
     def _check_out_status_only(self, env: dict[str, str]) -> None:
         """The clone's tree holds the status folder (and the files of the folders above
@@ -487,6 +651,13 @@ class StatusPublisher:
         except GitFailed as error:
             raise PublishError(f"{redact_url(self.url)} ({self.branch}): {error}") from None
 
+    def _git_bytes(self, args: list[str], stdin: bytes | None) -> bytes:
+        """A local git command on bytes (names, object contents): no credentials."""
+        try:
+            return run_git_bytes(self.work_dir, args, self._env(), self._redact, stdin)
+        except GitFailed as error:
+            raise PublishError(f"{redact_url(self.url)} ({self.branch}): {error}") from None
+
     def _network(self, env: dict[str, str], *args: str) -> str | None:
         """A fetch or push: None when it worked, else git's whole (redacted) stderr, which
         tells a lost race or a missing branch apart from a real failure."""
@@ -540,16 +711,45 @@ def _parse_status(changes: str) -> _CloneState:
     return _CloneState(branch, head, dirty, untracked or dirty is None)
 
 
-def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> None:
+def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> bool:
     """A status folder (or a folder above it) committed as a symlink is removed, so the
-    reports replace it instead of being read and written wherever it leads."""
+    reports replace it instead of being read and written wherever it leads; True when
+    one was."""
     folder = work_dir
     for part in Path(status_path).parts:
         folder = folder / part
         if folder.is_symlink():
             folder.unlink()
             status_index.distrust(work_dir / status_path)
-            return
+            return True
+    return False
+
+
+_BORROWED = "vmr-borrowed"
+_STORE_ID = "vmr-store-id"
+
+
+def _store_identity(objects: Path) -> str:
+    """Which object store is at `objects`: an id kept beside it, made by the first clone
+    that borrows from it. A store made anew at the same path (a new clone) has none
+    until then, so it is never taken for the one borrowed before; "" when there is no
+    store."""
+    if not objects.is_dir():
+        return ""
+    kept = objects.parent / _STORE_ID
+    found = _read(kept)
+    if found:
+        return found.strip()
+    made = uuid.uuid4().hex
+    kept.write_text(made, encoding="utf-8")
+    return made
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _jitter(slot: float) -> float:

@@ -93,6 +93,11 @@ class GitSource:
     def describe(self) -> str:
         return f"{redact_url(self.url)} ({self.branch})"
 
+    @property
+    def object_store(self) -> Path:
+        """Where the clone keeps its objects: the status publisher borrows them."""
+        return self.work_tree / ".git" / "objects"
+
     def git_env(self) -> dict[str, str]:
         """Environment for other git commands against this remote (the status publisher)."""
         try:

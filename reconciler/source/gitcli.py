@@ -10,8 +10,13 @@ log line, a health report or a status file (SPEC §10).
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shlex
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -160,3 +165,78 @@ def run_git(
         # Not chained: GitCommandError's text holds the full command line.
         raise GitFailed(short_reason(error, redact)) from None
     return output if isinstance(output, str) else str(output)
+
+
+def run_git_bytes(
+    workdir: Path,
+    args: list[str],
+    env: dict[str, str],
+    redact: Redactor,
+    stdin: bytes | None = None,
+    timeout: float = NETWORK_TIMEOUT_SECONDS,
+) -> bytes:
+    """stdout of `git ARGS` in workdir as bytes, with `stdin` fed to it (file names and
+    object contents are bytes to Git); GitFailed carries git's redacted reason."""
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=workdir,
+            env={**os.environ, **env},
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitFailed(f"git {args[0]} timed out") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        reason = lines[0] if lines else f"git exited with status {done.returncode}"
+        raise GitFailed(redact(f"git {args[0]}: {reason}"))
+    return done.stdout
+
+
+@contextmanager
+def batch_mktree(
+    workdir: Path, env: dict[str, str], redact: Redactor, timeout: float = NETWORK_TIMEOUT_SECONDS
+) -> Iterator[Callable[[bytes], str]]:
+    """One `git mktree --batch -z` for several trees: each listing (`ls-tree -z`
+    records) in, its tree id out, so a folder's id is known before its parent is made.
+    Entries are not looked up (`--missing`): they come from Git's own listings and
+    from objects just written. Killed when it takes longer than `timeout` in all."""
+    process = subprocess.Popen(
+        ["git", "mktree", "-z", "--missing", "--batch"],
+        cwd=workdir,
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+
+    def make(listing: bytes) -> str:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(listing + b"\0")
+            process.stdin.flush()
+        except OSError:
+            raise GitFailed("git mktree ended early") from None
+        tree = process.stdout.readline().decode(errors="replace").strip()
+        if not tree:
+            assert process.stderr is not None
+            said = process.stderr.read().decode(errors="replace").strip().splitlines()
+            raise GitFailed(redact(f"git mktree: {said[0] if said else 'made no tree'}"))
+        return tree
+
+    try:
+        yield make
+    finally:
+        watchdog.cancel()
+        with suppress(OSError):
+            process.stdin.close()
+        process.wait()
+        process.stdout.close()
+        assert process.stderr is not None
+        process.stderr.close()

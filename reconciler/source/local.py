@@ -25,6 +25,7 @@ from reconciler.source.revision import (
 
 class LocalDirectorySource:
     publishes_status = False
+    object_store: Path | None = None
 
     def __init__(self, repository: RepositoryConfig, status_path: str) -> None:
         self.local_path: Path | None = Path(repository.url).expanduser().resolve()

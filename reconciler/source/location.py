@@ -23,6 +23,10 @@ class Source(Protocol):
     def local_path(self) -> Path | None:
         """The directory to watch for edits; None for a fetched repository."""
 
+    @property
+    def object_store(self) -> Path | None:
+        """The object store of the clone the source fetches into; None for a directory."""
+
     def describe(self) -> str: ...
 
     def git_env(self) -> dict[str, str]: ...

@@ -171,11 +171,36 @@ def test_half_done_earlier_attempt_is_discarded(remote: Remote, tmp_path: Path) 
     (status.work_dir / ".git" / "index.lock").write_text("", encoding="utf-8")
     head = remote.head()
 
-    result = status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    result = publisher(remote, tmp_path).publish(node_file("hv1", "up: true\n"), "1 VM")
 
     assert not result.committed
     assert remote.head() == head
     assert not (status.status_root / "nodes" / "stray.yaml").exists()
+
+
+def test_a_write_that_failed_halfway_leaves_nothing_to_the_next_publish(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The same process goes on after a pass that failed while writing its reports:
+    what that write left (a file it never said it wrote) is not committed, and is gone
+    after the next publish."""
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    head = remote.head()
+
+    def write_then_fail(root: Path) -> list[Path]:
+        (root / "nodes" / "half.yaml").write_text("x: 1\n", encoding="utf-8")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        status.publish(write_then_fail, "1 VM")
+    result = status.publish(node_file("hv1", "up: false\n"), "1 VM")
+
+    assert result.committed
+    assert git(remote.bare, "rev-parse", "main~1") == head
+    assert remote.show("status/nodes/half.yaml") is None
+    assert not (status.status_root / "nodes" / "half.yaml").exists()
+    assert remote.show("status/nodes/hv1.yaml") == "up: false"
 
 
 def test_unreachable_remote_raises_a_readable_error(tmp_path: Path) -> None:
@@ -362,7 +387,7 @@ def test_files_left_over_in_a_folder_git_ignores_are_discarded(
     stray.parent.mkdir()
     stray.write_text("x: 1\n", encoding="utf-8")
 
-    result = status.publish(node_file("hv1", "up: false\n"), "1 VM")
+    result = publisher(remote, tmp_path).publish(node_file("hv1", "up: false\n"), "1 VM")
 
     assert result.committed
     assert not ignored.exists() and not stray.exists()
