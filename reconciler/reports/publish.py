@@ -35,7 +35,6 @@ from git.exc import GitCommandError
 from reconciler.model.errors import RetryableError
 from reconciler.reports import status_index
 from reconciler.reports.tree_commit import TreeCommits, Unfit
-from reconciler.reports.tree_follow import follow
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
     GitFailed,
@@ -45,6 +44,7 @@ from reconciler.source.gitcli import (
     run_git,
     run_git_bytes,
 )
+from reconciler.source.tree_follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ class StatusPublisher:
         if holds == head:
             return True
         self._holds = None  # until it is done
-        changed = follow(self._git_bytes, self.work_dir, self.status_path, holds, head)
+        changed = follow(self._git_bytes, self.work_dir, [self.status_path], holds, head)
         if changed is None:
             return False
         self._holds = head

@@ -151,16 +151,32 @@ def test_readme_beside_manifests_does_not_change_the_key(remote: Remote, cache_d
 
 
 def test_local_edits_in_the_clone_are_discarded(remote: Remote, cache_dir: Path) -> None:
+    """At start (and every few minutes) the clone is checked out whole: what was edited
+    or left in it by hand is gone."""
+    remote.commit(MANIFESTS)
+    revision = open_git(remote.url, cache_dir).update()
+    (revision.root / "vms" / "web.yaml").write_text("edited by hand\n")
+    (revision.root / "vms" / "stray.yaml").write_text(vm_yaml("stray"))
+
+    again = open_git(remote.url, cache_dir).update()
+
+    assert (again.root / "vms" / "web.yaml").read_text() == vm_yaml("web")
+    assert not (again.root / "vms" / "stray.yaml").exists()
+
+
+def test_a_file_a_push_changes_replaces_a_local_edit(remote: Remote, cache_dir: Path) -> None:
+    """Between whole checkouts the clone follows what each push changed: a changed file is
+    the branch's, whatever was done to it locally."""
     remote.commit(MANIFESTS)
     source = open_git(remote.url, cache_dir)
     revision = source.update()
     (revision.root / "vms" / "web.yaml").write_text("edited by hand\n")
-    (revision.root / "vms" / "stray.yaml").write_text(vm_yaml("stray"))
+    remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)})
 
     again = source.update()
 
-    assert (again.root / "vms" / "web.yaml").read_text() == vm_yaml("web")
-    assert not (again.root / "vms" / "stray.yaml").exists()
+    assert (again.root / "vms" / "web.yaml").read_text() == vm_yaml("web", cores=2)
+    assert again.changed == frozenset({"vms/web.yaml"})
 
 
 def test_sub_path_is_the_manifests_root(remote: Remote, cache_dir: Path) -> None:

@@ -20,7 +20,7 @@ from reconciler.loader import LoadResult
 from reconciler.source import ManifestCache, Revision, open_source
 from reconciler.source.git_source import GitSource
 from reconciler.source.revision import changed_manifests
-from tests.gitrepos import Remote, git
+from tests.gitrepos import Remote, git, run_git
 from tests.hosts import vm_yaml
 from tests.source.conftest import VM_CLASS, repository
 
@@ -136,6 +136,33 @@ def _fresh(remote: Remote, sub_path: str) -> tuple[Revision, tuple[object, ...]]
         ), loaded
 
 
+def _work_tree_files(root: Path, sparse: bool) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for folder, folders, names in os.walk(root):
+        folders[:] = [name for name in folders if name != ".git"]
+        for name in names + [f for f in folders if Path(folder, f).is_symlink()]:
+            path = Path(folder, name)
+            relative = path.relative_to(root).as_posix()
+            if sparse and relative.startswith("status/"):
+                continue
+            link = path.is_symlink()
+            found[relative] = ("link", os.readlink(path)) if link else path.read_bytes()
+    return found
+
+
+def _head_files(remote: Remote, head: str, sparse: bool) -> dict[str, object]:
+    listed = git(remote.bare, "ls-tree", "-r", "-z", head).split("\0")
+    found: dict[str, object] = {}
+    for record in filter(None, listed):
+        meta, _, path = record.partition("\t")
+        mode, _kind, blob = meta.split(" ")
+        if sparse and path.startswith("status/"):
+            continue
+        content = run_git(remote.bare, "cat-file", "blob", blob).stdout.encode()
+        found[path] = ("link", content.decode()) if mode == "120000" else content
+    return found
+
+
 def _whole(result: LoadResult) -> tuple[object, ...]:
     return (result.objects, result.findings, result.broken, result.files)
 
@@ -172,6 +199,11 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
             assert revision.base == previous.head
 
             assert _whole(loaded) == _whole(ManifestCache().load(revision)) == fresh_load
+            # The work tree holds the head's files, whether checked out or followed by
+            # what changed (source/tree_follow.py).
+            assert _work_tree_files(revision.repo_root, sparse) == _head_files(
+                remote, revision.head, sparse
+            )
             assert (revision.repo_root / "status").exists() == (
                 not sparse and any(path.startswith("status/") for path in remote.files())
             )

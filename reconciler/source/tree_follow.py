@@ -1,16 +1,17 @@
-"""The clone's status folder brought from one commit to another by what differs between
-them, without a checkout.
+"""A clone's files brought from one commit to another by what differs between them,
+without a checkout.
 
-`git checkout -f` compares every file the index holds with the commit (tens of
-thousands in a fleet-sized repository), twice per pass; after a push that changed
-one manifest, nothing under the status folder differs at all. Here Git names what
-differs under the status folder (`diff-tree`), and only those files are written
-(from `cat-file --batch`) or removed. Like a checkout, each file is replaced, never
-written into: a new file, so whoever kept its signature reads it again.
+`git checkout -f` and `git reset --hard` compare every file the index holds with the
+commit: tens of thousands in a fleet-sized repository, at every pass, though a push
+changes a handful. Here Git names what differs (`diff-tree`) under the paths the clone
+keeps, and only those files are written (from `cat-file --batch`) or removed. Like a
+checkout, each file is replaced, never written into: a new file, so whoever kept its
+signature reads it again. HEAD and the index are left as they were: the caller knows
+which commit the files are (and lets a checkout look at every file now and then).
 
-What is not a plain file (a symlink, a submodule), an executable file, many
-changes at once, or a folder on the way that is not a real folder on disk: None,
-and the publisher checks the commit out as before.
+What is not a plain file (a symlink, a submodule), an executable file, many changes
+at once, or a folder on the way that is not a real folder on disk: None, and the
+caller checks the commit out as before.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # More changed files than this: a checkout writes them quicker than this does.
@@ -29,12 +30,14 @@ _GONE = b"000000"
 RunGit = Callable[[list[str], bytes | None], bytes]
 
 
-def follow(run: RunGit, work_dir: Path, status_path: str, old: str, new: str) -> list[Path] | None:
-    """Make the status folder, which holds `old`'s exactly, hold `new`'s; returns the
-    paths changed (files and the folders removed with their last file), or None
-    when this cannot do it and nothing was changed."""
+def follow(
+    run: RunGit, work_dir: Path, pathspecs: Sequence[str], old: str, new: str
+) -> list[Path] | None:
+    """Make the files `pathspecs` name in the work dir, which are `old`'s exactly, be
+    `new`'s; returns the paths changed (files and the folders removed with their last
+    file), or None when this cannot do it and nothing was changed."""
     output = run(
-        ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new, "--", status_path],
+        ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new, "--", *pathspecs],
         None,
     )
     changes = _parse(output)
