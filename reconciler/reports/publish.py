@@ -194,6 +194,9 @@ class StatusPublisher:
         self._refreshed_at: float | None = None
         self._trees = TreeCommits(self._git_bytes)
         self.borrowed_objects = borrowed_objects
+        # The store borrowed from now (None: none): the objects of a commit made from
+        # trees are written there too (_into_lender).
+        self._lender: Path | None = None
 
     @property
     def status_root(self) -> Path:
@@ -293,6 +296,7 @@ class StatusPublisher:
                 continue
             self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = commit
+            self._tell_lender(commit)
             return PublishResult(committed=True, commit=commit, attempts=attempt)
         raise PublishError(
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
@@ -322,7 +326,9 @@ class StatusPublisher:
                     self.work_dir,
                     written,
                     lambda tree, parent: self._commit_tree(env, tree, parent, message),
-                    lambda: batch_mktree(self.work_dir, self._env(), self._redact),
+                    lambda: batch_mktree(
+                        self.work_dir, {**self._env(), **self._into_lender()}, self._redact
+                    ),
                 )
             except Unfit as unfit:
                 log.info("status: committed through the index: %s", unfit)
@@ -348,8 +354,37 @@ class StatusPublisher:
     def _commit_tree(self, env: dict[str, str], tree: str, parent: str, message: str) -> str:
         signing = ("-S",) if self.signing_key is not None else ()
         return self._git(
-            env, *self._signing(), "commit-tree", tree, "-p", parent, *signing, "-m", message
+            {**env, **self._into_lender()},
+            *self._signing(),
+            *("commit-tree", tree, "-p", parent, *signing, "-m", message),
         ).strip()
+
+    def _into_lender(self) -> dict[str, str]:
+        """Git's environment for writing the objects of a commit made from trees into the
+        borrowed store (reading from both): the source's next fetch then has them, and
+        with the ref _tell_lender sets, tells the remote so, instead of fetching this
+        host's own commit back."""
+        if self._lender is None:
+            return {}
+        own = (self.work_dir / ".git" / "objects").resolve()
+        return {
+            "GIT_OBJECT_DIRECTORY": str(self._lender),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(own),
+        }
+
+    def _tell_lender(self, commit: str) -> None:
+        """A ref in the lender's repository at the commit just pushed: its next fetch
+        offers it to the remote as one it has. Only a saving: a failure (the commit was
+        made through the index, in this clone's own store) changes nothing."""
+        if self._lender is None:
+            return
+        with contextlib.suppress(GitFailed):
+            run_git_bytes(
+                self.work_dir,
+                ["--git-dir", str(self._lender.parent), "update-ref", _PUSHED_REF, commit],
+                self._env(),
+                self._redact,
+            )
 
     def _commit(self, env: dict[str, str], message: str, written: bool) -> bool:
         """Commit the status tree as it now is, through the index; False when it holds
@@ -525,12 +560,14 @@ class StatusPublisher:
         there already (the source fetched it in this pass), so the fetch only reads the
         remote's refs. The clone notes whose store it borrows (`vmr-borrowed`): objects
         fetched since are not copied, so a store made anew is never borrowed from
-        unnoticed (_leave_a_changed_lender). What this clone makes itself (its commits)
-        stays in its own store."""
+        unnoticed (_leave_a_changed_lender). The commits this clone makes from trees go
+        into that store too (_into_lender)."""
+        self._lender = None
         if self.borrowed_objects is None:
             return
         git_dir = self.work_dir / ".git"
         lender = _store_identity(self.borrowed_objects)
+        self._lender = self.borrowed_objects.resolve() if lender else None
         if _read(git_dir / _BORROWED) == lender:
             return
         alternates = git_dir / "objects" / "info" / "alternates"
@@ -555,6 +592,7 @@ class StatusPublisher:
         status_index.distrust(self.status_root)
         self._holds = self._checked_out = None
         self._remote_set = False
+        self._lender = None
 
     def _check_out(self, env: dict[str, str]) -> None:
         """The clone at the fetched head, its files, HEAD and index, with nothing of an
@@ -652,9 +690,16 @@ class StatusPublisher:
             raise PublishError(f"{redact_url(self.url)} ({self.branch}): {error}") from None
 
     def _git_bytes(self, args: list[str], stdin: bytes | None) -> bytes:
-        """A local git command on bytes (names, object contents): no credentials."""
+        """A local git command on bytes (names, object contents): no credentials. The
+        files hashed go where the commit's other objects go (_into_lender)."""
+        env = self._env()
+        if args[0] == "hash-object":
+            env.update(self._into_lender())
+        elif args[0] == "diff-tree":
+            # Two trees, no index: git 2.39 would still read the index (30,000 entries).
+            env["GIT_INDEX_FILE"] = str(self.work_dir / ".git" / "vmr-no-index")
         try:
-            return run_git_bytes(self.work_dir, args, self._env(), self._redact, stdin)
+            return run_git_bytes(self.work_dir, args, env, self._redact, stdin)
         except GitFailed as error:
             raise PublishError(f"{redact_url(self.url)} ({self.branch}): {error}") from None
 
@@ -727,6 +772,8 @@ def _unlink_symlinked_folders(work_dir: Path, status_path: str) -> bool:
 
 _BORROWED = "vmr-borrowed"
 _STORE_ID = "vmr-store-id"
+# In the lender's repository: the last status commit pushed from trees.
+_PUSHED_REF = "refs/vmr/status-pushed"
 
 
 def _store_identity(objects: Path) -> str:

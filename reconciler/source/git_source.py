@@ -338,8 +338,11 @@ class GitSource:
         if self._status_left_out and self.status_path:
             pathspecs.append(f":(exclude){self.status_path}")
 
+        # The diff of two trees needs no index (git 2.39 would still read it).
+        no_index = {**env, "GIT_INDEX_FILE": str(self.cache_dir / "no-index")}
+
         def run(args: list[str], stdin: bytes | None) -> bytes:
-            return run_git_bytes(self.work_tree, args, env, redact, stdin)
+            return run_git_bytes(self.work_tree, args, no_index, redact, stdin)
 
         if follow(run, self.work_tree, pathspecs, holds, head) is None:
             return False

@@ -233,6 +233,11 @@ def test_a_status_clone_borrows_the_objects_the_source_fetched(
     finally:
         alternates.with_suffix(".aside").rename(alternates)
     assert not own, "the manifest came from the source's clone, not the remote"
+    # The commit went into the source's store, with a ref its next fetch offers as had.
+    source = tmp_path / "source"
+    assert git(source, "rev-parse", "refs/vmr/status-pushed") == result.commit
+    git(source, "fetch", "--quiet", "origin")
+    assert git(source, "rev-parse", "origin/main") == result.commit
 
 
 def test_a_source_clone_made_anew_is_noticed_by_the_status_clone(
