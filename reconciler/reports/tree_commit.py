@@ -47,6 +47,11 @@ class _Entry:
     mode: bytes
     kind: bytes
     oid: str
+    record: bytes  # as `ls-tree -z` and `mktree -z` write it: a listing is their join
+
+
+def _entry(mode: bytes, kind: bytes, oid: str, name: bytes) -> _Entry:
+    return _Entry(mode, kind, oid, mode + b" " + kind + b" " + oid.encode() + b"\t" + name + b"\0")
 
 
 _Listing = dict[bytes, _Entry]
@@ -79,7 +84,7 @@ class TreeCommits:
         folders: dict[tuple[bytes, ...], dict[bytes, _Entry | None]] = {}
         for path, (mode, present) in changes.items():
             *above, name = path
-            entry = _Entry(mode, b"blob", blobs[path]) if present else None
+            entry = _entry(mode, b"blob", blobs[path], name) if present else None
             folders.setdefault(tuple(above), {})[name] = entry
             for depth in range(len(above)):
                 folders.setdefault(tuple(above[:depth]), {})
@@ -88,11 +93,13 @@ class TreeCommits:
         order = sorted(folders, key=len, reverse=True)
         before = {folder: self._listing_at(base, folder) for folder in order}
         after: dict[tuple[bytes, ...], _Listing] = {}
+        differs = False
         for folder in order:
             listing = after[folder] = dict(before[folder])
             for name, entry in folders[folder].items():
+                differs = differs or before[folder].get(name) != entry
                 _replace(listing, name, entry, folder)
-        if all(after[folder] == before[folder] for folder in order):
+        if not differs:
             return None  # written again as it was
         made: dict[tuple[bytes, ...], str | None] = {}
         with make_tree() as mktree:
@@ -139,11 +146,7 @@ class TreeCommits:
             self._listings.popitem(last=False)
 
     def _make(self, mktree: MakeTree, listing: _Listing) -> str:
-        text = b"".join(
-            entry.mode + b" " + entry.kind + b" " + entry.oid.encode() + b"\t" + name + b"\0"
-            for name, entry in listing.items()
-        )
-        tree = mktree(text)
+        tree = mktree(b"".join(entry.record for entry in listing.values()))
         self._keep(tree, listing)
         return tree
 
@@ -223,7 +226,7 @@ def _replace_folder(
     if tree is None:  # its last file went: Git keeps no empty folder
         listing.pop(name, None)
     else:
-        listing[name] = _Entry(_TREE_MODE, b"tree", tree)
+        listing[name] = _entry(_TREE_MODE, b"tree", tree, name)
 
 
 def _parse_listing(output: bytes) -> _Listing:
@@ -234,7 +237,7 @@ def _parse_listing(output: bytes) -> _Listing:
             continue
         meta, _, name = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
-        listing[name] = _Entry(mode, kind, oid.decode())
+        listing[name] = _Entry(mode, kind, oid.decode(), record + b"\0")
     return listing
 
 
