@@ -346,6 +346,9 @@ class GitSource:
 
         if follow(run, self.work_tree, pathspecs, holds, head) is None:
             return False
+        # HEAD names the files' commit (the index alone lags): a restart with the
+        # remote out of reach serves this revision, not the last one reset to.
+        run_git(self.work_tree, ["update-ref", "HEAD", head], env, redact)
         self._holds = head
         return True
 

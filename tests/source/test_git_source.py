@@ -244,8 +244,12 @@ def test_unreachable_remote_serves_the_last_good_revision(remote: Remote, cache_
 def test_clone_left_by_an_earlier_run_is_served_when_the_remote_is_down(
     remote: Remote, cache_dir: Path
 ) -> None:
-    good = remote.commit(MANIFESTS)
-    open_git(remote.url, cache_dir).update()
+    remote.commit(MANIFESTS)
+    earlier = open_git(remote.url, cache_dir)
+    earlier.update()
+    # The last revision the earlier run applied came by a diff, not a checkout.
+    good = remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)})
+    assert earlier.update().sha == good
 
     shutil.rmtree(remote.bare)
     restarted = open_git(remote.url, cache_dir)
@@ -254,6 +258,7 @@ def test_clone_left_by_an_earlier_run_is_served_when_the_remote_is_down(
     assert revision.sha == good
     assert revision.stale_error.startswith("cannot fetch")
     assert revision.changed is None
+    assert (revision.root / "vms" / "web.yaml").read_text() == vm_yaml("web", cores=2)
 
 
 def test_unreachable_remote_without_earlier_revision_raises(tmp_path: Path) -> None:
