@@ -378,6 +378,9 @@ class StatusPublisher:
         made through the index, in this clone's own store) changes nothing."""
         if self._lender is None:
             return
+        # Only this publisher writes that ref: a lock left by a git it ran, killed, is
+        # stale, and would keep the ref from moving for good.
+        (self._lender.parent / f"{_PUSHED_REF}.lock").unlink(missing_ok=True)
         with contextlib.suppress(GitFailed):
             run_git_bytes(
                 self.work_dir,
