@@ -195,8 +195,9 @@ class StatusPublisher:
         self._trees = TreeCommits(self._git_bytes)
         self.borrowed_objects = borrowed_objects
         # The store borrowed from now (None: none): the objects of a commit made from
-        # trees are written there too (_into_lender).
+        # trees on a head it holds are written there too (_into_lender).
         self._lender: Path | None = None
+        self._lending = False  # this commit's objects go into the lender's store
 
     @property
     def status_root(self) -> Path:
@@ -296,7 +297,8 @@ class StatusPublisher:
                 continue
             self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = commit
-            self._tell_lender(commit)
+            if self._lending:
+                self._tell_lender(commit)
             return PublishResult(committed=True, commit=commit, attempts=attempt)
         raise PublishError(
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
@@ -313,6 +315,7 @@ class StatusPublisher:
         the clone. What that cannot commit (a symlink replaced, a branch not started yet)
         goes through the index, on a checkout of the head."""
         base = self._fetched_head
+        self._lending = False
         unlinked = _unlink_symlinked_folders(self.work_dir, self.status_path)
         try:
             written = write(self.status_root)
@@ -320,6 +323,7 @@ class StatusPublisher:
             self._holds = None  # half written: `git status` looks at the next attempt
             raise
         if not unlinked and base != _ABSENT and self._holds == base:
+            self._lending = self._lender_holds(base)
             try:
                 commit = self._trees.commit(
                     base,
@@ -359,12 +363,32 @@ class StatusPublisher:
             *("commit-tree", tree, "-p", parent, *signing, "-m", message),
         ).strip()
 
+    def _lender_holds(self, head: str) -> bool:
+        """Whether the lender's store has `head` itself, and so everything it needs (its
+        objects come from whole fetches of the branch and from commits made on what it
+        holds). A head this clone fetched beyond what the source did is only here:
+        a commit on it written there would leave the lender a commit whose parent it
+        lacks, and its ref would tell the remote the lender has what it has not."""
+        if self._lender is None:
+            return False
+        try:
+            run_git_bytes(
+                self.work_dir,
+                ["cat-file", "-e", f"{head}^{{commit}}"],
+                {**self._env(), "GIT_OBJECT_DIRECTORY": str(self._lender)},
+                self._redact,
+            )
+        except GitFailed:
+            return False
+        return True
+
     def _into_lender(self) -> dict[str, str]:
         """Git's environment for writing the objects of a commit made from trees into the
-        borrowed store (reading from both): the source's next fetch then has them, and
-        with the ref _tell_lender sets, tells the remote so, instead of fetching this
-        host's own commit back."""
-        if self._lender is None:
+        borrowed store (reading from both), when the head it is made on is there
+        (_lender_holds): the source's next fetch then has them, and with the ref
+        _tell_lender sets, tells the remote so, instead of fetching this host's own
+        commit back."""
+        if self._lender is None or not self._lending:
             return {}
         own = (self.work_dir / ".git" / "objects").resolve()
         return {

@@ -240,6 +240,32 @@ def test_a_status_clone_borrows_the_objects_the_source_fetched(
     assert git(source, "rev-parse", "origin/main") == result.commit
 
 
+def test_a_head_the_source_has_not_fetched_keeps_the_commit_out_of_its_store(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """Another host landed after the source's fetch: the publisher fetched that head into
+    its own store, so a commit on it must not go into the source's (which lacks its
+    parent) nor be named there as had: the source's next fetch brings the whole of it."""
+    objects = source_clone(remote, tmp_path / "source")
+    status = StatusPublisher(
+        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
+    )
+    status.publish(node_file("hv1", "round: 1\n"), "1 VM")
+    git(tmp_path / "source", "fetch", "--quiet", "origin")
+    publisher(remote, tmp_path, "hv2").publish(node_file("hv2", "up: true\n"), "hv2")
+
+    result = status.publish(node_file("hv1", "round: 2\n"), "1 VM")
+
+    assert result.committed
+    source = tmp_path / "source"
+    git(source, "fetch", "--quiet", "origin")
+    assert git(source, "rev-parse", "origin/main") == result.commit
+    listed = git(source, "ls-tree", "-r", "--name-only", "origin/main")
+    assert {"status/nodes/hv1.yaml", "status/nodes/hv2.yaml"} <= set(listed.splitlines())
+    assert git(source, "show", "origin/main:status/nodes/hv2.yaml") == "up: true"
+    assert git(source, "fsck", "--connectivity-only", "--no-dangling") == ""
+
+
 def test_a_source_clone_made_anew_is_noticed_by_the_status_clone(
     remote: Remote, tmp_path: Path
 ) -> None:
