@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.api import ObjectId
+from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.network.addressing import Addressing
 from reconciler.engine.operations.generated import (
@@ -55,10 +56,10 @@ def write_host_reports(
     host: HostContext,
     revision: str,
     last_error: str = "",
-    desired_vms: set[ObjectId] | None = None,
+    desired_vms: AbstractSet[ObjectId] | None = None,
     addressing: Addressing | None = None,
     moment: datetime | None = None,
-    present: set[ObjectId] | None = None,
+    present: AbstractSet[ObjectId] | None = None,
     step: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Write this host's reports under root; returns the files changed or removed.
@@ -137,7 +138,7 @@ REPORTED_KINDS = (
 def write_object_reports(
     root: Path,
     reports: dict[ObjectId, dict[str, Any]],
-    present: set[ObjectId] | None,
+    present: AbstractSet[ObjectId] | None,
     now: str,
     made: Mapping[ObjectId, GeneratedOperation] | None = None,
     retired: frozenset[ObjectId] = frozenset(),
@@ -207,20 +208,23 @@ def _made_by_a_host(path: Path, operation: ObjectId) -> bool:
     return isinstance(document, dict) and read_generated(document, operation) is not None
 
 
-def revision_objects(context: PlanContext) -> set[ObjectId] | None:
+def revision_objects(context: PlanContext) -> AbstractSet[ObjectId] | None:
     """Every object of the revision, or None when a file could not be read."""
     if context.unreadable_files:
         return None
-    return {loaded.id for loaded in context.inventory.objects} | set(context.broken)
+    # The inventory's identities, made once for as long as no object comes or goes.
+    found = context.inventory.ids()
+    return found | frozenset(context.broken) if context.broken else found
 
 
-def desired_vms(context: PlanContext) -> set[ObjectId] | None:
+def desired_vms(context: PlanContext) -> AbstractSet[ObjectId] | None:
     """Every VM of the revision, or None when a file could not be read (a VM that is
     only unreadable keeps its report)."""
     if context.unreadable_files:
         return None
-    vms = {loaded.id for loaded in context.inventory.objects if loaded.id.kind == "VirtualMachine"}
-    return vms | {object_id for object_id in context.broken if object_id.kind == "VirtualMachine"}
+    vms = context.inventory.ids(VirtualMachine.KIND)
+    broken = {object_id for object_id in context.broken if object_id.kind == VirtualMachine.KIND}
+    return vms | broken if broken else vms
 
 
 def write_node_report(root: Path, host: HostContext, revision: str, error: str) -> list[Path]:
@@ -264,7 +268,7 @@ def _remove_stale(
     vm_files: list[tuple[str, VMReport]],
     node_name: str,
     reported: set[ObjectId],
-    desired_vms: set[ObjectId] | None,
+    desired_vms: AbstractSet[ObjectId] | None,
 ) -> list[Path]:
     removed: list[Path] = []
     if desired_vms is None:

@@ -35,6 +35,8 @@ class Inventory:
         # The objects of each model class, in order: a rule asks for one kind of 10,000
         # objects several times a pass.
         self._by_class: dict[type[Manifest], list[LoadedObject]] = {}
+        # ids()'s answers, made once: shared with every inventory of the same identities.
+        self._ids: dict[str | None, frozenset[ObjectId]] = {}
         by_id, by_class, objects = (
             self._by_id,
             self._by_class,
@@ -143,6 +145,17 @@ class Inventory:
             self.secrets,
         )
 
+    def ids(self, kind: str | None = None) -> frozenset[ObjectId]:
+        """The identities of its objects (of `kind` only, when given; broken objects are
+        not among them). A pass's report writers ask for every identity of the revision:
+        10,000 of them, the same as at the last pass unless an object came or went."""
+        found = self._ids.get(kind)
+        if found is None:
+            every = self._by_id.keys()
+            found = frozenset(every if kind is None else (i for i in every if i.kind == kind))
+            self._ids[kind] = found
+        return found
+
     def __contains__(self, object_id: ObjectId) -> bool:
         """Present, even if broken: a broken object is reported once, in its own file."""
         return object_id in self._by_id or object_id in self._broken
@@ -205,6 +218,7 @@ def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
     inventory._broken_findings = result.broken
     inventory._by_id = dict(last._by_id)
     inventory._by_class = dict(last._by_class)
+    inventory._ids = last._ids  # the same identities
     swapped: dict[int, LoadedObject] = {}
     for old, new in replaced:
         inventory._by_id[new.id] = new
