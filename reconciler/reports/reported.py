@@ -136,9 +136,10 @@ class VMReports(ReportFiles):
         # Per node, the files that say the VM runs there and did not leave by migration,
         # with their VMs.
         self.staying: dict[str, dict[str, ObjectId | None]] = {}
-        # The README's rows by VM, and the VMs in order (made again only when needed).
+        # The README's rows by VM, and in the order of the VMs (None: sorted when asked).
         self._rows: dict[ObjectId, str] = {}
         self._order: list[ObjectId] | None = []
+        self._lines: list[str] = []  # the rows in _order's order
 
     def update(
         self, removed: Sequence[tuple[str, VMReport]], added: Sequence[tuple[str, VMReport]]
@@ -175,22 +176,28 @@ class VMReports(ReportFiles):
         self.migrations = _changed(self.migrations, migrations)
 
     def _row(self, vm_id: ObjectId, row: str | None) -> None:
-        order = self._order
+        order, lines = self._order, self._lines
         if row is None:
             del self._rows[vm_id]
             if order is not None:
-                del order[bisect.bisect_left(order, vm_id)]
+                at = bisect.bisect_left(order, vm_id)
+                del order[at], lines[at]
             return
-        if order is not None and vm_id not in self._rows:
-            bisect.insort(order, vm_id)
+        if order is not None:
+            at = bisect.bisect_left(order, vm_id)
+            if vm_id in self._rows:
+                lines[at] = row
+            else:
+                order.insert(at, vm_id)
+                lines.insert(at, row)
         self._rows[vm_id] = row
 
     def readme_rows(self) -> list[str]:
-        """The README's rows, in the order of their VMs."""
+        """The README's rows, in the order of their VMs (not to be changed)."""
         if self._order is None:
             self._order = sorted(self._rows)
-        rows = self._rows
-        return [rows[vm_id] for vm_id in self._order]
+            self._lines = [self._rows[vm_id] for vm_id in self._order]
+        return self._lines
 
 
 def _changed(

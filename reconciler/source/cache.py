@@ -38,6 +38,8 @@ class ManifestCache:
         # The last patched load's results one after another, for _order's files (None:
         # made again at the next patch).
         self._joined: _Joined | None = None
+        # The objects of the LoadResult that load last returned from _joined.
+        self._returned: list[LoadedObject] | None = None
 
     def load(
         self, revision: Revision, step: Callable[[str, int, int], None] | None = None
@@ -51,7 +53,7 @@ class ManifestCache:
         if not _inside_work_tree(revision):
             self._files, self._links, self.parsed_last = {}, set(), 0
             self._order, self._keys, self._head = [], [], None
-            self._joined = None
+            self._joined, self._returned = None, None
             return _sub_path_refused(revision)
         if revision.tree_listing and revision.restamp is None and self._head and not self._links:
             if revision.head == self._head:
@@ -115,7 +117,7 @@ class ManifestCache:
         )
         self._order, self._keys = (order, keys) if listed else ([], [])
         self._head = revision.head if listed else None
-        self._joined = None
+        self._joined, self._returned = None, None
         return combined
 
     def _patched(
@@ -167,19 +169,24 @@ class ManifestCache:
                 gc.enable()
         self._files, self._links, self.parsed_last = files, links, parsed
         self._order, self._keys, self._head = order, keys, revision.head
-        joined = self._joined
+        joined, edited = self._joined, None
         if joined is not None and in_place:
-            joined = joined.patched(
+            joined, places = joined.patched(
                 [
                     (bisect.bisect_left(keys, walk_key(d)), files[d][1])
                     for d in changed
                     if d in files
                 ]
             )
+            if self._returned is not None:
+                edited = (self._returned, places)
         else:
             joined = _Joined.of([files[display][1] for display in order])
         self._joined = joined
-        return joined.result()
+        result = joined.result()
+        result.edited = edited
+        self._returned = result.objects
+        return result
 
 
 # manifest_files' order: a folder's files (by name) before its subfolders' (by name).
@@ -227,19 +234,21 @@ class _Joined:
             ),
         )
 
-    def patched(self, replaced: list[tuple[int, LoadResult]]) -> _Joined:
+    def patched(self, replaced: list[tuple[int, LoadResult]]) -> tuple[_Joined, tuple[int, ...]]:
         """These results with the file at each position's replaced by one of the same
-        shape (_same_shape)."""
+        shape (_same_shape), and the places of the objects replaced."""
         objects, findings, files = list(self.objects), list(self.findings), list(self.files)
         at_object, at_finding, at_file = self._starts
+        places: list[int] = []
         for position, result in replaced:
             start = at_object[position]
             objects[start : start + len(result.objects)] = result.objects
+            places.extend(range(start, start + len(result.objects)))
             start = at_finding[position]
             findings[start : start + len(result.findings)] = result.findings
             start = at_file[position]
             files[start : start + len(result.files)] = result.files
-        return _Joined(objects, findings, files, self.broken, self._starts)
+        return _Joined(objects, findings, files, self.broken, self._starts), tuple(places)
 
     def result(self) -> LoadResult:
         """A LoadResult of its own: what its reader does to it changes nothing here."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.loader import LoadResult, load_directory
+from reconciler.rules import inventory as inventory_module
+from reconciler.rules.inventory import Inventory
 from reconciler.source import ManifestCache, open_source
 from tests.gitrepos import Remote
 from tests.hosts import vm_yaml
+from tests.rules.test_recheck import indexes
 from tests.source.conftest import VM_CLASS, repository
 
 MANIFESTS = {
@@ -83,7 +86,16 @@ def test_edits_one_after_another_load_what_a_full_load_does(
         assert cache.parsed_last == len(manifests)
         assert summary(loaded) == summary(load_directory(revision.root))
         assert loaded.objects == load_directory(revision.root).objects
-        assert cache.load(revision).objects == loaded.objects  # the same revision again
+        # and the pass's inventory, made from the last one where the load says it
+        # replaced objects, is the one made whole, knowing what replaced what
+        before = inventory_module._LAST_MADE[0][4] if inventory_module._LAST_MADE else None
+        made, whole = Inventory.of(loaded), Inventory(loaded)
+        assert indexes(made) == indexes(whole)
+        if before is not None:
+            assert made.replaced_since(before) == whole.replaced_since(before)
+        again = cache.load(revision)  # the same revision again
+        assert again.objects == loaded.objects
+        assert indexes(Inventory.of(again)) == indexes(Inventory(again))
 
 
 def test_status_only_commit_parses_nothing(remote: Remote, cache_dir: Path) -> None:
