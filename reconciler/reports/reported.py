@@ -98,7 +98,7 @@ class ReportFiles:
         for name, object_id in removed:
             if object_id is None:
                 self.unnamed.discard(name)
-            else:
+            elif self.files.get(object_id) == name:  # one file per object (its place)
                 del self.files[object_id]
         for name, object_id in added:
             if object_id is None:
@@ -178,8 +178,7 @@ class VMReports(ReportFiles):
     def _row(self, vm_id: ObjectId, row: str | None) -> None:
         order, lines = self._order, self._lines
         if row is None:
-            del self._rows[vm_id]
-            if order is not None:
+            if self._rows.pop(vm_id, None) is not None and order is not None:
                 at = bisect.bisect_left(order, vm_id)
                 del order[at], lines[at]
             return
@@ -286,10 +285,10 @@ class _DiskRecords:
         volumes: set[str] = set()
         for name, record in removed:
             if record is not None:
-                named = self._named[record.volume]
-                del named[name]
+                named = self._named.get(record.volume, {})
+                named.pop(name, None)
                 if not named:
-                    del self._named[record.volume]
+                    self._named.pop(record.volume, None)
                 volumes.add(record.volume)
         for name, record in added:
             if record is not None:
