@@ -115,6 +115,13 @@ class LoadResult:
     # treat them as present so one broken file does not cascade into others.
     broken: dict[ObjectId, Finding] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    # Set by the manifest cache when these objects are another load's but for some
+    # replaced in place: that load's list of objects, and the places replaced. Lets the
+    # Inventory of a pass after a push be made from the last one without comparing
+    # 10,000 objects (rules/inventory.py).
+    edited: tuple[list[LoadedObject], tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def extend(self, other: LoadResult) -> None:
         self.objects.extend(other.objects)

@@ -91,8 +91,10 @@ class Daemon:
     def _one_pass(self, reasons: Counter[str]) -> None:
         components = self._components
         if components is not None:  # started before the loop, and again by every reload
-            Pass(components, self._memory, self.notifier, self._progress).run(reasons)
-            self._collector.after_pass()
+            with self._collector.during_pass():
+                Pass(components, self._memory, self.notifier, self._progress).run(reasons)
+                # Inside: its collection is the pass's only one, not one more after it.
+                self._collector.after_pass()
 
     def _progress(self, line: str) -> None:
         self.heartbeat.beat()

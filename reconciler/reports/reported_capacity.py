@@ -12,10 +12,9 @@ of the report is still used.
 from __future__ import annotations
 
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler.api import ObjectId
 from reconciler.api.meta import INT32_MAX
@@ -23,7 +22,7 @@ from reconciler.api.node import Node
 from reconciler.api.quantity import MAX_MEMORY_BYTES, QuantityError, parse_quantity
 from reconciler.engine.fleet.placement import ReportedCapacity
 from reconciler.reports.documents import read_document, report_object_id
-from reconciler.reports.status_index import index_of
+from reconciler.reports.scan import PerReport
 
 log = logging.getLogger("reconciler.reports")
 
@@ -36,26 +35,43 @@ MAX_REPORTED_MEMORY_BYTES = MAX_MEMORY_BYTES
 _LOGGED: dict[str, str] = {}
 
 
+class _Stated(NamedTuple):
+    """What one Node report says of its capacity (None when it states none)."""
+
+    node_id: ObjectId | None
+    capacity: ReportedCapacity | None
+    problem: str
+    stated: bool
+
+
+def _stated(path: Path) -> _Stated:
+    document = read_document(path)
+    status = document.get("status") if isinstance(document, dict) else None
+    stated = status.get("capacity") if isinstance(status, dict) else None
+    node_id = report_object_id(path, Node.KIND, namespaced=False)
+    if stated is None or node_id is None:
+        return _Stated(node_id, None, "", False)
+    return _Stated(node_id, *capacity_of(stated), True)
+
+
+# Parsed again only for a report that changed: a fleet of a hundred hosts has a hundred
+# reports, each with two quantities, at every pass.
+_STATED = PerReport(_stated)
+
+
 def reported_capacities(status_root: Path) -> dict[str, ReportedCapacity]:
     """The capacity every Node report under status_root states, by Node name; a report
     that cannot be read, or states none that passes the checks, gives none."""
     found: dict[str, ReportedCapacity] = {}
     seen: set[str] = set()
-    folder = os.path.join(status_root, Node.PLURAL)
-    for name, _entry in index_of(status_root).listing(folder, nested=False):
-        path = Path(name)
+    for name, stated in _STATED.over(status_root / Node.PLURAL, nested=False):
         seen.add(name)
-        document = read_document(path)
-        status = document.get("status") if isinstance(document, dict) else None
-        stated = status.get("capacity") if isinstance(status, dict) else None
-        node_id = report_object_id(path, Node.KIND, namespaced=False)
-        if stated is None or node_id is None:
+        if not stated.stated or stated.node_id is None:
             _LOGGED.pop(name, None)
             continue
-        capacity, problem = capacity_of(stated)
-        _note(name, node_id, problem)
-        if capacity is not None:
-            found[node_id.name] = capacity
+        _note(name, stated.node_id, stated.problem)
+        if stated.capacity is not None:
+            found[stated.node_id.name] = stated.capacity
     for gone in [name for name in _LOGGED if name not in seen]:
         del _LOGGED[gone]
     return found

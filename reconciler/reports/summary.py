@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler import __version__
@@ -74,6 +74,11 @@ def readme_row(object_id: ObjectId, status: Mapping[str, Any], created: str = ""
 
 def readme_of_rows(rows: Mapping[ObjectId, str], nodes: Mapping[str, Mapping[str, Any]]) -> str:
     """fleet_readme from each VM's line (readme_row), made once per report that changed."""
+    return readme_of_lines([rows[object_id] for object_id in sorted(rows)], nodes)
+
+
+def readme_of_lines(rows: Iterable[str], nodes: Mapping[str, Mapping[str, Any]]) -> str:
+    """readme_of_rows from the VMs' lines in the order of their VMs."""
     lines = [
         "# Status",
         "",
@@ -83,7 +88,7 @@ def readme_of_rows(rows: Mapping[ObjectId, str], nodes: Mapping[str, Mapping[str
         "| " + " | ".join(COLUMNS) + " |",
         "|" + " --- |" * len(COLUMNS),
     ]
-    lines.extend(rows[object_id] for object_id in sorted(rows))
+    lines.extend(rows)
     if nodes:
         lines += [
             "",

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.api import ObjectId
+from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.node import NODE_API_VERSION, Node
 from reconciler.engine.network.addressing import Addressing
 from reconciler.engine.operations.generated import (
@@ -38,11 +39,11 @@ from reconciler.reports.documents import (
     write_if_changed,
     write_report,
 )
-from reconciler.reports.reported import VMReport, vm_reports
-from reconciler.reports.scan import PerReport
+from reconciler.reports.reported import ObjectReports, vm_summary
+from reconciler.reports.scan import PerReport, Tally
 from reconciler.reports.status_index import changed as tell_index
 from reconciler.reports.status_index import index_of
-from reconciler.reports.summary import node_status, readme_of_rows
+from reconciler.reports.summary import node_status, readme_of_lines
 from reconciler.reports.written import WRITTEN
 
 VM_FOLDER = "virtualmachines"
@@ -55,10 +56,10 @@ def write_host_reports(
     host: HostContext,
     revision: str,
     last_error: str = "",
-    desired_vms: set[ObjectId] | None = None,
+    desired_vms: AbstractSet[ObjectId] | None = None,
     addressing: Addressing | None = None,
     moment: datetime | None = None,
-    present: set[ObjectId] | None = None,
+    present: AbstractSet[ObjectId] | None = None,
     step: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Write this host's reports under root; returns the files changed or removed.
@@ -88,10 +89,9 @@ def write_host_reports(
             changed.append(path)
         written.note(object_id, status, path, documents[object_id])
     written.keep(plan.statuses)
-    # The VM reports as this host's own writes left them: after the stale ones go, the
-    # same listing (less those) is what the README is made of.
-    vm_files = vm_reports(root)
-    removed = _remove_stale(vm_files, host.node_name, set(plan.statuses), desired_vms)
+    # The VM reports as this host's own writes left them: after the stale ones go, what
+    # is left is what the README is made of.
+    removed = _remove_stale(root, host.node_name, set(plan.statuses), desired_vms)
     changed.extend(removed)
     changed.extend(
         write_object_reports(
@@ -118,10 +118,7 @@ def write_host_reports(
     changed.extend(_write_node(root, host.node_name, node))
     if addressing is not None:
         changed.extend(write_address_reports(root, addressing, moment))
-    if removed:
-        gone = {os.fspath(path) for path in removed}
-        vm_files = [(n, r) for n, r in vm_files if n not in gone]
-    changed.extend(_write_readme(root, vm_files))
+    changed.extend(_write_readme(root))
     return changed
 
 
@@ -137,7 +134,7 @@ REPORTED_KINDS = (
 def write_object_reports(
     root: Path,
     reports: dict[ObjectId, dict[str, Any]],
-    present: set[ObjectId] | None,
+    present: AbstractSet[ObjectId] | None,
     now: str,
     made: Mapping[ObjectId, GeneratedOperation] | None = None,
     retired: frozenset[ObjectId] = frozenset(),
@@ -173,12 +170,8 @@ def write_object_reports(
             _remove_if_empty(path.parent)
     if present is None:
         return changed
-    present = present - retired
     for kind in REPORTED_KINDS:
-        folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
-        for name, reported in _REPORTED_IDS[kind].over(folder):
-            if reported is not None and (reported in present or reported in reports):
-                continue  # the common case, by the thousand: no path made
+        for name, reported in stale_object_reports(root, kind, reports, present, retired):
             path = Path(name)
             if reported is not None and _made_by_a_host(path, reported):
                 # Its report is all of it, and only the host that made it retires it:
@@ -189,12 +182,38 @@ def write_object_reports(
     return changed
 
 
-def _reported_id(kind: str) -> PerReport[ObjectId | None]:
-    return PerReport(lambda path: report_object_id(path, kind, namespaced=True))
+def stale_object_reports(
+    root: Path,
+    kind: str,
+    reports: Mapping[ObjectId, object],
+    present: AbstractSet[ObjectId],
+    retired: AbstractSet[ObjectId],
+) -> list[tuple[str, ObjectId | None]]:
+    """The report files of `kind` whose objects are gone from the revision (`present`) or
+    retired, and which this pass does not report, with their objects (None: a file no
+    report is ever written at), in the listing's order."""
+    folder = status_path(root, ObjectId(kind, "ns", "x")).parent.parent
+    tally = _REPORTED[kind].over(folder)
+    files = tally.files
+    # The thousands of others are not looked at one by one.
+    gone = (tally.absent(present) | (files.keys() & retired)) - reports.keys()
+    stale: list[tuple[str, ObjectId | None]] = [(name, None) for name in tally.unnamed]
+    stale += [(files[object_id], object_id) for object_id in gone]
+    return sorted(stale, key=_listed_order)
+
+
+def _reported(kind: str) -> Tally[ObjectId | None, ObjectReports]:
+    ids = PerReport(lambda path: report_object_id(path, kind, namespaced=True))
+    return Tally(ids, ObjectReports)
 
 
 # Per kind: the object each report file is of (derived once per file that changed).
-_REPORTED_IDS = {kind: _reported_id(kind) for kind in REPORTED_KINDS}
+_REPORTED = {kind: _reported(kind) for kind in REPORTED_KINDS}
+
+
+def _listed_order(found: tuple[str, object]) -> tuple[str, str]:
+    """Where a report file (with what it says) comes in the listing of its folder."""
+    return os.path.split(found[0])
 
 
 def _made_by_a_host(path: Path, operation: ObjectId) -> bool:
@@ -207,20 +226,23 @@ def _made_by_a_host(path: Path, operation: ObjectId) -> bool:
     return isinstance(document, dict) and read_generated(document, operation) is not None
 
 
-def revision_objects(context: PlanContext) -> set[ObjectId] | None:
+def revision_objects(context: PlanContext) -> AbstractSet[ObjectId] | None:
     """Every object of the revision, or None when a file could not be read."""
     if context.unreadable_files:
         return None
-    return {loaded.id for loaded in context.inventory.objects} | set(context.broken)
+    # The inventory's identities, made once for as long as no object comes or goes.
+    found = context.inventory.ids()
+    return found | frozenset(context.broken) if context.broken else found
 
 
-def desired_vms(context: PlanContext) -> set[ObjectId] | None:
+def desired_vms(context: PlanContext) -> AbstractSet[ObjectId] | None:
     """Every VM of the revision, or None when a file could not be read (a VM that is
     only unreadable keeps its report)."""
     if context.unreadable_files:
         return None
-    vms = {loaded.id for loaded in context.inventory.objects if loaded.id.kind == "VirtualMachine"}
-    return vms | {object_id for object_id in context.broken if object_id.kind == "VirtualMachine"}
+    vms = context.inventory.ids(VirtualMachine.KIND)
+    broken = {object_id for object_id in context.broken if object_id.kind == VirtualMachine.KIND}
+    return vms | broken if broken else vms
 
 
 def write_node_report(root: Path, host: HostContext, revision: str, error: str) -> list[Path]:
@@ -261,29 +283,43 @@ def _node_path(root: Path, node_name: str) -> Path:
 
 
 def _remove_stale(
-    vm_files: list[tuple[str, VMReport]],
+    root: Path,
     node_name: str,
     reported: set[ObjectId],
-    desired_vms: set[ObjectId] | None,
+    desired_vms: AbstractSet[ObjectId] | None,
 ) -> list[Path]:
     removed: list[Path] = []
     if desired_vms is None:
         # Some file could not be read: a VM missing from this pass may only be
         # unreadable, still running as it was. Its report stays until Git is whole.
         return removed
-    for name, report in vm_files:
-        object_id = report.vm_id
-        if object_id is not None and object_id in reported:
-            continue
-        # A file no VM's report is ever written at is gone from Git too.
-        gone_from_git = object_id is None or object_id not in desired_vms
-        # A VM that left by live migration keeps its report until the host it went to
-        # writes its own: without one, another host could place and start it anew.
-        if gone_from_git or (report.node == node_name and not report.migrating):
-            path = Path(name)
-            removed.append(remove_report(path))
-            _remove_if_empty(path.parent)
+    for name in stale_vm_reports(root, node_name, reported, desired_vms):
+        path = Path(name)
+        removed.append(remove_report(path))
+        _remove_if_empty(path.parent)
     return removed
+
+
+def stale_vm_reports(
+    root: Path,
+    node_name: str,
+    reported: AbstractSet[ObjectId],
+    desired_vms: AbstractSet[ObjectId],
+) -> list[str]:
+    """The VM report files this host removes, in the listing's order: of VMs it does not
+    report (`reported`) that are gone from the revision or that it last reported itself."""
+    summary = vm_summary(root)
+    files = summary.files
+    # A file no VM's report is ever written at is gone from Git too; so is a VM missing
+    # from the revision.
+    stale = dict.fromkeys(summary.unnamed)
+    stale.update(dict.fromkeys(files[vm_id] for vm_id in summary.absent(desired_vms) - reported))
+    # A VM that left by live migration keeps its report until the host it went to
+    # writes its own: without one, another host could place and start it anew.
+    for name, vm_id in summary.staying.get(node_name, {}).items():
+        if vm_id is None or vm_id not in reported:
+            stale[name] = None
+    return sorted(stale, key=os.path.split)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -298,12 +334,9 @@ def _read(path: Path) -> Any:
     return read_document(path)
 
 
-def _write_readme(root: Path, vm_files: list[tuple[str, VMReport]] | None = None) -> list[Path]:
-    """status/README.md from the VM reports (vm_files: as vm_reports lists them now)."""
-    rows: dict[ObjectId, str] = {}
-    for _name, report in vm_reports(root) if vm_files is None else vm_files:
-        if report.vm_id is not None and report.readme_row is not None:
-            rows[report.vm_id] = report.readme_row
+def _write_readme(root: Path) -> list[Path]:
+    """status/README.md from the VM reports as they are now."""
+    rows = vm_summary(root).readme_rows()
     nodes = {}
     for name, _entry in index_of(root).listing(os.path.join(root, "nodes"), nested=False):
         path = Path(name)
@@ -314,4 +347,4 @@ def _write_readme(root: Path, vm_files: list[tuple[str, VMReport]] | None = None
         status = document.get("status") if isinstance(document, dict) else None
         nodes[node_id.name] = status if isinstance(status, dict) else {}
     path = root / "README.md"
-    return [path] if write_if_changed(path, readme_of_rows(rows, nodes)) else []
+    return [path] if write_if_changed(path, readme_of_lines(rows, nodes)) else []

@@ -35,6 +35,11 @@ class Inventory:
         # The objects of each model class, in order: a rule asks for one kind of 10,000
         # objects several times a pass.
         self._by_class: dict[type[Manifest], list[LoadedObject]] = {}
+        # ids()'s answers, made once: shared with every inventory of the same identities.
+        self._ids: dict[str | None, frozenset[ObjectId]] = {}
+        # Per model class, where each object is in its _by_class list (_places): shared
+        # with every inventory whose objects are in the same places (_edited).
+        self._class_places: dict[type[Manifest], dict[ObjectId, int]] = {}
         by_id, by_class, objects = (
             self._by_id,
             self._by_class,
@@ -73,7 +78,7 @@ class Inventory:
                 and len(broken) == len(inventory._broken)
             ):
                 return inventory
-        made = _edited(inventory, result) if last is not None else None
+        made = _edited(inventory, result, objects) if last is not None else None
         inventory = made or cls(result)
         _LAST_MADE[:] = [
             (weakref.ref(result), result.objects, result.broken, len(result.objects), inventory)
@@ -143,6 +148,26 @@ class Inventory:
             self.secrets,
         )
 
+    def ids(self, kind: str | None = None) -> frozenset[ObjectId]:
+        """The identities of its objects (of `kind` only, when given; broken objects are
+        not among them). A pass's report writers ask for every identity of the revision:
+        10,000 of them, the same as at the last pass unless an object came or went."""
+        found = self._ids.get(kind)
+        if found is None:
+            every = self._by_id.keys()
+            found = frozenset(every if kind is None else (i for i in every if i.kind == kind))
+            self._ids[kind] = found
+        return found
+
+    def _places(self, model_class: type[Manifest]) -> dict[ObjectId, int]:
+        """Where each object of the class is in its _by_class list."""
+        places = self._class_places.get(model_class)
+        if places is None:
+            same = self._by_class[model_class]
+            places = {loaded.id: at for at, loaded in enumerate(same)}
+            self._class_places[model_class] = places
+        return places
+
     def __contains__(self, object_id: ObjectId) -> bool:
         """Present, even if broken: a broken object is reported once, in its own file."""
         return object_id in self._by_id or object_id in self._broken
@@ -184,17 +209,25 @@ def models_of_kind(result: LoadResult, kind: type[M]) -> list[M]:
     return [loaded.model for loaded in result.objects if isinstance(loaded.model, kind)]
 
 
-def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
+def _edited(last: Inventory, result: LoadResult, made_from: list[LoadedObject]) -> Inventory | None:
     """The inventory of `result` made from `last` (an inventory without duplicates or
     Secrets' content) when `result` holds its objects but for some replaced in place by
     objects of the same identity and model class; None otherwise. It is what Inventory
-    would make of `result`, and it knows what replaced what (replaced_since)."""
+    would make of `result`, and it knows what replaced what (replaced_since).
+    `made_from`: the objects of the result `last` was made from."""
     objects = result.objects
     if last.duplicates or last.secrets is not NO_SECRETS or len(objects) != len(last.objects):
         return None
-    replaced = tuple(
-        (old, new) for old, new in zip(last.objects, objects, strict=True) if old is not new
-    )
+    edited = result.edited
+    if edited is not None and edited[0] is made_from:
+        # The manifest cache says where it replaced objects of the very list `last` was
+        # made from: the other 10,000 are not compared one by one.
+        before = last.objects
+        replaced = tuple((before[i], objects[i]) for i in edited[1] if before[i] is not objects[i])
+    else:
+        replaced = tuple(
+            (old, new) for old, new in zip(last.objects, objects, strict=True) if old is not new
+        )
     if any(old.id != new.id or type(old.model) is not type(new.model) for old, new in replaced):
         return None
     inventory = object.__new__(Inventory)
@@ -205,13 +238,17 @@ def _edited(last: Inventory, result: LoadResult) -> Inventory | None:
     inventory._broken_findings = result.broken
     inventory._by_id = dict(last._by_id)
     inventory._by_class = dict(last._by_class)
-    swapped: dict[int, LoadedObject] = {}
-    for old, new in replaced:
+    inventory._ids = last._ids  # the same identities
+    inventory._class_places = last._class_places  # each in the same place
+    for _old, new in replaced:
         inventory._by_id[new.id] = new
-        swapped[id(old)] = new
     for model_class in {type(new.model) for _old, new in replaced}:
-        same = last._by_class[model_class]
-        inventory._by_class[model_class] = [swapped.get(id(o), o) for o in same]
+        same = list(last._by_class[model_class])
+        places = last._places(model_class)
+        for _old, new in replaced:
+            if type(new.model) is model_class:
+                same[places[new.id]] = new
+        inventory._by_class[model_class] = same
     same_broken = inventory._broken == last._broken
     inventory._replaced = (weakref.ref(last), replaced if same_broken else None)
     return inventory

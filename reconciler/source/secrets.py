@@ -48,15 +48,16 @@ class SecretOpener:
         self._cache: dict[_CacheKey, Secret | SecretRefusal] = {}
 
     def open(self, result: LoadResult) -> OpenedSecrets:
-        if not any(isinstance(loaded.model, Secret) for loaded in result.objects):
-            # Nothing to open, without indexing thousands of VMs to find that out.
+        inventory = Inventory.of(result)  # the pass's one index of the revision
+        if next(inventory.of_kind(Secret), None) is None:
+            # Nothing to open, without walking thousands of VMs to find that out.
             self._cache = {}
             return NO_SECRETS
         opened: dict[ObjectId, Secret] = {}
         refused: dict[ObjectId, SecretRefusal] = {}
         kept: dict[_CacheKey, Secret | SecretRefusal] = {}
         stamp = _stamp(self.key_file)
-        for loaded, secret in _named_secrets(Inventory.of(result)):
+        for loaded, secret in _named_secrets(inventory):
             if secret.sops is None:
                 if self.require_encrypted and secret.clear_values():
                     refused[secret.id] = _in_the_clear(secret)

@@ -64,9 +64,10 @@ class TreeMap:
     def patched(self, head: str, diff_tree: str, status_relative: str | None) -> TreeMap:
         """This map moved to `head`, from `git diff-tree -r -t -z --no-renames
         --no-abbrev OLD:SUB_PATH HEAD:SUB_PATH`."""
-        blobs = dict(self.blobs)
+        # The proxies' own copies: dict(proxy) would go key by key (ms at 40,000 blobs).
+        blobs = self.blobs.copy()
         links = set(self.links)
-        top = dict(self.top)
+        top = self.top.copy()
         opened = _opened(status_relative)
         touched: set[str] = set()
         # A path changed from a folder to a file (or back) has two records, in either

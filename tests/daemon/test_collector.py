@@ -51,3 +51,19 @@ def test_what_outlived_a_pass_is_frozen_until_the_full_collection() -> None:
     # then the full collection every few passes reclaims it
     collector.after_pass()
     assert reference() is None
+
+
+def test_a_pass_collects_rarely_and_leaves_the_collector_as_it_was() -> None:
+    # given the process's thresholds
+    collector = PassCollector(full_every=100)
+    before = gc.get_threshold()
+    # when a pass runs, then its young collections wait for many more new objects
+    with collector.during_pass():
+        assert gc.get_threshold()[0] >= 100_000
+        garbage = Cycle()
+        reference = weakref.ref(garbage)
+        del garbage
+    # and after it the thresholds are as they were, and its cycles are reclaimed
+    assert gc.get_threshold() == before
+    collector.after_pass()
+    assert reference() is None

@@ -17,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.loader import LoadResult
+from reconciler.rules.inventory import Inventory
 from reconciler.source import ManifestCache, Revision, open_source
 from reconciler.source.git_source import GitSource
 from reconciler.source.revision import changed_manifests
 from tests.gitrepos import Remote, git, run_git
 from tests.hosts import vm_yaml
+from tests.rules.test_recheck import indexes
 from tests.source.conftest import VM_CLASS, repository
 
 PATHS = [
@@ -204,6 +206,8 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
             assert _work_tree_files(revision.repo_root, sparse) == _head_files(
                 remote, revision.head, sparse
             )
+            # The pass's inventory, made from the last one, is the one made whole.
+            assert indexes(Inventory.of(loaded)) == indexes(Inventory(loaded))
             assert (revision.repo_root / "status").exists() == (
                 not sparse and any(path.startswith("status/") for path in remote.files())
             )
@@ -212,7 +216,9 @@ def test_patched_revisions_and_loads_equal_fresh_ones(
                 # Patched: only the changed files still there were read.
                 assert cache.parsed_last == len(revision.changed & revision.blobs.keys())
             # The same revision again (a pass for libvirt's events): the same load.
-            assert _whole(cache.load(revision)) == _whole(loaded)
+            again = cache.load(revision)
+            assert _whole(again) == _whole(loaded)
+            assert indexes(Inventory.of(again)) == indexes(Inventory(again))
             if revision.tree_listing:
                 assert cache.parsed_last == 0
             previous = revision

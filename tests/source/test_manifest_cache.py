@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.loader import LoadResult, load_directory
+from reconciler.rules import inventory as inventory_module
+from reconciler.rules.inventory import Inventory
 from reconciler.source import ManifestCache, open_source
 from tests.gitrepos import Remote
 from tests.hosts import vm_yaml
+from tests.rules.test_recheck import indexes
 from tests.source.conftest import VM_CLASS, repository
 
 MANIFESTS = {
@@ -56,6 +59,43 @@ def test_one_changed_file_is_the_only_one_parsed_again(remote: Remote, cache_dir
     assert summary(loaded) == summary(load_directory(revision.root))
     web = next(o for o in loaded.objects if o.id.name == "web")
     assert web.model.spec.cpu.cores == 2  # type: ignore[attr-defined]
+
+
+def test_edits_one_after_another_load_what_a_full_load_does(
+    remote: Remote, cache_dir: Path
+) -> None:
+    # given a loaded revision, patched once by a push (a daemon's steady state)
+    remote.commit(MANIFESTS)
+    source = open_source(repository(remote.url), cache_dir, "status")
+    cache = ManifestCache()
+    cache.load(source.update())
+    remote.commit({"vms/web.yaml": vm_yaml("web", cores=2)})
+    cache.load(source.update())
+    # when further pushes edit VMs in place, then break one and add another
+    for manifests in (
+        {"vms/web.yaml": vm_yaml("web", cores=3), "vms/db.yaml": vm_yaml("db", cores=2)},
+        {"vms/db.yaml": vm_yaml("db", cores=4)},
+        {"vms/web.yaml": MANIFESTS["vms/broken.yaml"]},
+        {"vms/web.yaml": vm_yaml("web", cores=5), "vms/new.yaml": vm_yaml("new")},
+        {"vms/new.yaml": vm_yaml("new", cores=2)},
+    ):
+        remote.commit(manifests)
+        revision = source.update()
+        loaded = cache.load(revision)
+        # then each load is the whole revision as it is, every object as edited
+        assert cache.parsed_last == len(manifests)
+        assert summary(loaded) == summary(load_directory(revision.root))
+        assert loaded.objects == load_directory(revision.root).objects
+        # and the pass's inventory, made from the last one where the load says it
+        # replaced objects, is the one made whole, knowing what replaced what
+        before = inventory_module._LAST_MADE[0][4] if inventory_module._LAST_MADE else None
+        made, whole = Inventory.of(loaded), Inventory(loaded)
+        assert indexes(made) == indexes(whole)
+        if before is not None:
+            assert made.replaced_since(before) == whole.replaced_since(before)
+        again = cache.load(revision)  # the same revision again
+        assert again.objects == loaded.objects
+        assert indexes(Inventory.of(again)) == indexes(Inventory(again))
 
 
 def test_status_only_commit_parses_nothing(remote: Remote, cache_dir: Path) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import compress
+from operator import is_not
 
 from reconciler.api import ObjectId, VirtualMachine
 from reconciler.api.vmclass import VirtualMachineClass
@@ -191,9 +193,7 @@ class _LastAssignment:
     def same_ids(self, vms: Sequence[VirtualMachine]) -> bool:
         if vms is self.vms:
             return True
-        return len(vms) == len(self.vms) and all(
-            a is b or a.id == b.id for a, b in zip(vms, self.vms, strict=True)
-        )
+        return len(vms) == len(self.vms) and all(a.id == b.id for a, b in _replaced(self.vms, vms))
 
     def again(self, vms: Sequence[VirtualMachine], inventory: Inventory) -> Assignment | None:
         if vms is self.vms:
@@ -201,7 +201,7 @@ class _LastAssignment:
         planned = self.assignment.fleet_schedule
         if planned is None or planned.placed_anew or len(vms) != len(self.vms):
             return None
-        edited = [(a, b) for a, b in zip(self.vms, vms, strict=True) if a is not b]
+        edited = _replaced(self.vms, vms)
         if any(old.id != new.id for old, new in edited):
             return None
         demands = dict(planned.demands)
@@ -214,6 +214,15 @@ class _LastAssignment:
         )
         _LAST[:] = [replace(self, vms=tuple(vms), assignment=again)]
         return again
+
+
+def _replaced(
+    before: Sequence[VirtualMachine], after: Sequence[VirtualMachine]
+) -> list[tuple[VirtualMachine, VirtualMachine]]:
+    """The (before, after) pairs at the places where two lists of the same length hold
+    other objects: found at C speed, as 10,000 VMs are the same ones after a push."""
+    places = compress(range(len(after)), map(is_not, before, after))
+    return [(before[at], after[at]) for at in places]
 
 
 # The assignment of the last plan: the second plan of a pass, and the pass after a push
