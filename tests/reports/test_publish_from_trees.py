@@ -208,6 +208,13 @@ def source_clone(remote: Remote, path: Path) -> Path:
     return path / ".git" / "objects"
 
 
+def borrowing(remote: Remote, tmp_path: Path, objects: Path) -> StatusPublisher:
+    """Host hv1's publisher, borrowing the objects of a source clone (as the daemon's)."""
+    return StatusPublisher(
+        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
+    )
+
+
 def test_a_status_clone_borrows_the_objects_the_source_fetched(
     remote: Remote, tmp_path: Path
 ) -> None:
@@ -216,9 +223,7 @@ def test_a_status_clone_borrows_the_objects_the_source_fetched(
     land on the head as before."""
     blob = remote.push_manifest("vms/vm1.yaml", "kind: VirtualMachine\n")
     objects = source_clone(remote, tmp_path / "source")
-    status = StatusPublisher(
-        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
-    )
+    status = borrowing(remote, tmp_path, objects)
 
     result = status.publish(node_file("hv1", "up: true\n"), "1 VM")
 
@@ -247,9 +252,7 @@ def test_a_head_the_source_has_not_fetched_keeps_the_commit_out_of_its_store(
     its own store, so a commit on it must not go into the source's (which lacks its
     parent) nor be named there as had: the source's next fetch brings the whole of it."""
     objects = source_clone(remote, tmp_path / "source")
-    status = StatusPublisher(
-        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
-    )
+    status = borrowing(remote, tmp_path, objects)
     status.publish(node_file("hv1", "round: 1\n"), "1 VM")
     git(tmp_path / "source", "fetch", "--quiet", "origin")
     publisher(remote, tmp_path, "hv2").publish(node_file("hv2", "up: true\n"), "hv2")
@@ -276,9 +279,7 @@ def test_a_source_clone_made_anew_is_noticed_by_the_status_clone(
     seed = remote.head()
     remote.push_manifest("vms/vm1.yaml", "kind: VirtualMachine\n")
     git(tmp_path / "source", "pull", "--quiet")
-    status = StatusPublisher(
-        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
-    )
+    status = borrowing(remote, tmp_path, objects)
     status.publish(node_file("hv1", "round: 1\n"), "1 VM")
     # The branch is rewritten without that manifest's commit, and the source cloned anew.
     git(remote.author, "fetch", "--quiet", "origin")
@@ -292,9 +293,7 @@ def test_a_source_clone_made_anew_is_noticed_by_the_status_clone(
     git(remote.bare, "gc", "--quiet", "--prune=now")
     source_clone(remote, tmp_path / "source")
 
-    again = StatusPublisher(
-        remote.url, "main", "status", "hv1", tmp_path / "work", borrowed_objects=objects
-    )
+    again = borrowing(remote, tmp_path, objects)
     result = again.publish(node_file("hv1", "round: 2\n"), "1 VM")
 
     assert result.committed
