@@ -81,9 +81,6 @@ _MOST_PATHS_TOLD = 2000
 # `git status` looks at every file of it again: whatever else touched the clone
 # (a person, a bug of ours) is undone within this.
 _TRUSTED_SECONDS = 300.0
-# A head refresh() fetched this recently is the one a publish builds on, without a
-# fetch of its own: a pass's planning takes less.
-_FRESH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -189,9 +186,6 @@ class StatusPublisher:
         self._holds: str | None = None
         self._checked_out: str | None = None
         self._looked_at = 0.0  # when `git status` last looked at every file
-        # When refresh() last fetched: a publish soon after (in the same pass) builds
-        # on that head.
-        self._refreshed_at: float | None = None
         self._trees = TreeCommits(self._git_bytes)
         self.borrowed_objects = borrowed_objects
         # The store borrowed from now (None: none): the objects of a commit made from
@@ -226,7 +220,6 @@ class StatusPublisher:
             self._sync(self._env())
         except PublishError:
             return False
-        self._refreshed_at = time.monotonic()
         return True
 
     def publish(
@@ -244,18 +237,12 @@ class StatusPublisher:
         message = f"status({self.node_name}): {summary} [skip ci]"
         attempts = max(self.attempts, 3 * len(fleet))
         turn: _Turn | None = None  # this host's place in the order, after a lost race
-        # The head refresh() fetched in this pass is fresh enough for a first attempt: a
-        # push that meets a newer one loses its lease and is redone, as any lost race.
-        refreshed, self._refreshed_at = self._refreshed_at, None
-        fresh = (
-            refreshed is not None
-            and time.monotonic() - refreshed < _FRESH_SECONDS
-            and self._holds == self._fetched_head
-        )
         for attempt in range(1, attempts + 1):
             began = time.monotonic()
-            if not (fresh and attempt == 1):
-                self._sync(env)
+            # Fetched again even right after refresh(): in a fleet the other hosts land
+            # while this one plans, and a push on the head it planned on would only
+            # lose a race and wait a turn (the fetch moves no object the source has).
+            self._sync(env)
             while turn is not None and (pause := turn.again(self._turn(env, fleet, revision))):
                 # Not its turn yet: the hosts ahead are still landing.
                 time.sleep(pause)
