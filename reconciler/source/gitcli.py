@@ -135,6 +135,10 @@ _BOILERPLATE = (
 def short_reason(error: GitCommandError, redact: Redactor) -> str:
     """The line of git's stderr that says what went wrong, e.g. `fatal: unable to access ...`."""
     stderr = error.stderr if isinstance(error.stderr, str) else str(error.stderr or "")
+    return _reason(stderr, error.status, redact)
+
+
+def _reason(stderr: str, status: object, redact: Redactor) -> str:
     lines = [
         line.strip().removeprefix("stderr: ").strip("'").strip() for line in stderr.splitlines()
     ]
@@ -143,7 +147,7 @@ def short_reason(error: GitCommandError, redact: Redactor) -> str:
         return "timed out"
     telling = [line for line in lines if not line.startswith(_BOILERPLATE)]
     reason = telling[0] if telling else (lines[-1] if lines else "")
-    return redact(reason or f"git exited with status {error.status}")
+    return redact(reason or f"git exited with status {status}")
 
 
 def run_git(
@@ -190,9 +194,8 @@ def run_git_bytes(
     except subprocess.TimeoutExpired:
         raise GitFailed(f"git {args[0]} timed out") from None
     if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        reason = lines[0] if lines else f"git exited with status {done.returncode}"
-        raise GitFailed(redact(f"git {args[0]}: {reason}"))
+        reason = _reason(done.stderr.decode(errors="replace"), done.returncode, redact)
+        raise GitFailed(f"git {args[0]}: {reason}")
     return done.stdout
 
 
