@@ -523,7 +523,8 @@ class StatusPublisher:
     def _fetch(self, env: dict[str, str]) -> None:
         """The remote's head into refs/remotes/origin (and `_fetched_head`); a status
         branch of its own not started yet leaves an empty branch checked out."""
-        self._leave_a_changed_lender()
+        lender = _store_identity(self.borrowed_objects) if self.borrowed_objects else None
+        self._leave_a_changed_lender(lender)
         if not (self.work_dir / ".git").is_dir():
             status_index.distrust(self.status_root)
             self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -538,7 +539,7 @@ class StatusPublisher:
         if not self._remote_set:
             self._check_out_status_only(env)
         self._remote_set = True
-        self._borrow()
+        self._borrow(lender)
         failure = self._network(
             env,
             "fetch",
@@ -569,18 +570,18 @@ class StatusPublisher:
         fetched = self._git(env, "rev-parse", f"refs/remotes/origin/{self.branch}")
         self._fetched_head = fetched.strip()
 
-    def _borrow(self) -> None:
+    def _borrow(self, lender: str | None) -> None:
         """Borrow the objects of the source's clone: every object of the branch's head is
         there already (the source fetched it in this pass), so the fetch only reads the
         remote's refs. The clone notes whose store it borrows (`vmr-borrowed`): objects
         fetched since are not copied, so a store made anew is never borrowed from
         unnoticed (_leave_a_changed_lender). The commits this clone makes from trees go
-        into that store too (_into_lender)."""
+        into that store too (_into_lender). lender: the store's id (_store_identity),
+        None when nothing is borrowed."""
         self._lender = None
-        if self.borrowed_objects is None:
+        if self.borrowed_objects is None or lender is None:
             return
         git_dir = self.work_dir / ".git"
-        lender = _store_identity(self.borrowed_objects)
         self._lender = self.borrowed_objects.resolve() if lender else None
         if _read(git_dir / _BORROWED) == lender:
             return
@@ -591,15 +592,15 @@ class StatusPublisher:
         )
         (git_dir / _BORROWED).write_text(lender, encoding="utf-8")
 
-    def _leave_a_changed_lender(self) -> None:
+    def _leave_a_changed_lender(self, lender: str | None) -> None:
         """A clone that borrowed from a store since removed or made anew (the source
         cloned again: another URL, a wiped cache) may lack objects its history needs:
         it is made anew, as a cache is. One that borrowed nothing yet holds all of its
         own."""
-        if self.borrowed_objects is None:
+        if lender is None:
             return
         had = _read(self.work_dir / ".git" / _BORROWED)
-        if not had or had == _store_identity(self.borrowed_objects):
+        if not had or had == lender:
             return
         log.info("status: the source's clone was made anew; the status clone is too")
         shutil.rmtree(self.work_dir, ignore_errors=True)
