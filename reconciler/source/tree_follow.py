@@ -24,6 +24,10 @@ from pathlib import Path
 
 # More changed files than this: a checkout writes them quicker than this does.
 MOST_FILES_FOLLOWED = 500
+# Contents held in memory at once, from a repository anyone may push to: a file larger
+# than this, or files larger than this in all, are left to a checkout, which streams.
+LARGEST_FILE_FOLLOWED = 1 << 20
+MOST_BYTES_FOLLOWED = 16 << 20
 _PLAIN = b"100644"
 _GONE = b"000000"
 
@@ -35,7 +39,8 @@ def follow(
 ) -> list[Path] | None:
     """Make the files `pathspecs` name in the work dir, which are `old`'s exactly, be
     `new`'s; returns the paths changed (files and the folders removed with their last
-    file), or None when this cannot do it and nothing was changed."""
+    file), or None when this cannot do it: then nothing was changed, or (a write that
+    failed) some files were, which the checkout the caller makes instead puts right."""
     output = run(
         ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", old, new, "--", *pathspecs],
         None,
@@ -51,16 +56,21 @@ def follow(
     if blobs is None:
         return None
     changed: list[Path] = []
-    for path, blob in changes:
-        target = top + b"/" + path
-        if blob is None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
+    try:
+        for path, blob in changes:
+            target = top + b"/" + path
+            if blob is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+                changed.append(Path(os.fsdecode(target)))
+                changed.extend(_remove_empty_folders(top, path))
+                continue
+            _replace(target, blobs[blob])
             changed.append(Path(os.fsdecode(target)))
-            changed.extend(_remove_empty_folders(top, path))
-            continue
-        _replace(target, blobs[blob])
-        changed.append(Path(os.fsdecode(target)))
+    except OSError:
+        # A full disk, or a name the tree holds in the way (a folder where the
+        # temporary file goes): a checkout does it, as git would.
+        return None
     return changed
 
 
@@ -107,10 +117,14 @@ def _plain_folders(top: bytes, path: bytes) -> bool:
 
 
 def _contents(run: RunGit, blobs: list[str]) -> dict[str, bytes] | None:
-    """The blobs' contents, from one `cat-file --batch`."""
+    """The blobs' contents, from one `cat-file --batch`; None when they are too large to
+    hold (their sizes first, from `--batch-check`)."""
     if not blobs:
         return {}
     wanted = list(dict.fromkeys(blobs))
+    sizes = _sizes(run, wanted)
+    if sizes is None or max(sizes) > LARGEST_FILE_FOLLOWED or sum(sizes) > MOST_BYTES_FOLLOWED:
+        return None
     output = run(["cat-file", "--batch"], "".join(f"{blob}\n" for blob in wanted).encode())
     contents: dict[str, bytes] = {}
     at = 0
@@ -126,6 +140,21 @@ def _contents(run: RunGit, blobs: list[str]) -> dict[str, bytes] | None:
         contents[blob] = output[start : start + size]
         at = start + size + 1  # the newline after each object
     return contents
+
+
+def _sizes(run: RunGit, blobs: list[str]) -> list[int] | None:
+    """Each blob's size, from one `cat-file --batch-check`; None when one is no blob."""
+    output = run(["cat-file", "--batch-check"], "".join(f"{blob}\n" for blob in blobs).encode())
+    sizes: list[int] = []
+    lines = output.decode(errors="replace").splitlines()
+    if len(lines) != len(blobs):
+        return None
+    for blob, line in zip(blobs, lines, strict=True):
+        fields = line.split(" ")
+        if len(fields) != 3 or fields[0] != blob or fields[1] != "blob" or not fields[2].isdigit():
+            return None
+        sizes.append(int(fields[2]))
+    return sizes
 
 
 def _replace(target: bytes, content: bytes) -> None:

@@ -10,11 +10,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.reports.documents import write_if_changed
 from reconciler.reports.publish import StatusPublisher
+from reconciler.source import tree_follow
+from reconciler.source.gitcli import Redactor, run_git_bytes
 from tests.gitrepos import Remote, git, run_git
 from tests.reports.test_publish import node_file, publisher
 
@@ -301,3 +304,44 @@ def test_a_source_clone_made_anew_is_noticed_by_the_status_clone(
     assert remote.show("vms/vm2.yaml") == "kind: VirtualMachine"
     assert files_under(again.status_root) == remote_files(remote, "status")
     assert git(again.work_dir, "fsck", "--connectivity-only", "--no-dangling") == ""
+
+
+def test_a_file_too_large_to_hold_is_left_to_a_checkout(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone with push rights can commit a huge file: the follow does not read it into
+    memory (it writes nothing and says a checkout must do it), and a publisher's
+    refresh then holds it all the same."""
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    old = remote.head()
+    monkeypatch.setattr(tree_follow, "LARGEST_FILE_FOLLOWED", 64)
+    large = "padding: " + "x" * 200 + "\n"
+    publisher(remote, tmp_path, "hv2").publish(node_file("hv2", large), "hv2")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def run(args: list[str], stdin: bytes | None) -> bytes:
+        return run_git_bytes(remote.bare, args, {}, Redactor(""), stdin)
+
+    assert tree_follow.follow(run, empty, ["status"], old, remote.head()) is None
+    assert list(empty.iterdir()) == []
+    assert status.refresh()
+    assert (status.status_root / "nodes" / "hv2.yaml").read_text(encoding="utf-8") == large
+
+
+def test_a_folder_where_the_follow_writes_its_temporary_file_is_checked_out(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """A commit can put a folder at any name, the follow's temporary file's too: the
+    write fails, and a checkout brings the head instead of the pass failing."""
+    status = publisher(remote, tmp_path)
+    status.publish(node_file("hv1", "up: true\n"), "1 VM")
+    remote.push_manifest("status/nodes/hv2.yaml.vmr-tmp/x.yaml", "in the way\n")
+    assert status.refresh()
+    remote.push_manifest("status/nodes/hv2.yaml", "up: true\n")
+
+    assert status.refresh()
+
+    assert (status.status_root / "nodes" / "hv2.yaml").read_text(encoding="utf-8") == ("up: true\n")
+    assert files_under(status.status_root) == remote_files(remote, "status")
