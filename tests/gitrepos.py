@@ -112,10 +112,16 @@ class Remote:
         return [line for line in self.log() if "|status(" in line]
 
     def commit(
-        self, files: Mapping[str, str | None], message: str = "change", config: Sequence[str] = ()
+        self,
+        files: Mapping[str, str | None],
+        message: str = "change",
+        config: Sequence[str] = (),
+        *,
+        ref: str | None = None,
     ) -> str:
-        """Writes (or, for None, deletes) files in the author's clone, commits and pushes;
-        returns the new sha. config: git options for the commit (`-c` pairs: a signing key)."""
+        """Writes (or, for None, deletes) files in the author's clone, commits and pushes
+        (to the branch, or to `ref`); returns the new sha. config: git options for the
+        commit (`-c` pairs: a signing key)."""
         for name, text in files.items():
             path = self.author / name
             if text is None:
@@ -125,7 +131,7 @@ class Remote:
                 path.write_text(text, encoding="utf-8")
         git(self.author, "add", "--all")
         git(self.author, *config, "commit", "--quiet", "-m", message)
-        git(self.author, "push", "--quiet", "origin", f"HEAD:{self.branch}")
+        git(self.author, "push", "--quiet", "origin", f"HEAD:{ref or self.branch}")
         return git(self.author, "rev-parse", "HEAD")
 
     def push_manifest(self, name: str, text: str) -> str:

@@ -5,9 +5,11 @@ Several hosts push to one branch at once. A rejected push is never forced and ne
 cherry-picked: the clone is reset to what the remote now holds and the reports are
 written again on top of it, so every host's files survive (each host writes only
 its own reports). A clone left half-done by a killed daemon is reset the same way.
-The hosts of a fleet that lost a race take turns, in an order each reads from the
-branch's history (`_turn`), so that each loses about once however many there
-are.
+In a fleet, a host that lost a race leaves its commit in a mailbox of its own on the
+remote, and the next host's push carries its reports (carry.py): one landing takes every
+report waiting, so a fleet-wide change lands in a few commits however many hosts there
+are. Where mailboxes cannot be used, the hosts that lost take turns, in an order each
+reads from the branch's history (`_turn`), so that each loses about once.
 
 Every push holds a lease on the head it was built on: it lands only while the
 remote's branch is still exactly there. A branch deleted on the remote is therefore
@@ -34,6 +36,14 @@ from git.exc import GitCommandError
 
 from reconciler.model.errors import RetryableError
 from reconciler.reports import status_index
+from reconciler.reports.carry import (
+    NOTHING,
+    PENDING_FETCHED,
+    PENDING_ON_REMOTE,
+    Carried,
+    carry,
+    fetched_mailboxes,
+)
 from reconciler.reports.tree_commit import TreeCommits, Unfit
 from reconciler.source.gitcli import (
     NETWORK_TIMEOUT_SECONDS,
@@ -68,6 +78,8 @@ _ABSENT = ""
 # The author of a host's status commits, before its node name: who has pushed is read
 # back from the branch's history (_turn).
 _AUTHOR_PREFIX = "vm-reconciler on "
+# The trailer naming each host whose reports a status commit carries (carry.py).
+_CARRIED_TRAILER = "Carried-for"
 # A turn's slot and the longest wait for a turn: an attempt's Git part (fetch, commit,
 # push) takes a fraction of a second on a quiet remote; a waiting host never sleeps longer
 # than a daemon's usual interval.
@@ -117,6 +129,52 @@ class _Turn:
         self.history = history
         pause = min(rank * self.slot + _jitter(self.slot), _TURN_SECONDS - self.waited)
         self.waited += pause
+        return pause
+
+
+class _Waiting:
+    """A host whose commit waits in its mailbox for the next host's push to carry it
+    (carry.py). The hosts waiting are ordered by a hash of the revision and their names,
+    as turns are: the first pushes after a slot (an attempt's time), carrying them all;
+    the others look every two slots (at the remote's refs alone), since the next landing
+    most likely carries them. A host pushes its own when it is first, when nobody landed for
+    four slots (the first is slow, or down), or when it has waited long enough."""
+
+    def __init__(
+        self, slot: float, node: str, fleet: Sequence[str], revision: str, head: str
+    ) -> None:
+        self.slot = slot
+        self.node = node
+        self.fleet = frozenset(fleet)
+        self.revision = revision
+        self.head = head  # the branch as it last looked
+        self.quiet = 0.0  # since the branch last moved
+        self.waited = 0.0
+
+    def first(self, others: Mapping[str, str]) -> float:
+        """The pause right after it left its commit in its mailbox: the first waits a slot,
+        as long as the others that lost to the same push take to leave theirs."""
+        return self._pause(1 if self.leads(others) else 2)
+
+    def again(self, head: str, others: Mapping[str, str]) -> float:
+        """The seconds to wait before the next look; 0: push now."""
+        if head != self.head:
+            self.head, self.quiet = head, 0.0
+        if self.leads(others) or self.quiet >= 4 * self.slot or self.waited >= _TURN_SECONDS:
+            return 0.0
+        return self._pause(2)
+
+    def leads(self, others: Mapping[str, str]) -> bool:
+        def rank(node: str) -> bytes:
+            return hashlib.sha256(f"{self.revision}/{node}".encode()).digest()
+
+        # Only the fleet's hosts count: a mailbox anyone else left is never carried.
+        return all(rank(self.node) < rank(node) for node in others if node in self.fleet)
+
+    def _pause(self, slots: float) -> float:
+        pause = min(slots * self.slot + _jitter(self.slot), _TURN_SECONDS - self.waited)
+        self.waited += pause
+        self.quiet += pause
         return pause
 
 
@@ -192,6 +250,12 @@ class StatusPublisher:
         # trees on a head it holds are written there too (_into_lender).
         self._lender: Path | None = None
         self._lending = False  # this commit's objects go into the lender's store
+        # How it waits after a lost race (a test looks at the branch meanwhile).
+        self._sleep: Callable[[float], None] = time.sleep
+        # The remote refused a mailbox (carry.py): lost races wait their turn instead.
+        self._carrying_refused = False
+        # Whether fetches bring the mailboxes: the last publish could carry.
+        self._fetch_mailboxes = False
 
     @property
     def status_root(self) -> Path:
@@ -229,42 +293,52 @@ class StatusPublisher:
         revision: the commit of the branch this host applied (empty when the reports go
         to a branch of their own). Every host writes its Node report after every push to
         the branch, so after each push all of them publish at once and only one lands
-        per round: a host that loses the race takes a turn (`_turn`) instead of
-        a random few seconds that would bring the losers back together, and may lose to
-        each other host once before its turn comes (docs/engine.md, "Many hosts on one
-        repository")."""
+        per round: a host that loses the race leaves its commit in its mailbox and waits
+        for the next push to carry it (`_Waiting`, carry.py), or, without mailboxes,
+        takes a turn (`_turn`) instead of a random few seconds that would bring the
+        losers back together (docs/engine.md, "Many hosts on one repository")."""
         env = self._env()
         message = f"status({self.node_name}): {summary} [skip ci]"
         attempts = max(self.attempts, 3 * len(fleet))
         turn: _Turn | None = None  # this host's place in the order, after a lost race
+        carrying = self._fetch_mailboxes = self._carries(fleet, revision)
+        posted = False  # this publish left its commit in its mailbox (carry.py)
+        waiting: _Waiting | None = None  # for another host to carry it, after a lost race
         for attempt in range(1, attempts + 1):
             began = time.monotonic()
             # Fetched again even right after refresh(): in a fleet the other hosts land
             # while this one plans, and a push on the head it planned on would only
             # lose a race and wait a turn (the fetch moves no object the source has).
+            if waiting is not None:
+                carried_in = self._wait_to_be_carried(env, waiting)
+                waiting = None
+                if carried_in is not None:
+                    self.last_commit = carried_in
+                    return PublishResult(committed=True, commit=carried_in, attempts=attempt)
+                began = time.monotonic()
             self._sync(env)
+            mailboxes, own = self._mailboxes(carrying, fleet)
+            if posted and own is None:
+                # Another host's push carried this host's reports, and deleted its mailbox.
+                self.last_commit = self._fetched_head
+                return PublishResult(committed=True, commit=self._fetched_head, attempts=attempt)
             while turn is not None and (pause := turn.again(self._turn(env, fleet, revision))):
                 # Not its turn yet: the hosts ahead are still landing.
-                time.sleep(pause)
+                self._sleep(pause)
                 began = time.monotonic()
                 self._sync(env)
             turn = None
             writing = time.monotonic()
-            commit = self._write_and_commit(env, write, message)
+            carried = self._carry(env, mailboxes)
+            commit, carried, written = self._write_and_commit(env, write, message, carried)
             # A turn's slot is the Git part of an attempt: the others redo their writes
             # from reports they have rendered already, which is quick.
             began += time.monotonic() - writing
             if commit is None:
+                if own is not None:  # what it left there is no longer what it would write
+                    self._delete_mailbox(env, own)
                 return PublishResult(committed=False, attempts=attempt)
-            ref = f"refs/heads/{self.branch}"
-            failure = self._network(
-                env,
-                "push",
-                "--quiet",
-                f"--force-with-lease={ref}:{self._fetched_head}",
-                "origin",
-                f"{commit}:{ref}",
-            )
+            failure = self._push(env, commit, carried, own)
             if failure is not None:
                 if not any(word in failure for word in _REJECTED):
                     raise self._failed("push to", failure)
@@ -272,30 +346,252 @@ class StatusPublisher:
                 cycle = time.monotonic() - began
                 self._recent_attempts.append(cycle)
                 if attempt < attempts:
-                    # Another host pushed first: wait for this host's turn, then redo
-                    # the reports on the head the others left. The slot: this attempt's
-                    # Git part, but at most twice the quickest recent one (an attempt
-                    # made while every host of the fleet runs its pass is slower than
-                    # the turns that follow).
-                    cycle = min(cycle, 2 * min(self._recent_attempts))
+                    # Another host pushed first. The slot: this attempt's Git part, but
+                    # at most twice the quickest recent one (an attempt made while every
+                    # host of the fleet runs its pass is slower than the ones after).
+                    cycle = min(cycle, 2 * min(self._recent_attempts), _SLOT_SECONDS)
+                    left = (
+                        self._leave_in_mailbox(env, commit, carried, written, message, own, posted)
+                        if carrying
+                        else None
+                    )
+                    if left == "held":
+                        return PublishResult(committed=False, attempts=attempt)
+                    if left == "again":
+                        self._sleep(_jitter(cycle))
+                        continue
+                    if left == "left":
+                        # Left for the next host's push to carry: wait about as long as
+                        # that takes, then look (and push, when nobody did). Its slot: this
+                        # attempt's whole Git part, what another host's attempt takes now.
+                        posted = True
+                        slot = min(self._recent_attempts[-1], _SLOT_SECONDS)
+                        waiting = _Waiting(
+                            slot, self.node_name, fleet, revision, self._fetched_head
+                        )
+                        self._sleep(waiting.first(mailboxes))
+                        if waiting.leads(mailboxes):
+                            waiting = None  # it pushes next: its fetch says if it was carried
+                        continue
+                    carrying = carrying and not self._carrying_refused
+                    # Without mailboxes: wait for this host's turn, then redo the
+                    # reports on the head the others left.
                     turn = self._wait_for_turn(env, fleet, revision, cycle)
                     if turn is None:
-                        time.sleep(_backoff_seconds(attempt))
+                        self._sleep(_backoff_seconds(attempt))
                 continue
             self._recent_attempts.append(time.monotonic() - began)
             self.last_commit = commit
             if self._lending:
                 self._tell_lender(commit)
+            if carried.mailboxes:
+                log.info("status: carried the reports of %s", ", ".join(sorted(carried.mailboxes)))
             return PublishResult(committed=True, commit=commit, attempts=attempt)
         raise PublishError(
             f"{redact_url(self.url)} ({self.branch}): the push was rejected"
             f" {attempts} times in a row; giving up until the next pass"
         )
 
-    def _write_and_commit(self, env: dict[str, str], write: Write, message: str) -> str | None:
-        """Write the reports and commit them on the fetched head; the commit, or None when
-        they changed nothing. The clone's files hold the commit afterwards (or the head,
-        when nothing changed), pushed or not.
+    # ------------------------------------------------------------------ carrying
+
+    def _mailboxes(self, carrying: bool, fleet: Sequence[str]) -> tuple[dict[str, str], str | None]:
+        """The mailboxes of the fleet's other hosts as fetched (node -> commit), and this
+        host's own. A mailbox of no Node (a host gone from the fleet) is never carried."""
+        if not carrying:
+            return {}, None
+        mailboxes = fetched_mailboxes(self._git_bytes)
+        own = mailboxes.pop(self.node_name, None)
+        return {node: commit for node, commit in mailboxes.items() if node in fleet}, own
+
+    def _remote_refs(self, env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+        """The branch's head on the remote and its mailboxes (node -> commit), from the
+        remote's refs alone (nothing is fetched); None when they cannot be read."""
+        branch = f"refs/heads/{self.branch}"
+        try:
+            listed = self._git(
+                env,
+                "ls-remote",
+                "origin",
+                branch,
+                f"{PENDING_ON_REMOTE}*",
+                timeout=NETWORK_TIMEOUT_SECONDS,
+            )
+        except PublishError:
+            return None
+        refs = dict(line.split("\t", 1)[::-1] for line in listed.splitlines() if "\t" in line)
+        mailboxes = {
+            ref.removeprefix(PENDING_ON_REMOTE): commit
+            for ref, commit in refs.items()
+            if ref.startswith(PENDING_ON_REMOTE)
+        }
+        return refs.get(branch, ""), mailboxes
+
+    def _wait_to_be_carried(self, env: dict[str, str], waiting: _Waiting) -> str | None:
+        """Look at the remote's refs (not a fetch: nothing of it is needed yet) until this
+        host's mailbox is gone, carried by another host's push: then the branch's head,
+        which holds its reports; None when it is to push them itself (_Waiting), or the
+        remote cannot be read (the fetch that follows says why)."""
+        while True:
+            refs = self._remote_refs(env)
+            if refs is None:
+                return None
+            head, others = refs
+            if others.pop(self.node_name, None) is None:
+                return head or None
+            pause = waiting.again(head, others)
+            if not pause:
+                return None
+            # Hosts are landing: the next most likely carries this one's reports.
+            self._sleep(pause)
+
+    def _carries(self, fleet: Sequence[str], revision: str) -> bool:
+        """Whether a lost race leaves the commit in a mailbox for the next host to carry
+        (carry.py): in a fleet of three hosts or more pushing to the branch it follows
+        (in a fleet of two, the other host is the one that just landed: nobody would
+        carry it), while the remote takes mailboxes. Not with signed commits: a host
+        would sign reports it did not write, from a ref anyone who may push can write."""
+        fleet_size = len(set(fleet))
+        return bool(revision) and self.node_name in fleet and fleet_size > 2 and self._may_carry()
+
+    def _may_carry(self) -> bool:
+        return self.signing_key is None and not self._carrying_refused
+
+    def _carry(self, env: dict[str, str], mailboxes: dict[str, str]) -> Carried:
+        """The other hosts' waiting reports written into the clone (carry.py), which holds
+        the fetched head; whatever goes wrong, nothing is carried."""
+        if not mailboxes or self._holds != self._fetched_head:
+            return NOTHING
+        try:
+            carried = carry(
+                self._git_bytes, self.work_dir, self.status_path, self._fetched_head, mailboxes
+            )
+        except PublishError as error:
+            log.info("status: the other hosts' waiting reports are not carried: %s", error)
+            carried = None
+        if carried is None:
+            # Written halfway: the head is checked out again.
+            self._holds = None
+            status_index.distrust(self.status_root)
+            self._sync(env, fetch=False)
+            return NOTHING
+        status_index.changed(carried.paths)
+        return carried
+
+    def _push(
+        self, env: dict[str, str], commit: str, carried: Carried, own: str | None
+    ) -> str | None:
+        """Push the commit to the branch with a lease on the fetched head, and delete, in
+        the same atomic push, the mailboxes whose reports it carries and this host's own,
+        each with a lease on the commit read from it: all of it lands, or none."""
+        ref = f"refs/heads/{self.branch}"
+        leases = [f"--force-with-lease={ref}:{self._fetched_head}"]
+        refspecs = [f"{commit}:{ref}"]
+        emptied = dict(carried.mailboxes)
+        if own is not None:
+            emptied[self.node_name] = own
+        for node, mailbox in sorted(emptied.items()):
+            leases.append(f"--force-with-lease={PENDING_ON_REMOTE}{node}:{mailbox}")
+            refspecs.append(f":{PENDING_ON_REMOTE}{node}")
+        atomic = ["--atomic"] if len(refspecs) > 1 else []
+        return self._network(env, "push", "--quiet", *atomic, *leases, "origin", *refspecs)
+
+    def _leave_in_mailbox(
+        self,
+        env: dict[str, str],
+        commit: str,
+        carried: Carried,
+        written: list[Path],
+        message: str,
+        own: str | None,
+        posted: bool,
+    ) -> str | None:
+        """After a lost race, this host's reports left in its mailbox for the next host's
+        push to carry: "left" when they are there (what this publish left there before,
+        still there, is left as it is, so that the leases the others' pushes hold on it
+        stay good); "again" when what it left there before was carried meanwhile, or its
+        part cannot be made from trees: it pushes again; "held" when the head holds its
+        reports already; None when the remote takes no mailbox (it takes turns)."""
+        if posted and own is not None:
+            return "left"
+        mine = self._own_part(env, commit, carried, written, message)
+        if mine == "":
+            if own is not None:  # what it left there is no longer what it would write
+                self._delete_mailbox(env, own)
+            return "held"
+        if mine is None:
+            return "again"
+        placed = self._post(env, mine, own)
+        if placed is None:
+            return None
+        return "left" if placed else "again"
+
+    def _own_part(
+        self, env: dict[str, str], commit: str, carried: Carried, written: list[Path], message: str
+    ) -> str | None:
+        """What goes into this host's mailbox: the commit itself, or, when it carried other
+        hosts' reports, a commit on the same head of its own reports alone. Carried along
+        once more, their reports would land without their mailboxes being emptied, and
+        their hosts would wait on. "": the head holds this host's reports already; None:
+        it cannot be made (through the index next time)."""
+        if not carried.paths:
+            return commit
+        try:
+            return (
+                self._trees.commit(
+                    self._fetched_head,
+                    self.work_dir,
+                    written,
+                    lambda tree, parent: self._commit_tree(env, tree, parent, message),
+                    lambda: batch_mktree(
+                        self.work_dir, {**self._env(), **self._into_lender()}, self._redact
+                    ),
+                )
+                or ""
+            )
+        except Unfit:
+            return None
+
+    def _post(self, env: dict[str, str], commit: str, own: str | None) -> bool | None:
+        """The commit into this host's mailbox (with a lease on what it held): True when
+        it is there; False when the mailbox changed since it was read (another host
+        carried what was in it); None when the remote takes no mailbox (a forge that
+        refuses the ref): from then on this publisher takes turns."""
+        ref = f"{PENDING_ON_REMOTE}{self.node_name}"
+        failure = self._network(
+            env,
+            "push",
+            "--quiet",
+            f"--force-with-lease={ref}:{own or _ABSENT}",
+            "origin",
+            f"{commit}:{ref}",
+        )
+        if failure is None:
+            return True
+        if any(word in failure for word in _REJECTED):
+            return False
+        log.warning(
+            "status: the remote takes no mailbox (%s): lost races wait their turn instead",
+            _reason(failure),
+        )
+        self._carrying_refused = True
+        self._fetch_mailboxes = False
+        return None
+
+    def _delete_mailbox(self, env: dict[str, str], own: str) -> None:
+        """This host's mailbox emptied, when what is in it is outdated; a failure leaves
+        it to the hosts, which carry it only onto the very files it saw."""
+        ref = f"{PENDING_ON_REMOTE}{self.node_name}"
+        self._network(
+            env, "push", "--quiet", f"--force-with-lease={ref}:{own}", "origin", f":{ref}"
+        )
+
+    def _write_and_commit(
+        self, env: dict[str, str], write: Write, message: str, carried: Carried
+    ) -> tuple[str | None, Carried, list[Path]]:
+        """Write the reports and commit them, with the reports carried (already in the
+        files), on the fetched head; the commit, or None when they changed nothing, and
+        what it carries, and the files it wrote. The clone's files hold the commit
+        afterwards (or the head, when nothing changed), pushed or not.
 
         The written files are committed from trees (tree_commit.py): this is the serial
         part of a fleet's turns, and it looks at the files written, not at every file of
@@ -303,6 +599,10 @@ class StatusPublisher:
         goes through the index, on a checkout of the head."""
         base = self._fetched_head
         self._lending = False
+        if carried.mailboxes:
+            message += "\n\n" + "".join(
+                f"{_CARRIED_TRAILER}: {node}\n" for node in sorted(carried.mailboxes)
+            )
         unlinked = _unlink_symlinked_folders(self.work_dir, self.status_path)
         try:
             written = write(self.status_root)
@@ -315,7 +615,7 @@ class StatusPublisher:
                 commit = self._trees.commit(
                     base,
                     self.work_dir,
-                    written,
+                    [*written, *carried.paths],
                     lambda tree, parent: self._commit_tree(env, tree, parent, message),
                     lambda: batch_mktree(
                         self.work_dir, {**self._env(), **self._into_lender()}, self._redact
@@ -329,18 +629,20 @@ class StatusPublisher:
             else:
                 if commit is not None:
                     self._holds = commit
-                return commit
+                return commit, carried, written
         self._holds = None
-        if self._checked_out != base:
-            # HEAD and the index are older than the files: check the head out, then
-            # write again on it.
+        if self._checked_out != base or carried.paths:
+            # HEAD and the index are older than the files, or hold what was carried
+            # (a commit through the index carries nothing: its mailbox, should it lose,
+            # holds this host's reports alone): check the head out, write again on it.
             self._sync(env, fetch=False)
             _unlink_symlinked_folders(self.work_dir, self.status_path)
             written = write(self.status_root)
+            carried = NOTHING
         committed = self._commit(env, message, bool(written))
         head = self._git(env, "rev-parse", "HEAD").strip() if committed else None
         self._holds = self._checked_out = head if committed else base
-        return head
+        return head, carried, written
 
     def _commit_tree(self, env: dict[str, str], tree: str, parent: str, message: str) -> str:
         signing = ("-S",) if self.signing_key is not None else ()
@@ -433,7 +735,7 @@ class StatusPublisher:
         # The slot is bounded: one too short costs one more lost race, one too long
         # leaves the branch idle.
         turn = _Turn(min(cycle, _SLOT_SECONDS))
-        time.sleep(turn.again(look) or _jitter(turn.slot))
+        self._sleep(turn.again(look) or _jitter(turn.slot))
         return turn
 
     def _turn(
@@ -462,16 +764,16 @@ class StatusPublisher:
                 env,
                 "log",
                 f"--max-count={4 * len(fleet) + 64}",
-                "--format=%an",
+                f"--format=%an%x1f%(trailers:key={_CARRIED_TRAILER},valueonly,separator=%x1f)",
                 f"{revision}..{remote_ref}",
             )
         except PublishError:
             return None
-        landed = {
-            line.removeprefix(_AUTHOR_PREFIX)
-            for line in authors.splitlines()
-            if line.startswith(_AUTHOR_PREFIX)
-        }
+        landed: set[str] = set()
+        for line in authors.splitlines():
+            author, *carried = line.split("\x1f")
+            if author.startswith(_AUTHOR_PREFIX):  # a host's commit, and those it carried
+                landed.update([author.removeprefix(_AUTHOR_PREFIX), *carried])
         waiting = sorted(
             (node for node in set(fleet) if node not in landed),
             key=lambda node: hashlib.sha256(f"{revision}/{node}".encode()).digest(),
@@ -545,8 +847,10 @@ class StatusPublisher:
             "fetch",
             "--quiet",
             "--no-tags",
+            *(["--prune"] if self._fetch_mailboxes else []),
             "origin",
             f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            *([f"+{PENDING_ON_REMOTE}*:{PENDING_FETCHED}*"] if self._fetch_mailboxes else []),
         )
         if failure is not None:
             if not any(words in failure for words in _NO_BRANCH):

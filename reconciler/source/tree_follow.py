@@ -46,11 +46,23 @@ def follow(
         None,
     )
     changes = _parse(output)
-    if changes is None or len(changes) > MOST_FILES_FOLLOWED:
+    if changes is None:
+        return None
+    return apply(run, work_dir, changes)
+
+
+def apply(
+    run: RunGit, work_dir: Path, changes: list[tuple[bytes, str | None]]
+) -> list[Path] | None:
+    """Each path (relative to the work dir) made the blob given (None: removed); the
+    paths changed, or None when this cannot do it (too many, too large, not plain
+    files in plain folders): then nothing was changed, or (a write that failed) some
+    files were, which a checkout puts right."""
+    if len(changes) > MOST_FILES_FOLLOWED:
         return None
     top = os.fsencode(work_dir)
     for path, _blob in changes:
-        if not _plain_folders(top, path):
+        if not plain_folders(top, path):
             return None
     blobs = _contents(run, [blob for _path, blob in changes if blob is not None])
     if blobs is None:
@@ -97,7 +109,7 @@ def _parse(output: bytes) -> list[tuple[bytes, str | None]] | None:
     return changes
 
 
-def _plain_folders(top: bytes, path: bytes) -> bool:
+def plain_folders(top: bytes, path: bytes) -> bool:
     """Every folder on the way to path is a real folder or missing, and the path itself
     a plain file or missing: nothing is written through a symlink."""
     names = path.split(b"/")
