@@ -48,9 +48,11 @@ RunGit = Callable[[list[str], bytes | None], bytes]
 @dataclass(frozen=True)
 class Carried:
     """What a commit carries: node -> the mailbox commit it carried (the push deletes each
-    with a lease on it), and the files this wrote or removed in the work dir."""
+    with a lease on it); the files this wrote or removed in the work dir (what the commit
+    holds of it); and those with the folders their removal emptied (what changed on disk)."""
 
     mailboxes: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
 
 
@@ -135,7 +137,7 @@ def carry(
     paths = apply(run, work_dir, list(writes.items()))
     if paths is None:
         return None
-    return Carried(carried, paths)
+    return Carried(carried, [work_dir / os.fsdecode(path) for path in writes], paths)
 
 
 _Change = tuple[bytes, str | None, str | None]  # path, blob before, blob after (None: none)

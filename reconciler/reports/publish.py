@@ -318,7 +318,7 @@ class StatusPublisher:
                 began = time.monotonic()
             self._sync(env)
             mailboxes, own = self._mailboxes(carrying, fleet)
-            if posted and own is None:
+            if carrying and posted and own is None:
                 # Another host's push carried this host's reports, and deleted its mailbox.
                 self.last_commit = self._fetched_head
                 return PublishResult(committed=True, commit=self._fetched_head, attempts=attempt)
@@ -533,7 +533,7 @@ class StatusPublisher:
         once more, their reports would land without their mailboxes being emptied, and
         their hosts would wait on. "": the head holds this host's reports already; None:
         it cannot be made (through the index next time)."""
-        if not carried.paths:
+        if not carried.files:
             return commit
         try:
             return (
@@ -615,7 +615,7 @@ class StatusPublisher:
                 commit = self._trees.commit(
                     base,
                     self.work_dir,
-                    [*written, *carried.paths],
+                    [*written, *carried.files],
                     lambda tree, parent: self._commit_tree(env, tree, parent, message),
                     lambda: batch_mktree(
                         self.work_dir, {**self._env(), **self._into_lender()}, self._redact
@@ -631,7 +631,7 @@ class StatusPublisher:
                     self._holds = commit
                 return commit, carried, written
         self._holds = None
-        if self._checked_out != base or carried.paths:
+        if self._checked_out != base or carried.files:
             # HEAD and the index are older than the files, or hold what was carried
             # (a commit through the index carries nothing: its mailbox, should it lose,
             # holds this host's reports alone): check the head out, write again on it.

@@ -232,3 +232,21 @@ def test_in_a_fleet_of_two_a_host_that_lost_pushes_again_itself(
     assert left == [{}]  # nothing was left for anyone while it waited
     assert remote.show("status/nodes/hv2.yaml") == "up: true"
     assert len(waits) == 1 and waits[0] < 1.0  # its turn came at once
+
+
+def test_a_report_removed_in_a_mailbox_is_removed_with_its_emptied_folder(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """hv2 removed its last report of a namespace (the VM went): carried, the file and the
+    folder it leaves empty go from the branch, and hv2's mailbox is emptied."""
+    revision = remote.head()
+    remote.commit({"status/virtualmachines/gone/vm-x.yaml": "vm: x\n"}, "status(hv2): vm-x")
+    leave_in_mailbox(remote, "hv2", {"status/virtualmachines/gone/vm-x.yaml": None})
+
+    hv1 = publisher(remote, tmp_path, "hv1")
+    assert hv1.publish(node_file("hv1", "up: true\n"), "1", fleet=FLEET, revision=revision)
+
+    assert "status/virtualmachines/gone/vm-x.yaml" not in remote.files()
+    assert remote.show("status/nodes/hv1.yaml") == "up: true"
+    assert mailboxes(remote) == {}
+    assert not (tmp_path / "work-hv1" / "status" / "virtualmachines" / "gone").exists()
