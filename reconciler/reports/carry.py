@@ -116,16 +116,12 @@ def carry(
             for path, old, new in mine
         ):
             continue  # written since by another host (or otherwise by another mailbox)
-        size = sum(sizes.get(new, LARGEST_FILE_FOLLOWED + 1) for _p, _o, new in mine if new)
-        if any(
-            not plain_folders(top, path)
-            or (
-                new is not None
-                and sizes.get(new, LARGEST_FILE_FOLLOWED + 1) > LARGEST_FILE_FOLLOWED
-            )
-            for path, _old, new in mine
+        blob_sizes = [sizes.get(new, LARGEST_FILE_FOLLOWED + 1) for _p, _o, new in mine if new]
+        if any(not plain_folders(top, path) for path, _old, _new in mine) or any(
+            size > LARGEST_FILE_FOLLOWED for size in blob_sizes
         ):
             continue  # not what a host writes: its own host lands it, if it is one
+        size = sum(blob_sizes)
         if len(claimed) + len(mine) > MOST_FILES_FOLLOWED or held + size > MOST_BYTES_FOLLOWED:
             break
         held += size
@@ -134,7 +130,7 @@ def carry(
         writes.update((path, new) for path, _old, new in mine if at_head.get(path) != new)
     if not writes:
         return Carried(carried)
-    paths = apply(run, work_dir, list(writes.items()))
+    paths = apply(run, work_dir, list(writes.items()), sizes)
     if paths is None:
         return None
     return Carried(carried, [work_dir / os.fsdecode(path) for path in writes], paths)

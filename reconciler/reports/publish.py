@@ -165,11 +165,9 @@ class _Waiting:
         return self._pause(2)
 
     def leads(self, others: Mapping[str, str]) -> bool:
-        def rank(node: str) -> bytes:
-            return hashlib.sha256(f"{self.revision}/{node}".encode()).digest()
-
         # Only the fleet's hosts count: a mailbox anyone else left is never carried.
-        return all(rank(self.node) < rank(node) for node in others if node in self.fleet)
+        mine = _rank(self.revision, self.node)
+        return all(mine < _rank(self.revision, node) for node in others if node in self.fleet)
 
     def _pause(self, slots: float) -> float:
         pause = min(slots * self.slot + _jitter(self.slot), _TURN_SECONDS - self.waited)
@@ -536,18 +534,7 @@ class StatusPublisher:
         if not carried.files:
             return commit
         try:
-            return (
-                self._trees.commit(
-                    self._fetched_head,
-                    self.work_dir,
-                    written,
-                    lambda tree, parent: self._commit_tree(env, tree, parent, message),
-                    lambda: batch_mktree(
-                        self.work_dir, {**self._env(), **self._into_lender()}, self._redact
-                    ),
-                )
-                or ""
-            )
+            return self._from_trees(env, written, message) or ""
         except Unfit:
             return None
 
@@ -612,15 +599,7 @@ class StatusPublisher:
         if not unlinked and base != _ABSENT and self._holds == base:
             self._lending = self._lender_holds(base)
             try:
-                commit = self._trees.commit(
-                    base,
-                    self.work_dir,
-                    [*written, *carried.files],
-                    lambda tree, parent: self._commit_tree(env, tree, parent, message),
-                    lambda: batch_mktree(
-                        self.work_dir, {**self._env(), **self._into_lender()}, self._redact
-                    ),
-                )
+                commit = self._from_trees(env, [*written, *carried.files], message)
             except Unfit as unfit:
                 log.info("status: committed through the index: %s", unfit)
             except BaseException:
@@ -643,6 +622,20 @@ class StatusPublisher:
         head = self._git(env, "rev-parse", "HEAD").strip() if committed else None
         self._holds = self._checked_out = head if committed else base
         return head, carried, written
+
+    def _from_trees(self, env: dict[str, str], paths: list[Path], message: str) -> str | None:
+        """The commit on the fetched head of these paths as the clone's files hold them,
+        made from trees (tree_commit.py); None when they change nothing; Unfit when that
+        cannot hold them."""
+        return self._trees.commit(
+            self._fetched_head,
+            self.work_dir,
+            paths,
+            lambda tree, parent: self._commit_tree(env, tree, parent, message),
+            lambda: batch_mktree(
+                self.work_dir, {**self._env(), **self._into_lender()}, self._redact
+            ),
+        )
 
     def _commit_tree(self, env: dict[str, str], tree: str, parent: str, message: str) -> str:
         signing = ("-S",) if self.signing_key is not None else ()
@@ -776,7 +769,7 @@ class StatusPublisher:
                 landed.update([author.removeprefix(_AUTHOR_PREFIX), *carried])
         waiting = sorted(
             (node for node in set(fleet) if node not in landed),
-            key=lambda node: hashlib.sha256(f"{revision}/{node}".encode()).digest(),
+            key=lambda node: _rank(revision, node),
         )
         if self.node_name not in waiting:
             return None  # a second publish for the revision: no turn of its own
@@ -1116,6 +1109,12 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except OSError:
         return None
+
+
+def _rank(revision: str, node: str) -> bytes:
+    """A host's place among the fleet's hosts for a revision (turns, mailbox waits): the
+    same on every host, a different order for each revision, so no host is always last."""
+    return hashlib.sha256(f"{revision}/{node}".encode()).digest()
 
 
 def _jitter(slot: float) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # More changed files than this: a checkout writes them quicker than this does.
@@ -52,19 +52,23 @@ def follow(
 
 
 def apply(
-    run: RunGit, work_dir: Path, changes: list[tuple[bytes, str | None]]
+    run: RunGit,
+    work_dir: Path,
+    changes: list[tuple[bytes, str | None]],
+    sizes: Mapping[str, int] | None = None,
 ) -> list[Path] | None:
     """Each path (relative to the work dir) made the blob given (None: removed); the
     paths changed, or None when this cannot do it (too many, too large, not plain
     files in plain folders): then nothing was changed, or (a write that failed) some
-    files were, which a checkout puts right."""
+    files were, which a checkout puts right. sizes: the blobs' sizes, when the caller
+    read them already (held to the same limits)."""
     if len(changes) > MOST_FILES_FOLLOWED:
         return None
     top = os.fsencode(work_dir)
     for path, _blob in changes:
         if not plain_folders(top, path):
             return None
-    blobs = _contents(run, [blob for _path, blob in changes if blob is not None])
+    blobs = _contents(run, [blob for _path, blob in changes if blob is not None], sizes)
     if blobs is None:
         return None
     changed: list[Path] = []
@@ -128,13 +132,18 @@ def plain_folders(top: bytes, path: bytes) -> bool:
     return True
 
 
-def _contents(run: RunGit, blobs: list[str]) -> dict[str, bytes] | None:
+def _contents(
+    run: RunGit, blobs: list[str], known: Mapping[str, int] | None = None
+) -> dict[str, bytes] | None:
     """The blobs' contents, from one `cat-file --batch`; None when they are too large to
-    hold (their sizes first, from `--batch-check`)."""
+    hold (their sizes first: known, or from `--batch-check`)."""
     if not blobs:
         return {}
     wanted = list(dict.fromkeys(blobs))
-    sizes = _sizes(run, wanted)
+    if known is not None and all(blob in known for blob in wanted):
+        sizes: list[int] | None = [known[blob] for blob in wanted]
+    else:
+        sizes = _sizes(run, wanted)
     if sizes is None or max(sizes) > LARGEST_FILE_FOLLOWED or sum(sizes) > MOST_BYTES_FOLLOWED:
         return None
     output = run(["cat-file", "--batch"], "".join(f"{blob}\n" for blob in wanted).encode())
